@@ -1,0 +1,193 @@
+//! Synchronous rtnetlink over netlink-sys + netlink-packet-route, as
+//! netavark does: no async runtime to start in a short-lived plugin, one
+//! socket per namespace opened in place (see [`crate::netns`]).
+//!
+//! Requests that expect no answer carry NLM_F_ACK so kernel errors come back
+//! as `io::Error` with the errno; dumps are retried when the kernel flags
+//! them interrupted (NLM_F_DUMP_INTR), as the reference `netlinksafe` does.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+use std::net::IpAddr;
+
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// An IPv6 address on a link, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkAddress {
+    pub index: u32,
+    pub addr: std::net::Ipv6Addr,
+    pub prefix_len: u8,
+    pub flags: u32,
+}
+
+impl Netlink {
+    /// A route socket in the calling thread's namespace.
+    pub fn open() -> io::Result<Netlink> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        // Extended acks give the kernel's reason text on errors.
+        let _ = sock.set_ext_ack(true);
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Send one request and collect every reply message up to the ACK or
+    /// NLMSG_DONE. Errors from the kernel become `io::Error`.
+    pub fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        for _ in 0..5 {
+            match self.request_once(msg.clone(), flags) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                other => return other,
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EINTR))
+    }
+
+    fn request_once(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = seq;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        nl.finalize();
+        let mut out = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut out);
+        self.sock.send(&out, 0)?;
+
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut replies = Vec::new();
+        let mut interrupted = false;
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let mut off = 0;
+            while off < n {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                if m.header.flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => {
+                        if interrupted {
+                            return Err(io::Error::from_raw_os_error(libc::EINTR));
+                        }
+                        return Ok(replies);
+                    }
+                    NetlinkPayload::Error(err) => {
+                        return match err.code {
+                            None => Ok(replies),
+                            Some(_) => Err(err.to_io()),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(inner) => {
+                        replies.push(inner);
+                        if !dump && flags & NLM_F_ACK == 0 {
+                            return Ok(replies);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Look a link up by name (one GETLINK, never a dump).
+    pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<LinkMessage>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(r) => Ok(r.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// IPv6 addresses of one link (the kernel filters a dump by index only
+    /// with strict checking, so the filter is applied here too).
+    pub fn ipv6_addresses(&mut self, index: u32) -> io::Result<Vec<LinkAddress>> {
+        let _ = self.sock.set_netlink_get_strict_chk(true);
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.index = index;
+        let replies = self.request(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        for r in replies {
+            let RouteNetlinkMessage::NewAddress(a) = r else {
+                continue;
+            };
+            if a.header.index != index || a.header.family != AddressFamily::Inet6 {
+                continue;
+            }
+            let mut addr = None;
+            let mut flags = u32::from(a.header.flags.bits());
+            for attr in &a.attributes {
+                match attr {
+                    AddressAttribute::Address(IpAddr::V6(v6)) => addr = Some(*v6),
+                    AddressAttribute::Flags(f) => flags = f.bits(),
+                    _ => {}
+                }
+            }
+            if let Some(addr) = addr {
+                out.push(LinkAddress {
+                    index,
+                    addr,
+                    prefix_len: a.header.prefix_len,
+                    flags,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_lookup() {
+        let mut nl = Netlink::open().unwrap();
+        let lo = nl.link_by_name("lo").unwrap().expect("lo exists");
+        assert!(lo.header.index > 0);
+        assert!(nl.link_by_name("no-such-link0").unwrap().is_none());
+        // ::1 on lo unless IPv6 is disabled on this host.
+        let addrs = nl.ipv6_addresses(lo.header.index).unwrap();
+        assert!(addrs.iter().all(|a| a.index == lo.header.index));
+    }
+}

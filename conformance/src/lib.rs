@@ -1,1 +1,6 @@
-//! conformance
+//! Black-box conformance suite and benchmark for cni6: helpers that run the
+//! built plugin binaries exactly as a runtime would, in network namespaces
+//! the tests create and always remove.
+
+pub mod harness;
+pub mod topology;

@@ -1,0 +1,1 @@
+//! Black-box invocation helpers (filled by the conformance suite).

@@ -1,0 +1,1 @@
+//! Multi-node topology fixture (filled by the multi-node proof).

@@ -1,1 +1,1072 @@
-//! Multi-node topology fixture (filled by the multi-node proof).
+//! A multi-node cluster in network namespaces: the proof that cni6 needs no
+//! overlay. Used by the multi-node test, `cni6 demo` and the benchmark, so it
+//! is an ordinary library (no test-only dependencies).
+//!
+//! Shape: one *underlay* namespace holding the fabric bridge; N *node*
+//! namespaces, each with a veth `eth0` into the fabric carrying an underlay
+//! address (fd00:fab::n/64, kept apart from the cluster ULA), the node's GUA
+//! /64 (2001:db8:7:n::1/64, from which `fromInterface: eth0, scope: global`
+//! derives the node GUA /80) and static routes to every other node's ULA /80
+//! and GUA /80 via that node's underlay address — one route per node per
+//! prefix, exactly what wireguard AllowedIPs or BGP would install, never one
+//! per pod. Pods are further namespaces; plugins run *inside* a node
+//! namespace as that node's host (see [`Topology::node_command`]), so the
+//! bridges, veths and sysctls they make live there and never in the
+//! machine's own namespace.
+//!
+//! Everything is named `<tag><pid><letter>…` so parallel runs never
+//! collide, and removed by `Drop` (also while unwinding from a panic). The
+//! fixture only ever deletes namespaces it recorded as created; a manifest
+//! in its state directory lets a later process (`cni6 demo --cleanup`)
+//! remove what a `--keep` run left up.
+
+use ipnet::Ipv6Net;
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where namespace bind mounts live (`ip netns add`).
+pub const NETNS_DIR: &str = "/var/run/netns";
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Cni(#[from] cni_common::Error),
+    #[error("invalid topology: {0}")]
+    Spec(String),
+    #[error("{0}")]
+    Check(String),
+}
+
+impl Error {
+    fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to build. Addresses follow design.md's plan.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Short name prefix (letters), e.g. "c6m"; pid and a counter are added.
+    pub tag: String,
+    pub nodes: u16,
+    /// The cluster ULA /64 (node n gets C:n::/80).
+    pub cluster: Ipv6Net,
+    /// Provider GUA space (/48); node n's eth0 gets `<base>:n::1/64`.
+    pub gua_base: Ipv6Net,
+    /// The fabric's own /64 (node n is `::n`), distinct from the cluster.
+    pub underlay: Ipv6Net,
+    /// Parent of this topology's state directory (IPAM stores, caches,
+    /// conflists, captures, the manifest).
+    pub state_root: PathBuf,
+}
+
+impl Spec {
+    pub fn new(tag: &str, nodes: u16) -> Spec {
+        Spec {
+            tag: tag.to_string(),
+            nodes,
+            cluster: "fd8c:1f0a:77e3::/64".parse().expect("literal"),
+            gua_base: "2001:db8:7::/48".parse().expect("literal"),
+            underlay: "fd00:fab::/64".parse().expect("literal"),
+            state_root: PathBuf::from("/run/cni6-topology"),
+        }
+    }
+}
+
+/// One node: a namespace playing a Kubernetes host.
+#[derive(Debug)]
+pub struct Node {
+    pub index: u16,
+    /// Namespace name (`ip netns exec <netns>`).
+    pub netns: String,
+    pub underlay_addr: Ipv6Addr,
+    /// This node's ULA /80 (C:n::/80).
+    pub ula_prefix: Ipv6Net,
+    /// The provider /64 on eth0 and the address the node holds in it.
+    pub gua_net: Ipv6Net,
+    pub gua_addr: Ipv6Addr,
+    /// The node GUA /80 (first /80 of the /64), what `fromInterface` derives.
+    pub gua_prefix: Ipv6Net,
+    /// Per-node state directory (IPAM dataDir, runtime cache, conflists).
+    pub dir: PathBuf,
+    ns: File,
+}
+
+impl Node {
+    pub fn netns_path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.netns)
+    }
+
+    /// The pod range (prefix + 16-bit subnet id 1 → /96) of a node prefix.
+    pub fn pod_range(prefix: &Ipv6Net, subnet_id: u16) -> Ipv6Net {
+        let len = prefix.prefix_len();
+        let base = u128::from(prefix.network()) | (u128::from(subnet_id) << (112 - len));
+        Ipv6Net::new(Ipv6Addr::from(base), len + 16).expect("len + 16 <= 128")
+    }
+}
+
+/// A pod: a namespace of its own; the plugins give it its interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub name: String,
+    /// Index of its node (1-based, as in the address plan).
+    pub node: u16,
+    /// `/var/run/netns/<name>`: what CNI_NETNS gets.
+    pub path: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The running topology. Dropping it removes every namespace it made
+/// (pods, nodes, underlay) and its state directory.
+#[derive(Debug)]
+pub struct Topology {
+    spec: Spec,
+    base: String,
+    underlay_ns: String,
+    underlay_file: File,
+    bridge: String,
+    nodes: Vec<Node>,
+    pods: Vec<Pod>,
+    /// Namespaces created, in creation order (removed in reverse).
+    created: Vec<String>,
+    dir: PathBuf,
+    extra: Value,
+    keep: bool,
+}
+
+impl Topology {
+    /// Build the fabric and the nodes. On any failure, what was made so far
+    /// is removed before the error returns.
+    pub fn build(spec: Spec) -> Result<Topology> {
+        if spec.nodes == 0 || spec.nodes > 250 {
+            return Err(Error::Spec(format!(
+                "nodes={}: expected 1..=250",
+                spec.nodes
+            )));
+        }
+        if spec.cluster.prefix_len() != 64 || spec.gua_base.prefix_len() > 48 {
+            return Err(Error::Spec(format!(
+                "cluster={} gua_base={}: expected a /64 cluster and a /48 (or shorter) GUA base",
+                spec.cluster, spec.gua_base
+            )));
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let base = format!("{}{}{}", spec.tag, std::process::id(), counter_suffix(n));
+        // Link names are `<base>n<k>`: must fit IFNAMSIZ-1.
+        if base.len() + 1 + spec.nodes.to_string().len() > 15 {
+            return Err(Error::Spec(format!(
+                "tag {:?}: names like {base}n{} exceed 15 bytes",
+                spec.tag, spec.nodes
+            )));
+        }
+        let dir = spec.state_root.join(&base);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let underlay_ns = format!("{base}u");
+        let mut topo = Topology {
+            bridge: format!("{base}f"),
+            underlay_file: File::open("/proc/self/ns/net")
+                .map_err(|e| Error::io("open /proc/self/ns/net", e))?,
+            underlay_ns,
+            base,
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            created: Vec::new(),
+            dir,
+            extra: Value::Null,
+            keep: false,
+            spec,
+        };
+        // From here on, Drop cleans up whatever a failure leaves.
+        topo.build_fabric()?;
+        for i in 1..=topo.spec.nodes {
+            topo.build_node(i)?;
+        }
+        topo.install_routes()?;
+        topo.save_manifest()?;
+        Ok(topo)
+    }
+
+    fn build_fabric(&mut self) -> Result<()> {
+        let ns = self.underlay_ns.clone();
+        self.create_netns(&ns)?;
+        self.underlay_file = open_netns(&ns)?;
+        ip_batch(
+            Some(&ns),
+            &[
+                "link set lo up".to_string(),
+                format!("link add {} type bridge", self.bridge),
+                format!("link set {} up", self.bridge),
+            ],
+        )?;
+        // The fabric is plain L2: its bridge needs no address of its own.
+        write_sysctl(
+            &self.underlay_file,
+            &format!("net/ipv6/conf/{}/disable_ipv6", self.bridge),
+            "1",
+        )
+    }
+
+    fn build_node(&mut self, i: u16) -> Result<()> {
+        let netns = format!("{}n{i}", self.base);
+        self.create_netns(&netns)?;
+        let ns = open_netns(&netns)?;
+        let underlay_addr = nth(&self.spec.underlay, u128::from(i));
+        let ula_prefix = Ipv6Net::new(
+            Ipv6Addr::from(u128::from(self.spec.cluster.network()) | (u128::from(i) << 48)),
+            80,
+        )
+        .expect("80 <= 128");
+        let gua_net = Ipv6Net::new(
+            Ipv6Addr::from(u128::from(self.spec.gua_base.network()) | (u128::from(i) << 64)),
+            64,
+        )
+        .expect("64 <= 128");
+        let gua_addr = nth(&gua_net, 1);
+        let gua_prefix = Ipv6Net::new(gua_net.network(), 80).expect("80 <= 128");
+        let port = format!("{}n{i}", self.base);
+        ip_batch(
+            Some(&self.underlay_ns),
+            &[
+                format!("link add {port} type veth peer name eth0 netns {netns}"),
+                format!("link set {port} master {} up", self.bridge),
+            ],
+        )?;
+        ip_batch(
+            Some(&netns),
+            &[
+                "link set lo up".to_string(),
+                "link set eth0 up".to_string(),
+                // Static node addresses: no DAD wait before they work.
+                format!("addr add {underlay_addr}/64 dev eth0 nodad"),
+                format!("addr add {gua_addr}/64 dev eth0 nodad"),
+            ],
+        )?;
+        let dir = self.dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        self.nodes.push(Node {
+            index: i,
+            netns,
+            underlay_addr,
+            ula_prefix,
+            gua_net,
+            gua_addr,
+            gua_prefix,
+            dir,
+            ns,
+        });
+        Ok(())
+    }
+
+    /// On every node, one route per other node per prefix (ULA /80, GUA /80)
+    /// via that node's underlay address.
+    fn install_routes(&self) -> Result<()> {
+        for node in &self.nodes {
+            let cmds: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|o| o.index != node.index)
+                .flat_map(|o| {
+                    [o.ula_prefix, o.gua_prefix].map(|p| {
+                        format!(
+                            "route add {p} via {} dev eth0 proto static",
+                            o.underlay_addr
+                        )
+                    })
+                })
+                .collect();
+            if !cmds.is_empty() {
+                ip_batch(Some(&node.netns), &cmds)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn create_netns(&mut self, name: &str) -> Result<()> {
+        ip_batch(None, &[format!("netns add {name}")])?;
+        self.created.push(name.to_string());
+        Ok(())
+    }
+
+    /// Name prefix shared by everything this topology makes.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn underlay_netns(&self) -> &str {
+        &self.underlay_ns
+    }
+
+    pub fn fabric_bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    /// A link name unique to this topology (for a node bridge, say):
+    /// `<base><suffix>`, at most 15 bytes.
+    pub fn link_name(&self, suffix: &str) -> Result<String> {
+        let name = format!("{}{suffix}", self.base);
+        if name.len() > 15 {
+            return Err(Error::Spec(format!("link name {name:?} exceeds 15 bytes")));
+        }
+        Ok(name)
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Node by its 1-based index.
+    pub fn node(&self, index: u16) -> &Node {
+        &self.nodes[usize::from(index) - 1]
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    pub fn pods_of(&self, node: u16) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().filter(move |p| p.node == node)
+    }
+
+    /// Create `count` empty pod namespaces on a node (one `ip -batch` call,
+    /// so a thousand background pods are cheap).
+    pub fn add_pods(&mut self, node: u16, count: usize) -> Result<Vec<Pod>> {
+        if node == 0 || node > self.spec.nodes {
+            return Err(Error::Spec(format!(
+                "node {node}: expected 1..={}",
+                self.spec.nodes
+            )));
+        }
+        let first = self.pods_of(node).count() + 1;
+        let pods: Vec<Pod> = (first..first + count)
+            .map(|k| {
+                let name = format!("{}n{node}p{k}", self.base);
+                Pod {
+                    path: Path::new(NETNS_DIR).join(&name),
+                    name,
+                    node,
+                }
+            })
+            .collect();
+        let cmds: Vec<String> = pods
+            .iter()
+            .map(|p| format!("netns add {}", p.name))
+            .collect();
+        // Record before creating: a partial batch is still cleaned up
+        // (deleting a name that was never made is harmless: it is ours).
+        self.created.extend(pods.iter().map(|p| p.name.clone()));
+        self.pods.extend(pods.iter().cloned());
+        ip_batch(None, &cmds)?;
+        self.save_manifest()?;
+        Ok(pods)
+    }
+
+    pub fn add_pod(&mut self, node: u16) -> Result<Pod> {
+        Ok(self.add_pods(node, 1)?.remove(0))
+    }
+
+    /// Remove a pod's namespace (what a runtime does after DEL).
+    pub fn remove_pod(&mut self, name: &str) -> Result<()> {
+        if !self.pods.iter().any(|p| p.name == name) {
+            return Err(Error::Spec(format!(
+                "pod {name}: not made by this topology"
+            )));
+        }
+        delete_netns(&[name.to_string()])?;
+        self.pods.retain(|p| p.name != name);
+        self.created.retain(|n| n != name);
+        self.save_manifest()
+    }
+
+    /// A command that runs `program` inside a node's namespace as that
+    /// node's host: it enters the node namespace and, like
+    /// `ip netns exec`, gets a private mount namespace with /sys remounted
+    /// so /sys/class/net shows the node's links.
+    pub fn node_command(&self, node: u16, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        ns_command(&self.node(node).ns, program)
+    }
+
+    /// A command inside the fabric's namespace (for captures).
+    pub fn underlay_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        ns_command(&self.underlay_file, program)
+    }
+
+    /// Run an `ip` command in a namespace this topology made (read-only
+    /// inspection: `-6 addr`, `-6 route`, `link`).
+    pub fn ip(&self, netns: &str, args: &[&str]) -> Result<String> {
+        if !self.created.iter().any(|n| n == netns) {
+            return Err(Error::Spec(format!(
+                "netns {netns}: not made by this topology"
+            )));
+        }
+        let mut cmd = Command::new("ip");
+        cmd.arg("-n").arg(netns).args(args);
+        run(cmd)
+    }
+
+    /// Free-form data a user of the fixture wants kept with the manifest
+    /// (the demo stores what `--cleanup` needs).
+    pub fn set_extra(&mut self, extra: Value) -> Result<()> {
+        self.extra = extra;
+        self.save_manifest()
+    }
+
+    fn save_manifest(&self) -> Result<()> {
+        let m = json!({
+            "base": self.base,
+            "namespaces": self.created,
+            "pods": self.pods.iter().map(|p| json!({
+                "name": p.name, "node": p.node, "path": p.path,
+            })).collect::<Vec<_>>(),
+            "nodes": self.nodes.iter().map(|n| json!({
+                "index": n.index, "netns": n.netns, "dir": n.dir,
+                "underlay": n.underlay_addr, "ula": n.ula_prefix, "gua": n.gua_prefix,
+            })).collect::<Vec<_>>(),
+            "extra": self.extra,
+        });
+        let path = self.dir.join(MANIFEST);
+        let tmp = self.dir.join(format!("{MANIFEST}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&m).expect("json"))
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))
+    }
+
+    /// Leave everything up (`cni6 demo --keep`); returns the manifest path
+    /// that [`remove_by_manifest`] takes.
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        self.dir.join(MANIFEST)
+    }
+
+    /// Remove everything now, reporting errors (Drop does the same but can
+    /// only print them).
+    pub fn teardown(mut self) -> Result<()> {
+        self.keep = true; // Drop must not run it twice.
+        teardown(&self.created, &self.dir)
+    }
+
+    /// Namespaces of this topology that still exist (after teardown: none).
+    pub fn existing_namespaces(base: &str) -> Result<Vec<String>> {
+        list_netns_with_prefix(base)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Err(e) = teardown(&self.created, &self.dir) {
+            eprintln!("topology {}: teardown: {e}", self.base);
+        }
+    }
+}
+
+/// Delete the namespaces (reverse creation order) and the state directory.
+fn teardown(created: &[String], dir: &Path) -> Result<()> {
+    let names: Vec<String> = created.iter().rev().cloned().collect();
+    let res = delete_netns(&names);
+    let res2 = match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("remove {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    };
+    res.and(res2)
+}
+
+/// Remove what a kept topology left, from its manifest: exactly the
+/// namespaces it recorded, then its state directory. Returns the manifest's
+/// `extra` value so the caller can first undo its own work (the demo
+/// detaches its pods before calling this).
+pub fn read_manifest(path: &Path) -> Result<Value> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Spec(format!("manifest {}: {e}", path.display())))
+}
+
+pub fn remove_by_manifest(path: &Path) -> Result<()> {
+    let m = read_manifest(path)?;
+    let names: Vec<String> = m["namespaces"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("/nonexistent"));
+    teardown(&names, dir)
+}
+
+/// Deletes namespaces by name; names already gone are fine.
+fn delete_netns(names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let existing: Vec<&String> = names
+        .iter()
+        .filter(|n| Path::new(NETNS_DIR).join(n).exists())
+        .collect();
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let cmds: Vec<String> = existing.iter().map(|n| format!("netns del {n}")).collect();
+    let mut cmd = Command::new("ip");
+    cmd.args(["-force", "-batch", "-"]);
+    run_with_stdin(cmd, cmds.join("\n").as_bytes()).map(|_| ())?;
+    let left: Vec<&&String> = existing
+        .iter()
+        .filter(|n| Path::new(NETNS_DIR).join(n).exists())
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Check(format!("namespaces not removed: {left:?}")))
+    }
+}
+
+fn list_netns_with_prefix(prefix: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(NETNS_DIR) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(format!("read {NETNS_DIR}"), e)),
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn counter_suffix(n: u32) -> String {
+    // a..z, then za..zz, ...: short and never a digit (the pid precedes it).
+    let mut s = "z".repeat((n / 26) as usize);
+    s.push((b'a' + (n % 26) as u8) as char);
+    s
+}
+
+fn nth(net: &Ipv6Net, k: u128) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(net.network()) | k)
+}
+
+fn open_netns(name: &str) -> Result<File> {
+    let p = Path::new(NETNS_DIR).join(name);
+    File::open(&p).map_err(|e| Error::io(format!("open {}", p.display()), e))
+}
+
+/// `ip [-n NS] -batch -` with the given lines; stops at the first failure.
+fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<String> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = netns {
+        cmd.arg("-n").arg(ns);
+    }
+    cmd.args(["-batch", "-"]);
+    run_with_stdin(cmd, lines.join("\n").as_bytes())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn check_output(desc: String, out: Output) -> Result<String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(Error::Command {
+            cmd: desc,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Run a command to completion; error (with its stderr) unless it exits 0.
+pub fn run(mut cmd: Command) -> Result<String> {
+    let desc = describe(&cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io(format!("run {desc}"), e))?;
+    check_output(desc, out)
+}
+
+fn run_with_stdin(mut cmd: Command, input: &[u8]) -> Result<String> {
+    let desc = describe(&cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(format!("run {desc}"), e))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin
+        .write_all(input)
+        .map_err(|e| Error::io(format!("write stdin of {desc}"), e))?;
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io(format!("wait {desc}"), e))?;
+    check_output(
+        format!("{desc} <<< {}", String::from_utf8_lossy(input)),
+        out,
+    )
+}
+
+/// Write a sysctl (slash-separated key under /proc/sys) as seen from a
+/// namespace: /proc/sys/net resolves per calling thread, so a thread that
+/// entered the namespace writes it.
+fn write_sysctl(ns: &File, key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(key);
+    let fd = ns.as_raw_fd();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(fd).map_err(|e| Error::io("setns", e))?;
+            std::fs::write(&path, value)
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+fn enter_netns(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: plain syscall on an fd we hold open.
+    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A command whose child enters `ns` between fork and exec, in the way
+/// `ip netns exec` does, but without exec'ing `ip` first.
+fn ns_command(ns: &File, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(program);
+    // SAFETY: the closure runs in the forked child and only makes raw
+    // syscalls with static C strings (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Keep our mounts from propagating back, then show the
+            // namespace's own /sys (sysfs takes the net ns of the mounter).
+            let root = c"/".as_ptr();
+            let sys = c"/sys".as_ptr();
+            let sysfs = c"sysfs".as_ptr();
+            if libc::mount(
+                std::ptr::null(),
+                root,
+                std::ptr::null(),
+                libc::MS_SLAVE | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::umount2(sys, libc::MNT_DETACH);
+            if libc::mount(sysfs, sys, sysfs, 0, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// What a TCP exchange saw.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The client's address as the listener saw it (the source the client's
+    /// kernel chose).
+    pub peer: Ipv6Addr,
+    pub elapsed: Duration,
+}
+
+/// A real TCP exchange between two namespaces (pods, or nodes): a listener
+/// bound to `server_addr` inside the server's namespace, a client inside
+/// the client's namespace sends `payload`, the listener echoes it, the
+/// client checks it. Sockets are created by short-lived threads that
+/// entered the namespace (a socket stays in the namespace it was made in);
+/// no thread stays.
+pub fn tcp_echo(
+    server: &Path,
+    server_addr: Ipv6Addr,
+    client: &Path,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Exchange> {
+    let server_ns = cni_common::netns::NetNs::open(server)?;
+    let client_ns = cni_common::netns::NetNs::open(client)?;
+    let listener = server_ns
+        .run(|| TcpListener::bind(SocketAddrV6::new(server_addr, 0, 0, 0)))?
+        .map_err(|e| {
+            Error::io(
+                format!("listen on [{server_addr}] in {}", server.display()),
+                e,
+            )
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::io("listener address", e))?
+        .port();
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("listener nonblocking", e))?;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let srv = s.spawn(|| -> Result<Ipv6Addr> {
+            let deadline = Instant::now() + timeout;
+            let (mut conn, peer) = loop {
+                match listener.accept() {
+                    Ok(c) => break c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            return Err(Error::Check(format!(
+                                "no connection to [{server_addr}]:{port} in {} within {timeout:?}",
+                                server.display()
+                            )));
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => return Err(Error::io("accept", e)),
+                }
+            };
+            conn.set_nonblocking(false)
+                .and_then(|_| conn.set_read_timeout(Some(timeout)))
+                .map_err(|e| Error::io("accepted socket", e))?;
+            let mut buf = Vec::new();
+            conn.read_to_end(&mut buf)
+                .map_err(|e| Error::io("server read", e))?;
+            conn.write_all(&buf)
+                .map_err(|e| Error::io("server echo", e))?;
+            match peer {
+                SocketAddr::V6(a) => Ok(*a.ip()),
+                SocketAddr::V4(a) => Err(Error::Check(format!("IPv4 peer {a}"))),
+            }
+        });
+        let client_res = (|| -> Result<()> {
+            let dst = SocketAddr::V6(SocketAddrV6::new(server_addr, port, 0, 0));
+            let mut stream = client_ns
+                .run(|| TcpStream::connect_timeout(&dst, timeout))?
+                .map_err(|e| Error::io(format!("connect from {} to {dst}", client.display()), e))?;
+            stream
+                .set_read_timeout(Some(timeout))
+                .map_err(|e| Error::io("client socket", e))?;
+            stream
+                .write_all(payload)
+                .and_then(|_| stream.shutdown(std::net::Shutdown::Write))
+                .map_err(|e| Error::io("client send", e))?;
+            let mut echo = Vec::new();
+            stream
+                .read_to_end(&mut echo)
+                .map_err(|e| Error::io("client read", e))?;
+            if echo != payload {
+                return Err(Error::Check(format!(
+                    "echo from {dst} differs: sent {} bytes, got {}",
+                    payload.len(),
+                    echo.len()
+                )));
+            }
+            Ok(())
+        })();
+        let peer = srv.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        client_res?;
+        Ok(Exchange {
+            peer: peer?,
+            elapsed: start.elapsed(),
+        })
+    })
+}
+
+/// A packet seen on the fabric, reduced to what the no-overlay proof needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FabricPacket {
+    pub ethertype: u16,
+    /// IPv6 only (None for other ethertypes).
+    pub src: Option<Ipv6Addr>,
+    pub dst: Option<Ipv6Addr>,
+    /// Upper-layer protocol after hop-by-hop/routing/destination-options
+    /// headers (6 = TCP, 17 = UDP, 58 = ICMPv6, 41 = IPv6-in-IPv6, 4 = IPIP,
+    /// 47 = GRE).
+    pub protocol: Option<u8>,
+}
+
+/// tcpdump on the fabric bridge, writing a pcap file in the state dir.
+#[derive(Debug)]
+pub struct FabricCapture {
+    child: Option<Child>,
+    file: PathBuf,
+}
+
+impl FabricCapture {
+    /// Start capturing and wait until tcpdump says it is listening.
+    pub fn start(topo: &Topology, name: &str) -> Result<FabricCapture> {
+        let file = topo.dir.join(format!("{name}.pcap"));
+        let mut cmd = topo.underlay_command("tcpdump");
+        cmd.args(["-i", &topo.bridge, "-n", "-U", "-s", "256", "-w"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io("start tcpdump (is it installed?)", e))?;
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut said = Vec::new();
+            for line in lines.by_ref().map_while(|l| l.ok()) {
+                let ready = line.contains("listening on");
+                said.push(line);
+                if ready {
+                    let _ = tx.send(Ok(()));
+                    // Keep draining so tcpdump never blocks on stderr.
+                    for _ in lines.by_ref() {}
+                    return;
+                }
+            }
+            let _ = tx.send(Err(said.join("\n")));
+        });
+        let mut cap = FabricCapture {
+            child: Some(child),
+            file,
+        };
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(cap),
+            Ok(Err(said)) => {
+                cap.kill();
+                Err(Error::Check(format!("tcpdump did not start: {said}")))
+            }
+            Err(_) => {
+                cap.kill();
+                Err(Error::Check("tcpdump not listening after 10 s".into()))
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop (SIGINT, so tcpdump flushes) and read the packets back.
+    pub fn stop(mut self) -> Result<Vec<FabricPacket>> {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        let bytes = std::fs::read(&self.file)
+            .map_err(|e| Error::io(format!("read {}", self.file.display()), e))?;
+        parse_pcap(&bytes)
+    }
+}
+
+impl Drop for FabricCapture {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Parse a classic pcap file of Ethernet frames.
+pub fn parse_pcap(bytes: &[u8]) -> Result<Vec<FabricPacket>> {
+    let bad = |why: &str| Error::Check(format!("pcap: {why}"));
+    if bytes.len() < 24 {
+        return Err(bad("shorter than its header"));
+    }
+    let magic = u32::from_le_bytes(bytes[0..4].try_into().expect("4"));
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        _ => return Err(bad("unknown magic")),
+    };
+    let u32_at = |b: &[u8], o: usize| {
+        let a: [u8; 4] = b[o..o + 4].try_into().expect("4");
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    if u32_at(bytes, 20) != 1 {
+        return Err(bad("link type is not Ethernet"));
+    }
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= bytes.len() {
+        let incl = u32_at(bytes, off + 8) as usize;
+        let start = off + 16;
+        let end = start + incl;
+        if end > bytes.len() {
+            break; // a record cut by the stop: ignore it
+        }
+        out.push(parse_frame(&bytes[start..end]));
+        off = end;
+    }
+    Ok(out)
+}
+
+fn parse_frame(f: &[u8]) -> FabricPacket {
+    let mut pkt = FabricPacket {
+        ethertype: 0,
+        src: None,
+        dst: None,
+        protocol: None,
+    };
+    if f.len() < 14 {
+        return pkt;
+    }
+    let mut et = u16::from_be_bytes([f[12], f[13]]);
+    let mut l3 = 14;
+    while et == 0x8100 && f.len() >= l3 + 4 {
+        et = u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]);
+        l3 += 4;
+    }
+    pkt.ethertype = et;
+    if et != 0x86dd || f.len() < l3 + 40 {
+        return pkt;
+    }
+    let ip = &f[l3..];
+    let addr = |o: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&ip[o..o + 16]).expect("16"));
+    pkt.src = Some(addr(8));
+    pkt.dst = Some(addr(24));
+    let mut next = ip[6];
+    let mut o = 40;
+    // Skip hop-by-hop (0), routing (43), destination options (60).
+    while matches!(next, 0 | 43 | 60) && ip.len() >= o + 2 {
+        let len = (usize::from(ip[o + 1]) + 1) * 8;
+        next = ip[o];
+        o += len;
+    }
+    pkt.protocol = Some(next);
+    pkt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_range_places_subnet_id_after_the_node_prefix() {
+        let p: Ipv6Net = "fd8c:1f0a:77e3:0:2::/80".parse().unwrap();
+        assert_eq!(
+            Node::pod_range(&p, 1),
+            "fd8c:1f0a:77e3:0:2:1::/96".parse::<Ipv6Net>().unwrap()
+        );
+        let g: Ipv6Net = "2001:db8:7:3::/80".parse().unwrap();
+        assert_eq!(
+            Node::pod_range(&g, 1),
+            "2001:db8:7:3:0:1::/96".parse::<Ipv6Net>().unwrap()
+        );
+    }
+
+    #[test]
+    fn counter_suffix_never_starts_with_a_digit() {
+        assert_eq!(counter_suffix(0), "a");
+        assert_eq!(counter_suffix(25), "z");
+        assert_eq!(counter_suffix(26), "za");
+    }
+
+    #[test]
+    fn pcap_parsing_finds_addresses_and_upper_protocol() {
+        let mut f = Vec::new();
+        // pcap header: LE magic, v2.4, tz, sigfigs, snaplen, linktype 1
+        f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        f.extend_from_slice(&2u16.to_le_bytes());
+        f.extend_from_slice(&4u16.to_le_bytes());
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&256u32.to_le_bytes());
+        f.extend_from_slice(&1u32.to_le_bytes());
+        // frame: Ethernet + IPv6 with a hop-by-hop header then TCP
+        let src: Ipv6Addr = "fd8c:1f0a:77e3:0:1:1:0:10".parse().unwrap();
+        let dst: Ipv6Addr = "fd8c:1f0a:77e3:0:2:1:0:10".parse().unwrap();
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x86, 0xdd]);
+        let mut ip = vec![0x60, 0, 0, 0, 0, 8, 0, 64];
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        ip.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0]);
+        frame.extend_from_slice(&ip);
+        for v in [0u32, 0, frame.len() as u32, frame.len() as u32] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&frame);
+        let pkts = parse_pcap(&f).unwrap();
+        assert_eq!(
+            pkts,
+            vec![FabricPacket {
+                ethertype: 0x86dd,
+                src: Some(src),
+                dst: Some(dst),
+                protocol: Some(6),
+            }]
+        );
+        assert!(parse_pcap(&f[..10]).is_err());
+    }
+}

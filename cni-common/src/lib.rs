@@ -16,6 +16,7 @@ pub mod error;
 pub mod netlink;
 pub mod netns;
 pub mod result;
+pub mod runtime;
 pub mod version;
 
 pub use error::{Error, Result};

@@ -316,6 +316,100 @@ impl Topology {
         Ok(())
     }
 
+    /// Take over a topology a `--keep` run left up, from its manifest, so
+    /// its pods can be detached and everything removed.
+    pub fn adopt(manifest: &Path) -> Result<Topology> {
+        let m = read_manifest(manifest)?;
+        let bad = |what: &str| Error::Spec(format!("manifest {}: bad {what}", manifest.display()));
+        let base = m["base"].as_str().ok_or_else(|| bad("base"))?.to_string();
+        let dir = manifest.parent().ok_or_else(|| bad("path"))?.to_path_buf();
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        };
+        let created = strings(&m["namespaces"]);
+        let mut nodes = Vec::new();
+        for n in m["nodes"].as_array().into_iter().flatten() {
+            let parse6 = |k: &str| -> Result<Ipv6Net> {
+                n[k].as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad(k))
+            };
+            let netns = n["netns"]
+                .as_str()
+                .ok_or_else(|| bad("node netns"))?
+                .to_string();
+            let gua_prefix = parse6("gua")?;
+            let gua_net = Ipv6Net::new(gua_prefix.network(), 64).expect("64 <= 128");
+            nodes.push(Node {
+                index: n["index"].as_u64().ok_or_else(|| bad("node index"))? as u16,
+                ns: open_netns(&netns)?,
+                netns,
+                underlay_addr: n["underlay"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad("underlay"))?,
+                ula_prefix: parse6("ula")?,
+                gua_addr: nth(&gua_net, 1),
+                gua_net,
+                gua_prefix,
+                dir: PathBuf::from(n["dir"].as_str().ok_or_else(|| bad("node dir"))?),
+            });
+        }
+        let pods = m["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                Ok(Pod {
+                    name: p["name"]
+                        .as_str()
+                        .ok_or_else(|| bad("pod name"))?
+                        .to_string(),
+                    node: p["node"].as_u64().ok_or_else(|| bad("pod node"))? as u16,
+                    path: PathBuf::from(p["path"].as_str().ok_or_else(|| bad("pod path"))?),
+                })
+            })
+            .collect::<Result<Vec<Pod>>>()?;
+        let underlay_ns = format!("{base}u");
+        let mut spec = Spec::new("", nodes.len() as u16);
+        spec.state_root = dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+        Ok(Topology {
+            underlay_file: open_netns(&underlay_ns)?,
+            underlay_ns,
+            bridge: format!("{base}f"),
+            base,
+            nodes,
+            pods,
+            created,
+            dir,
+            extra: m["extra"].clone(),
+            keep: false,
+            spec,
+        })
+    }
+
+    /// What [`Topology::set_extra`] stored.
+    pub fn extra(&self) -> &Value {
+        &self.extra
+    }
+
+    /// Manifests of topologies left up under a state root (`--keep` runs).
+    pub fn kept(state_root: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(state_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(MANIFEST))
+            .filter(|p| p.is_file())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Name prefix shared by everything this topology makes.
     pub fn base(&self) -> &str {
         &self.base

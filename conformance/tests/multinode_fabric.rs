@@ -123,10 +123,36 @@ fn kept_topology_is_removed_by_its_manifest() {
     require_root();
     let mut topo = Topology::build(Spec::new("c6f", 2)).expect("build topology");
     topo.add_pods(2, 2).unwrap();
+    topo.set_extra(serde_json::json!({"note": "kept"})).unwrap();
     let base = topo.base().to_string();
+    let (ula2, pods) = (topo.node(2).ula_prefix, topo.pods().to_vec());
     let manifest = topo.keep();
     assert_eq!(Topology::existing_namespaces(&base).unwrap().len(), 5);
-    topology::remove_by_manifest(&manifest).expect("remove by manifest");
+    assert!(Topology::kept(&Spec::new("c6f", 1).state_root).contains(&manifest));
+
+    // A later process takes it over from the manifest ...
+    let adopted = Topology::adopt(&manifest).expect("adopt");
+    assert_eq!(adopted.base(), base);
+    assert_eq!(adopted.node(2).ula_prefix, ula2);
+    assert_eq!(adopted.pods(), &pods[..]);
+    assert_eq!(adopted.extra()["note"], "kept");
+    // ... and can still work in it: node 1 reaches node 2 over the fabric.
+    topology::tcp_echo(
+        &adopted.node(2).netns_path(),
+        adopted.node(2).underlay_addr,
+        &adopted.node(1).netns_path(),
+        b"adopted",
+        TIMEOUT,
+    )
+    .expect("fabric of an adopted topology");
+    adopted.teardown().expect("teardown");
     assert!(Topology::existing_namespaces(&base).unwrap().is_empty());
     assert!(!manifest.exists());
+
+    // remove_by_manifest alone also clears a kept topology.
+    let topo = Topology::build(Spec::new("c6f", 1)).expect("build topology");
+    let base = topo.base().to_string();
+    let manifest = topo.keep();
+    topology::remove_by_manifest(&manifest).expect("remove by manifest");
+    assert!(Topology::existing_namespaces(&base).unwrap().is_empty());
 }

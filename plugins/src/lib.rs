@@ -1,1 +1,12 @@
-//! plugins
+//! The `cni6` operator tool: drive a conflist through cni-common's
+//! libcni-like runtime the way a container runtime would, without one.
+//!
+//! - [`cli`]: the clap command tree and the process entry point;
+//! - [`commands`]: one module per subcommand;
+//! - [`error`]: the crate's one error type, mapped to exit codes;
+//! - [`render`]: human-readable summaries of CNI results.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod render;

@@ -1,0 +1,228 @@
+//! The `cni6` command tree. Each subcommand's arguments and logic live in
+//! its own module under [`crate::commands`]; this file only wires them up,
+//! so adding a subcommand is one enum variant and one match arm.
+
+use crate::commands;
+use crate::error::{CliError, Result};
+use clap::{Args, Parser, Subcommand};
+use cni_common::runtime::{ConfList, Runtime, DEFAULT_CACHE_DIR};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Default plugin directory when neither --cni-path nor $CNI_PATH is set.
+pub const DEFAULT_CNI_PATH: &str = "/opt/cni/bin";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cni6",
+    version,
+    about = "Operate cni6, IPv6-only CNI networking for Kubernetes pods",
+    long_about = "Operate cni6, IPv6-only CNI networking for Kubernetes pods.\n\n\
+        The attach/check/detach/gc/plugin-status/version commands run the plugins \
+        of a network configuration list (.conflist) exactly as a container runtime \
+        (containerd, CRI-O, podman, multus: all through libcni) would: same \
+        environment, same injected keys, same result cache. Use them to try a \
+        configuration on a node, or to clean up by hand what a runtime left behind.",
+    after_help = "Example:\n  ip netns add pod1\n  \
+        cni6 attach --conflist /etc/cni/net.d/10-cni6.conflist --netns pod1 --id pod1\n  \
+        cni6 detach --conflist /etc/cni/net.d/10-cni6.conflist --id pod1"
+)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout where a command has structured output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach a network namespace to the network (CNI ADD through every plugin).
+    Attach(commands::attach::AttachArgs),
+    /// Verify an attachment is still as it was made (CNI CHECK).
+    Check(commands::attach::CheckArgs),
+    /// Detach a network namespace from the network (CNI DEL, plugins in reverse).
+    Detach(commands::attach::DetachArgs),
+    /// Clean up attachments that no longer exist (cached DELs, then CNI GC).
+    Gc(commands::gc::GcArgs),
+    /// Ask every plugin whether it can serve new attachments (CNI STATUS).
+    PluginStatus(commands::plugin_status::PluginStatusArgs),
+    /// Show which CNI versions the plugins of a network support (CNI VERSION).
+    Version(commands::version::VersionArgs),
+}
+
+/// Which network and where its plugins and cache are: shared by every
+/// command that runs plugins.
+#[derive(Debug, Clone, Args)]
+pub struct NetworkOpts {
+    /// The network configuration list (.conflist, or a single-plugin .conf).
+    #[arg(long, value_name = "FILE")]
+    pub conflist: PathBuf,
+
+    /// Directories searched for plugin binaries, ':'-separated
+    /// [default: $CNI_PATH, else /opt/cni/bin].
+    #[arg(long, value_name = "DIR:DIR")]
+    pub cni_path: Option<String>,
+
+    /// Where attachment results are cached: libcni's cache, so a runtime
+    /// using the same directory sees what cni6 did and vice versa.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
+}
+
+impl NetworkOpts {
+    pub fn plugin_dirs(&self) -> Vec<PathBuf> {
+        let from_env = std::env::var("CNI_PATH").ok().filter(|s| !s.is_empty());
+        let path = self
+            .cni_path
+            .clone()
+            .or(from_env)
+            .unwrap_or_else(|| DEFAULT_CNI_PATH.to_string());
+        path.split(':')
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    pub fn runtime(&self) -> Runtime {
+        Runtime::new(self.plugin_dirs()).with_cache_dir(&self.cache_dir)
+    }
+
+    pub fn load(&self) -> Result<(ConfList, Runtime)> {
+        let list = ConfList::from_file(&self.conflist)
+            .map_err(|e| CliError::cni(format!("load {}", self.conflist.display()), e))?;
+        Ok((list, self.runtime()))
+    }
+}
+
+/// Where a command prints: stdout in the binary, a buffer in tests.
+pub struct Output<'a> {
+    pub json: bool,
+    pub out: &'a mut dyn Write,
+}
+
+impl Output<'_> {
+    pub fn json(&mut self, v: &serde_json::Value) -> Result<()> {
+        serde_json::to_writer_pretty(&mut *self.out, v).map_err(std::io::Error::from)?;
+        writeln!(self.out)?;
+        Ok(())
+    }
+
+    pub fn line(&mut self, text: impl std::fmt::Display) -> Result<()> {
+        writeln!(self.out, "{text}")?;
+        Ok(())
+    }
+}
+
+/// Run a parsed command line, printing to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    let mut o = Output {
+        json: cli.json,
+        out,
+    };
+    match cli.command {
+        Command::Attach(a) => commands::attach::attach(&a, &mut o),
+        Command::Check(a) => commands::attach::check(&a, &mut o),
+        Command::Detach(a) => commands::attach::detach(&a, &mut o),
+        Command::Gc(a) => commands::gc::run(&a, &mut o),
+        Command::PluginStatus(a) => commands::plugin_status::run(&a, &mut o),
+        Command::Version(a) => commands::version::run(&a, &mut o),
+    }
+}
+
+/// The process entry point: parse, run, report, exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    let res = run(cli, &mut lock);
+    let _ = lock.flush();
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", e.report());
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_attach() {
+        let cli = Cli::try_parse_from([
+            "cni6",
+            "attach",
+            "--conflist",
+            "/x.conflist",
+            "--netns",
+            "pod1",
+            "--id",
+            "c1",
+            "--args",
+            "IgnoreUnknown=1",
+            "--cni-path",
+            "/a:/b",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Attach(a) = cli.command else {
+            panic!("not attach")
+        };
+        assert_eq!(a.common.ifname, "eth0");
+        assert_eq!(
+            a.common.net.plugin_dirs(),
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(a.common.net.cache_dir, PathBuf::from("/var/lib/cni"));
+    }
+
+    #[test]
+    fn attach_requires_netns_and_id() {
+        assert!(Cli::try_parse_from(["cni6", "attach", "--conflist", "/x", "--id", "c1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["cni6", "attach", "--conflist", "/x", "--netns", "n"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["cni6", "detach", "--conflist", "/x", "--id", "c1"]).is_ok());
+    }
+
+    #[test]
+    fn gc_valid_and_all_stale_exclude_each_other() {
+        assert!(Cli::try_parse_from([
+            "cni6",
+            "gc",
+            "--conflist",
+            "/x",
+            "--valid",
+            "a/eth0",
+            "--all-stale"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from([
+            "cni6",
+            "gc",
+            "--conflist",
+            "/x",
+            "--valid",
+            "a/eth0",
+            "--valid",
+            "b/net1",
+        ])
+        .unwrap();
+        let Command::Gc(g) = cli.command else {
+            panic!("not gc")
+        };
+        assert_eq!(g.valid.len(), 2);
+    }
+}

@@ -51,6 +51,8 @@ pub enum Command {
     PluginStatus(commands::plugin_status::PluginStatusArgs),
     /// Show which CNI versions the plugins of a network support (CNI VERSION).
     Version(commands::version::VersionArgs),
+    /// Build a two-node cluster in namespaces, show addresses and reachability, remove it.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Which network and where its plugins and cache are: shared by every
@@ -129,6 +131,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Gc(a) => commands::gc::run(&a, &mut o),
         Command::PluginStatus(a) => commands::plugin_status::run(&a, &mut o),
         Command::Version(a) => commands::version::run(&a, &mut o),
+        Command::Demo(a) => crate::demo::run(&a, &mut o),
     }
 }
 

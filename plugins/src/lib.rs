@@ -3,10 +3,12 @@
 //!
 //! - [`cli`]: the clap command tree and the process entry point;
 //! - [`commands`]: one module per subcommand;
+//! - [`demo`]: `cni6 demo`, a two-node cluster in namespaces;
 //! - [`error`]: the crate's one error type, mapped to exit codes;
 //! - [`render`]: human-readable summaries of CNI results.
 
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod error;
 pub mod render;

@@ -1,0 +1,340 @@
+//! `cni6 demo`: a two-node cluster in network namespaces, built and torn
+//! down in seconds, to show a person what cni6 does — every node owns a
+//! prefix, every pod address is carved from it, and pods on different
+//! nodes talk over a plain routed fabric (one route per node, no overlay).
+//!
+//! Everything goes through the real binaries: the fixture in
+//! `conformance::topology` makes the nodes, pods and fabric; `cni6 attach`
+//! runs inside each node namespace and executes the conflist (bridge6 →
+//! ipam-prefix, plus the reference loopback) exactly as a container runtime
+//! would. Nothing is created in the machine's own namespace.
+//!
+//! Tear-down happens on success, on failure and on SIGINT/SIGTERM: the
+//! handlers only raise a flag (signal-hook), checked between steps, so the
+//! teardown itself runs on the main thread with the fixture's normal
+//! `Drop`. `--keep` leaves the cluster up and says how to look at it;
+//! `--cleanup` removes what a `--keep` run left.
+
+use crate::cli::Output;
+use crate::error::{CliError, Result};
+use clap::Args;
+use conformance::topology::{self, Binaries, Pod, PodAddresses, Spec, Topology};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where demo clusters keep their state (tmpfs: gone after a reboot, as the
+/// namespaces are).
+pub const STATE_ROOT: &str = "/run/cni6-demo";
+const NODES: u16 = 2;
+const PODS_PER_NODE: usize = 2;
+const TCP_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    long_about = "Build a two-node IPv6-only cluster in network namespaces (needs root), \
+        attach two pods per node through the real plugins, show each node's prefixes, \
+        each pod's addresses and a TCP reachability matrix over ULA and GUA, then \
+        remove everything (also on Ctrl-C or failure). Exits non-zero if any pod \
+        cannot reach another.\n\n\
+        Only namespaces the demo creates are touched; traffic stays between them \
+        (fd00::/8 and 2001:db8::/32 addresses)."
+)]
+pub struct DemoArgs {
+    /// Directory with the cni6, bridge6 and ipam-prefix binaries
+    /// [default: the directory of this cni6 binary]. `loopback` is taken
+    /// from /usr/lib/cni when present.
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Leave the cluster up and print commands to explore it.
+    #[arg(long, conflicts_with = "cleanup")]
+    pub keep: bool,
+
+    /// Remove clusters left up by `cni6 demo --keep`, then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+fn failed(context: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(format!("{context}: {e}"))
+}
+
+/// Set by SIGINT/SIGTERM; checked between steps.
+struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    fn install() -> Result<Interrupt> {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&flag))
+                .map_err(|e| failed("install signal handler", e))?;
+        }
+        Ok(Interrupt(flag))
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(CliError::Failed(
+                "interrupted: removing the demo cluster".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(CliError::Usage(
+            "cni6 demo creates network namespaces: run it as root (sudo cni6 demo)".into(),
+        ));
+    }
+    if args.cleanup {
+        return cleanup(o);
+    }
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| failed("find the cni6 binary", e))?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    let bins = Binaries::from_dir(&bin_dir).map_err(|e| failed("binaries", e))?;
+    let interrupt = Interrupt::install()?;
+
+    let mut spec = Spec::new("c6d", NODES);
+    spec.state_root = PathBuf::from(STATE_ROOT);
+    let mut topo = Topology::build(spec).map_err(|e| failed("build the cluster", e))?;
+    topo.write_cluster_conflists()
+        .map_err(|e| failed("write conflists", e))?;
+    topo.set_extra(json!({ "cni6": bins.cni6, "cniPath": bins.cni_path }))
+        .map_err(|e| failed("write manifest", e))?;
+    interrupt.check()?;
+
+    o.line(format!(
+        "cni6 demo: {NODES} nodes joined by a plain IPv6 fabric ({}), cluster ULA {}",
+        topo.spec().underlay,
+        topo.spec().cluster
+    ))?;
+    o.line("")?;
+    for node in topo.nodes() {
+        o.line(format!(
+            "node {} (netns {}), eth0 {} and {}/64",
+            node.index, node.netns, node.underlay_addr, node.gua_addr
+        ))?;
+        o.line(format!(
+            "  ULA prefix {:<28} pods from {}",
+            node.ula_prefix.to_string(),
+            topology::Node::pod_range(&node.ula_prefix, 1)
+        ))?;
+        o.line(format!(
+            "  GUA prefix {:<28} pods from {}",
+            node.gua_prefix.to_string(),
+            topology::Node::pod_range(&node.gua_prefix, 1)
+        ))?;
+        for other in topo.nodes().iter().filter(|x| x.index != node.index) {
+            o.line(format!(
+                "  route {} and {} via node {} ({})",
+                other.ula_prefix, other.gua_prefix, other.index, other.underlay_addr
+            ))?;
+        }
+    }
+    o.line("")?;
+
+    let mut pods: Vec<(Pod, PodAddresses)> = Vec::new();
+    for n in 1..=NODES {
+        for pod in topo
+            .add_pods(n, PODS_PER_NODE)
+            .map_err(|e| failed("create pod namespaces", e))?
+        {
+            interrupt.check()?;
+            let addrs = topo
+                .attach(&bins, &pod)
+                .map_err(|e| failed(&format!("attach {}", pod.name), e))?;
+            o.line(format!(
+                "pod {} on node {}: eth0 {}  {}",
+                pod.name, n, addrs.ula, addrs.gua
+            ))?;
+            pods.push((pod, addrs));
+        }
+    }
+    o.line("")?;
+
+    // Capture on the fabric while the matrix runs, to show no overlay.
+    let capture = topology::FabricCapture::start(&topo, "demo").ok();
+    let mut unreachable = 0;
+    for family in ["ULA", "GUA"] {
+        o.line(format!(
+            "TCP reachability over {family} (row = client, column = server):"
+        ))?;
+        let short = |p: &Pod| format!("n{}p{}", p.node, p.name.rsplit('p').next().unwrap_or(""));
+        let mut header = format!("{:>8}", "");
+        for (s, _) in &pods {
+            header.push_str(&format!(" {:>9}", short(s)));
+        }
+        o.line(header)?;
+        for (c, _) in &pods {
+            let mut row = format!("{:>8}", short(c));
+            for (s, sa) in &pods {
+                interrupt.check()?;
+                let cell = if c == s {
+                    "-".to_string()
+                } else {
+                    let dst = if family == "ULA" {
+                        sa.ula.addr()
+                    } else {
+                        sa.gua.addr()
+                    };
+                    match topology::tcp_echo(&s.path, dst, &c.path, b"cni6 demo", TCP_TIMEOUT) {
+                        Ok(x) => format!("ok {:.1}ms", x.elapsed.as_secs_f64() * 1e3),
+                        Err(_) => {
+                            unreachable += 1;
+                            "FAIL".to_string()
+                        }
+                    }
+                };
+                row.push_str(&format!(" {cell:>9}"));
+            }
+            o.line(row)?;
+        }
+        o.line("")?;
+    }
+    if let Some(cap) = capture {
+        if let Ok(pkts) = cap.stop() {
+            let pod_addrs: Vec<_> = pods
+                .iter()
+                .flat_map(|(_, a)| [a.ula.addr(), a.gua.addr()])
+                .collect();
+            let between_pods = pkts
+                .iter()
+                .filter(|p| {
+                    p.src.is_some_and(|s| pod_addrs.contains(&s))
+                        && p.dst.is_some_and(|d| pod_addrs.contains(&d))
+                })
+                .count();
+            let wrapped = pkts
+                .iter()
+                .filter(|p| matches!(p.protocol, Some(4 | 17 | 41 | 47)))
+                .count();
+            o.line(format!(
+                "fabric capture: {between_pods} packets carried pod addresses as they are, \
+                 {wrapped} were encapsulated (UDP/GRE/IPIP/IPv6-in-IPv6)"
+            ))?;
+        }
+    }
+
+    if args.keep {
+        keep_up(topo, &pods, o)?;
+    } else {
+        for (pod, _) in &pods {
+            if let Err(e) = topo.detach(&bins, pod) {
+                o.line(format!("warning: detach {}: {e}", pod.name))?;
+            }
+        }
+        topo.teardown()
+            .map_err(|e| failed("remove the cluster", e))?;
+        o.line("removed: every namespace, link and allocation of the demo is gone")?;
+    }
+    if unreachable > 0 {
+        return Err(CliError::Failed(format!(
+            "{unreachable} pod pair(s) could not reach each other"
+        )));
+    }
+    Ok(())
+}
+
+fn keep_up(topo: Topology, pods: &[(Pod, PodAddresses)], o: &mut Output) -> Result<()> {
+    let n1 = &topo.nodes()[0];
+    let (p, a) = &pods[0];
+    let lines = [
+        "The cluster stays up. To look around:".to_string(),
+        format!("  ip netns list | grep {}", topo.base()),
+        format!("  ip netns exec {} ip -6 addr show dev eth0", p.name),
+        format!("  ip netns exec {} ip -6 route", p.name),
+        format!(
+            "  ip netns exec {} ip -6 route          # one route per other node",
+            n1.netns
+        ),
+        format!(
+            "  ip netns exec {} bridge link          # the pods' veths",
+            n1.netns
+        ),
+        format!(
+            "  ip netns exec {} tcpdump -ni {} ip6   # the fabric",
+            topo.underlay_netns(),
+            topo.fabric_bridge()
+        ),
+        format!(
+            "  ls {}/node1/ipam/cluster/attachments",
+            topo.dir().display()
+        ),
+        format!(
+            "  (pod {} has {} and {})",
+            p.name,
+            a.ula.addr(),
+            a.gua.addr()
+        ),
+        "To remove it:".to_string(),
+        "  cni6 demo --cleanup".to_string(),
+    ];
+    let _manifest = topo.keep();
+    for l in lines {
+        o.line(l)?;
+    }
+    Ok(())
+}
+
+/// Detach the pods of every kept demo cluster through the runtime, then
+/// remove its namespaces and state.
+fn cleanup(o: &mut Output) -> Result<()> {
+    let kept = Topology::kept(Path::new(STATE_ROOT));
+    if kept.is_empty() {
+        o.line("no demo cluster is up")?;
+        return Ok(());
+    }
+    let mut errors = Vec::new();
+    for manifest in kept {
+        match Topology::adopt(&manifest) {
+            Ok(topo) => {
+                let extra = topo.extra().clone();
+                let bins = Binaries {
+                    cni6: extra["cni6"]
+                        .as_str()
+                        .map(PathBuf::from)
+                        .unwrap_or_default(),
+                    cni_path: extra["cniPath"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(PathBuf::from))
+                        .collect(),
+                };
+                for pod in topo.pods() {
+                    if let Err(e) = topo.detach(&bins, pod) {
+                        o.line(format!("warning: detach {}: {e}", pod.name))?;
+                    }
+                }
+                let base = topo.base().to_string();
+                match topo.teardown() {
+                    Ok(()) => o.line(format!("removed demo cluster {base}"))?,
+                    Err(e) => errors.push(format!("{base}: {e}")),
+                }
+            }
+            // Partly gone already: remove what the manifest still lists.
+            Err(_) => match topology::remove_by_manifest(&manifest) {
+                Ok(()) => o.line(format!("removed leftovers of {}", manifest.display()))?,
+                Err(e) => errors.push(format!("{}: {e}", manifest.display())),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(errors.join("; ")))
+    }
+}

@@ -2,5 +2,7 @@
 //! built plugin binaries exactly as a runtime would, in network namespaces
 //! the tests create and always remove.
 
+pub mod corpus;
 pub mod harness;
+pub mod ipam;
 pub mod topology;

@@ -1,0 +1,254 @@
+//! ipam-prefix, black box, under contention and violence: many processes
+//! at once (checklist 81, 83) and processes SIGKILLed at random moments
+//! (design.md: "A plugin killed at any point leaves state that a later DEL
+//! or GC removes").
+
+use conformance::harness::*;
+use conformance::ipam::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[test]
+fn sixty_four_parallel_adds_get_distinct_slots() {
+    // checklist 81, 83
+    let net = demo_net();
+    let ns = Netns::new(NETNS_PREFIX);
+    let cids: Vec<String> = (0..64).map(|_| container_id("par")).collect();
+    // Start all 64 processes before waiting for any.
+    let running: Vec<Running> = cids
+        .iter()
+        .map(|cid| {
+            net.call("ADD", "1.0.0", cid, &ns.path_str(), "eth0")
+                .spawn()
+        })
+        .collect();
+    let results: Vec<Value> = running
+        .into_iter()
+        .map(|r| r.wait().assert_ok().clone())
+        .collect();
+    let mut ula = BTreeSet::new();
+    let mut gua = BTreeSet::new();
+    for r in &results {
+        let a = result_addrs(r);
+        assert!(ula.insert(a[0]), "ULA address handed out twice: {}", a[0]);
+        assert!(gua.insert(a[1]), "GUA address handed out twice: {}", a[1]);
+    }
+    let store = net.store();
+    assert_eq!(store.assert_consistent().len(), 64);
+    // Each record holds what its ADD printed.
+    for (cid, r) in cids.iter().zip(&results) {
+        let rec = store.record(cid, "eth0").expect("record");
+        let slot = Store::record_slot(&rec);
+        assert_eq!(
+            slot_of(net.pod_ranges()[0], result_addrs(r)[0].addr()),
+            slot,
+            "{cid}: record slot differs from the result"
+        );
+    }
+    // DEL all, also in parallel → empty store.
+    let running: Vec<Running> = cids
+        .iter()
+        .map(|cid| net.call("DEL", "1.0.0", cid, "", "eth0").spawn())
+        .collect();
+    for r in running {
+        r.wait().assert_silent_ok();
+    }
+    assert!(
+        store.is_empty(),
+        "left after DEL: {:?} {:?}",
+        store.attachment_names(),
+        store.slot_names()
+    );
+}
+
+#[test]
+fn interleaved_add_del_from_threads_stays_consistent() {
+    // checklist 83: interleaved ADD/DEL storm → store consistent.
+    let net = demo_net();
+    let ns = Netns::new(NETNS_PREFIX);
+    let live = Mutex::new(BTreeMap::<String, Value>::new());
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (net, ns, live) = (&net, &ns, &live);
+            s.spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(t);
+                let mut mine: Vec<String> = Vec::new();
+                for _ in 0..25 {
+                    if !mine.is_empty() && rng.bool() {
+                        let cid = mine.swap_remove(rng.usize(..mine.len()));
+                        net.call("DEL", "1.0.0", &cid, "", "eth0")
+                            .run()
+                            .assert_silent_ok();
+                        live.lock().unwrap().remove(&cid);
+                    } else {
+                        let cid = container_id(&format!("t{t}x"));
+                        let r = net
+                            .call("ADD", "1.0.0", &cid, &ns.path_str(), "eth0")
+                            .run()
+                            .assert_ok()
+                            .clone();
+                        live.lock().unwrap().insert(cid.clone(), r);
+                        mine.push(cid);
+                    }
+                }
+            });
+        }
+    });
+    let live = live.into_inner().unwrap();
+    let store = net.store();
+    let names: BTreeSet<String> = store.assert_consistent().into_iter().collect();
+    let expected: BTreeSet<String> = live.keys().map(|c| Store::key(c, "eth0")).collect();
+    assert_eq!(names, expected);
+    let addrs: BTreeSet<_> = live.values().map(|r| result_addrs(r)[0]).collect();
+    assert_eq!(addrs.len(), live.len(), "two live pods share an address");
+}
+
+/// What the storm did to one attachment, in order.
+#[derive(Debug, Default, Clone)]
+struct History {
+    /// The last operation issued, and whether it ran to completion (exit 0).
+    last: Option<(&'static str, bool)>,
+    result: Option<Value>,
+}
+
+#[test]
+fn sigkill_storm_leaves_state_that_gc_cleans() {
+    // design.md: killed at any point → a later GC/DEL removes the state;
+    // every store file still parses (records are written crash-safely).
+    const PROCESSES: usize = 200;
+    const THREADS: u64 = 8;
+    let net = demo_net();
+    let ns = Netns::new(NETNS_PREFIX);
+    let cids: Vec<String> = (0..40).map(|_| container_id("kill")).collect();
+    let history = Mutex::new(BTreeMap::<String, History>::new());
+    let killed = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (net, ns, cids, history, killed) = (&net, &ns, &cids, &history, &killed);
+            s.spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(0xc6 + t);
+                // Each thread owns a disjoint set of container ids, so no two
+                // calls for one attachment overlap (a runtime guarantee).
+                let own: Vec<&String> = cids
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i as u64 % THREADS == t)
+                    .map(|(_, c)| c)
+                    .collect();
+                for _ in 0..PROCESSES / THREADS as usize {
+                    let cid = own[rng.usize(..own.len())];
+                    let verb = if rng.u8(..3) == 0 { "DEL" } else { "ADD" };
+                    let netns = if verb == "ADD" {
+                        ns.path_str()
+                    } else {
+                        String::new()
+                    };
+                    let mut p = net.call(verb, "1.0.0", cid, &netns, "eth0").spawn();
+                    // Three in four are killed after 0–5 ms; the rest run to
+                    // the end, so that there are survivors for GC to keep.
+                    if rng.u8(..4) != 0 {
+                        std::thread::sleep(Duration::from_micros(rng.u64(0..=5000)));
+                        p.kill();
+                    }
+                    let out = p.wait();
+                    let completed = out.code == Some(0);
+                    if out.signal.is_some() {
+                        killed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    } else {
+                        // Not killed: it must have behaved (no half answers).
+                        if verb == "ADD" {
+                            out.assert_ok();
+                        } else {
+                            out.assert_silent_ok();
+                        }
+                    }
+                    let mut h = history.lock().unwrap();
+                    let e = h.entry(cid.clone()).or_default();
+                    e.last = Some((verb, completed));
+                    e.result = if verb == "ADD" && completed {
+                        out.json.clone()
+                    } else {
+                        None
+                    };
+                }
+            });
+        }
+    });
+    let killed = killed.into_inner();
+    eprintln!("storm: {PROCESSES} processes, {killed} killed before they finished");
+    assert!(
+        killed > 0,
+        "no process was killed: the storm proved nothing"
+    );
+    let stray_before: Vec<String> = net
+        .store()
+        .attachment_names()
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    eprintln!(
+        "storm: temp files left by killed writers: {}",
+        stray_before.len()
+    );
+
+    // Every file in the store parses (lock aside); slot links resolve or
+    // dangle only towards names that are records-in-waiting.
+    let store = net.store();
+    let records = store.records();
+    for (n, rec) in &records {
+        assert!(rec.is_object(), "record {n} is not an object: {rec}");
+    }
+    for (slot, target) in store.slots() {
+        assert!(
+            target.contains('@'),
+            "slots/{slot:x} -> {target:?} is not a record name"
+        );
+    }
+    for f in ["boot_id", "cursor"] {
+        let p = store.dir.join(f);
+        if p.exists() {
+            let s = std::fs::read_to_string(&p).unwrap();
+            assert!(!s.trim().is_empty(), "{f} is empty after the storm");
+        }
+    }
+
+    // GC with the attachments whose last call was a completed ADD.
+    let history = history.into_inner().unwrap();
+    let survivors: Vec<(&String, &History)> = history
+        .iter()
+        .filter(|(_, h)| h.last == Some(("ADD", true)))
+        .collect();
+    eprintln!("storm: {} attachments survive", survivors.len());
+    let valid: Vec<(&str, &str)> = survivors
+        .iter()
+        .map(|(c, _)| (c.as_str(), "eth0"))
+        .collect();
+    net.gc(&valid).run().assert_silent_ok();
+    let names: BTreeSet<String> = store.assert_consistent().into_iter().collect();
+    let expected: BTreeSet<String> = survivors
+        .iter()
+        .map(|(c, _)| Store::key(c, "eth0"))
+        .collect();
+    assert_eq!(names, expected, "GC did not leave exactly the survivors");
+    assert_eq!(
+        store.attachment_names(),
+        expected,
+        "stray files left in attachments/ after GC"
+    );
+    // The survivors still hold what their ADD printed.
+    let r0 = net.pod_ranges()[0];
+    for (cid, h) in &survivors {
+        let rec = store.record(cid, "eth0").unwrap();
+        let printed = result_addrs(h.result.as_ref().unwrap())[0].addr();
+        assert_eq!(Store::record_slot(&rec), slot_of(r0, printed), "{cid}");
+    }
+    // And DEL of everything empties the store.
+    for cid in history.keys() {
+        net.call("DEL", "1.0.0", cid, "", "eth0")
+            .run()
+            .assert_silent_ok();
+    }
+    assert!(store.is_empty());
+}

@@ -1,0 +1,718 @@
+//! ipam-prefix, black box: what ADD/DEL/CHECK/GC/STATUS do to allocations
+//! and the store (checklist 1.C–1.H, 1.M, 1.N) and the address plan of
+//! design.md, with expected addresses computed by the test, not read back
+//! from the plugin.
+
+use conformance::harness::*;
+use conformance::ipam::*;
+use ipnet::Ipv6Net;
+use serde_json::{json, Value};
+use std::net::Ipv6Addr;
+
+fn pod() -> Netns {
+    Netns::new(NETNS_PREFIX)
+}
+
+fn add(net: &IpamNet, ns: &Netns, cid: &str) -> Value {
+    net.call("ADD", "1.0.0", cid, &ns.path_str(), "eth0")
+        .run()
+        .assert_ok()
+        .clone()
+}
+
+fn expected_addrs(net: &IpamNet, slot: u128) -> Vec<Ipv6Net> {
+    net.pod_ranges()
+        .iter()
+        .map(|r| Ipv6Net::new(slot_addr(*r, slot), r.prefix_len()).unwrap())
+        .collect()
+}
+
+#[test]
+fn first_pod_gets_slot_0x10_in_every_prefix() {
+    // design.md address plan; contract: result ips in config order, /(L+16),
+    // gateway = range|1, routes/dns from config (checklist 15).
+    let net = demo_net()
+        .set_ipam("routes", json!([{"dst": "::/0"}]))
+        .set_ipam(
+            "dns",
+            json!({"nameservers": ["fd8c:1f0a:77e3::a"], "search": ["svc.cluster.local"]}),
+        );
+    let ns = pod();
+    let cid = container_id("plan");
+    let r = net
+        .call("ADD", "1.0.0", &cid, &ns.path_str(), "eth0")
+        .args("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0")
+        .run()
+        .assert_ok()
+        .clone();
+    let got = result_addrs(&r);
+    assert_eq!(got, expected_addrs(&net, FIRST_SLOT), "{r}");
+    assert_eq!(
+        got[0].to_string(),
+        "fd8c:1f0a:77e3:0:1:1:0:10/96",
+        "design.md: C:n:1::k"
+    );
+    assert_eq!(got[1].to_string(), "2001:db8:7:12:0:1:0:10/96", "G:0:1::k");
+    for (ip, range) in r["ips"].as_array().unwrap().iter().zip(net.pod_ranges()) {
+        assert_eq!(ip["gateway"], gateway(range).to_string(), "{r}");
+    }
+    assert_eq!(r["routes"], json!([{"dst": "::/0"}]), "{r}");
+    assert_eq!(r["dns"]["nameservers"], json!(["fd8c:1f0a:77e3::a"]), "{r}");
+    assert_eq!(r["dns"]["search"], json!(["svc.cluster.local"]), "{r}");
+
+    // The record: slot, addresses, pod, boot id; and its slot link.
+    let store = net.store();
+    let rec = store.record(&cid, "eth0").expect("record written");
+    assert_eq!(Store::record_slot(&rec), FIRST_SLOT, "{rec}");
+    assert_eq!(rec["podNamespace"], "default", "{rec}");
+    assert_eq!(rec["podName"], "web-0", "{rec}");
+    assert_eq!(rec["bootId"], boot_id(), "{rec}");
+    let rec_addrs: Vec<String> = rec["addresses"]
+        .as_array()
+        .expect("record addresses")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    for a in &got {
+        assert!(
+            rec_addrs
+                .iter()
+                .any(|s| s == &a.to_string() || s == &a.addr().to_string()),
+            "record lacks {a}: {rec}"
+        );
+    }
+    assert_eq!(store.assert_consistent(), vec![Store::key(&cid, "eth0")]);
+    assert_eq!(
+        store.slots().get(&FIRST_SLOT).map(String::as_str),
+        Some(Store::key(&cid, "eth0").as_str())
+    );
+    for f in ["lock", "boot_id"] {
+        assert!(store.dir.join(f).exists(), "store lacks {f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(store.dir.join("boot_id"))
+            .unwrap()
+            .trim(),
+        boot_id()
+    );
+}
+
+#[test]
+fn ula_and_gua_share_the_interface_id_and_node_part() {
+    // design.md: same low 32 bits in every range; node part = node prefix.
+    let net = demo_net();
+    let ns = pod();
+    let nodes = net.node_prefixes();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let r = add(&net, &ns, &container_id("iid"));
+        let a = result_addrs(&r);
+        assert_eq!(a.len(), 2);
+        let low = |x: Ipv6Addr| u128::from(x) & 0xffff_ffff;
+        assert_eq!(low(a[0].addr()), low(a[1].addr()), "{r}");
+        for (addr, node) in a.iter().zip(&nodes) {
+            assert!(
+                node.contains(&addr.addr()),
+                "{addr} outside node prefix {node}"
+            );
+            assert_eq!(addr.prefix_len(), node.prefix_len() + 16);
+            let range = pod_range(*node, 1);
+            assert!(
+                range.contains(&addr.addr()),
+                "{addr} outside pod range {range}"
+            );
+            assert!(
+                slot_of(range, addr.addr()) >= FIRST_SLOT,
+                "reserved slot handed out: {addr}"
+            );
+        }
+        assert!(
+            seen.insert(a[0].addr()),
+            "address handed out twice: {}",
+            a[0]
+        );
+    }
+}
+
+#[test]
+fn subnet_id_and_other_lengths() {
+    // Contract: pod range = node prefix /L + 16-bit subnetId → /(L+16).
+    let ns = pod();
+    for (nodes, sid) in [
+        (vec!["fd8c:1f0a:77e3:0:2::/80"], 7u16),
+        (vec!["fd8c:1f0a:77e3:5::/64", "2001:db8:9:9::/64"], 0xbeef),
+        (vec!["fd8c:1f0a:77e3:0:3:4:500::/104"], 65535),
+    ] {
+        let net = IpamNet::new(&nodes).set_ipam("subnetId", json!(sid));
+        let r = add(&net, &ns, &container_id("sid"));
+        assert_eq!(
+            result_addrs(&r),
+            expected_addrs(&net, FIRST_SLOT),
+            "subnetId {sid}: {r}"
+        );
+    }
+}
+
+#[test]
+fn same_add_twice_returns_the_same_addresses() {
+    // checklist 22 (our documented choice: idempotent ADD, no second slot)
+    let net = demo_net();
+    let ns = pod();
+    let cid = container_id("twice");
+    let a = add(&net, &ns, &cid);
+    let b = add(&net, &ns, &cid);
+    assert_eq!(result_addrs(&a), result_addrs(&b));
+    assert_eq!(
+        net.store().assert_consistent().len(),
+        1,
+        "second slot taken"
+    );
+    // Same container, another interface: another slot (checklist 83: keyed
+    // by network, container id AND ifname).
+    let c = net
+        .call("ADD", "1.0.0", &cid, &ns.path_str(), "net1")
+        .run()
+        .assert_ok()
+        .clone();
+    assert_ne!(result_addrs(&a), result_addrs(&c));
+    assert_eq!(net.store().assert_consistent().len(), 2);
+}
+
+#[test]
+fn del_releases_and_is_idempotent() {
+    // checklist 25, 26
+    let net = demo_net();
+    let ns = pod();
+    let cid = container_id("del");
+    let keep = container_id("keep");
+    add(&net, &ns, &keep);
+    add(&net, &ns, &cid);
+    for _ in 0..3 {
+        net.call("DEL", "1.0.0", &cid, &ns.path_str(), "eth0")
+            .run()
+            .assert_silent_ok();
+        assert!(net.store().record(&cid, "eth0").is_none());
+    }
+    assert_eq!(
+        net.store().assert_consistent(),
+        vec![Store::key(&keep, "eth0")]
+    );
+    // Never added; and a network whose store does not exist yet.
+    net.call(
+        "DEL",
+        "1.0.0",
+        &container_id("never"),
+        &ns.path_str(),
+        "eth0",
+    )
+    .run()
+    .assert_silent_ok();
+    let fresh = demo_net();
+    fresh
+        .call("DEL", "1.0.0", &container_id("never"), "", "eth0")
+        .run()
+        .assert_silent_ok();
+    // The freed slot is reusable: the range does not leak.
+    assert_eq!(net.store().assert_consistent().len(), 1);
+}
+
+#[test]
+fn del_without_netns_prevresult_or_with_the_netns_gone() {
+    // checklist 27, 28
+    let net = demo_net();
+    for v in ALL_VERSIONS {
+        // netns deleted before DEL
+        let cid = container_id("gone");
+        let path = {
+            let ns = pod();
+            net.call("ADD", v, &cid, &ns.path_str(), "eth0")
+                .run()
+                .assert_ok();
+            ns.path_str()
+        };
+        assert!(!std::path::Path::new(&path).exists());
+        net.call("DEL", v, &cid, &path, "eth0")
+            .run()
+            .assert_silent_ok();
+        assert!(
+            net.store().record(&cid, "eth0").is_none(),
+            "{v}: not released"
+        );
+        // empty netns, no prevResult
+        let ns = pod();
+        let cid = container_id("empty");
+        net.call("ADD", v, &cid, &ns.path_str(), "eth0")
+            .run()
+            .assert_ok();
+        net.call("DEL", v, &cid, "", "eth0")
+            .run()
+            .assert_silent_ok();
+        assert!(
+            net.store().record(&cid, "eth0").is_none(),
+            "{v}: not released"
+        );
+    }
+    assert!(net.store().is_empty());
+}
+
+#[test]
+fn del_with_a_changed_config_still_releases() {
+    // checklist 17: ADD with range R1, DEL with R2 (prefixes, subnetId,
+    // even an unusable fromInterface) → released.
+    let net = demo_net();
+    let ns = pod();
+    let changes: Vec<Box<dyn Fn(&mut Value)>> = vec![
+        Box::new(|c| c["ipam"]["prefixes"] = json!([{"node": "fd8c:1f0a:77e3:0:9::/80"}])),
+        Box::new(|c| c["ipam"]["subnetId"] = json!(42)),
+        Box::new(|c| {
+            c["ipam"]["prefixes"] = json!([{"fromInterface": "c6inope0", "scope": "ula"}])
+        }),
+    ];
+    for change in changes {
+        let cid = container_id("chg");
+        add(&net, &ns, &cid);
+        let mut c = net.conf("1.0.0");
+        change(&mut c);
+        net.call("DEL", "1.0.0", &cid, &ns.path_str(), "eth0")
+            .stdin_json(&c)
+            .run()
+            .assert_silent_ok();
+        assert!(
+            net.store().record(&cid, "eth0").is_none(),
+            "not released after {c}"
+        );
+    }
+    assert!(net.store().is_empty());
+}
+
+#[test]
+fn check_compares_the_record_with_prev_result() {
+    // checklist 32, 33, 34, 36
+    let net = demo_net();
+    let ns = pod();
+    for v in versions_with_check() {
+        let cid = container_id("chk");
+        let r = net
+            .call("ADD", v, &cid, &ns.path_str(), "eth0")
+            .run()
+            .assert_ok()
+            .clone();
+        let check = |prev: Option<Value>| {
+            let mut c = net.conf(v);
+            if let Some(p) = prev {
+                c["prevResult"] = p;
+            }
+            net.call("CHECK", v, &cid, &ns.path_str(), "eth0")
+                .stdin_json(&c)
+                .run()
+        };
+        // 36: right after ADD.
+        check(Some(r.clone())).assert_silent_ok();
+        // 32: no prevResult → error (we use 7).
+        check(None).assert_error(7);
+        // 32: prevResult naming a foreign address → fails.
+        let mut foreign = r.clone();
+        foreign["ips"][0]["address"] = json!("fd8c:1f0a:77e3:0:1:1:0:99/96");
+        check(Some(foreign)).assert_failed();
+        // 33: an address missing from prevResult → fails.
+        let mut short = r.clone();
+        short["ips"].as_array_mut().unwrap().pop();
+        check(Some(short)).assert_failed();
+        // 34: the reservation itself gone → fails.
+        std::fs::remove_file(net.store().attachments_dir().join(Store::key(&cid, "eth0"))).unwrap();
+        check(Some(r.clone())).assert_failed();
+        net.call("DEL", v, &cid, "", "eth0")
+            .run()
+            .assert_silent_ok();
+    }
+}
+
+#[test]
+fn status_reports_a_full_range_and_recovers() {
+    // checklist 42, 44, 46; contract: STATUS 50 when the range is full.
+    // A /104 node prefix gives a /120 pod range: slots 0x10..=0xff = 240.
+    let net = IpamNet::new(&["fd8c:1f0a:77e3:0:1:2:300::/104"]);
+    let ns = pod();
+    net.status().run().assert_silent_ok();
+    let mut cids = Vec::new();
+    for _ in 0..240 {
+        let cid = container_id("full");
+        add(&net, &ns, &cid);
+        cids.push(cid);
+    }
+    let slots: Vec<u128> = net.store().slots().keys().copied().collect();
+    assert_eq!(slots, (0x10..=0xff).collect::<Vec<u128>>());
+    let out = net.status().run();
+    out.assert_error(50);
+    // ADD into a full range fails (contract: 50) and leaves nothing.
+    let before = snapshot(net.data_dir());
+    let out = net
+        .call(
+            "ADD",
+            "1.1.0",
+            &container_id("over"),
+            &ns.path_str(),
+            "eth0",
+        )
+        .run();
+    out.assert_error(50);
+    assert_eq!(
+        before,
+        snapshot(net.data_dir()),
+        "failed ADD changed the store"
+    );
+    // 44: still serving DEL; then STATUS ok and ADD ok again.
+    net.call("DEL", "1.1.0", &cids[7], "", "eth0")
+        .run()
+        .assert_silent_ok();
+    net.status().run().assert_silent_ok();
+    let r = add(&net, &ns, &container_id("again"));
+    assert_eq!(result_addrs(&r), expected_addrs(&net, 0x17));
+}
+
+#[test]
+fn status_fails_when_the_data_dir_is_unusable() {
+    // contract: STATUS 50 when the data dir is unusable / prefix unresolvable.
+    let net = demo_net();
+    let file = TempDir::new("notadir");
+    let path = file.join("plain-file");
+    std::fs::write(&path, b"not a directory").unwrap();
+    let bad = net
+        .clone()
+        .set_ipam("dataDir", json!(path.display().to_string()));
+    bad.status().run().assert_error(50);
+    let unresolvable = net.clone().set_ipam(
+        "prefixes",
+        json!([{"fromInterface": "c6inope0", "scope": "global"}]),
+    );
+    unresolvable.status().run().assert_error(50);
+}
+
+#[test]
+fn gc_frees_what_is_not_listed_and_only_in_its_network() {
+    // checklist 47, 48, 51, 52
+    let n = demo_net();
+    let m = n.sibling(&["fd8c:1f0a:77e3:0:2::/80"]);
+    let ns = pod();
+    let (a, b, c) = (container_id("a"), container_id("b"), container_id("c"));
+    add(&n, &ns, &a);
+    add(&n, &ns, &b);
+    add(&m, &ns, &c);
+    // No key at all: "no information", nothing deleted.
+    n.network_call("GC", "1.1.0", &n.conf("1.1.0"))
+        .run()
+        .assert_silent_ok();
+    assert_eq!(n.store().assert_consistent().len(), 2);
+    // GC(N, [A]) → B freed; A and M's C intact.
+    n.gc(&[(&a, "eth0")]).run().assert_silent_ok();
+    assert_eq!(n.store().assert_consistent(), vec![Store::key(&a, "eth0")]);
+    assert_eq!(m.store().assert_consistent(), vec![Store::key(&c, "eth0")]);
+    // The 1.1.0-tag spelling works too; the same ifname on another
+    // container does not protect anything.
+    add(&n, &ns, &b);
+    let mut conf = n.conf("1.1.0");
+    conf["cni.dev/attachments"] = attachments_json(&[(&b, "eth0"), (&a, "net9")]);
+    n.network_call("GC", "1.1.0", &conf)
+        .run()
+        .assert_silent_ok();
+    assert_eq!(n.store().assert_consistent(), vec![Store::key(&b, "eth0")]);
+    // 52: libcni's synthetic DEL, then GC, for the same stale attachment.
+    n.call("DEL", "1.1.0", &b, "/var/run/netns/c6i-long-gone", "eth0")
+        .run()
+        .assert_silent_ok();
+    n.gc(&[]).run().assert_silent_ok();
+    assert!(
+        n.store().is_empty(),
+        "an empty list is meaningful: all of N is stale"
+    );
+    assert_eq!(m.store().assert_consistent(), vec![Store::key(&c, "eth0")]);
+}
+
+#[test]
+fn gc_keeps_going_and_reports_errors() {
+    // checklist 49: a stale record that cannot be removed (immutable file)
+    // does not stop GC from freeing the others; GC exits ≠ 0 naming it.
+    let n = demo_net();
+    let ns = pod();
+    let (a, b) = (container_id("stuck"), container_id("free"));
+    add(&n, &ns, &a);
+    add(&n, &ns, &b);
+    let stuck = n.store().attachments_dir().join(Store::key(&a, "eth0"));
+    // Guard: always make the record mutable again, even on failure.
+    struct Mutable(std::path::PathBuf);
+    impl Drop for Mutable {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let attr = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&stuck)
+        .status();
+    assert!(
+        matches!(attr, Ok(s) if s.success()),
+        "chattr +i failed: this test needs a temp dir on ext4/xfs (TMPDIR)"
+    );
+    let guard = Mutable(stuck.clone());
+    let out = n.gc(&[]).run();
+    let _ = out.assert_failed();
+    assert!(
+        out.error_text().contains(&a),
+        "GC error should name the attachment it could not free: {}",
+        out.error_text()
+    );
+    assert!(
+        n.store().record(&b, "eth0").is_none(),
+        "GC stopped at the first error"
+    );
+    drop(guard);
+    assert!(stuck.exists());
+    // Once the obstacle is gone, GC finishes the job.
+    n.gc(&[]).run().assert_silent_ok();
+    assert!(n.store().is_empty());
+}
+
+#[test]
+fn records_of_another_boot_are_released_on_the_next_call() {
+    // design.md: "Nothing leaks across a reboot".
+    let net = demo_net();
+    let ns = pod();
+    let old = container_id("oldboot");
+    add(&net, &ns, &old);
+    let store = net.store();
+    let fake = "00000000-0000-4000-8000-000000000001";
+    let rec_path = store.attachments_dir().join(Store::key(&old, "eth0"));
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    rec["bootId"] = json!(fake);
+    std::fs::write(&rec_path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    std::fs::write(store.dir.join("boot_id"), format!("{fake}\n")).unwrap();
+    // The next ADD (another pod) releases it.
+    let new = container_id("newboot");
+    let r = add(&net, &ns, &new);
+    assert_eq!(
+        store.assert_consistent(),
+        vec![Store::key(&new, "eth0")],
+        "the previous boot's record survived"
+    );
+    assert_eq!(
+        std::fs::read_to_string(store.dir.join("boot_id"))
+            .unwrap()
+            .trim(),
+        boot_id()
+    );
+    // With the old pod gone, its slot is free again: the range did not shrink.
+    assert_eq!(result_addrs(&r).len(), 2);
+}
+
+#[test]
+fn requested_addresses_and_their_precedence() {
+    // checklist 16, 71, 73, 74; contract: args.cni.ips > runtimeConfig.ips
+    // (declared capability) > CNI_ARGS IP=.
+    let ns = pod();
+    let base = demo_net().set_top("capabilities", json!({"ips": true}));
+    let ranges = base.pod_ranges();
+    let addr = |slot: u128| format!("{}/96", slot_addr(ranges[0], slot));
+    let slot_got = |r: &Value| slot_of(ranges[0], result_addrs(r)[0].addr());
+
+    // IP= alone (74), with IgnoreUnknown as K8s sends it.
+    let r = base
+        .call("ADD", "1.0.0", &container_id("rq"), &ns.path_str(), "eth0")
+        .args(&format!(
+            "IgnoreUnknown=1;IP={}",
+            slot_addr(ranges[0], 0x41)
+        ))
+        .run()
+        .assert_ok()
+        .clone();
+    assert_eq!(slot_got(&r), 0x41);
+    assert_eq!(
+        result_addrs(&r),
+        expected_addrs(&base, 0x41),
+        "slot in EVERY range"
+    );
+    // runtimeConfig beats IP= (73).
+    let net = base
+        .clone()
+        .set_top("runtimeConfig", json!({"ips": [addr(0x42)]}));
+    let r = net
+        .call("ADD", "1.0.0", &container_id("rq"), &ns.path_str(), "eth0")
+        .args(&format!("IP={}", slot_addr(ranges[0], 0x43)))
+        .run()
+        .assert_ok()
+        .clone();
+    assert_eq!(slot_got(&r), 0x42);
+    // args.cni.ips beats both (16).
+    let net2 = net
+        .clone()
+        .set_top("args", json!({"cni": {"ips": [addr(0x44)], "foo": 1}}));
+    let r = net2
+        .call("ADD", "1.0.0", &container_id("rq"), &ns.path_str(), "eth0")
+        .args(&format!("IP={}", slot_addr(ranges[0], 0x45)))
+        .run()
+        .assert_ok()
+        .clone();
+    assert_eq!(slot_got(&r), 0x44);
+    // An address of the GUA range selects the same slot.
+    let gua = base.clone().set_top(
+        "args",
+        json!({"cni": {"ips": [slot_addr(ranges[1], 0x46).to_string()]}}),
+    );
+    let r = gua
+        .call("ADD", "1.0.0", &container_id("rq"), &ns.path_str(), "eth0")
+        .run()
+        .assert_ok()
+        .clone();
+    assert_eq!(slot_got(&r), 0x46);
+    // Undeclared capability: runtimeConfig.ips is not ours to act on (71).
+    let undeclared = demo_net().set_top("runtimeConfig", json!({"ips": [addr(0x47)]}));
+    let r = undeclared
+        .call("ADD", "1.0.0", &container_id("rq"), &ns.path_str(), "eth0")
+        .run()
+        .assert_ok()
+        .clone();
+    assert_eq!(slot_got(&r), FIRST_SLOT);
+
+    // Failures: 7, nothing leaked (73).
+    let bad_cases: Vec<Value> = vec![
+        json!({"runtimeConfig": {"ips": ["garbage"]}}),
+        json!({"runtimeConfig": {"ips": "fd00::1"}}),
+        json!({"args": {"cni": {"ips": [addr(0x42)]}}}), // taken
+        json!({"args": {"cni": {"ips": [slot_addr(ranges[0], 1).to_string()]}}}), // gateway
+        json!({"args": {"cni": {"ips": [slot_addr(ranges[0], 5).to_string()]}}}), // reserved
+        json!({"args": {"cni": {"ips": ["fd8c:1f0a:77e3:0:7:1::50"]}}}), // outside
+        json!({"args": {"cni": {"ips": ["10.1.2.3"]}}}),
+    ];
+    let before = snapshot(base.data_dir());
+    for extra in bad_cases {
+        let mut n = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            n = n.set_top(k, v.clone());
+        }
+        let out = n
+            .call(
+                "ADD",
+                "1.0.0",
+                &container_id("rqbad"),
+                &ns.path_str(),
+                "eth0",
+            )
+            .run();
+        out.assert_error(7);
+    }
+    assert_eq!(
+        before,
+        snapshot(base.data_dir()),
+        "a refused request changed the store"
+    );
+}
+
+/// A node namespace whose `c6iup0` carries the addresses of design.md's
+/// example node: GUA 2001:db8:7:12::5/64 and ULA fd8c:1f0a:77e3:0:1::2/80.
+fn node_with_uplink() -> Netns {
+    let node = Netns::new(NETNS_PREFIX);
+    node.add_veth("c6iup0", "c6iup1");
+    node.add_addr("c6iup0", "2001:db8:7:12::5/64");
+    node.add_addr("c6iup0", "fd8c:1f0a:77e3:0:1::2/80");
+    node
+}
+
+#[test]
+fn from_interface_reads_the_node_prefix_in_its_namespace() {
+    // contract: fromInterface + scope global/ula; a /64 is cut to its first
+    // /80; ipam-prefix reads the interfaces of the namespace it runs in.
+    let node = node_with_uplink();
+    let podns = pod();
+    let net = IpamNet::with_prefixes(json!([
+        {"fromInterface": "c6iup0", "scope": "ula"},
+        {"fromInterface": "c6iup0", "scope": "global"},
+    ]));
+    let cid = container_id("fi");
+    let r = net
+        .call("ADD", "1.0.0", &cid, &podns.path_str(), "eth0")
+        .in_netns(&node)
+        .run()
+        .assert_ok()
+        .clone();
+    let got: Vec<String> = result_addrs(&r).iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        got,
+        vec!["fd8c:1f0a:77e3:0:1:1:0:10/96", "2001:db8:7:12:0:1:0:10/96"],
+        "{r}"
+    );
+    // Mixed with a literal /80: same L, fine.
+    let mixed = IpamNet::with_prefixes(json!([
+        {"node": "fd8c:1f0a:77e3:0:3::/80"},
+        {"fromInterface": "c6iup0"},
+    ]));
+    let r = mixed
+        .call("ADD", "1.0.0", &cid, &podns.path_str(), "eth0")
+        .in_netns(&node)
+        .run()
+        .assert_ok()
+        .clone();
+    assert_eq!(
+        result_addrs(&r)[1].to_string(),
+        "2001:db8:7:12:0:1:0:10/96",
+        "scope defaults to global: {r}"
+    );
+    // STATUS in the node is healthy.
+    net.status().in_netns(&node).run().assert_silent_ok();
+    // DEL inside the node frees.
+    net.call("DEL", "1.0.0", &cid, "", "eth0")
+        .in_netns(&node)
+        .run()
+        .assert_silent_ok();
+    assert!(net.store().is_empty());
+}
+
+#[test]
+fn from_interface_errors() {
+    // contract: missing interface → 7; prefix longer than L → error;
+    // no address of the asked scope → 7; STATUS → 50 when unresolvable.
+    let node = node_with_uplink();
+    node.add_veth("c6ilong0", "c6ilong1");
+    node.add_addr("c6ilong0", "fd8c:1f0a:77e3:0:1:2:3:4/112");
+    node.add_addr("c6ilong0", "2001:db8:5::1/112");
+    let podns = pod();
+    let cases = [
+        (
+            json!([{"fromInterface": "c6inope0", "scope": "global"}]),
+            "c6inope0",
+        ),
+        (
+            json!([{"fromInterface": "c6iup1", "scope": "global"}]),
+            "c6iup1",
+        ),
+        (
+            json!([{"fromInterface": "c6ilong0", "scope": "ula"}]),
+            "c6ilong0",
+        ),
+        (
+            json!([{"fromInterface": "c6ilong0", "scope": "global"}]),
+            "c6ilong0",
+        ),
+    ];
+    for (prefixes, needle) in cases {
+        let net = IpamNet::with_prefixes(prefixes.clone());
+        let out = net
+            .call(
+                "ADD",
+                "1.0.0",
+                &container_id("fe"),
+                &podns.path_str(),
+                "eth0",
+            )
+            .in_netns(&node)
+            .run();
+        out.assert_error(7);
+        assert!(out.msg().contains(needle), "{prefixes}: {}", out.msg());
+        assert!(
+            !net.store().dir.join("attachments").exists() || net.store().is_empty(),
+            "{prefixes}: failed ADD left a record"
+        );
+        net.status().in_netns(&node).run().assert_error(50);
+    }
+}

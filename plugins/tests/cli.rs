@@ -257,6 +257,11 @@ fn attach_json_and_errors() {
     );
     assert!(!r.stderr.contains("panicked"));
 
+    let r = n.cni6(&["check", "--id", "never-attached"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no --netns given"), "{}", r.stderr);
+    assert!(n.take_calls().iter().all(|c| c.1 != "CHECK"));
+
     std::fs::write(n.p("net.conflist"), "{not json").unwrap();
     let r = n.cni6(&["check", "--id", "pod2"]);
     assert_eq!(r.code, 1);

@@ -182,6 +182,13 @@ pub fn check(a: &CheckArgs, o: &mut Output) -> Result<()> {
     let att = a
         .common
         .attachment(a.netns.as_deref().map(resolve_netns), cached.as_ref())?;
+    if att.netns.is_none() && !list.disable_check {
+        return Err(CliError::Usage(format!(
+            "check {}: no --netns given and no cached attachment to take it from (was it attached with --cache-dir {}?)",
+            a.common.describe(&list),
+            a.common.net.cache_dir.display()
+        )));
+    }
     rt.check(&list, &att)
         .map_err(|e| CliError::cni(format!("check {}", a.common.describe(&list)), e))?;
     if o.json {

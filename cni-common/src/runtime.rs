@@ -1246,9 +1246,20 @@ exit 0
             assert_eq!(c.env["CNI_IFNAME"], "eth0");
             assert_eq!(c.env["CNI_ARGS"], "IgnoreUnknown=1;K8S_POD_NAME=web");
             assert_eq!(c.env["CNI_PATH"], f.cni_path());
+            // checklist 11: the runtime's own environment is inherited.
+            assert_eq!(
+                c.env.get("PATH"),
+                std::env::var("PATH").ok().as_ref(),
+                "PATH inherited"
+            );
         }
 
         let cache = f.rt.cache_path("net1", &pod("c1"));
+        let files: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, vec!["net1-c1-eth0"], "no temp file left behind");
         assert!(cache.ends_with("results/net1-c1-eth0"));
         use std::os::unix::fs::MetadataExt;
         assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o777, 0o600);

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +97,14 @@ impl NetNs {
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
         })
+    }
+}
+
+/// The namespace's file descriptor, e.g. for IFLA_NET_NS_FD when creating
+/// a link directly inside it.
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

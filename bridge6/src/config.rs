@@ -1,0 +1,172 @@
+//! bridge6's own configuration keys (design.md "Configuration"): one type
+//! owns them, parsed once per call. Unknown keys are ignored (checklist
+//! 14); a malformed known key is error 7 naming the key, the value and what
+//! was expected.
+
+use cni_common::config::{opt_key, NetConf};
+use cni_common::result::Dns;
+use cni_common::{delegate, env, Error};
+use serde_json::Value;
+
+/// Bridge used when the config names none.
+pub const DEFAULT_BRIDGE: &str = "cni6br0";
+/// MTU when neither the config nor the host's default route gives one.
+pub const FALLBACK_MTU: u32 = 1500;
+/// IPv6 needs at least 1280 (RFC 8200); 65535 is the kernel's veth limit.
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 1280..=65535;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Network name (the runtime's `name`), part of the attachment key.
+    pub network: String,
+    /// `bridge`: the node bridge every pod of this network plugs into.
+    pub bridge: String,
+    /// `mtu`: `None` means "the MTU of the host's default-route interface,
+    /// else 1500", resolved at run time by [`crate::link::default_mtu`].
+    pub mtu: Option<u32>,
+    /// `hairpinMode` (default true): a pod can reach itself through a
+    /// service address that is DNAT-ed back to it.
+    pub hairpin: bool,
+    /// `defaultRoute` (default true): false = this attachment never installs
+    /// `::/0` in the pod (nor reports it), whatever IPAM says.
+    pub default_route: bool,
+    /// `dns`: overrides the IPAM result's dns in our result.
+    pub dns: Option<Dns>,
+    /// `ipam.type`, validated as a plain plugin name.
+    pub ipam_type: String,
+}
+
+impl Config {
+    pub fn parse(conf: &NetConf) -> Result<Config, Error> {
+        let raw = &conf.raw;
+        let bridge = match raw.get("bridge") {
+            None | Some(Value::Null) => DEFAULT_BRIDGE.to_string(),
+            Some(Value::String(s)) => {
+                env::validate_ifname(s).map_err(|_| {
+                    Error::config(
+                        "bridge",
+                        format!("{s:?}"),
+                        "an interface name: 1 to 15 bytes, not \".\" or \"..\", without '/', ':' or whitespace",
+                    )
+                })?;
+                s.clone()
+            }
+            Some(v) => {
+                return Err(Error::config(
+                    "bridge",
+                    v,
+                    "a string naming the node bridge",
+                ))
+            }
+        };
+        let mtu_expected = format!(
+            "an integer MTU from {} to {}",
+            MTU_RANGE.start(),
+            MTU_RANGE.end()
+        );
+        let mtu = opt_key::<u32>(raw, "", "mtu", &mtu_expected)?;
+        if let Some(m) = mtu {
+            if !MTU_RANGE.contains(&m) {
+                return Err(Error::config("mtu", m, mtu_expected));
+            }
+        }
+        let hairpin = opt_key::<bool>(raw, "", "hairpinMode", "true or false")?.unwrap_or(true);
+        let default_route =
+            opt_key::<bool>(raw, "", "defaultRoute", "true or false")?.unwrap_or(true);
+        // Checklist 15: a well-known key we cannot honour is rejected, never
+        // silently ignored. IPv6 needs no NAT (design.md).
+        if opt_key::<bool>(raw, "", "ipMasq", "true or false")? == Some(true) {
+            return Err(Error::UnsupportedField {
+                key: "ipMasq".into(),
+                value: "true".into(),
+                expected: "false or absent: bridge6 is IPv6-only and never masquerades".into(),
+            });
+        }
+        let ipam_type = delegate::ipam_type(raw)?;
+        Ok(Config {
+            network: conf.name.clone(),
+            bridge,
+            mtu,
+            hairpin,
+            default_route,
+            dns: conf.dns.clone().filter(|d| !d.is_empty()),
+            ipam_type,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Config, Error> {
+        Config::parse(&NetConf::parse(json.as_bytes()).unwrap())
+    }
+
+    const IPAM: &str = r#""ipam":{"type":"ipam-prefix"}"#;
+
+    #[test]
+    fn defaults() {
+        let c = parse(&format!(
+            r#"{{"cniVersion":"1.0.0","name":"n","type":"bridge6",{IPAM}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.bridge, "cni6br0");
+        assert_eq!(c.mtu, None);
+        assert!(c.hairpin);
+        assert!(c.default_route);
+        assert_eq!(c.dns, None);
+        assert_eq!(c.ipam_type, "ipam-prefix");
+        assert_eq!(c.network, "n");
+    }
+
+    #[test]
+    fn all_keys() {
+        let c = parse(&format!(
+            r#"{{"name":"n","bridge":"cluster0","mtu":1420,"hairpinMode":false,
+                "defaultRoute":false,"ipMasq":false,"foo":{{"bar":1}},
+                "dns":{{"nameservers":["fd00::53"]}},{IPAM}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.bridge, "cluster0");
+        assert_eq!(c.mtu, Some(1420));
+        assert!(!c.hairpin);
+        assert!(!c.default_route);
+        assert_eq!(c.dns.unwrap().nameservers, vec!["fd00::53"]);
+    }
+
+    #[test]
+    fn malformed_keys_name_themselves() {
+        let cases = [
+            (r#""bridge":"this-name-is-too-long""#, "bridge"),
+            (r#""bridge":"a/b""#, "bridge"),
+            (r#""bridge":7"#, "bridge"),
+            (r#""mtu":1279"#, "mtu"),
+            (r#""mtu":"1500""#, "mtu"),
+            (r#""mtu":-1"#, "mtu"),
+            (r#""mtu":70000"#, "mtu"),
+            (r#""hairpinMode":"yes""#, "hairpinMode"),
+            (r#""defaultRoute":1"#, "defaultRoute"),
+            (r#""ipMasq":"no""#, "ipMasq"),
+        ];
+        for (kv, key) in cases {
+            let e = parse(&format!(r#"{{"name":"n",{kv},{IPAM}}}"#)).unwrap_err();
+            assert_eq!(e.code(), 7, "{kv}: {e}");
+            assert!(e.to_string().contains(key), "{kv}: {e}");
+        }
+    }
+
+    #[test]
+    fn ip_masq_true_is_unsupported() {
+        let e = parse(&format!(r#"{{"name":"n","ipMasq":true,{IPAM}}}"#)).unwrap_err();
+        assert_eq!(e.code(), 2);
+        assert!(e.to_string().contains("ipMasq=true"), "{e}");
+    }
+
+    #[test]
+    fn ipam_is_required_and_plain() {
+        assert_eq!(parse(r#"{"name":"n"}"#).unwrap_err().code(), 7);
+        let e = parse(r#"{"name":"n","ipam":{"type":"../x"}}"#).unwrap_err();
+        assert!(e.to_string().contains("ipam.type"), "{e}");
+    }
+}

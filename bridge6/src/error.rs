@@ -1,0 +1,199 @@
+//! The one error type of bridge6, mapped once to CNI codes in
+//! `From<Bridge6Error> for cni_common::Error`.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Bridge6Error {
+    /// A netlink request failed; `op` says which and on what.
+    #[error("{op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Reading or writing a sysctl failed.
+    #[error("sysctl {path}: {source}")]
+    Sysctl {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Sending the unsolicited neighbour advertisement failed.
+    #[error("unsolicited neighbour advertisement for {addr} on {ifname}: {source}")]
+    Announce {
+        addr: std::net::Ipv6Addr,
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The configured bridge name is taken by a link of another kind.
+    #[error("bridge={name}: expected a bridge (or no link of that name), found a {kind} link")]
+    NotABridge { name: String, kind: String },
+
+    /// Checklist 19/22: the attachment (or its interface) already exists.
+    #[error("{what} already exists; DEL the attachment first")]
+    AttachmentExists { what: String },
+
+    /// The IPAM result cannot be used by an IPv6-only bridge.
+    #[error("IPAM result unusable: {0}")]
+    IpamResult(String),
+
+    /// IPv6 is disabled on this host (checklist §3 #9).
+    #[error("IPv6 is disabled on this host ({0}); bridge6 needs it")]
+    Ipv6Disabled(String),
+
+    /// Forwarding is on and an interface with accept_ra=1 now ignores RAs.
+    #[error(
+        "net.ipv6.conf.all.forwarding=1 and interface {iface} has accept_ra=1, so it now ignores \
+         router advertisements; set net.ipv6.conf.{iface}.accept_ra=2 if it depends on them"
+    )]
+    RaIgnored { iface: String },
+
+    /// STATUS found something that stops ADD from working.
+    #[error("{0}")]
+    Unavailable(String),
+
+    /// A bounded wait on a kernel event ran out.
+    #[error("{0}")]
+    Timeout(String),
+
+    /// CHECK found the attachment not as ADD made it.
+    #[error("{0}")]
+    Check(String),
+
+    /// Several failures of a best-effort DEL/GC, reported together.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Many(Vec<cni_common::Error>),
+
+    /// Errors of the shared library (netns, delegation, config) pass through.
+    #[error(transparent)]
+    Common(#[from] cni_common::Error),
+}
+
+pub type Result<T, E = Bridge6Error> = std::result::Result<T, E>;
+
+impl Bridge6Error {
+    pub fn netlink(op: impl Into<String>, source: io::Error) -> Self {
+        Bridge6Error::Netlink {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// "Already gone" (ENOENT/ENODEV/ESRCH, a vanished netns): DEL success.
+    pub fn is_gone(&self) -> bool {
+        match self {
+            Bridge6Error::Netlink { source, .. } | Bridge6Error::Sysctl { source, .. } => {
+                cni_common::error::is_gone_io(source)
+            }
+            Bridge6Error::Common(e) => e.is_gone(),
+            _ => false,
+        }
+    }
+}
+
+impl From<Bridge6Error> for cni_common::Error {
+    fn from(e: Bridge6Error) -> Self {
+        use cni_common::Error as E;
+        match e {
+            Bridge6Error::Common(e) => e,
+            Bridge6Error::Many(mut v) if v.len() == 1 => v.remove(0),
+            Bridge6Error::Many(v) => {
+                let code = v.first().map(|e| e.code()).unwrap_or(0);
+                let msg = v
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                E::Plugin {
+                    code,
+                    msg,
+                    details: String::new(),
+                }
+            }
+            Bridge6Error::NotABridge { ref name, ref kind } => E::config(
+                "bridge",
+                name,
+                format!("a bridge (or no link of that name), but {name} is a {kind} link"),
+            ),
+            Bridge6Error::IpamResult(m) => E::config("ipam", "(its result)", m),
+            Bridge6Error::AttachmentExists { what } => E::env(
+                "CNI_IFNAME",
+                what,
+                "an attachment that does not exist yet (DEL it first)",
+            ),
+            e @ (Bridge6Error::Ipv6Disabled(_) | Bridge6Error::Unavailable(_)) => {
+                E::Unavailable(e.to_string())
+            }
+            e @ Bridge6Error::RaIgnored { .. } => E::Degraded(e.to_string()),
+            Bridge6Error::Timeout(m) => E::TryAgain(m),
+            Bridge6Error::Check(m) => E::CheckFailed(m),
+            Bridge6Error::Netlink { op, source } => E::kernel(op, source),
+            Bridge6Error::Sysctl { path, source } => E::kernel(format!("sysctl {path}"), source),
+            Bridge6Error::Announce {
+                addr,
+                ifname,
+                source,
+            } => E::kernel(
+                format!("unsolicited neighbour advertisement for {addr} on {ifname}"),
+                source,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let c = |e: Bridge6Error| cni_common::Error::from(e).code();
+        assert_eq!(
+            c(Bridge6Error::NotABridge {
+                name: "br0".into(),
+                kind: "veth".into()
+            }),
+            7
+        );
+        assert_eq!(
+            c(Bridge6Error::AttachmentExists {
+                what: "eth0".into()
+            }),
+            4
+        );
+        assert_eq!(
+            c(Bridge6Error::RaIgnored {
+                iface: "eth0".into()
+            }),
+            51
+        );
+        assert_eq!(c(Bridge6Error::Ipv6Disabled("x".into())), 50);
+        assert_eq!(c(Bridge6Error::Timeout("x".into())), 11);
+        assert_eq!(c(Bridge6Error::Check("x".into())), 102);
+        assert_eq!(
+            c(Bridge6Error::netlink(
+                "add",
+                io::Error::from_raw_os_error(libc::EPERM)
+            )),
+            101
+        );
+        let many = Bridge6Error::Many(vec![
+            cni_common::Error::TryAgain("a".into()),
+            cni_common::Error::Internal("b".into()),
+        ]);
+        let e = cni_common::Error::from(many);
+        assert_eq!(e.code(), 11);
+        assert!(e.to_string().contains("a") && e.to_string().contains("b"));
+    }
+
+    #[test]
+    fn gone() {
+        assert!(Bridge6Error::netlink("del", io::Error::from_raw_os_error(libc::ENODEV)).is_gone());
+        assert!(!Bridge6Error::netlink("del", io::Error::from_raw_os_error(libc::EBUSY)).is_gone());
+    }
+}

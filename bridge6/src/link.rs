@@ -1,0 +1,531 @@
+//! The netlink operations bridge6 needs, on top of cni_common's synchronous
+//! [`Netlink`] socket: one request each, links looked up by name or index
+//! (never a dump on ADD/DEL/CHECK; only GC lists a bridge's ports).
+//!
+//! Kernel quirks handled here:
+//! - a veth is created with its peer already inside the pod namespace
+//!   (IFLA_NET_NS_FD in the peer's message) and its host end already
+//!   enslaved (IFLA_MASTER): one RTM_NEWLINK, no create-then-move, which
+//!   serialises concurrent pod creation in the kernel (practices #2);
+//! - bridge-port options (hairpin) are IFLA_INFO_SLAVE_DATA, which the
+//!   kernel applies through the port's *current* master, so they go in a
+//!   second request after the port is enslaved;
+//! - a new bridge port starts forwarding only when the kernel's linkwatch
+//!   work notices the carrier, a moment after "link up" returns; anything
+//!   sent before is dropped, so [`wait_forwarding`] waits for that on a
+//!   netlink event (bounded), never by sleeping.
+
+use crate::error::{Bridge6Error, Result};
+use cni_common::netlink::Netlink;
+use ipnet::Ipv6Net;
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+/// Route protocol number on every route bridge6 installs in a pod, so
+/// `ip -6 route show proto 198` tells ours apart (practices #11; 0xc6).
+pub const ROUTE_PROTO: u8 = 198;
+const RT_TABLE_MAIN: u32 = 254;
+
+/// What bridge6 reads about a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Vec<u8>,
+    pub mtu: u32,
+    pub master: Option<u32>,
+    /// IFLA_INFO_KIND ("bridge", "veth", …); `None` for a plain device.
+    pub kind: Option<String>,
+    pub up: bool,
+    pub alias: Option<String>,
+    /// Set when the link is a bridge port.
+    pub port_state: Option<BridgePortState>,
+    pub hairpin: Option<bool>,
+}
+
+impl Link {
+    pub fn from_message(m: &LinkMessage) -> Link {
+        let mut l = Link {
+            index: m.header.index,
+            name: String::new(),
+            mac: Vec::new(),
+            mtu: 0,
+            master: None,
+            kind: None,
+            up: m.header.flags.contains(LinkFlags::Up),
+            alias: None,
+            port_state: None,
+            hairpin: None,
+        };
+        for a in &m.attributes {
+            match a {
+                LinkAttribute::IfName(n) => l.name = n.clone(),
+                LinkAttribute::Address(mac) => l.mac = mac.clone(),
+                LinkAttribute::Mtu(v) => l.mtu = *v,
+                LinkAttribute::Controller(v) if *v != 0 => l.master = Some(*v),
+                LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        match i {
+                            LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
+                            LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
+                                for o in opts {
+                                    match o {
+                                        InfoBridgePort::State(s) => l.port_state = Some(*s),
+                                        InfoBridgePort::HairpinMode(h) => l.hairpin = Some(*h),
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
+}
+
+fn first_link(replies: Vec<RouteNetlinkMessage>) -> Option<Link> {
+    replies.into_iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(&l)),
+        _ => None,
+    })
+}
+
+pub fn by_name(nl: &mut Netlink, name: &str) -> Result<Option<Link>> {
+    nl.link_by_name(name)
+        .map(|o| o.map(|m| Link::from_message(&m)))
+        .map_err(|e| Bridge6Error::netlink(format!("look up link {name}"), e))
+}
+
+pub fn by_index(nl: &mut Netlink, index: u32) -> Result<Option<Link>> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    match nl.request(RouteNetlinkMessage::GetLink(msg), 0) {
+        Ok(r) => Ok(first_link(r)),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(Bridge6Error::netlink(
+            format!("look up link index {index}"),
+            e,
+        )),
+    }
+}
+
+fn ack(nl: &mut Netlink, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    nl.request(msg, NLM_F_ACK | flags).map(|_| ())
+}
+
+/// Create a bridge (down: callers set sysctls before it comes up).
+pub fn create_bridge(nl: &mut Netlink, name: &str, mtu: u32, mac: [u8; 6]) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.attributes = vec![
+        LinkAttribute::IfName(name.to_string()),
+        LinkAttribute::Mtu(mtu),
+        LinkAttribute::Address(mac.to_vec()),
+        LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+    ];
+    ack(
+        nl,
+        RouteNetlinkMessage::NewLink(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// Change MTU and/or bring a link up, in one RTM_SETLINK.
+pub fn set_link(nl: &mut Netlink, index: u32, up: bool, mtu: Option<u32>) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    if up {
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+    }
+    if let Some(m) = mtu {
+        msg.attributes.push(LinkAttribute::Mtu(m));
+    }
+    ack(nl, RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// A veth pair for one attachment.
+pub struct VethSpec<'a, F: AsFd> {
+    pub host_name: &'a str,
+    pub master: u32,
+    pub peer_name: &'a str,
+    pub peer_netns: &'a F,
+    pub mtu: u32,
+}
+
+/// One RTM_NEWLINK: host end enslaved to `master`, peer created inside the
+/// pod namespace under its final name. Both ends stay down.
+pub fn create_veth<F: AsFd>(nl: &mut Netlink, spec: &VethSpec<'_, F>) -> io::Result<()> {
+    let mut peer = LinkMessage::default();
+    peer.attributes = vec![
+        LinkAttribute::IfName(spec.peer_name.to_string()),
+        LinkAttribute::Mtu(spec.mtu),
+        LinkAttribute::NetNsFd(spec.peer_netns.as_fd().as_raw_fd()),
+    ];
+    let mut msg = LinkMessage::default();
+    msg.attributes = vec![
+        LinkAttribute::IfName(spec.host_name.to_string()),
+        LinkAttribute::Mtu(spec.mtu),
+        LinkAttribute::Controller(spec.master),
+        LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]),
+    ];
+    ack(
+        nl,
+        RouteNetlinkMessage::NewLink(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// Hairpin, alias and link up for an enslaved host veth, in one
+/// RTM_NEWLINK on the existing link.
+pub fn configure_port(nl: &mut Netlink, index: u32, hairpin: bool, alias: &str) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes = vec![
+        LinkAttribute::IfAlias(alias.to_string()),
+        LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(vec![
+            InfoBridgePort::HairpinMode(hairpin),
+        ]))]),
+    ];
+    ack(nl, RouteNetlinkMessage::NewLink(msg), 0)
+}
+
+pub fn delete_link(nl: &mut Netlink, index: u32) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    ack(nl, RouteNetlinkMessage::DelLink(msg), 0)
+}
+
+/// Add `addr/prefix_len` to a link. `nodad`: usable at once, no duplicate
+/// address detection (our IPAM guarantees uniqueness). EEXIST is returned
+/// to the caller, who knows whether "already there" is fine.
+pub fn add_address(
+    nl: &mut Netlink,
+    index: u32,
+    addr: Ipv6Addr,
+    prefix_len: u8,
+    nodad: bool,
+) -> io::Result<()> {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    msg.header.prefix_len = prefix_len;
+    msg.header.index = index;
+    msg.header.scope = AddressScope::Universe;
+    let mut flags = AddressFlags::empty();
+    if nodad {
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        flags |= AddressFlags::Nodad;
+    }
+    msg.attributes = vec![
+        AddressAttribute::Address(IpAddr::V6(addr)),
+        AddressAttribute::Flags(flags),
+    ];
+    ack(
+        nl,
+        RouteNetlinkMessage::NewAddress(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// An IPv6 route of the main table, as bridge6 compares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route6 {
+    pub dst: Ipv6Net,
+    pub gw: Option<Ipv6Addr>,
+    /// Output interfaces (several for a multipath route).
+    pub oifs: Vec<u32>,
+}
+
+/// Add `dst [via gw] dev index` to the main table with our protocol.
+pub fn add_route(
+    nl: &mut Netlink,
+    index: u32,
+    dst: Ipv6Net,
+    gw: Option<Ipv6Addr>,
+) -> io::Result<()> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet6;
+    msg.header.destination_prefix_length = dst.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Other(ROUTE_PROTO);
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    if dst.prefix_len() > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet6(
+                dst.network(),
+            )));
+    }
+    if let Some(gw) = gw {
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+    }
+    msg.attributes.push(RouteAttribute::Oif(index));
+    ack(
+        nl,
+        RouteNetlinkMessage::NewRoute(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+fn route6(m: &RouteMessage) -> Option<Route6> {
+    if m.header.address_family != AddressFamily::Inet6 || m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut table = u32::from(m.header.table);
+    let mut dst = Ipv6Addr::UNSPECIFIED;
+    let mut gw = None;
+    let mut oifs = Vec::new();
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = *d,
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gw = Some(*g),
+            RouteAttribute::Oif(i) => oifs.push(*i),
+            RouteAttribute::MultiPath(hops) => {
+                for h in hops {
+                    oifs.push(h.interface_index);
+                    if gw.is_none() {
+                        gw = h.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if table != RT_TABLE_MAIN {
+        return None;
+    }
+    let dst = Ipv6Net::new(dst, m.header.destination_prefix_length).ok()?;
+    Some(Route6 { dst, gw, oifs })
+}
+
+/// Unicast IPv6 routes of the main table. Used inside a pod namespace,
+/// which holds a handful of routes.
+pub fn main_routes(nl: &mut Netlink) -> Result<Vec<Route6>> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet6;
+    let replies = nl
+        .request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)
+        .map_err(|e| Bridge6Error::netlink("list IPv6 routes", e))?;
+    Ok(replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewRoute(m) => route6(m),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The MTU of the interface the host's IPv6 default route leaves through:
+/// one route lookup (RTM_F_FIB_MATCH, the route itself, not a dump) and one
+/// link lookup. `None` when there is no default route.
+pub fn default_route_mtu(nl: &mut Netlink) -> Result<Option<u32>> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet6;
+    msg.header.destination_prefix_length = 128;
+    msg.header.flags = RouteFlags::FibMatch;
+    msg.attributes = vec![RouteAttribute::Destination(RouteAddress::Inet6(
+        Ipv6Addr::UNSPECIFIED,
+    ))];
+    let replies = match nl.request(RouteNetlinkMessage::GetRoute(msg), 0) {
+        Ok(r) => r,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::ESRCH)
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(Bridge6Error::netlink("look up the default route", e)),
+    };
+    let oif = replies.iter().find_map(|r| match r {
+        RouteNetlinkMessage::NewRoute(m) => m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            RouteAttribute::MultiPath(h) => h.first().map(|h| h.interface_index),
+            _ => None,
+        }),
+        _ => None,
+    });
+    match oif {
+        Some(i) => Ok(by_index(nl, i)?.map(|l| l.mtu).filter(|m| *m > 0)),
+        None => Ok(None),
+    }
+}
+
+/// The configured MTU, else the default-route interface's, else 1500.
+pub fn default_mtu(nl: &mut Netlink, configured: Option<u32>) -> Result<u32> {
+    match configured {
+        Some(m) => Ok(m),
+        None => Ok(default_route_mtu(nl)?.unwrap_or(crate::config::FALLBACK_MTU)),
+    }
+}
+
+/// Ports of a bridge (GC only: a dump filtered by master in the kernel).
+pub fn bridge_ports(nl: &mut Netlink, bridge: u32) -> Result<Vec<Link>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes = vec![LinkAttribute::Controller(bridge)];
+    let replies = nl
+        .request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)
+        .map_err(|e| Bridge6Error::netlink(format!("list ports of bridge index {bridge}"), e))?;
+    Ok(replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
+            _ => None,
+        })
+        .filter(|l| l.master == Some(bridge))
+        .collect())
+}
+
+/// A socket subscribed to link events (RTNLGRP_LINK) in the namespace it
+/// was opened in. Open it *before* the change whose effect you await, so
+/// no event falls between the check and the wait.
+pub struct LinkEvents {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl LinkEvents {
+    pub fn open() -> Result<LinkEvents> {
+        let open = || -> io::Result<Socket> {
+            let mut sock = Socket::new(NETLINK_ROUTE)?;
+            sock.bind_auto()?;
+            sock.add_membership(libc::RTNLGRP_LINK)?;
+            Ok(sock)
+        };
+        Ok(LinkEvents {
+            sock: open().map_err(|e| Bridge6Error::netlink("subscribe to link events", e))?,
+            buf: vec![0; 32 * 1024],
+        })
+    }
+
+    /// Block until some link event arrives or `deadline` passes. Returns
+    /// the indexes of links the batch was about (empty on timeout; on an
+    /// overrun, `[0]` = "something happened, look again").
+    fn next_batch(&mut self, deadline: Instant) -> io::Result<Vec<u32>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(vec![]);
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::EINTR) {
+                Ok(vec![0])
+            } else {
+                Err(e)
+            };
+        }
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        let len = match self.sock.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
+            Ok(l) => l,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(vec![0]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(vec![0]),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < len {
+            let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
+            else {
+                out.push(0);
+                break;
+            };
+            let l = m.header.length as usize;
+            if l == 0 {
+                break;
+            }
+            off += (l + 3) & !3;
+            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(lm)) = m.payload {
+                out.push(lm.header.index);
+            }
+        }
+        if out.is_empty() {
+            out.push(0);
+        }
+        Ok(out)
+    }
+}
+
+/// Wait until bridge port `index` forwards (checked with a GETLINK after
+/// every relevant event), at most `limit`.
+pub fn wait_forwarding(
+    nl: &mut Netlink,
+    events: &mut LinkEvents,
+    index: u32,
+    name: &str,
+    limit: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    loop {
+        let l = by_index(nl, index)?.ok_or_else(|| {
+            Bridge6Error::netlink(
+                format!("wait for bridge port {name}"),
+                io::Error::from_raw_os_error(libc::ENODEV),
+            )
+        })?;
+        if l.port_state == Some(BridgePortState::Forwarding) {
+            return Ok(());
+        }
+        last = l.port_state.or(last);
+        loop {
+            let batch = events
+                .next_batch(deadline)
+                .map_err(|e| Bridge6Error::netlink("read link events", e))?;
+            if batch.is_empty() {
+                return Err(Bridge6Error::Timeout(format!(
+                    "bridge port {name} did not start forwarding within {limit:?} (state {last:?})"
+                )));
+            }
+            if batch.iter().any(|&i| i == index || i == 0) {
+                break;
+            }
+        }
+    }
+}

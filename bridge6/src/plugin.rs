@@ -1,0 +1,798 @@
+//! The CNI verbs of bridge6 ([`Bridge6`] implements
+//! `cni_common::dispatch::Plugin`). The policies they follow are described
+//! in the crate documentation.
+
+use crate::attachment::{self, Attachment};
+use crate::config::Config;
+use crate::error::{Bridge6Error, Result};
+use crate::{link, ndisc, sysctl};
+use cni_common::delegate;
+use cni_common::dispatch::{Plugin, Request};
+use cni_common::env::Command;
+use cni_common::netlink::Netlink;
+use cni_common::netns::NetNs;
+use cni_common::result::{CniResult, Interface, IpConfig, Route};
+use ipnet::{IpNet, Ipv6Net};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long ADD waits for a new bridge port to forward (the kernel's
+/// linkwatch work normally takes well under a millisecond).
+pub const PORT_FORWARDING_LIMIT: Duration = Duration::from_secs(3);
+
+pub struct Bridge6;
+
+impl Plugin for Bridge6 {
+    fn about(&self) -> &'static str {
+        "bridge6: cni6 main plugin (node bridge, veth into the pod, IPv6 addresses and routes)"
+    }
+
+    fn add(&self, req: &Request) -> cni_common::Result<CniResult> {
+        add(req).map_err(Into::into)
+    }
+
+    fn del(&self, req: &Request) -> cni_common::Result<()> {
+        del(req).map_err(Into::into)
+    }
+
+    fn check(&self, req: &Request) -> cni_common::Result<()> {
+        check(req).map_err(Into::into)
+    }
+
+    fn gc(&self, req: &Request) -> cni_common::Result<()> {
+        gc(req).map_err(Into::into)
+    }
+
+    fn status(&self, req: &Request) -> cni_common::Result<()> {
+        status(req).map_err(Into::into)
+    }
+}
+
+fn log(msg: impl std::fmt::Display) {
+    eprintln!("bridge6: {msg}");
+}
+
+fn host_netlink() -> Result<Netlink> {
+    Netlink::open().map_err(|e| Bridge6Error::netlink("open netlink socket", e))
+}
+
+fn pod_netlink(ns: &NetNs) -> Result<Netlink> {
+    ns.run(Netlink::open)?.map_err(|e| {
+        Bridge6Error::netlink(
+            format!("open netlink socket in netns {}", ns.path().display()),
+            e,
+        )
+    })
+}
+
+fn netns_path(req: &Request) -> Result<&Path> {
+    req.env
+        .netns
+        .as_deref()
+        .ok_or_else(|| cni_common::Error::MissingEnv(vec!["CNI_NETNS"]).into())
+}
+
+fn is_eexist(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EEXIST)
+}
+
+// ------------------------------------------------------------------- ADD
+
+/// The IPAM result reduced to what bridge6 installs: IPv6 only.
+struct PodAddressing {
+    ips: Vec<(Ipv6Net, Option<Ipv6Addr>)>,
+    routes: Vec<(Ipv6Net, Option<Ipv6Addr>)>,
+}
+
+fn pod_addressing(ipam: &CniResult) -> Result<PodAddressing> {
+    if ipam.ips.is_empty() {
+        return Err(Bridge6Error::IpamResult(
+            "at least one IPv6 address (the IPAM plugin returned none)".into(),
+        ));
+    }
+    let v6 = |a: IpAddr, what: &str| match a {
+        IpAddr::V6(a) => Ok(a),
+        IpAddr::V4(a) => Err(Bridge6Error::IpamResult(format!(
+            "IPv6 only: {what} {a} is IPv4 and bridge6 is IPv6-only"
+        ))),
+    };
+    let mut ips = Vec::new();
+    for ip in &ipam.ips {
+        let IpNet::V6(net) = ip.address else {
+            return Err(Bridge6Error::IpamResult(format!(
+                "IPv6 only: address {} is IPv4 and bridge6 is IPv6-only",
+                ip.address
+            )));
+        };
+        let gw = ip.gateway.map(|g| v6(g, "gateway")).transpose()?;
+        ips.push((net, gw));
+    }
+    let mut routes = Vec::new();
+    for r in &ipam.routes {
+        let IpNet::V6(dst) = r.dst else {
+            return Err(Bridge6Error::IpamResult(format!(
+                "IPv6 only: route {} is IPv4 and bridge6 is IPv6-only",
+                r.dst
+            )));
+        };
+        let gw = r.gw.map(|g| v6(g, "route gateway")).transpose()?;
+        routes.push((dst.trunc(), gw));
+    }
+    Ok(PodAddressing { ips, routes })
+}
+
+/// Routes to install in the pod, in order: IPAM's (a missing gw becomes the
+/// first address's gateway), then `::/0` via the first gateway unless IPAM
+/// gave one. Any `::/0` is dropped when the config says `defaultRoute:
+/// false` or the pod already has a default route from another attachment.
+fn pod_routes(
+    addressing: &PodAddressing,
+    want_default: bool,
+    pod_has_default: bool,
+) -> (Vec<(Ipv6Net, Option<Ipv6Addr>)>, bool) {
+    let first_gw = addressing.ips.iter().find_map(|(_, gw)| *gw);
+    let allow_default = want_default && !pod_has_default;
+    let mut skipped_default = false;
+    let mut out = Vec::new();
+    for (dst, gw) in &addressing.routes {
+        if dst.prefix_len() == 0 && !allow_default {
+            skipped_default = true;
+            continue;
+        }
+        let r = (*dst, gw.or(first_gw));
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    let has_default = out.iter().any(|(d, _)| d.prefix_len() == 0);
+    if !has_default {
+        if allow_default {
+            if let Some(gw) = first_gw {
+                out.push((Ipv6Net::default(), Some(gw)));
+            }
+        } else {
+            skipped_default = true;
+        }
+    }
+    (out, skipped_default && want_default)
+}
+
+fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: u32) -> Result<link::Link> {
+    let existing = link::by_name(nl, name)?;
+    let br = match existing {
+        Some(l) => l,
+        None => {
+            match link::create_bridge(nl, name, mtu, attachment::bridge_mac(name)) {
+                Ok(()) => {}
+                // Another ADD created it a moment ago.
+                Err(e) if is_eexist(&e) => {}
+                Err(e) => return Err(Bridge6Error::netlink(format!("create bridge {name}"), e)),
+            }
+            link::by_name(nl, name)?.ok_or_else(|| {
+                Bridge6Error::netlink(
+                    format!("look up bridge {name} after creating it"),
+                    std::io::Error::from_raw_os_error(libc::ENODEV),
+                )
+            })?
+        }
+    };
+    if !br.is_bridge() {
+        return Err(Bridge6Error::NotABridge {
+            name: name.to_string(),
+            kind: br.kind.clone().unwrap_or_else(|| "non-bridge".into()),
+        });
+    }
+    // We own routing on the bridge: it must never take addresses or a
+    // default route from an RA a pod sends (§3 #10). Set before it is up.
+    sysctl::ensure(name, "accept_ra", 0)?;
+    let mtu_change = (br.mtu != mtu).then_some(mtu);
+    if !br.up || mtu_change.is_some() {
+        link::set_link(nl, br.index, true, mtu_change)
+            .map_err(|e| Bridge6Error::netlink(format!("bring bridge {name} up (mtu {mtu})"), e))?;
+    }
+    Ok(br)
+}
+
+fn add(req: &Request) -> Result<CniResult> {
+    let cfg = Config::parse(&req.config)?;
+    let ifname = req.ifname();
+    let att = Attachment::new(&cfg.network, req.container_id(), ifname);
+    let host_name = att.host_veth();
+    sysctl::require_ipv6()?;
+    let netns = netns_path(req)?;
+    let pod_ns = NetNs::open(netns)?;
+    let mut pod_nl = pod_netlink(&pod_ns)?;
+    let mut host_nl = host_netlink()?;
+
+    // Checklist 19, 22: an existing attachment is an error before anything
+    // is allocated or created, and nothing is undone for it.
+    if link::by_name(&mut pod_nl, ifname)?.is_some() {
+        return Err(Bridge6Error::AttachmentExists {
+            what: format!("interface {ifname} in netns {}", netns.display()),
+        });
+    }
+    if link::by_name(&mut host_nl, &host_name)?.is_some() {
+        return Err(Bridge6Error::AttachmentExists {
+            what: format!(
+                "host veth {host_name} of attachment (network {}, container {}, {ifname})",
+                cfg.network, att.container_id
+            ),
+        });
+    }
+
+    let mtu = link::default_mtu(&mut host_nl, cfg.mtu)?;
+    let bridge = ensure_bridge(&mut host_nl, &cfg.bridge, mtu)?;
+    let fwd = sysctl::ensure_forwarding()?;
+    if fwd.enabled || !fwd.raised_accept_ra.is_empty() {
+        log(format!(
+            "enabled net.ipv6.conf.all.forwarding; raised accept_ra 1 -> 2 first on [{}] so they keep accepting router advertisements",
+            fwd.raised_accept_ra.join(", ")
+        ));
+    }
+
+    let ipam = delegate::ipam(&req.config.raw, &req.env.path, Command::Add, &req.stdin)?
+        .ok_or_else(|| Bridge6Error::IpamResult("a result from IPAM ADD".into()))?;
+
+    let mut made_veth = false;
+    let attached = attach(
+        req,
+        &cfg,
+        &att,
+        &pod_ns,
+        &mut pod_nl,
+        &mut host_nl,
+        &bridge,
+        mtu,
+        &ipam,
+        &mut made_veth,
+    );
+    match attached {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            rollback(req, &mut host_nl, &host_name, made_veth, &e);
+            Err(e)
+        }
+    }
+}
+
+/// Checklist 23: undo this call's veth and release the addresses. A
+/// failure because the attachment already exists (a concurrent duplicate
+/// ADD) releases nothing: the addresses belong to that attachment.
+fn rollback(
+    req: &Request,
+    host_nl: &mut Netlink,
+    host_name: &str,
+    made_veth: bool,
+    e: &Bridge6Error,
+) {
+    if made_veth {
+        match link::by_name(host_nl, host_name) {
+            Ok(Some(l)) => {
+                if let Err(d) = link::delete_link(host_nl, l.index) {
+                    log(format!("rollback: delete host veth {host_name}: {d}"));
+                }
+            }
+            Ok(None) => {}
+            Err(d) => log(format!("rollback: look up host veth {host_name}: {d}")),
+        }
+    }
+    if matches!(e, Bridge6Error::AttachmentExists { .. }) {
+        return;
+    }
+    if let Err(d) = delegate::ipam(&req.config.raw, &req.env.path, Command::Del, &req.stdin) {
+        log(format!("rollback: IPAM DEL after failed ADD: {d}"));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attach(
+    req: &Request,
+    cfg: &Config,
+    att: &Attachment,
+    pod_ns: &NetNs,
+    pod_nl: &mut Netlink,
+    host_nl: &mut Netlink,
+    bridge: &link::Link,
+    mtu: u32,
+    ipam: &CniResult,
+    made_veth: &mut bool,
+) -> Result<CniResult> {
+    let ifname = att.ifname.as_str();
+    let host_name = att.host_veth();
+    let addressing = pod_addressing(ipam)?;
+
+    // Each pod range's gateway on the bridge, without DAD; an address
+    // already there (ours from an earlier pod, or put there by the
+    // operator) is left exactly as it is.
+    for (net, gw) in &addressing.ips {
+        if let Some(gw) = gw {
+            match link::add_address(host_nl, bridge.index, *gw, net.prefix_len(), true) {
+                Ok(()) => {}
+                Err(e) if is_eexist(&e) => {}
+                Err(e) => {
+                    return Err(Bridge6Error::netlink(
+                        format!(
+                            "add gateway {gw}/{} to bridge {}",
+                            net.prefix_len(),
+                            bridge.name
+                        ),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+
+    let spec = link::VethSpec {
+        host_name: &host_name,
+        master: bridge.index,
+        peer_name: ifname,
+        peer_netns: pod_ns,
+        mtu,
+    };
+    match link::create_veth(host_nl, &spec) {
+        Ok(()) => *made_veth = true,
+        Err(e) if is_eexist(&e) => {
+            return Err(Bridge6Error::AttachmentExists {
+                what: format!("veth {host_name} or interface {ifname} (created concurrently)"),
+            })
+        }
+        Err(e) => {
+            return Err(Bridge6Error::netlink(
+                format!(
+                    "create veth {host_name} with peer {ifname} in {}",
+                    pod_ns.path().display()
+                ),
+                e,
+            ))
+        }
+    }
+    let missing =
+        |what: String| Bridge6Error::netlink(what, std::io::Error::from_raw_os_error(libc::ENODEV));
+    let host = link::by_name(host_nl, &host_name)?
+        .ok_or_else(|| missing(format!("look up host veth {host_name}")))?;
+    let pod = link::by_name(pod_nl, ifname)?
+        .ok_or_else(|| missing(format!("look up {ifname} in the pod")))?;
+
+    // Host end: no RAs (§3 #10), then hairpin + alias + up in one request.
+    sysctl::ensure(&host_name, "accept_ra", 0)?;
+    link::configure_port(host_nl, host.index, cfg.hairpin, &att.alias()).map_err(|e| {
+        Bridge6Error::netlink(
+            format!("set hairpin={} and bring up port {host_name}", cfg.hairpin),
+            e,
+        )
+    })?;
+
+    // Pod end, before any address: no DAD (IPAM guarantees uniqueness and
+    // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC.
+    pod_ns.run(|| -> Result<()> {
+        sysctl::ensure(ifname, "accept_dad", 0)?;
+        sysctl::ensure(ifname, "accept_ra", 0)?;
+        sysctl::ensure(ifname, "autoconf", 0)?;
+        Ok(())
+    })??;
+    for (net, _) in &addressing.ips {
+        link::add_address(pod_nl, pod.index, net.addr(), net.prefix_len(), true)
+            .map_err(|e| Bridge6Error::netlink(format!("add {net} to {ifname} in the pod"), e))?;
+    }
+
+    // Subscribe before the change whose effect we wait for.
+    let mut events = link::LinkEvents::open()?;
+    link::set_link(pod_nl, pod.index, true, None)
+        .map_err(|e| Bridge6Error::netlink(format!("bring {ifname} up in the pod"), e))?;
+
+    let pod_has_default = link::main_routes(pod_nl)?
+        .iter()
+        .any(|r| r.dst.prefix_len() == 0);
+    let (routes, skipped_default) = pod_routes(&addressing, cfg.default_route, pod_has_default);
+    if skipped_default {
+        log(format!(
+            "{ifname}: the pod already has a default route (another attachment); not adding ::/0 via this network"
+        ));
+    }
+    for (dst, gw) in &routes {
+        link::add_route(pod_nl, pod.index, *dst, *gw).map_err(|e| {
+            let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+            Bridge6Error::netlink(format!("add route {dst}{via} dev {ifname} in the pod"), e)
+        })?;
+    }
+
+    link::wait_forwarding(
+        host_nl,
+        &mut events,
+        host.index,
+        &host_name,
+        PORT_FORWARDING_LIMIT,
+    )?;
+    let mut pod_mac = [0u8; 6];
+    if pod.mac.len() == 6 {
+        pod_mac.copy_from_slice(&pod.mac);
+    }
+    pod_ns.run(|| -> Result<()> {
+        for (net, _) in &addressing.ips {
+            ndisc::announce(pod.index, net.addr(), pod_mac).map_err(|source| {
+                Bridge6Error::Announce {
+                    addr: net.addr(),
+                    ifname: ifname.to_string(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    })??;
+
+    let sandbox = netns_path(req)?.display().to_string();
+    let dns = cfg.dns.clone().unwrap_or_else(|| ipam.dns.clone());
+    Ok(CniResult {
+        interfaces: vec![
+            Interface {
+                name: bridge.name.clone(),
+                mac: Some(attachment::format_mac(&bridge.mac)),
+                ..Default::default()
+            },
+            Interface {
+                name: host_name.clone(),
+                mac: Some(attachment::format_mac(&host.mac)),
+                ..Default::default()
+            },
+            Interface {
+                name: ifname.to_string(),
+                mac: Some(attachment::format_mac(&pod.mac)),
+                mtu: Some(mtu),
+                sandbox: Some(sandbox),
+                ..Default::default()
+            },
+        ],
+        ips: ipam
+            .ips
+            .iter()
+            .map(|ip| IpConfig {
+                address: ip.address,
+                gateway: ip.gateway,
+                interface: Some(2),
+            })
+            .collect(),
+        routes: routes
+            .iter()
+            .map(|(dst, gw)| Route::new(IpNet::V6(*dst), gw.map(IpAddr::V6)))
+            .collect(),
+        dns,
+    })
+}
+
+// ------------------------------------------------------------------- DEL
+
+/// Best effort, idempotent (checklist 25–30). The host end of the veth is
+/// found by its derived name, so no netns is needed; deleting it removes
+/// the pod end too. IPAM DEL always runs. Every error is collected and
+/// reported once at the end; "already gone" is success.
+fn del(req: &Request) -> Result<()> {
+    let cfg = Config::parse(&req.config)?;
+    let att = Attachment::new(&cfg.network, req.container_id(), req.ifname());
+    let host_name = att.host_veth();
+    let mut errors: Vec<cni_common::Error> = Vec::new();
+
+    if let Err(e) = delete_host_veth(&host_name) {
+        if !e.is_gone() {
+            errors.push(e.into());
+        }
+    }
+    if let Err(e) = delegate::ipam(&req.config.raw, &req.env.path, Command::Del, &req.stdin) {
+        errors.push(e);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Bridge6Error::Many(errors))
+    }
+}
+
+fn delete_host_veth(host_name: &str) -> Result<()> {
+    let mut nl = host_netlink()?;
+    if let Some(l) = link::by_name(&mut nl, host_name)? {
+        link::delete_link(&mut nl, l.index)
+            .map_err(|e| Bridge6Error::netlink(format!("delete host veth {host_name}"), e))?;
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------- CHECK
+
+/// Checklist 1.E: IPAM CHECK first, then every prevResult address and route
+/// of this interface must be in the pod (extras tolerated, 35), the host
+/// veth must exist on the bridge with the expected MTU. Read-only.
+fn check(req: &Request) -> Result<()> {
+    let cfg = Config::parse(&req.config)?;
+    let prev = req.config.prev_result.as_ref().ok_or_else(|| {
+        cni_common::Error::config(
+            "prevResult",
+            "(absent)",
+            "the attachment's ADD result, which CHECK compares against",
+        )
+    })?;
+    let prev = CniResult::parse(prev)?;
+    delegate::ipam(&req.config.raw, &req.env.path, Command::Check, &req.stdin)?;
+
+    let ifname = req.ifname();
+    let fail = |m: String| Err(Bridge6Error::Check(m));
+    let Some(pod_pos) = prev
+        .interfaces
+        .iter()
+        .position(|i| i.name == ifname && i.sandbox.is_some())
+    else {
+        return fail(format!(
+            "prevResult lists no interface {ifname} with a sandbox"
+        ));
+    };
+    let netns = netns_path(req)?;
+    let pod_ns = NetNs::open(netns)?;
+    let mut pod_nl = pod_netlink(&pod_ns)?;
+    let Some(pod) = link::by_name(&mut pod_nl, ifname)? else {
+        return fail(format!(
+            "interface {ifname} is missing in netns {}",
+            netns.display()
+        ));
+    };
+    if pod.kind.as_deref() != Some("veth") {
+        return fail(format!(
+            "interface {ifname} in netns {} is a {} link, expected a veth",
+            netns.display(),
+            pod.kind.as_deref().unwrap_or("plain")
+        ));
+    }
+    if let Some(mac) = &prev.interfaces[pod_pos].mac {
+        let have = attachment::format_mac(&pod.mac);
+        if !have.eq_ignore_ascii_case(mac) {
+            return fail(format!("{ifname} has MAC {have}, prevResult says {mac}"));
+        }
+    }
+    let addrs = pod_nl
+        .ipv6_addresses(pod.index)
+        .map_err(|e| Bridge6Error::netlink(format!("list addresses of {ifname}"), e))?;
+    for ip in prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.is_none_or(|i| i == pod_pos))
+    {
+        let IpNet::V6(want) = ip.address else {
+            return fail(format!("prevResult address {} is not IPv6", ip.address));
+        };
+        let found = addrs
+            .iter()
+            .find(|a| a.addr == want.addr() && a.prefix_len == want.prefix_len());
+        match found {
+            None => return fail(format!("address {want} is missing on {ifname}")),
+            Some(a) if a.flags & u32::from(0x08u8) != 0 => {
+                return fail(format!("address {want} on {ifname} failed DAD"))
+            }
+            Some(_) => {}
+        }
+    }
+    let routes = link::main_routes(&mut pod_nl)?;
+    for r in &prev.routes {
+        let IpNet::V6(dst) = r.dst else {
+            return fail(format!("prevResult route {} is not IPv6", r.dst));
+        };
+        let want_gw = match r.gw {
+            Some(IpAddr::V6(g)) => Some(g),
+            Some(IpAddr::V4(g)) => {
+                return fail(format!("prevResult route gateway {g} is not IPv6"))
+            }
+            None => None,
+        };
+        let found = routes
+            .iter()
+            .any(|have| have.dst == dst.trunc() && want_gw.is_none_or(|g| have.gw == Some(g)));
+        if !found {
+            let via = want_gw.map(|g| format!(" via {g}")).unwrap_or_default();
+            return fail(format!("route {dst}{via} is missing in the pod"));
+        }
+    }
+
+    let att = Attachment::new(&cfg.network, req.container_id(), ifname);
+    let host_name = att.host_veth();
+    let mut host_nl = host_netlink()?;
+    let Some(host) = link::by_name(&mut host_nl, &host_name)? else {
+        return fail(format!("host veth {host_name} is missing"));
+    };
+    let Some(bridge) = link::by_name(&mut host_nl, &cfg.bridge)? else {
+        return fail(format!("bridge {} is missing", cfg.bridge));
+    };
+    if !bridge.is_bridge() {
+        return fail(format!("{} is not a bridge", cfg.bridge));
+    }
+    if host.master != Some(bridge.index) {
+        return fail(format!(
+            "host veth {host_name} is not a port of bridge {}",
+            cfg.bridge
+        ));
+    }
+    let mtu = link::default_mtu(&mut host_nl, cfg.mtu)?;
+    for (name, have) in [(host_name.as_str(), host.mtu), (ifname, pod.mtu)] {
+        if have != mtu {
+            return fail(format!("{name} has MTU {have}, expected {mtu}"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- STATUS
+
+/// Checklist 1.G: own conditions first, then IPAM STATUS (43). Read-only.
+fn status(req: &Request) -> Result<()> {
+    let cfg = Config::parse(&req.config)?;
+    sysctl::require_ipv6()?;
+    let mut nl = host_netlink()?;
+    if let Some(l) = link::by_name(&mut nl, &cfg.bridge)? {
+        if !l.is_bridge() {
+            return Err(Bridge6Error::Unavailable(format!(
+                "bridge={}: a {} link of that name exists, so no bridge can be made",
+                cfg.bridge,
+                l.kind.as_deref().unwrap_or("non-bridge")
+            )));
+        }
+    }
+    if let Some(iface) = sysctl::ra_ignored()? {
+        return Err(Bridge6Error::RaIgnored { iface });
+    }
+    delegate::ipam(&req.config.raw, &req.env.path, Command::Status, &req.stdin)?;
+    Ok(())
+}
+
+// -------------------------------------------------------------------- GC
+
+/// Checklist 1.H: forward to IPAM (50); then, only when the runtime sent a
+/// valid list, delete this network's host veths on the bridge whose
+/// derived name belongs to no valid attachment. Ports of other networks
+/// sharing the bridge are recognised by their alias and left alone.
+fn gc(req: &Request) -> Result<()> {
+    let cfg = Config::parse(&req.config)?;
+    let mut errors: Vec<cni_common::Error> = Vec::new();
+    if let Err(e) = delegate::ipam(&req.config.raw, &req.env.path, Command::Gc, &req.stdin) {
+        errors.push(e);
+    }
+    match req.valid_attachments()? {
+        None => log("GC without a valid-attachments list: host veths left alone"),
+        Some(valid) => {
+            let keep: HashSet<String> = valid
+                .iter()
+                .map(|v| Attachment::new(&cfg.network, &v.container_id, &v.ifname).host_veth())
+                .collect();
+            if let Err(e) = gc_ports(&cfg, &keep, &mut errors) {
+                errors.push(e.into());
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Bridge6Error::Many(errors))
+    }
+}
+
+fn gc_ports(
+    cfg: &Config,
+    keep: &HashSet<String>,
+    errors: &mut Vec<cni_common::Error>,
+) -> Result<()> {
+    let mut nl = host_netlink()?;
+    let Some(bridge) = link::by_name(&mut nl, &cfg.bridge)? else {
+        return Ok(());
+    };
+    if !bridge.is_bridge() {
+        return Ok(());
+    }
+    for port in link::bridge_ports(&mut nl, bridge.index)? {
+        let ours = port.kind.as_deref() == Some("veth")
+            && port.name.starts_with(attachment::HOST_VETH_PREFIX)
+            && port.alias.as_deref().and_then(attachment::alias_network)
+                == Some(cfg.network.as_str());
+        if !ours || keep.contains(&port.name) {
+            continue;
+        }
+        match link::delete_link(&mut nl, port.index) {
+            Ok(()) => log(format!(
+                "GC: deleted stale host veth {} ({})",
+                port.name,
+                port.alias.unwrap_or_default()
+            )),
+            Err(e) if cni_common::error::is_gone_io(&e) => {}
+            Err(e) => errors.push(
+                Bridge6Error::netlink(format!("GC: delete stale host veth {}", port.name), e)
+                    .into(),
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn addressing(routes: &[(&str, Option<&str>)]) -> PodAddressing {
+        PodAddressing {
+            ips: vec![
+                (net("fd00:0:0:1:1::10/96"), Some(ip("fd00:0:0:1:1::1"))),
+                (net("2001:db8:0:1:1::10/96"), Some(ip("2001:db8:0:1:1::1"))),
+            ],
+            routes: routes.iter().map(|(d, g)| (net(d), g.map(ip))).collect(),
+        }
+    }
+
+    #[test]
+    fn default_route_added_via_first_gateway() {
+        let (r, skipped) = pod_routes(&addressing(&[]), true, false);
+        assert_eq!(r, vec![(net("::/0"), Some(ip("fd00:0:0:1:1::1")))]);
+        assert!(!skipped);
+    }
+
+    #[test]
+    fn ipam_default_route_kept_once_and_gw_filled() {
+        let (r, _) = pod_routes(
+            &addressing(&[("::/0", None), ("fd00::/8", Some("fd00:0:0:1:1::2"))]),
+            true,
+            false,
+        );
+        assert_eq!(
+            r,
+            vec![
+                (net("::/0"), Some(ip("fd00:0:0:1:1::1"))),
+                (net("fd00::/8"), Some(ip("fd00:0:0:1:1::2"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn never_a_second_default_route() {
+        // checklist 60: a pre-existing ::/0 (another network's eth0) wins.
+        let (r, skipped) = pod_routes(
+            &addressing(&[("::/0", None), ("fd00::/8", None)]),
+            true,
+            true,
+        );
+        assert_eq!(r, vec![(net("fd00::/8"), Some(ip("fd00:0:0:1:1::1")))]);
+        assert!(skipped);
+        let (r, skipped) = pod_routes(&addressing(&[]), true, true);
+        assert!(r.is_empty());
+        assert!(skipped);
+    }
+
+    #[test]
+    fn default_route_false_suppresses_every_default() {
+        let (r, skipped) = pod_routes(&addressing(&[("::/0", None)]), false, false);
+        assert!(r.is_empty());
+        assert!(
+            !skipped,
+            "suppressed by config, not by another attachment: no log line"
+        );
+    }
+
+    #[test]
+    fn ipam_result_must_be_ipv6() {
+        let mut res = CniResult::default();
+        assert!(pod_addressing(&res).is_err());
+        res.ips.push(IpConfig {
+            address: "10.0.0.2/24".parse().unwrap(),
+            gateway: None,
+            interface: None,
+        });
+        let e = pod_addressing(&res).err().unwrap();
+        assert_eq!(cni_common::Error::from(e).code(), 7);
+        res.ips[0].address = "fd00::2/96".parse().unwrap();
+        res.ips[0].gateway = Some("10.0.0.1".parse().unwrap());
+        assert!(pod_addressing(&res).is_err());
+        res.ips[0].gateway = Some("fd00::1".parse().unwrap());
+        let a = pod_addressing(&res).unwrap();
+        assert_eq!(a.ips, vec![(net("fd00::2/96"), Some(ip("fd00::1")))]);
+    }
+}

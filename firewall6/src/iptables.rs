@@ -1,0 +1,173 @@
+//! Running ip6tables: absolute paths (checklist 11: never PATH), always
+//! `-w` (the xtables lock of the legacy backend; the nft backend commits
+//! each restore as one netlink transaction), never `iptables` (an IPv6-only
+//! node may not have a working IPv4 stack).
+//!
+//! Reads list one chain (`ip6tables -S CHAIN`): with the nft backend that
+//! fetches only that chain, so it stays cheap however many pods exist.
+
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Where ip6tables lives on the distributions we know, in search order.
+pub const SEARCH_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin"];
+
+#[derive(Debug, Clone)]
+pub struct Ip6tables {
+    pub ip6tables: PathBuf,
+    pub restore: PathBuf,
+}
+
+fn find(name: &'static str) -> Result<PathBuf> {
+    SEARCH_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::BinaryMissing {
+            name,
+            searched: SEARCH_DIRS.join(", "),
+        })
+}
+
+/// ip6tables' answers for a chain that does not exist: legacy says "No
+/// chain/target/match by that name", nft 1.8 "... is incompatible, use
+/// 'nft' tool" or "does not exist".
+fn is_missing_chain(stderr: &str) -> bool {
+    stderr.contains("No chain/target/match")
+        || stderr.contains("does not exist")
+        || stderr.contains("incompatible, use 'nft' tool")
+}
+
+impl Ip6tables {
+    pub fn locate() -> Result<Ip6tables> {
+        Ok(Ip6tables {
+            ip6tables: find("ip6tables")?,
+            restore: find("ip6tables-restore")?,
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let out = Command::new(&self.ip6tables)
+            .arg("-w")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Spawn {
+                what: format!("run {}", self.ip6tables.display()),
+                source: e,
+            })?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+
+    /// The `-A` lines of one filter chain, `None` when the chain does not
+    /// exist.
+    pub fn list_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
+        let (ok, stdout, stderr) = self.run(&["-t", "filter", "-S", chain])?;
+        if !ok {
+            if is_missing_chain(&stderr) {
+                return Ok(None);
+            }
+            return Err(Error::Exec {
+                what: format!("ip6tables -S {chain}"),
+                status: "exit non-zero".into(),
+                stderr,
+            });
+        }
+        Ok(Some(
+            stdout
+                .lines()
+                .filter(|l| l.starts_with("-A "))
+                .map(str::to_string)
+                .collect(),
+        ))
+    }
+
+    /// Every line of the filter table (`-N`, `-P` and `-A`), for GC.
+    pub fn list_all(&self) -> Result<Vec<String>> {
+        let (ok, stdout, stderr) = self.run(&["-t", "filter", "-S"])?;
+        if !ok {
+            return Err(Error::Exec {
+                what: "ip6tables -S".into(),
+                status: "exit non-zero".into(),
+                stderr,
+            });
+        }
+        Ok(stdout.lines().map(str::to_string).collect())
+    }
+
+    /// Apply one batch atomically: `ip6tables-restore -w --noflush`.
+    pub fn restore(&self, batch: &str) -> Result<()> {
+        let what = format!("{} -w --noflush", self.restore.display());
+        let mut child = Command::new(&self.restore)
+            .args(["-w", "--noflush"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Spawn {
+                what: format!("run {what}"),
+                source: e,
+            })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let write = stdin.write_all(batch.as_bytes());
+        drop(stdin);
+        let out = child.wait_with_output().map_err(|e| Error::Spawn {
+            what: format!("wait for {what}"),
+            source: e,
+        })?;
+        if out.status.success() {
+            write.map_err(|e| Error::Spawn {
+                what: format!("write batch to {what}"),
+                source: e,
+            })?;
+            return Ok(());
+        }
+        Err(Error::Exec {
+            what,
+            status: out.status.to_string(),
+            stderr: format!(
+                "{} (batch: {})",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                batch.replace('\n', "⏎")
+            ),
+        })
+    }
+
+    /// STATUS: the binaries run and can read the filter table.
+    pub fn usable(&self) -> Result<()> {
+        let (ok, _, stderr) = self.run(&["-t", "filter", "-S", "FORWARD"])?;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Exec {
+                what: format!("{} -w -S FORWARD", self.ip6tables.display()),
+                status: "exit non-zero".into(),
+                stderr,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_chain_messages() {
+        assert!(is_missing_chain(
+            "ip6tables v1.8.9 (nf_tables): chain `NOPE' in table `filter' is incompatible, use 'nft' tool."
+        ));
+        assert!(is_missing_chain(
+            "ip6tables: No chain/target/match by that name."
+        ));
+        assert!(!is_missing_chain(
+            "ip6tables: Permission denied (you must be root)"
+        ));
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    cni_common::dispatch::run(&firewall6::plugin::Firewall6)
+}

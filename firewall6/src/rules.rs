@@ -1,0 +1,862 @@
+//! Pure rule logic: the text of every rule firewall6 owns, the
+//! `ip6tables-restore` batches that install and remove them, and the
+//! parsing of `ip6tables -S` listings that finds them again. No process is
+//! run here, so all of it is unit-tested without root.
+//!
+//! Every rule is written in exactly the form `ip6tables -S` prints it back
+//! (address with prefix length, `-m tcp` after `-p tcp`, matches in the
+//! order the save format uses, the comment quoted). That makes CHECK a
+//! comparison of strings and DEL a `-D` of the listed line, and the
+//! conformance suite proves the round trip on the real binary.
+
+use crate::config::{FirewallConf, Ingress};
+use crate::error::{Error, Result};
+use cni_common::result::CniResult;
+use sha2::{Digest, Sha256};
+use std::net::{IpAddr, Ipv6Addr};
+
+pub const FORWARD: &str = "FORWARD";
+/// Jumped to from FORWARD; holds only node-wide dispatch rules.
+pub const FORWARD_CHAIN: &str = "CNI6-FORWARD";
+/// Per pod: its (source, port) pairs go on to FROM-POD, anything else
+/// entering from its host-side interface is dropped.
+pub const ANTISPOOF_CHAIN: &str = "CNI6-ANTISPOOF";
+/// Per pod address: traffic to it goes to the network's policy chain.
+pub const INGRESS_CHAIN: &str = "CNI6-INGRESS";
+/// Node-wide: traffic from a pod with a genuine source: the destination
+/// pod's policy applies first, then it may leave.
+pub const FROM_POD_CHAIN: &str = "CNI6-FROM-POD";
+/// Per network: `CNI6-POL-<12 hex>` of (network, policy).
+pub const POLICY_PREFIX: &str = "CNI6-POL-";
+
+/// The comment word that marks a rule as ours.
+pub const TAG_WORD: &str = "firewall6";
+
+/// iptables stores at most 255 bytes of comment.
+const MAX_COMMENT: usize = 255;
+
+pub fn is_internal_chain(name: &str) -> bool {
+    [
+        FORWARD_CHAIN,
+        ANTISPOOF_CHAIN,
+        INGRESS_CHAIN,
+        FROM_POD_CHAIN,
+    ]
+    .contains(&name)
+        || name.starts_with(POLICY_PREFIX)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One attachment (network, container id, ifname): what DEL and GC find
+/// rules by, through the comment every per-pod rule carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment<'a> {
+    pub network: &'a str,
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+}
+
+impl Attachment<'_> {
+    /// `firewall6 net=<network> if=<ifname> id=<container id>`.
+    ///
+    /// Network names and container ids are already restricted to
+    /// `[A-Za-z0-9_.-]`; an ifname may hold almost anything, so bytes
+    /// outside a safe set are %-encoded (keeps the comment unquoted-safe and
+    /// unique). A comment that would exceed iptables' 255 bytes carries a
+    /// SHA-256 digest of the container id instead of the id itself.
+    pub fn tag(&self) -> String {
+        let ifname = encode_ifname(self.ifname);
+        let full = format!(
+            "{TAG_WORD} net={} if={ifname} id={}",
+            self.network, self.container_id
+        );
+        if full.len() <= MAX_COMMENT {
+            return full;
+        }
+        let digest = Sha256::digest(self.container_id.as_bytes());
+        format!(
+            "{TAG_WORD} net={} if={ifname} idsha={}",
+            self.network,
+            hex(&digest[..16])
+        )
+    }
+}
+
+fn encode_ifname(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@' | b'+') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The network a per-pod tag belongs to, or `None` for a comment that is
+/// not a per-pod tag of ours.
+pub fn tag_network(comment: &str) -> Option<&str> {
+    let mut words = comment.split(' ');
+    if words.next()? != TAG_WORD {
+        return None;
+    }
+    let net = words.next()?.strip_prefix("net=")?;
+    words.next()?.strip_prefix("if=")?;
+    let id = words.next()?;
+    if !(id.starts_with("id=") || id.starts_with("idsha=")) || words.next().is_some() {
+        return None;
+    }
+    Some(net)
+}
+
+/// How packets from the pod reach the node: the host-side interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSide {
+    /// A port of a bridge (bridge6): matched with `-m physdev --physdev-in`,
+    /// which needs br_netfilter.
+    BridgePort(String),
+    /// A routed interface (e.g. ptp): matched with `-i`.
+    Routed(String),
+}
+
+impl HostSide {
+    fn matcher(&self) -> String {
+        match self {
+            HostSide::BridgePort(v) => format!("-m physdev --physdev-in {v}"),
+            HostSide::Routed(v) => format!("-i {v}"),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            HostSide::BridgePort(v) | HostSide::Routed(v) => v,
+        }
+    }
+}
+
+/// What the rules of one pod are made from, read from prevResult.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub addresses: Vec<Ipv6Addr>,
+    pub host_side: Option<HostSide>,
+}
+
+impl Pod {
+    /// The pod's addresses are the IPv6 `ips` whose `interface` is an
+    /// interface with `sandbox`; all IPv6 `ips` when none says where it
+    /// lives. IPv4 addresses are not ours (ip6tables only).
+    ///
+    /// The host side: the interfaces without `sandbox`. With two or more
+    /// the first is the bridge (bridge6 reports [bridge, host veth, pod
+    /// iface]; the reference firewall reads `interfaces[0]` the same way)
+    /// and the next one the pod's bridge port; with exactly one it is a
+    /// routed veth (ptp-style); with none there is nothing to match the
+    /// pod's traffic by, and no source check is installed.
+    pub fn from_result(res: &CniResult) -> Result<Pod> {
+        let in_sandbox = |i: usize| {
+            res.interfaces
+                .get(i)
+                .map(|x| x.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
+                .unwrap_or(false)
+        };
+        let any_located = res.ips.iter().any(|ip| ip.interface.is_some());
+        let mut addresses = Vec::new();
+        for ip in &res.ips {
+            if any_located && !ip.interface.is_some_and(in_sandbox) {
+                continue;
+            }
+            if let IpAddr::V6(a) = ip.address.addr() {
+                if !addresses.contains(&a) {
+                    addresses.push(a);
+                }
+            }
+        }
+        let host: Vec<(usize, &str)> = res
+            .interfaces
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !in_sandbox(*i))
+            .map(|(i, x)| (i, x.name.as_str()))
+            .collect();
+        let host_side = match host.as_slice() {
+            [] => None,
+            [(i, name)] => Some(HostSide::Routed(valid_ifname(*i, name)?)),
+            [_, (i, name), ..] => Some(HostSide::BridgePort(valid_ifname(*i, name)?)),
+        };
+        Ok(Pod {
+            addresses,
+            host_side,
+        })
+    }
+}
+
+/// A host interface name goes into a rule: it must be a kernel name that
+/// needs no quoting.
+fn valid_ifname(i: usize, name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@'));
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(Error::config(
+            format!("prevResult.interfaces[{i}].name"),
+            format!("{name:?}"),
+            "a host interface name of 1-15 characters from [A-Za-z0-9_.@-]",
+        ))
+    }
+}
+
+fn comment(text: &str) -> String {
+    format!("-m comment --comment \"{text}\"")
+}
+
+/// The node-wide skeleton and the network's policy chain.
+#[derive(Debug, Clone)]
+pub struct Skeleton<'a> {
+    pub network: &'a str,
+    pub conf: &'a FirewallConf,
+}
+
+impl Skeleton<'_> {
+    pub fn forward_jump() -> String {
+        format!(
+            "-A {FORWARD} {} -j {FORWARD_CHAIN}",
+            comment("firewall6: cni6 pod firewall")
+        )
+    }
+
+    pub fn admin_jump(&self) -> String {
+        format!(
+            "-A {FORWARD_CHAIN} {} -j {}",
+            comment("firewall6: operator overrides first"),
+            self.conf.admin_chain
+        )
+    }
+
+    /// CNI6-FORWARD after the admin jump(s). Neighbour discovery and DAD
+    /// use link-local and unspecified sources: exempt from the source check.
+    pub fn forward_rules() -> Vec<String> {
+        vec![
+            format!(
+                "-A {FORWARD_CHAIN} -s fe80::/10 {} -g {INGRESS_CHAIN}",
+                comment("firewall6: link-local sources are not checked")
+            ),
+            format!(
+                "-A {FORWARD_CHAIN} -s ::/128 {} -g {INGRESS_CHAIN}",
+                comment("firewall6: DAD probes are not checked")
+            ),
+            format!(
+                "-A {FORWARD_CHAIN} {} -j {ANTISPOOF_CHAIN}",
+                comment("firewall6: source check of pod traffic")
+            ),
+            format!(
+                "-A {FORWARD_CHAIN} {} -j {INGRESS_CHAIN}",
+                comment("firewall6: inbound policy of pods")
+            ),
+        ]
+    }
+
+    pub fn from_pod_rules() -> Vec<String> {
+        vec![
+            format!(
+                "-A {FROM_POD_CHAIN} {} -j {INGRESS_CHAIN}",
+                comment("firewall6: policy of a destination pod applies")
+            ),
+            format!(
+                "-A {FROM_POD_CHAIN} {} -j ACCEPT",
+                comment("firewall6: pods may connect out")
+            ),
+        ]
+    }
+
+    /// `CNI6-POL-` + 12 hex digits of SHA-256 over the network name and
+    /// the policy: a config edit gets a fresh chain, pods added before keep
+    /// the one they were made with until DEL.
+    pub fn policy_chain(&self) -> String {
+        let c = self.conf;
+        let mut h = Sha256::new();
+        h.update(self.network.as_bytes());
+        h.update([0]);
+        h.update(c.ingress.as_str().as_bytes());
+        for p in &c.cluster_prefixes {
+            h.update(format!("|{p}").as_bytes());
+        }
+        h.update([0]);
+        for p in &c.allow_ports {
+            h.update(format!("|{p}").as_bytes());
+        }
+        format!("{POLICY_PREFIX}{}", &hex(&h.finalize())[..12])
+    }
+
+    pub fn policy_rules(&self) -> Vec<String> {
+        let chain = self.policy_chain();
+        let net = self.network;
+        let c = |what: &str| comment(&format!("firewall6 net={net} {what}"));
+        match self.conf.ingress {
+            Ingress::Open => vec![format!("-A {chain} {} -j ACCEPT", c("ingress open"))],
+            Ingress::ClusterOnly => {
+                let mut v = vec![format!(
+                    "-A {chain} -m conntrack --ctstate RELATED,ESTABLISHED {} -j ACCEPT",
+                    c("replies")
+                )];
+                for p in &self.conf.cluster_prefixes {
+                    v.push(format!(
+                        "-A {chain} -s {p} {} -j ACCEPT",
+                        c("from the cluster")
+                    ));
+                }
+                for p in &self.conf.allow_ports {
+                    let proto = p.protocol.as_str();
+                    let port = if p.first == p.last {
+                        p.first.to_string()
+                    } else {
+                        format!("{}:{}", p.first, p.last)
+                    };
+                    v.push(format!(
+                        "-A {chain} -p {proto} -m {proto} --dport {port} {} -j ACCEPT",
+                        c("allowed port")
+                    ));
+                }
+                v.push(format!("-A {chain} {} -j DROP", c("cluster-only")));
+                v
+            }
+        }
+    }
+}
+
+/// The per-pod rules, in installation order.
+pub fn pod_rules(tag: &str, pod: &Pod, policy_chain: &str) -> Vec<String> {
+    let c = comment(tag);
+    let mut v = Vec::new();
+    if let Some(host) = &pod.host_side {
+        let m = host.matcher();
+        for a in &pod.addresses {
+            v.push(format!(
+                "-A {ANTISPOOF_CHAIN} -s {a}/128 {m} {c} -g {FROM_POD_CHAIN}"
+            ));
+        }
+        v.push(format!("-A {ANTISPOOF_CHAIN} {m} {c} -j DROP"));
+    }
+    for a in &pod.addresses {
+        v.push(format!(
+            "-A {INGRESS_CHAIN} -d {a}/128 {c} -j {policy_chain}"
+        ));
+    }
+    v
+}
+
+/// The live state of the skeleton chains: `None` = chain missing.
+#[derive(Debug, Clone, Default)]
+pub struct SkeletonState {
+    pub forward: Vec<String>,
+    pub cni6_forward: Option<Vec<String>>,
+    pub antispoof_exists: bool,
+    pub ingress_exists: bool,
+    pub from_pod: Option<Vec<String>>,
+    pub policy: Option<Vec<String>>,
+    pub admin_exists: bool,
+}
+
+impl Skeleton<'_> {
+    /// What is wrong with the skeleton, one sentence per defect; empty =
+    /// intact. Used by CHECK and to decide whether ADD must repair.
+    pub fn defects(&self, s: &SkeletonState) -> Vec<String> {
+        let mut out = Vec::new();
+        if !s.forward.contains(&Self::forward_jump()) {
+            out.push(format!("FORWARD lacks the jump to {FORWARD_CHAIN}"));
+        }
+        match &s.cni6_forward {
+            None => out.push(format!("chain {FORWARD_CHAIN} is missing")),
+            Some(rules) => {
+                let admin = rules.iter().position(|r| *r == self.admin_jump());
+                if admin.is_none() {
+                    out.push(format!(
+                        "{FORWARD_CHAIN} lacks the jump to the admin chain {}",
+                        self.conf.admin_chain
+                    ));
+                }
+                let mut last = admin;
+                for r in Self::forward_rules() {
+                    match rules.iter().position(|x| *x == r) {
+                        None => out.push(format!("{FORWARD_CHAIN} lacks rule `{r}`")),
+                        Some(i) if last.is_some_and(|l| i < l) => {
+                            out.push(format!("{FORWARD_CHAIN} has rule `{r}` out of order"))
+                        }
+                        Some(i) => last = Some(i),
+                    }
+                }
+            }
+        }
+        if !s.admin_exists {
+            out.push(format!("admin chain {} is missing", self.conf.admin_chain));
+        }
+        if !s.antispoof_exists {
+            out.push(format!("chain {ANTISPOOF_CHAIN} is missing"));
+        }
+        if !s.ingress_exists {
+            out.push(format!("chain {INGRESS_CHAIN} is missing"));
+        }
+        if s.from_pod.as_deref() != Some(&Self::from_pod_rules()[..]) {
+            out.push(format!("chain {FROM_POD_CHAIN} is missing or altered"));
+        }
+        if s.policy.as_deref() != Some(&self.policy_rules()[..]) {
+            out.push(format!(
+                "policy chain {} is missing or altered",
+                self.policy_chain()
+            ));
+        }
+        out
+    }
+
+    /// The batch lines that make the skeleton whole from state `s`.
+    /// Existing chains holding pod rules (ANTISPOOF, INGRESS) and the admin
+    /// chain are never declared (a declaration flushes); FROM-POD and the
+    /// policy chain hold only derived rules and are rewritten when altered.
+    pub fn repair(&self, s: &SkeletonState) -> Vec<String> {
+        let mut decl = Vec::new();
+        let mut rules = Vec::new();
+        let declare = |d: &mut Vec<String>, name: &str| d.push(format!(":{name} - [0:0]"));
+        if !s.admin_exists {
+            declare(&mut decl, &self.conf.admin_chain);
+        }
+        if !s.antispoof_exists {
+            declare(&mut decl, ANTISPOOF_CHAIN);
+        }
+        if !s.ingress_exists {
+            declare(&mut decl, INGRESS_CHAIN);
+        }
+        if s.from_pod.as_deref() != Some(&Self::from_pod_rules()[..]) {
+            declare(&mut decl, FROM_POD_CHAIN);
+            rules.extend(Self::from_pod_rules());
+        }
+        let policy = self.policy_rules();
+        if s.policy.as_deref() != Some(&policy[..]) {
+            declare(&mut decl, &self.policy_chain());
+            rules.extend(policy);
+        }
+        match &s.cni6_forward {
+            None => {
+                declare(&mut decl, FORWARD_CHAIN);
+                rules.push(self.admin_jump());
+                rules.extend(Self::forward_rules());
+            }
+            Some(have) => {
+                if !have.contains(&self.admin_jump()) {
+                    rules.push(insert_first(&self.admin_jump()));
+                }
+                for r in Self::forward_rules() {
+                    if !have.contains(&r) {
+                        rules.push(r);
+                    }
+                }
+            }
+        }
+        if !s.forward.contains(&Self::forward_jump()) {
+            rules.push(insert_first(&Self::forward_jump()));
+        }
+        decl.extend(rules);
+        decl
+    }
+}
+
+/// `-A CHAIN rest` → `-I CHAIN 1 rest`.
+fn insert_first(rule: &str) -> String {
+    let rest = rule.strip_prefix("-A ").expect("rules start with -A");
+    let (chain, spec) = rest.split_once(' ').expect("rule has a spec");
+    format!("-I {chain} 1 {spec}")
+}
+
+/// `-A CHAIN rest` → `-D CHAIN rest`.
+pub fn delete_of(rule: &str) -> String {
+    format!("-D {}", rule.strip_prefix("-A ").unwrap_or(rule))
+}
+
+/// One `ip6tables-restore --noflush` batch for the filter table.
+pub fn batch(lines: &[String]) -> String {
+    let mut s = String::from("*filter\n");
+    for l in lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// One `-A` line of an `ip6tables -S` listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRule<'a> {
+    pub chain: &'a str,
+    pub comment: Option<String>,
+    pub line: &'a str,
+}
+
+/// Parse an `-A` line; `-P`/`-N` lines and anything else give `None`.
+pub fn parse_rule(line: &str) -> Option<ListedRule<'_>> {
+    let rest = line.strip_prefix("-A ")?;
+    let chain = rest.split(' ').next()?;
+    Some(ListedRule {
+        chain,
+        comment: comment_of(line),
+        line,
+    })
+}
+
+/// The `--comment` value as ip6tables prints it: quoted with `\"` escapes
+/// when it holds spaces or quotes, bare otherwise.
+fn comment_of(line: &str) -> Option<String> {
+    let at = line.find("--comment ")? + "--comment ".len();
+    let rest = &line[at..];
+    if let Some(q) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = q.chars();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '\\' => out.push(chars.next()?),
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        None
+    } else {
+        Some(rest.split(' ').next()?.to_string())
+    }
+}
+
+/// Lines of a listing that carry exactly `tag`.
+pub fn rules_with_tag<'a>(listing: &'a [String], tag: &str) -> Vec<&'a str> {
+    listing
+        .iter()
+        .filter_map(|l| parse_rule(l))
+        .filter(|r| r.comment.as_deref() == Some(tag))
+        .map(|r| r.line)
+        .collect()
+}
+
+/// What CHECK finds wrong with one pod's rules in the listings of
+/// ANTISPOOF and INGRESS; empty = intact.
+pub fn pod_defects(expected: &[String], antispoof: &[String], ingress: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last_antispoof: Option<usize> = None;
+    for r in expected {
+        let (listing, chain) = if r.starts_with(&format!("-A {ANTISPOOF_CHAIN} ")) {
+            (antispoof, ANTISPOOF_CHAIN)
+        } else {
+            (ingress, INGRESS_CHAIN)
+        };
+        match listing.iter().position(|x| x == r) {
+            None => out.push(format!("{chain} lacks rule `{r}`")),
+            Some(i) if chain == ANTISPOOF_CHAIN => {
+                // The pod's DROP must come after its accepted sources.
+                if last_antispoof.is_some_and(|l| i < l) {
+                    out.push(format!("{chain} has rule `{r}` out of order"));
+                }
+                last_antispoof = Some(i);
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FirewallConf;
+    use serde_json::json;
+
+    fn conf(v: serde_json::Value) -> FirewallConf {
+        FirewallConf::from_raw(&v).unwrap()
+    }
+
+    fn att() -> Attachment<'static> {
+        Attachment {
+            network: "cluster",
+            container_id: "c0ffee",
+            ifname: "eth0",
+        }
+    }
+
+    fn bridged_pod() -> Pod {
+        Pod {
+            addresses: vec![
+                "fd00::1:10".parse().unwrap(),
+                "2001:db8::1:10".parse().unwrap(),
+            ],
+            host_side: Some(HostSide::BridgePort("veth1234".into())),
+        }
+    }
+
+    #[test]
+    fn tag_names_network_ifname_and_id() {
+        assert_eq!(att().tag(), "firewall6 net=cluster if=eth0 id=c0ffee");
+        assert_eq!(tag_network(&att().tag()), Some("cluster"));
+        let odd = Attachment {
+            ifname: "e\"t h%",
+            ..att()
+        };
+        assert_eq!(odd.tag(), "firewall6 net=cluster if=e%22t%20h%25 id=c0ffee");
+        let long_id = "a".repeat(255);
+        let long = Attachment {
+            container_id: &long_id,
+            ..att()
+        };
+        let t = long.tag();
+        assert!(t.len() <= 255, "{}", t.len());
+        assert!(t.contains(" idsha="));
+        assert_eq!(tag_network(&t), Some("cluster"));
+        assert_eq!(
+            tag_network("firewall6: link-local sources are not checked"),
+            None
+        );
+        assert_eq!(tag_network("firewall6 net=x replies"), None);
+    }
+
+    #[test]
+    fn cluster_only_policy_text() {
+        let c = conf(json!({
+            "clusterPrefixes": ["fd8c:1f0a:77e3::/64"],
+            "allowPorts": [{"port": 443, "protocol": "tcp"}, {"port": "8000-8080", "protocol": "udp"}, {"port": 9, "protocol": "sctp"}]
+        }));
+        let s = Skeleton {
+            network: "cluster",
+            conf: &c,
+        };
+        let chain = s.policy_chain();
+        assert!(
+            chain.starts_with("CNI6-POL-") && chain.len() == 21,
+            "{chain}"
+        );
+        assert_eq!(
+            s.policy_rules(),
+            vec![
+                format!("-A {chain} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"firewall6 net=cluster replies\" -j ACCEPT"),
+                format!("-A {chain} -s fd8c:1f0a:77e3::/64 -m comment --comment \"firewall6 net=cluster from the cluster\" -j ACCEPT"),
+                format!("-A {chain} -p tcp -m tcp --dport 443 -m comment --comment \"firewall6 net=cluster allowed port\" -j ACCEPT"),
+                format!("-A {chain} -p udp -m udp --dport 8000:8080 -m comment --comment \"firewall6 net=cluster allowed port\" -j ACCEPT"),
+                format!("-A {chain} -p sctp -m sctp --dport 9 -m comment --comment \"firewall6 net=cluster allowed port\" -j ACCEPT"),
+                format!("-A {chain} -m comment --comment \"firewall6 net=cluster cluster-only\" -j DROP"),
+            ]
+        );
+    }
+
+    #[test]
+    fn open_policy_and_chain_names_differ() {
+        let open = conf(json!({"ingress": "open"}));
+        let closed = conf(json!({}));
+        let a = Skeleton {
+            network: "n",
+            conf: &open,
+        };
+        let b = Skeleton {
+            network: "n",
+            conf: &closed,
+        };
+        let c = Skeleton {
+            network: "m",
+            conf: &open,
+        };
+        assert_eq!(
+            a.policy_rules(),
+            vec![format!(
+                "-A {} -m comment --comment \"firewall6 net=n ingress open\" -j ACCEPT",
+                a.policy_chain()
+            )]
+        );
+        assert_ne!(a.policy_chain(), b.policy_chain());
+        assert_ne!(a.policy_chain(), c.policy_chain());
+        // Stable across runs and versions (names live in the kernel).
+        assert_eq!(
+            a.policy_chain(),
+            Skeleton {
+                network: "n",
+                conf: &open
+            }
+            .policy_chain()
+        );
+    }
+
+    #[test]
+    fn pod_rules_bridged_and_routed() {
+        let tag = att().tag();
+        let r = pod_rules(&tag, &bridged_pod(), "CNI6-POL-abc");
+        let c = "-m comment --comment \"firewall6 net=cluster if=eth0 id=c0ffee\"";
+        assert_eq!(
+            r,
+            vec![
+                format!("-A CNI6-ANTISPOOF -s fd00::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
+                format!("-A CNI6-ANTISPOOF -s 2001:db8::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
+                format!("-A CNI6-ANTISPOOF -m physdev --physdev-in veth1234 {c} -j DROP"),
+                format!("-A CNI6-INGRESS -d fd00::1:10/128 {c} -j CNI6-POL-abc"),
+                format!("-A CNI6-INGRESS -d 2001:db8::1:10/128 {c} -j CNI6-POL-abc"),
+            ]
+        );
+        let routed = Pod {
+            host_side: Some(HostSide::Routed("veth9".into())),
+            ..bridged_pod()
+        };
+        let r = pod_rules(&tag, &routed, "P");
+        assert_eq!(
+            r[0],
+            format!("-A CNI6-ANTISPOOF -s fd00::1:10/128 -i veth9 {c} -g CNI6-FROM-POD")
+        );
+        assert_eq!(r[2], format!("-A CNI6-ANTISPOOF -i veth9 {c} -j DROP"));
+        let none = Pod {
+            host_side: None,
+            ..bridged_pod()
+        };
+        assert_eq!(pod_rules(&tag, &none, "P").len(), 2);
+    }
+
+    #[test]
+    fn pod_from_prev_result() {
+        let res = CniResult::parse(&json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [
+                {"name": "cluster0"},
+                {"name": "veth1234"},
+                {"name": "eth0", "sandbox": "/var/run/netns/p"}
+            ],
+            "ips": [
+                {"address": "fd00::1:10/96", "interface": 2},
+                {"address": "fd00:0:0:1::1/80", "interface": 0},
+                {"address": "10.0.0.5/24", "interface": 2},
+                {"address": "2001:db8::1:10/96", "interface": 2}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(Pod::from_result(&res).unwrap(), bridged_pod());
+
+        let routed = CniResult::parse(&json!({
+            "interfaces": [{"name": "veth9"}, {"name": "eth0", "sandbox": "/x"}],
+            "ips": [{"address": "fd00::5/64"}]
+        }))
+        .unwrap();
+        let p = Pod::from_result(&routed).unwrap();
+        assert_eq!(p.host_side, Some(HostSide::Routed("veth9".into())));
+        assert_eq!(p.addresses, vec!["fd00::5".parse::<Ipv6Addr>().unwrap()]);
+
+        let bare = CniResult::parse(&json!({"ips": [{"address": "fd00::5/64"}]})).unwrap();
+        assert_eq!(Pod::from_result(&bare).unwrap().host_side, None);
+
+        let evil = CniResult::parse(&json!({
+            "interfaces": [{"name": "veth 1"}, {"name": "eth0", "sandbox": "/x"}]
+        }))
+        .unwrap();
+        let e = cni_common::Error::from(Pod::from_result(&evil).unwrap_err());
+        assert_eq!(e.code(), 7);
+        assert!(e.to_string().contains("prevResult.interfaces[0].name"));
+    }
+
+    #[test]
+    fn skeleton_repair_from_nothing_and_when_intact() {
+        let c = conf(json!({}));
+        let s = Skeleton {
+            network: "n",
+            conf: &c,
+        };
+        let empty = SkeletonState::default();
+        let fix = s.repair(&empty);
+        assert_eq!(fix[0], ":CNI6-ADMIN - [0:0]");
+        assert!(fix.contains(&":CNI6-FORWARD - [0:0]".to_string()));
+        assert_eq!(
+            fix.last().unwrap(),
+            "-I FORWARD 1 -m comment --comment \"firewall6: cni6 pod firewall\" -j CNI6-FORWARD"
+        );
+        // Declarations come before rules (restore format).
+        let first_rule = fix.iter().position(|l| l.starts_with('-')).unwrap();
+        assert!(fix[first_rule..].iter().all(|l| l.starts_with('-')));
+        assert!(!s.defects(&empty).is_empty());
+
+        let mut cni6_forward = vec![s.admin_jump()];
+        cni6_forward.extend(Skeleton::forward_rules());
+        let intact = SkeletonState {
+            forward: vec![Skeleton::forward_jump()],
+            cni6_forward: Some(cni6_forward),
+            antispoof_exists: true,
+            ingress_exists: true,
+            from_pod: Some(Skeleton::from_pod_rules()),
+            policy: Some(s.policy_rules()),
+            admin_exists: true,
+        };
+        assert!(s.repair(&intact).is_empty());
+        assert!(s.defects(&intact).is_empty());
+
+        // Another network's admin chain: ours is inserted first, theirs kept.
+        let other = conf(json!({"adminChain": "OTHER-ADMIN"}));
+        let o = Skeleton {
+            network: "m",
+            conf: &other,
+        };
+        let fresh_admin = SkeletonState {
+            admin_exists: false,
+            ..intact.clone()
+        };
+        let fix = o.repair(&fresh_admin);
+        assert!(fix.contains(&":OTHER-ADMIN - [0:0]".to_string()));
+        assert!(fix.contains(
+            &"-I CNI6-FORWARD 1 -m comment --comment \"firewall6: operator overrides first\" -j OTHER-ADMIN".to_string()
+        ));
+        assert!(!fix
+            .iter()
+            .any(|l| l == ":CNI6-FORWARD - [0:0]" || l == ":CNI6-ADMIN - [0:0]"));
+    }
+
+    #[test]
+    fn listing_parse_and_tag_lookup() {
+        let listing: Vec<String> = [
+            "-N CNI6-ANTISPOOF",
+            "-A CNI6-ANTISPOOF -s fd00::10/128 -m physdev --physdev-in v1 -m comment --comment \"firewall6 net=n if=eth0 id=a\" -g CNI6-FROM-POD",
+            "-A CNI6-ANTISPOOF -m physdev --physdev-in v1 -m comment --comment \"firewall6 net=n if=eth0 id=a\" -j DROP",
+            "-A CNI6-ANTISPOOF -m physdev --physdev-in v2 -m comment --comment \"firewall6 net=n if=eth0 id=ab\" -j DROP",
+            "-A CNI6-ANTISPOOF -m comment --comment \"say \\\"hi\\\"\" -j RETURN",
+            "-A CNI6-ANTISPOOF -m comment --comment bare -j RETURN",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!(parse_rule(&listing[0]).is_none());
+        let r = parse_rule(&listing[4]).unwrap();
+        assert_eq!(r.chain, "CNI6-ANTISPOOF");
+        assert_eq!(r.comment.as_deref(), Some("say \"hi\""));
+        assert_eq!(
+            parse_rule(&listing[5]).unwrap().comment.as_deref(),
+            Some("bare")
+        );
+        let found = rules_with_tag(&listing, "firewall6 net=n if=eth0 id=a");
+        assert_eq!(found, vec![listing[1].as_str(), listing[2].as_str()]);
+        assert_eq!(
+            delete_of(found[1]),
+            "-D CNI6-ANTISPOOF -m physdev --physdev-in v1 -m comment --comment \"firewall6 net=n if=eth0 id=a\" -j DROP"
+        );
+        assert_eq!(
+            batch(&[delete_of(found[1])]),
+            format!("*filter\n{}\nCOMMIT\n", delete_of(found[1]))
+        );
+    }
+
+    #[test]
+    fn pod_defects_finds_missing_and_misordered() {
+        let tag = att().tag();
+        let expected = pod_rules(&tag, &bridged_pod(), "P");
+        let antispoof: Vec<String> = expected[..3].to_vec();
+        let ingress: Vec<String> = expected[3..].to_vec();
+        assert!(pod_defects(&expected, &antispoof, &ingress).is_empty());
+        let d = pod_defects(&expected, &antispoof, &ingress[..1]);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].contains("2001:db8::1:10/128"));
+        let swapped = vec![
+            antispoof[2].clone(),
+            antispoof[0].clone(),
+            antispoof[1].clone(),
+        ];
+        let d = pod_defects(&expected, &swapped, &ingress);
+        assert!(d.iter().any(|x| x.contains("out of order")), "{d:?}");
+    }
+}

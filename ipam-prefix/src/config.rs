@@ -306,10 +306,12 @@ pub fn requested_ips(conf: &NetConf, args: &CniArgs) -> Result<Vec<RequestedIp>>
             })
             .collect()
     };
-    if let Some(v) = conf.cni_arg("ips").filter(|v| !v.is_null()) {
+    // An empty list is no request: the next source may still have one.
+    let given = |v: &&Value| !v.is_null() && !matches!(v.as_array(), Some(a) if a.is_empty());
+    if let Some(v) = conf.cni_arg("ips").filter(given) {
         return from_list("args.cni.ips", v);
     }
-    if let Some(v) = conf.capability("ips") {
+    if let Some(v) = conf.capability("ips").filter(given) {
         return from_list("runtimeConfig.ips", v);
     }
     if let Some(s) = args.get("IP") {
@@ -583,6 +585,13 @@ mod tests {
         let both = CniArgs::parse("IP=fd00::30,fd01::30/96").unwrap();
         assert_eq!(requested_ips(&c, &both).unwrap().len(), 2);
         assert!(requested_ips(&c, &CniArgs::default()).unwrap().is_empty());
+        // An empty args.cni.ips does not hide the next source.
+        let c = netconf(json!({"name": "n", "args": {"cni": {"ips": []}},
+            "capabilities": {"ips": true}, "runtimeConfig": {"ips": ["fd00::40"]}}));
+        assert_eq!(
+            requested_ips(&c, &args).unwrap()[0].key,
+            "runtimeConfig.ips[0]"
+        );
     }
 
     #[test]

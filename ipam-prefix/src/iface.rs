@@ -76,7 +76,7 @@ pub fn resolve(
         })?;
     let a = select(&addrs, scope).ok_or_else(|| {
         fail(format!(
-            "it has no {} IPv6 address that passed DAD",
+            "it has no usable {} IPv6 address; DAD-failed ones are skipped",
             scope.as_str()
         ))
     })?;
@@ -187,6 +187,9 @@ mod tests {
         assert_eq!(cni_common::Error::from(e).code(), 7);
         // lo has ::1 at most: no global address.
         let e = resolve(&mut nl, 0, "lo", Scope::Global, 80).unwrap_err();
-        assert!(e.to_string().contains("no global IPv6 address"), "{e}");
+        assert!(
+            e.to_string().contains("no usable global IPv6 address"),
+            "{e}"
+        );
     }
 }

@@ -27,8 +27,10 @@ impl Plugin for IpamPrefix {
         )
     }
 
+    /// `IP` is ours (checklist 74); `MAC` is bridge6's, which hands its
+    /// CNI_ARGS to us unchanged when it delegates (checklist 77).
     fn known_args(&self) -> &'static [&'static str] {
-        &["IP"]
+        &["IP", "MAC"]
     }
 
     fn add(&self, req: &Request) -> cni_common::Result<CniResult> {

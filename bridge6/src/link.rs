@@ -268,11 +268,15 @@ pub struct Route6 {
 }
 
 /// Add `dst [via gw] dev index` to the main table with our protocol.
+/// `onlink`: the gateway is on the link although no prefix of the link
+/// covers it (an off-prefix gateway, checklist §3 #11); the kernel then
+/// skips its reachability check.
 pub fn add_route(
     nl: &mut Netlink,
     index: u32,
     dst: Ipv6Net,
     gw: Option<Ipv6Addr>,
+    onlink: bool,
 ) -> io::Result<()> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = AddressFamily::Inet6;
@@ -281,6 +285,9 @@ pub fn add_route(
     msg.header.protocol = RouteProtocol::Other(ROUTE_PROTO);
     msg.header.scope = RouteScope::Universe;
     msg.header.kind = RouteType::Unicast;
+    if onlink {
+        msg.header.flags = RouteFlags::Onlink;
+    }
     if dst.prefix_len() > 0 {
         msg.attributes
             .push(RouteAttribute::Destination(RouteAddress::Inet6(

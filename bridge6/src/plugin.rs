@@ -86,6 +86,15 @@ struct PodAddressing {
     routes: Vec<(Ipv6Net, Option<Ipv6Addr>)>,
 }
 
+impl PodAddressing {
+    /// A gateway outside every prefix of the pod interface (and not
+    /// link-local) is still on the link, the bridge: route it "onlink".
+    fn needs_onlink(&self, gw: Ipv6Addr) -> bool {
+        let link_local = (gw.segments()[0] & 0xffc0) == 0xfe80;
+        !link_local && !self.ips.iter().any(|(net, _)| net.contains(&gw))
+    }
+}
+
 fn pod_addressing(ipam: &CniResult) -> Result<PodAddressing> {
     if ipam.ips.is_empty() {
         return Err(Bridge6Error::IpamResult(
@@ -393,7 +402,8 @@ fn attach(
         ));
     }
     for (dst, gw) in &routes {
-        link::add_route(pod_nl, pod.index, *dst, *gw).map_err(|e| {
+        let onlink = gw.is_some_and(|g| addressing.needs_onlink(g));
+        link::add_route(pod_nl, pod.index, *dst, *gw, onlink).map_err(|e| {
             let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
             Bridge6Error::netlink(format!("add route {dst}{via} dev {ifname} in the pod"), e)
         })?;
@@ -775,6 +785,14 @@ mod tests {
             !skipped,
             "suppressed by config, not by another attachment: no log line"
         );
+    }
+
+    #[test]
+    fn onlink_only_for_off_prefix_gateways() {
+        let a = addressing(&[]);
+        assert!(!a.needs_onlink(ip("fd00:0:0:1:1::1")));
+        assert!(!a.needs_onlink(ip("fe80::1")));
+        assert!(a.needs_onlink(ip("fd00:0:0:1:2::1")));
     }
 
     #[test]

@@ -727,6 +727,27 @@ impl Runtime {
             .map_err(|e| Error::decode(format!("cached result {}", path.display()), e))
     }
 
+    /// The `cniCacheV1` record of one attachment, if there is a readable
+    /// one. An id or ifname that could not name a cache file has none.
+    pub fn cached_record(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Option<CacheRecord> {
+        if validate_container_id(container_id).is_err()
+            || validate_ifname(ifname).is_err()
+            || crate::config::validate_network_name(network).is_err()
+        {
+            return None;
+        }
+        let probe = Attachment::new(container_id, None, ifname);
+        let bytes = std::fs::read(self.cache_path(network, &probe)).ok()?;
+        serde_json::from_slice::<CacheRecord>(&bytes)
+            .ok()
+            .filter(|r| r.kind == CACHE_KIND)
+    }
+
     /// Every readable `cniCacheV1` record in the cache, sorted by file name
     /// (libcni's GetCachedAttachments).
     pub fn cached_attachments(&self) -> Result<Vec<CacheRecord>> {
@@ -1283,6 +1304,10 @@ exit 0
         let records = f.rt.cached_attachments().unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].attachment(), pod("c1"));
+        let rec = f.rt.cached_record("net1", "c1", "eth0").unwrap();
+        assert_eq!(rec.attachment(), pod("c1"));
+        assert!(f.rt.cached_record("net1", "c2", "eth0").is_none());
+        assert!(f.rt.cached_record("net1", "../c1", "eth0").is_none());
     }
 
     #[test]

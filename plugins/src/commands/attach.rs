@@ -141,18 +141,7 @@ impl AttachmentOpts {
 
 /// The cache record of this attachment, if the runtime has one.
 fn cached_record(rt: &Runtime, list: &ConfList, opts: &AttachmentOpts) -> Option<CacheRecord> {
-    let probe = Attachment::new(opts.container_id.clone(), None, opts.ifname.clone());
-    // An id or ifname that cannot name a file has no record; the runtime
-    // rejects it with a proper message right after.
-    if cni_common::env::validate_container_id(&probe.container_id).is_err()
-        || cni_common::env::validate_ifname(&probe.ifname).is_err()
-    {
-        return None;
-    }
-    let bytes = std::fs::read(rt.cache_path(&list.name, &probe)).ok()?;
-    serde_json::from_slice::<CacheRecord>(&bytes)
-        .ok()
-        .filter(|r| r.kind == cni_common::runtime::CACHE_KIND)
+    rt.cached_record(&list.name, &opts.container_id, &opts.ifname)
 }
 
 pub fn attach(a: &AttachArgs, o: &mut Output) -> Result<()> {

@@ -25,6 +25,7 @@
 
 use crate::env::{validate_container_id, validate_ifname};
 use crate::error::{code, Error, Result};
+use crate::result::CniResult;
 use crate::version::{self, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -232,6 +233,9 @@ impl Attachment {
         validate_ifname(&self.ifname)
     }
 }
+
+/// libcni's name for [`Attachment`].
+pub type RuntimeConf = Attachment;
 
 /// What a plugin process did.
 #[derive(Debug, Clone)]
@@ -511,6 +515,22 @@ impl Runtime {
             // cni#895: a result without a version is taken as the config's.
             obj.entry("cniVersion")
                 .or_insert_with(|| Value::String(list.cni_version.clone()));
+            // libcni decodes the result into its types, so a malformed one
+            // (bad address, `interface` index out of range: checklist 62)
+            // fails here rather than in the next plugin or the kubelet.
+            // It is still forwarded as the plugin wrote it (checklist 57).
+            let modern = result
+                .get("cniVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|v| version_at_least(v, (0, 3, 0)));
+            if modern {
+                CniResult::parse(&result).map_err(|e| {
+                    Error::decode(
+                        format!("ADD result of plugin {}", plugin_type(plugin)),
+                        format!("{e}: {result}"),
+                    )
+                })?;
+            }
             prev = Some(result);
         }
         let result = prev.expect("a conflist has at least one plugin");
@@ -600,11 +620,14 @@ impl Runtime {
                 Ok(()) => report
                     .stale_deleted
                     .push((rec.container_id.clone(), rec.if_name.clone())),
-                Err(e) => errors.push(wrap(
-                    e,
-                    &format!("{}/{}", rec.container_id, rec.if_name),
-                    "delete stale attachment",
-                )),
+                Err(e) => errors.push(Error::Plugin {
+                    code: e.code(),
+                    msg: format!(
+                        "delete stale attachment {}/{}: {e}",
+                        rec.container_id, rec.if_name
+                    ),
+                    details: e.details(),
+                }),
             }
         }
         if list.has_gc_status() {
@@ -1325,6 +1348,16 @@ exit 0
         assert_eq!(f.rt.add(&l, &pod("c2")).unwrap_err().code(), 6);
         f.script("second", "ADD", "", 0);
         assert_eq!(f.rt.add(&l, &pod("c3")).unwrap_err().code(), 6);
+        // checklist 62: an `interface` index out of range is caught.
+        f.script(
+            "second",
+            "ADD",
+            r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"fd00::10/96","interface":1}]}"#,
+            0,
+        );
+        let e = f.rt.add(&l, &pod("c3")).unwrap_err();
+        assert_eq!(e.code(), 6);
+        assert!(e.to_string().contains("second"), "{e}");
         assert!(!f.rt.cache_path("net1", &pod("c3")).exists());
     }
 
@@ -1626,6 +1659,18 @@ exit 0
             .map(|c| c.plugin)
             .collect();
         assert_eq!(gcs, vec!["first", "second"]);
+        // A failed synthetic DEL is reported, keeps its cache for a retry,
+        // and GC is still sent (checklist 49, 88).
+        let l11 = list("1.1.0", json!({}));
+        f.script("first", "GC", "", 0);
+        f.rt.add(&l11, &pod("c5")).unwrap();
+        f.script("second", "DEL", r#"{"code":101,"msg":"EPERM"}"#, 1);
+        f.clear_log();
+        let e = f.rt.gc(&l11, none).unwrap_err();
+        assert!(e.to_string().contains("stale attachment c5/eth0"), "{e}");
+        assert_eq!(e.code(), 101);
+        assert!(f.rt.cache_path("net1", &pod("c5")).exists());
+        assert_eq!(f.calls().iter().filter(|c| c.command == "GC").count(), 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! built plugin binaries exactly as a runtime would, in network namespaces
 //! the tests create and always remove.
 
+pub mod bridge_helpers;
 pub mod corpus;
 pub mod harness;
 pub mod ipam;

@@ -1,0 +1,258 @@
+//! bridge6 ADD → CHECK → DEL at every advertised version, black-box, with
+//! the plugin running inside a node namespace (never the machine's own).
+//! Kernel state is read back with `ip -j`; expectations come from the
+//! address plan and sha256sum, not from the plugin.
+
+use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
+use conformance::harness::{self, ALL_VERSIONS};
+use conformance::ipam;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// One full lifecycle at `version`; returns nothing, asserts everything.
+fn lifecycle(version: &str) {
+    let node = Node::new();
+    let pod = bh::new_pod();
+    let net = BridgeNet::new("cluster0").key("mtu", serde_json::json!(1420));
+    let cid = harness::container_id("b6add");
+
+    // checklist 18, 20, 24, 58-63
+    let out = net.add(&node, version, &cid, &pod, "eth0");
+    let r = out.assert_ok().clone();
+    let addrs = bh::assert_result_schema(&r, version, &pod.path_str(), "eth0");
+
+    // One address per pod range, same interface id, first pod slot ::10.
+    let ranges = net.ipam.pod_ranges();
+    assert_eq!(addrs.len(), ranges.len(), "{r}");
+    for (a, range) in addrs.iter().zip(&ranges) {
+        assert_eq!(a.prefix_len(), 96);
+        assert!(range.contains(&a.addr()), "{a} in {range}");
+        assert_eq!(ipam::slot_of(*range, a.addr()), ipam::FIRST_SLOT);
+        let gw: Ipv6Addr = r["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ip| ip["address"] == a.to_string())
+            .and_then(|ip| ip["gateway"].as_str())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(gw, ipam::gateway(*range));
+    }
+
+    // Result names: bridge, derived host veth, pod interface.
+    let host = net.host_veth(&cid, "eth0");
+    assert_eq!(r["interfaces"][0]["name"], "cluster0");
+    assert_eq!(r["interfaces"][1]["name"], host.as_str());
+
+    // The pod interface: up, MTU, exactly the result's addresses (NODAD,
+    // never tentative), MAC as reported.
+    let eth0 = bh::link(&pod, "eth0").expect("eth0 exists in the pod");
+    assert!(
+        eth0["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "{eth0}"
+    );
+    assert_eq!(eth0["operstate"], "UP", "{eth0}");
+    assert_eq!(eth0["mtu"], 1420);
+    assert_eq!(eth0["address"], r["interfaces"][2]["mac"]);
+    let have = bh::global_addrs6(&pod, "eth0");
+    for a in &addrs {
+        let got = have
+            .iter()
+            .find(|h| h.addr == a.addr() && h.prefix_len == a.prefix_len())
+            .unwrap_or_else(|| panic!("{a} not on eth0: {have:?}"));
+        assert!(
+            !got.flags
+                .iter()
+                .any(|f| f == "tentative" || f == "dadfailed"),
+            "{got:?}"
+        );
+    }
+    assert_eq!(
+        have.len(),
+        addrs.len(),
+        "no extra global addresses: {have:?}"
+    );
+
+    // Sysctls in the pod, set before the addresses (checklist §3 #1, #10).
+    for (k, v) in [("accept_dad", "0"), ("accept_ra", "0"), ("autoconf", "0")] {
+        assert_eq!(bh::sysctl(&pod, "eth0", k), v, "pod eth0 {k}");
+    }
+
+    // Default route via the first (ULA) gateway, and in the result.
+    let defaults = bh::default_routes(&pod);
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+    let ula_gw = ipam::gateway(ranges[0]);
+    assert_eq!(defaults[0]["gateway"], ula_gw.to_string());
+    assert_eq!(defaults[0]["dev"], "eth0");
+    let routes = r["routes"].as_array().expect("routes in result");
+    assert!(routes
+        .iter()
+        .any(|rt| rt["dst"] == "::/0" && rt["gw"] == ula_gw.to_string()));
+
+    // Host side: bridge up with the fixed MAC of the result, gateways
+    // without DAD; host veth up, enslaved, hairpin, MTU, accept_ra=0.
+    let br = bh::link(&node.ns, "cluster0").expect("bridge exists");
+    assert_eq!(br["linkinfo"]["info_kind"], "bridge");
+    assert_eq!(br["address"], r["interfaces"][0]["mac"]);
+    assert_eq!(br["mtu"], 1420);
+    let br_addrs = bh::global_addrs6(&node.ns, "cluster0");
+    for range in &ranges {
+        let gw = ipam::gateway(*range);
+        let a = br_addrs
+            .iter()
+            .find(|a| a.addr == gw)
+            .unwrap_or_else(|| panic!("gateway {gw} not on bridge: {br_addrs:?}"));
+        assert_eq!(a.prefix_len, 96);
+        assert!(a.flags.iter().any(|f| f == "nodad"), "{a:?}");
+        assert!(!a.flags.iter().any(|f| f == "tentative"), "{a:?}");
+    }
+    assert_eq!(node.sysctl("cluster0", "accept_ra"), "0");
+    let hv = bh::link(&node.ns, &host).expect("host veth exists");
+    assert_eq!(hv["master"], "cluster0");
+    assert_eq!(hv["mtu"], 1420);
+    assert_eq!(hv["operstate"], "UP");
+    assert_eq!(hv["linkinfo"]["info_slave_data"]["hairpin"], true, "{hv}");
+    assert_eq!(
+        hv["linkinfo"]["info_slave_data"]["state"], "forwarding",
+        "{hv}"
+    );
+    assert_eq!(hv["address"], r["interfaces"][1]["mac"]);
+    assert_eq!(node.sysctl(&host, "accept_ra"), "0");
+    assert_eq!(node.sysctl("all", "forwarding"), "1");
+
+    // Traffic: the pod reaches its gateway from its ULA address (RFC 6724
+    // prefers ULA→ULA), and the GUA gateway too.
+    let peer = bh::tcp_round_trip(&pod, &node.ns, ula_gw);
+    assert_eq!(peer.ip(), IpAddr::V6(addrs[0].addr()));
+    let gua_gw = ipam::gateway(ranges[1]);
+    let peer = bh::tcp_round_trip(&pod, &node.ns, gua_gw);
+    assert_eq!(peer.ip(), IpAddr::V6(addrs[1].addr()));
+
+    // CHECK right after ADD (checklist 36), from 0.4.0.
+    if harness::versions_with_check().contains(&version) {
+        net.check(&node, version, &cid, &pod, "eth0", &r)
+            .assert_silent_ok();
+    }
+
+    // DEL x3 (checklist 25, 26): everything of the attachment goes, the
+    // bridge and its gateways stay.
+    for _ in 0..3 {
+        net.del(&node, version, &cid, &pod.path_str(), "eth0")
+            .assert_silent_ok();
+    }
+    assert!(bh::link(&pod, "eth0").is_none(), "eth0 left in the pod");
+    assert!(bh::link(&node.ns, &host).is_none(), "host veth left");
+    assert!(net.ipam.store().is_empty(), "IPAM record left");
+    assert!(bh::link(&node.ns, "cluster0").is_some(), "bridge must stay");
+    assert_eq!(bh::global_addrs6(&node.ns, "cluster0").len(), ranges.len());
+}
+
+#[test]
+fn lifecycle_0_3_0() {
+    lifecycle("0.3.0");
+}
+
+#[test]
+fn lifecycle_0_3_1() {
+    lifecycle("0.3.1");
+}
+
+#[test]
+fn lifecycle_0_4_0() {
+    lifecycle("0.4.0");
+}
+
+#[test]
+fn lifecycle_1_0_0() {
+    lifecycle("1.0.0");
+}
+
+#[test]
+fn lifecycle_1_1_0() {
+    lifecycle("1.1.0");
+}
+
+#[test]
+fn version_lists_every_version() {
+    // checklist 40, 41: VERSION lists exactly what the lifecycle tests prove.
+    let node = Node::new();
+    let out = harness::Invocation::new(node.bin("bridge6"), "VERSION")
+        .stdin(r#"{"cniVersion":"1.0.0"}"#)
+        .run();
+    let v = out.assert_ok();
+    let listed: Vec<&str> = v["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ALL_VERSIONS);
+}
+
+#[test]
+fn defaults_bridge_mtu_and_second_pod_reuses_bridge() {
+    // No `bridge`, no `mtu`: bridge cni6br0, MTU of the node's default-route
+    // interface (here a veth with MTU 1400 carrying a default route).
+    let node = Node::new();
+    node.ns.add_veth("c6bup", "c6bupp");
+    node.ns
+        .exec_ok(&["ip", "link", "set", "c6bup", "mtu", "1400"]);
+    node.ns.add_addr("c6bup", "fd00:c6b::2/64");
+    node.ns.exec_ok(&[
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fd00:c6b::1",
+        "dev",
+        "c6bup",
+    ]);
+    let mut net = BridgeNet::new("unused");
+    net.bridge = String::new();
+    let conf = {
+        let mut c = net.conf("1.0.0");
+        c.as_object_mut().unwrap().remove("bridge");
+        c
+    };
+    let pods = [bh::new_pod(), bh::new_pod()];
+    let mut results = Vec::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let cid = format!("b6def{i}{}", std::process::id());
+        let out = harness::Invocation::attachment(
+            node.bin("bridge6"),
+            "ADD",
+            &cid,
+            &pod.path_str(),
+            "eth0",
+        )
+        .stdin_json(&conf)
+        .in_netns(&node.ns)
+        .run();
+        let r = out.assert_ok().clone();
+        assert_eq!(r["interfaces"][0]["name"], "cni6br0");
+        assert_eq!(bh::link(pod, "eth0").unwrap()["mtu"], 1400);
+        results.push((cid, r));
+    }
+    // Same bridge, same MAC, two ports; pods reach each other through it.
+    assert_eq!(results[0].1["interfaces"][0], results[1].1["interfaces"][0]);
+    let b_addr = ipam::result_addrs(&results[1].1)[0].addr();
+    let peer = bh::tcp_round_trip(&pods[0], &pods[1], b_addr);
+    assert_eq!(
+        peer.ip(),
+        IpAddr::V6(ipam::result_addrs(&results[0].1)[0].addr())
+    );
+    // The uplink's accept_ra was raised 1 -> 2 before forwarding went on.
+    assert_eq!(node.sysctl("c6bup", "accept_ra"), "2");
+    assert_eq!(node.sysctl("default", "accept_ra"), "2");
+    assert_eq!(node.sysctl("all", "forwarding"), "1");
+    for (cid, _) in &results {
+        harness::Invocation::attachment(node.bin("bridge6"), "DEL", cid, "", "eth0")
+            .stdin_json(&conf)
+            .in_netns(&node.ns)
+            .run()
+            .assert_silent_ok();
+    }
+    assert!(net.ipam.store().is_empty());
+}

@@ -4,6 +4,7 @@
 
 pub mod bridge_helpers;
 pub mod corpus;
+pub mod firewall_helpers;
 pub mod harness;
 pub mod ipam;
 pub mod topology;

@@ -103,22 +103,23 @@ fn lock() -> Result<nix::fcntl::Flock<fs::File>> {
         .map_err(|(_, errno)| err(std::io::Error::from(errno)))
 }
 
-/// ADD's work: the node-wide part only when it is not already whole (two
-/// small chains read), then the pod's rules as one atomic batch of appends
-/// whose cost does not depend on how many pods exist.
+/// ADD's work: the node-wide part repaired only when it is not whole
+/// (four small chains read: FORWARD, CNI6-FORWARD, FROM-POD, the policy
+/// chain; the jumps in CNI6-FORWARD prove the dispatch and admin chains
+/// exist, a rule cannot jump to a missing chain), then the pod's rules as
+/// one atomic batch of appends whose cost does not depend on how many pods
+/// exist.
 fn install(ipt: &Ip6tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
-    let forward = ipt.list_chain(FORWARD)?.unwrap_or_default();
-    let cni6_forward = ipt.list_chain(FORWARD_CHAIN)?;
     let quick = SkeletonState {
-        forward,
-        cni6_forward,
-        ..Default::default()
+        forward: ipt.list_chain(FORWARD)?.unwrap_or_default(),
+        cni6_forward: ipt.list_chain(FORWARD_CHAIN)?,
+        antispoof_exists: true,
+        ingress_exists: true,
+        from_pod: ipt.list_chain(FROM_POD_CHAIN)?,
+        policy: ipt.list_chain(&skel.policy_chain())?,
+        admin_exists: true,
     };
-    let hooks_whole = skel
-        .defects(&quick)
-        .iter()
-        .all(|d| !d.contains(FORWARD_CHAIN) && !d.contains("FORWARD lacks"));
-    if !hooks_whole {
+    if !skel.defects(&quick).is_empty() {
         ensure_skeleton(ipt, skel)?;
     }
     if pod_rules.is_empty() {

@@ -1,0 +1,480 @@
+//! firewall6 as a chained plugin, black-box: every verb at every version it
+//! advertises, run inside a node namespace of the test's own (rules never
+//! reach the machine's ruleset). Rules only here; traffic is in
+//! firewall6_traffic.rs.
+
+use conformance::firewall_helpers::{conf, prev_result, RulesNode};
+use conformance::harness::{self, container_id};
+use serde_json::{json, Value};
+
+const NET: &str = "cluster";
+const VERSIONS: &[&str] = &["0.4.0", "1.0.0", "1.1.0"];
+
+fn pod_prev(version: &str, veth: &str, last: u16) -> Value {
+    prev_result(
+        version,
+        "cni6br0",
+        veth,
+        "/var/run/netns/fw6-fake-pod",
+        &[
+            &format!("fd00:f6::1:1:0:{last:x}/96"),
+            &format!("2001:db8:7:1:0:1:0:{last:x}/96"),
+        ],
+    )
+}
+
+/// checklist 40: VERSION lists 0.4.0 and later only.
+#[test]
+fn version_lists_from_0_4() {
+    harness::require_root();
+    let out = harness::Invocation::new(conformance::firewall_helpers::firewall6(), "VERSION")
+        .stdin(r#"{"cniVersion":"1.0.0"}"#)
+        .run();
+    let v = out.assert_ok();
+    assert_eq!(v["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+}
+
+/// checklist 20, 21, 55, 57: at every version ADD prints prevResult
+/// (semantically equal, in the requested version); 36: CHECK passes right
+/// after; 25/26: DEL removes every rule of the pod and repeats fine.
+#[test]
+fn add_check_del_at_every_version() {
+    let node = RulesNode::new();
+    for (i, v) in VERSIONS.iter().enumerate() {
+        let cid = container_id("fw6v");
+        let prev = pod_prev(v, &format!("veth{i}"), 0x10 + i as u16);
+        let c = conf(v, NET, json!({}), &prev);
+        let out = node.fw("ADD", &cid, &c);
+        let res = out.assert_ok();
+        // checklist 20
+        assert_eq!(res["cniVersion"], *v);
+        // checklist 21: stdout ≡ prevResult
+        let mut expect = prev.clone();
+        expect.as_object_mut().unwrap().remove("dns"); // empty dns is omitted
+        assert_eq!(*res, expect, "ADD at {v} changed prevResult");
+        assert_eq!(node.pod_rules(NET, &cid).len(), 5, "{:#?}", node.rules());
+        // checklist 36
+        node.fw("CHECK", &cid, &c).assert_silent_ok();
+        // checklist 25, 26
+        for _ in 0..3 {
+            node.fw("DEL", &cid, &c).assert_silent_ok();
+        }
+        assert!(node.pod_rules(NET, &cid).is_empty());
+    }
+}
+
+/// checklist 57: prevResult in an older version than the config (libcni
+/// forwards it as is on ADD) is read leniently and re-emitted in the
+/// config's version.
+#[test]
+fn prev_result_of_another_version_is_converted() {
+    let node = RulesNode::new();
+    let cid = container_id("fw6c");
+    let prev = pod_prev("0.4.0", "vethc", 0x20);
+    let c = conf("1.1.0", NET, json!({}), &prev);
+    let res = node.fw("ADD", &cid, &c).assert_ok().clone();
+    assert_eq!(res["cniVersion"], "1.1.0");
+    assert!(res["ips"][0].get("version").is_none());
+    assert_eq!(res["ips"][0]["address"], prev["ips"][0]["address"]);
+    node.fw("DEL", &cid, &c).assert_silent_ok();
+}
+
+/// checklist 31, 65: 0.3.x and unknown versions are error 1 for every verb
+/// and leave the ruleset untouched.
+#[test]
+fn old_and_unknown_versions_are_error_1_without_side_effects() {
+    let node = RulesNode::new();
+    let before = node.save();
+    for v in ["0.3.0", "0.3.1", "9.9.9"] {
+        let cid = container_id("fw6o");
+        let c = conf(v, NET, json!({}), &pod_prev("0.3.1", "vetho", 0x30));
+        for verb in ["ADD", "CHECK", "DEL"] {
+            node.fw(verb, &cid, &c).assert_error(1);
+        }
+    }
+    assert_eq!(node.save(), before);
+}
+
+/// checklist 51, 45: GC and STATUS before 1.1.0 are error 1.
+#[test]
+fn gc_and_status_need_1_1() {
+    let node = RulesNode::new();
+    for v in ["0.4.0", "1.0.0"] {
+        let c = conf(v, NET, json!({}), &Value::Null);
+        node.fw_network("GC", &c).assert_error(1);
+        node.fw_network("STATUS", &c).assert_error(1);
+    }
+}
+
+/// ADD without prevResult is error 7 (firewall6 is chained); so is CHECK
+/// (checklist 32). Nothing is installed.
+#[test]
+fn prev_result_required_for_add_and_check() {
+    let node = RulesNode::new();
+    let before = node.save();
+    for v in VERSIONS {
+        let cid = container_id("fw6p");
+        let c = conf(v, NET, json!({}), &Value::Null);
+        let out = node.fw("ADD", &cid, &c);
+        out.assert_error(7);
+        assert!(out.msg().contains("prevResult"), "{}", out.msg());
+        node.fw("CHECK", &cid, &c).assert_error(7);
+    }
+    assert_eq!(node.save(), before);
+}
+
+/// Malformed known keys: error 7 naming key and value; unknown keys
+/// ignored (checklist 14).
+#[test]
+fn config_errors_name_key_and_value() {
+    let node = RulesNode::new();
+    let prev = pod_prev("1.0.0", "vethk", 0x40);
+    let before = node.save();
+    for (extra, needle) in [
+        (json!({"ingress": "closed"}), "ingress=\"closed\""),
+        (
+            json!({"clusterPrefixes": ["10.0.0.0/8"]}),
+            "clusterPrefixes[0]",
+        ),
+        (
+            json!({"allowPorts": [{"port": 99999, "protocol": "tcp"}]}),
+            "allowPorts[0].port=99999",
+        ),
+        (json!({"allowPorts": ["90-80"]}), "allowPorts[0]=\"90-80\""),
+        (
+            json!({"allowPorts": [{"port": 1, "protocol": "icmp"}]}),
+            "allowPorts[0].protocol",
+        ),
+        (json!({"adminChain": "bad name"}), "adminChain"),
+    ] {
+        let out = node.fw(
+            "ADD",
+            &container_id("fw6k"),
+            &conf("1.0.0", NET, extra, &prev),
+        );
+        out.assert_error(7);
+        assert!(out.msg().contains(needle), "{needle}: {}", out.msg());
+    }
+    assert_eq!(node.save(), before);
+    let cid = container_id("fw6k");
+    let c = conf(
+        "1.0.0",
+        NET,
+        json!({"capabilities": {"portMappings": true}, "cni.dev/x": 1, "foo": {"bar": []}}),
+        &prev,
+    );
+    node.fw("ADD", &cid, &c).assert_ok();
+    node.fw("DEL", &cid, &c).assert_silent_ok();
+}
+
+/// checklist 26: DEL of something never added succeeds (also on a node
+/// where firewall6 never ran: no chains at all).
+#[test]
+fn del_of_unknown_attachment_succeeds() {
+    let node = RulesNode::new();
+    let before = node.save();
+    for v in VERSIONS {
+        let c = conf(v, NET, json!({}), &Value::Null);
+        node.fw("DEL", &container_id("fw6u"), &c).assert_silent_ok();
+    }
+    assert_eq!(node.save(), before);
+}
+
+/// checklist 27, 28: DEL without prevResult and with an empty CNI_NETNS
+/// still removes exactly that pod's rules (found by their comment), and
+/// leaves the other pod alone.
+#[test]
+fn del_without_prev_result_removes_rules() {
+    let node = RulesNode::new();
+    for v in VERSIONS {
+        let (a, b) = (container_id("fw6a"), container_id("fw6b"));
+        let ca = conf(v, NET, json!({}), &pod_prev(v, "vetha", 0x50));
+        let cb = conf(v, NET, json!({}), &pod_prev(v, "vethb", 0x51));
+        node.fw("ADD", &a, &ca).assert_ok();
+        node.fw("ADD", &b, &cb).assert_ok();
+        let b_rules = node.pod_rules(NET, &b);
+        let bare = conf(v, NET, json!({}), &Value::Null);
+        harness::Invocation::attachment(
+            conformance::firewall_helpers::firewall6(),
+            "DEL",
+            &a,
+            "",
+            "eth0",
+        )
+        .in_netns(&node.ns)
+        .stdin_json(&bare)
+        .run()
+        .assert_silent_ok();
+        assert!(node.pod_rules(NET, &a).is_empty(), "{:#?}", node.rules());
+        assert_eq!(node.pod_rules(NET, &b), b_rules);
+        node.fw("CHECK", &b, &cb).assert_silent_ok();
+        node.fw("DEL", &b, &bare).assert_silent_ok();
+        assert!(node.pod_rules(NET, &b).is_empty());
+    }
+}
+
+/// checklist 32–34: a deleted or altered rule makes CHECK fail, naming the
+/// rule; CHECK changes nothing (ip6tables-save with counters identical
+/// before and after, passing or failing), unlike the reference which
+/// re-creates chains.
+#[test]
+fn check_reports_drift_and_changes_nothing() {
+    let node = RulesNode::new();
+    for v in VERSIONS {
+        let cid = container_id("fw6d");
+        let c = conf(v, NET, json!({}), &pod_prev(v, "vethd", 0x60));
+        node.fw("ADD", &cid, &c).assert_ok();
+        let before = node.save();
+        node.fw("CHECK", &cid, &c).assert_silent_ok();
+        assert_eq!(node.save(), before, "passing CHECK changed the ruleset");
+
+        // One pod rule gone.
+        let victim = node.pod_rules(NET, &cid)[0].clone();
+        let spec: Vec<&str> = victim.split(' ').skip(1).collect();
+        let del = format!("ip6tables -w -D {}", spec.join(" "));
+        node.ns.exec_ok(&["sh", "-c", &del]);
+        let broken = node.save();
+        let out = node.fw("CHECK", &cid, &c);
+        out.assert_error(102);
+        assert!(out.msg().contains("lacks rule"), "{}", out.msg());
+        assert_eq!(node.save(), broken, "failing CHECK changed the ruleset");
+
+        // The node-wide part altered: the FORWARD jump gone.
+        node.fw("DEL", &cid, &c).assert_silent_ok();
+        node.fw("ADD", &cid, &c).assert_ok();
+        node.ip6tables(&["-D", "FORWARD", "1"]);
+        let broken = node.save();
+        let out = node.fw("CHECK", &cid, &c);
+        out.assert_error(102);
+        assert!(out.msg().contains("FORWARD lacks"), "{}", out.msg());
+        assert_eq!(node.save(), broken);
+
+        // The policy chain altered (an allowed port removed by hand).
+        node.fw("ADD", &container_id("fw6r"), &c).assert_ok(); // repairs the jump
+        let pol = node
+            .rules()
+            .into_iter()
+            .find(|l| l.starts_with("-A CNI6-POL-") && l.contains("--dport 443"))
+            .expect("policy rule for port 443");
+        let spec: Vec<&str> = pol.split(' ').skip(1).collect();
+        node.ns
+            .exec_ok(&["sh", "-c", &format!("ip6tables -w -D {}", spec.join(" "))]);
+        let out = node.fw("CHECK", &cid, &c);
+        out.assert_error(102);
+        assert!(out.msg().contains("policy chain"), "{}", out.msg());
+        node.fw("DEL", &cid, &c).assert_silent_ok();
+    }
+}
+
+/// A CHECK whose prevResult names an address the pod was not given fails.
+#[test]
+fn check_with_foreign_address_fails() {
+    let node = RulesNode::new();
+    let cid = container_id("fw6f");
+    let c = conf("1.0.0", NET, json!({}), &pod_prev("1.0.0", "vethf", 0x70));
+    node.fw("ADD", &cid, &c).assert_ok();
+    let other = conf("1.0.0", NET, json!({}), &pod_prev("1.0.0", "vethf", 0x71));
+    node.fw("CHECK", &cid, &other).assert_error(102);
+    node.fw("DEL", &cid, &c).assert_silent_ok();
+}
+
+/// The admin chain is created when missing, jumped to first, and never
+/// modified: an operator's rule in it survives ADD, CHECK, DEL and GC; a
+/// configured name is honoured.
+#[test]
+fn admin_chain_survives_everything() {
+    let node = RulesNode::new();
+    for admin in ["CNI6-ADMIN", "OPS-OVERRIDES"] {
+        let extra = json!({ "adminChain": admin });
+        let c0 = conf("1.1.0", NET, extra.clone(), &Value::Null);
+        let cid = container_id("fw6m");
+        let c = conf(
+            "1.1.0",
+            NET,
+            extra.clone(),
+            &pod_prev("1.1.0", "vethm", 0x80),
+        );
+        node.fw("ADD", &cid, &c).assert_ok();
+        let fwd = node.ip6tables(&["-S", "CNI6-FORWARD"]);
+        let first = fwd.lines().find(|l| l.starts_with("-A ")).unwrap();
+        assert!(first.ends_with(&format!("-j {admin}")), "{fwd}");
+        let op_rule = "-A {admin} -s 2001:db8:dead::/48 -m comment --comment operator -j DROP"
+            .replace("{admin}", admin);
+        let spec: Vec<&str> = op_rule.split(' ').skip(1).collect();
+        node.ns
+            .exec_ok(&["sh", "-c", &format!("ip6tables -w -A {}", spec.join(" "))]);
+        let admin_before = node.ip6tables(&["-S", admin]);
+        let cid2 = container_id("fw6m");
+        node.fw("ADD", &cid2, &c).assert_ok();
+        node.fw("CHECK", &cid, &c).assert_silent_ok();
+        node.fw("DEL", &cid, &c).assert_silent_ok();
+        node.fw_network("GC", &json!({"cniVersion":"1.1.0","name":NET,"type":"firewall6","adminChain":admin,"cni.dev/valid-attachments":[]}))
+            .assert_silent_ok();
+        assert!(node.pod_rules(NET, &cid2).is_empty());
+        assert_eq!(node.ip6tables(&["-S", admin]), admin_before);
+        assert!(admin_before.contains(&op_rule), "{admin_before}");
+        // GC without a list is a no-op and leaves the admin chain too.
+        node.fw_network("GC", &c0).assert_silent_ok();
+        assert_eq!(node.ip6tables(&["-S", admin]), admin_before);
+    }
+}
+
+/// checklist 47–49: GC removes the rules of attachments not in the valid
+/// list, of this network only; accepts both key spellings; no list = no-op.
+#[test]
+fn gc_scoped_to_network() {
+    let node = RulesNode::new();
+    let (a, b, c_id) = (
+        container_id("fw6ga"),
+        container_id("fw6gb"),
+        container_id("fw6gc"),
+    );
+    let ca = conf("1.1.0", "netn", json!({}), &pod_prev("1.1.0", "vga", 0x90));
+    let cb = conf("1.1.0", "netn", json!({}), &pod_prev("1.1.0", "vgb", 0x91));
+    let cc = conf("1.1.0", "netm", json!({}), &pod_prev("1.1.0", "vgc", 0x92));
+    node.fw("ADD", &a, &ca).assert_ok();
+    node.fw("ADD", &b, &cb).assert_ok();
+    node.fw("ADD", &c_id, &cc).assert_ok();
+    let gc = |valid_key: Option<&str>, ids: &[&str]| {
+        let mut g = json!({"cniVersion": "1.1.0", "name": "netn", "type": "firewall6"});
+        if let Some(k) = valid_key {
+            g[k] = json!(ids
+                .iter()
+                .map(|i| json!({"containerID": i, "ifname": "eth0"}))
+                .collect::<Vec<_>>());
+        }
+        g
+    };
+    // No list: no information, nothing removed.
+    let before = node.save();
+    node.fw_network("GC", &gc(None, &[])).assert_silent_ok();
+    assert_eq!(node.save(), before);
+    // Old spelling, both valid: nothing removed.
+    node.fw_network("GC", &gc(Some("cni.dev/attachments"), &[&a, &b]))
+        .assert_silent_ok();
+    assert_eq!(node.pod_rules("netn", &b).len(), 5);
+    // B stale: removed; A (valid) and C (other network) intact.
+    node.fw_network("GC", &gc(Some("cni.dev/valid-attachments"), &[&a]))
+        .assert_silent_ok();
+    assert!(node.pod_rules("netn", &b).is_empty());
+    assert_eq!(node.pod_rules("netn", &a).len(), 5);
+    assert_eq!(node.pod_rules("netm", &c_id).len(), 5);
+    node.fw("CHECK", &a, &ca).assert_silent_ok();
+    node.fw("CHECK", &c_id, &cc).assert_silent_ok();
+    // Empty list: everything of netn goes, netm stays.
+    node.fw_network("GC", &gc(Some("cni.dev/valid-attachments"), &[]))
+        .assert_silent_ok();
+    assert!(node.pod_rules("netn", &a).is_empty());
+    assert_eq!(node.pod_rules("netm", &c_id).len(), 5);
+    node.fw("DEL", &c_id, &cc).assert_silent_ok();
+}
+
+/// checklist 42, 45, 46: STATUS healthy → 0 and silent; br_netfilter off
+/// in the node → 50 naming the sysctl, and ADD of a bridged pod fails with
+/// the same reason instead of silently skipping the source check; back on
+/// → both work again (checklist 44).
+#[test]
+fn status_and_bridge_netfilter() {
+    let node = RulesNode::new();
+    let st = json!({"cniVersion": "1.1.0", "name": NET, "type": "firewall6"});
+    node.fw_network("STATUS", &st).assert_silent_ok();
+    node.set_bridge_nf("0");
+    let out = node.fw_network("STATUS", &st);
+    out.assert_error(50);
+    assert!(
+        out.msg().contains("bridge-nf-call-ip6tables"),
+        "{}",
+        out.msg()
+    );
+    let cid = container_id("fw6s");
+    let c = conf("1.1.0", NET, json!({}), &pod_prev("1.1.0", "veths", 0xa0));
+    let before = node.save();
+    let out = node.fw("ADD", &cid, &c);
+    out.assert_error(50);
+    assert!(
+        out.msg().contains("bridge-nf-call-ip6tables"),
+        "{}",
+        out.msg()
+    );
+    assert_eq!(node.save(), before, "failed ADD left rules");
+    node.set_bridge_nf("1");
+    node.fw_network("STATUS", &st).assert_silent_ok();
+    node.fw("ADD", &cid, &c).assert_ok();
+    node.fw("DEL", &cid, &c).assert_silent_ok();
+}
+
+/// checklist 11: works with no PATH at all (absolute ip6tables paths).
+#[test]
+fn no_path_needed() {
+    let node = RulesNode::new();
+    let cid = container_id("fw6n");
+    let c = conf("1.0.0", NET, json!({}), &pod_prev("1.0.0", "vethn", 0xb0));
+    let call = |cmd: &str| {
+        harness::Invocation::attachment(
+            conformance::firewall_helpers::firewall6(),
+            cmd,
+            &cid,
+            "/var/run/netns/x",
+            "eth0",
+        )
+        .unset("PATH")
+        .in_netns(&node.ns)
+        .stdin_json(&c)
+        .run()
+    };
+    call("ADD").assert_ok();
+    call("CHECK").assert_silent_ok();
+    call("DEL").assert_silent_ok();
+    assert!(node.pod_rules(NET, &cid).is_empty());
+}
+
+/// DEL of all pods leaves only the node-wide skeleton: FORWARD jump,
+/// CNI6-FORWARD, the empty dispatch chains, FROM-POD, admin and policy.
+#[test]
+fn del_leaves_only_skeleton() {
+    let node = RulesNode::new();
+    let ids: Vec<String> = (0..5).map(|_| container_id("fw6z")).collect();
+    let confs: Vec<Value> = (0..5)
+        .map(|i| {
+            conf(
+                "1.0.0",
+                NET,
+                json!({}),
+                &pod_prev("1.0.0", &format!("vz{i}"), 0xc0 + i),
+            )
+        })
+        .collect();
+    for (id, c) in ids.iter().zip(&confs) {
+        node.fw("ADD", id, c).assert_ok();
+    }
+    for (id, c) in ids.iter().zip(&confs) {
+        node.fw("DEL", id, c).assert_silent_ok();
+    }
+    let rules = node.rules();
+    assert!(
+        rules
+            .iter()
+            .all(|l| !l.contains("firewall6 net=cluster if=")),
+        "{rules:#?}"
+    );
+    let chains: Vec<&str> = rules.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
+    assert_eq!(chains.len(), 6, "{chains:?}");
+    for c in [
+        "CNI6-ADMIN",
+        "CNI6-ANTISPOOF",
+        "CNI6-FORWARD",
+        "CNI6-FROM-POD",
+        "CNI6-INGRESS",
+    ] {
+        assert!(chains.contains(&c), "{chains:?}");
+    }
+    assert!(chains.iter().any(|c| c.starts_with("CNI6-POL-")));
+    assert_eq!(
+        node.ip6tables(&["-S", "CNI6-ANTISPOOF"]).trim(),
+        "-N CNI6-ANTISPOOF"
+    );
+    assert_eq!(
+        node.ip6tables(&["-S", "CNI6-INGRESS"]).trim(),
+        "-N CNI6-INGRESS"
+    );
+}

@@ -195,13 +195,13 @@ pub fn expand(s: &str, b: &Bindings) -> String {
 }
 
 fn decode_hex(h: &str) -> Option<Vec<u8>> {
-    let h: String = h.chars().filter(|c| !c.is_whitespace()).collect();
-    if h.len() % 2 != 0 {
-        return None;
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+    let digits: Vec<u8> = h.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|pair| match pair {
+            [a, b] => u8::from_str_radix(std::str::from_utf8(&[*a, *b]).ok()?, 16).ok(),
+            _ => None,
+        })
         .collect()
 }
 

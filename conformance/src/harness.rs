@@ -454,7 +454,7 @@ impl Invocation {
                 cut -= 1;
             }
             stdin.truncate(cut);
-            stdin.push_str("…");
+            stdin.push('…');
         }
         format!(
             "{}{} [{}] stdin={stdin}",

@@ -261,18 +261,19 @@ fn del_with_a_changed_config_still_releases() {
     // even an unusable fromInterface) → released.
     let net = demo_net();
     let ns = pod();
-    let changes: Vec<Box<dyn Fn(&mut Value)>> = vec![
-        Box::new(|c| c["ipam"]["prefixes"] = json!([{"node": "fd8c:1f0a:77e3:0:9::/80"}])),
-        Box::new(|c| c["ipam"]["subnetId"] = json!(42)),
-        Box::new(|c| {
-            c["ipam"]["prefixes"] = json!([{"fromInterface": "c6inope0", "scope": "ula"}])
-        }),
+    let changes = [
+        ("prefixes", json!([{"node": "fd8c:1f0a:77e3:0:9::/80"}])),
+        ("subnetId", json!(42)),
+        (
+            "prefixes",
+            json!([{"fromInterface": "c6inope0", "scope": "ula"}]),
+        ),
     ];
-    for change in changes {
+    for (key, value) in changes {
         let cid = container_id("chg");
         add(&net, &ns, &cid);
         let mut c = net.conf("1.0.0");
-        change(&mut c);
+        c["ipam"][key] = value;
         net.call("DEL", "1.0.0", &cid, &ns.path_str(), "eth0")
             .stdin_json(&c)
             .run()

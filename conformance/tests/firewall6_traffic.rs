@@ -1,0 +1,169 @@
+//! firewall6 with real traffic: a node namespace with a bridge and two
+//! pods, an outside host (2001:db8:ffff::2, not in clusterPrefixes) and an
+//! inside host (fd00:f6::2:1:0:10, in clusterPrefixes), all routed through
+//! the node (see conformance::firewall_helpers::Lab). Every probe is a TCP
+//! exchange that must also carry the reply back.
+
+use conformance::firewall_helpers::{conf, Lab, Listener};
+use conformance::harness::container_id;
+use serde_json::json;
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+const NET: &str = "cluster";
+/// Long enough for a local exchange, short enough that a dropped SYN fails
+/// the probe quickly.
+const T: Duration = Duration::from_millis(1500);
+
+fn add(lab: &Lab, extra: serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for pod in [&lab.a, &lab.b] {
+        let cid = container_id("fw6t");
+        let c = conf(
+            "1.0.0",
+            NET,
+            extra.clone(),
+            &pod.prev_result("1.0.0", &lab.bridge),
+        );
+        lab.node
+            .call(
+                &conformance::firewall_helpers::firewall6(),
+                "ADD",
+                &cid,
+                &pod.path(),
+                &c,
+            )
+            .assert_ok();
+        out.push((cid, c));
+    }
+    out
+}
+
+fn del(lab: &Lab, added: &[(String, serde_json::Value)]) {
+    for (cid, c) in added {
+        lab.node
+            .call(
+                &conformance::firewall_helpers::firewall6(),
+                "DEL",
+                cid,
+                "",
+                c,
+            )
+            .assert_silent_ok();
+    }
+}
+
+/// Before firewall6 the lab is fully open (so every refusal below is the
+/// firewall's doing, not a routing gap).
+fn assert_open_lab(lab: &Lab) {
+    let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
+    l.probe(&lab.outside, None, T)
+        .expect("outside → pod without firewall");
+    let l = Listener::new(&lab.a.ns, lab.a.ula, 8082);
+    l.probe(&lab.b.ns, None, T)
+        .expect("pod → pod without firewall");
+}
+
+#[test]
+fn cluster_only_policy_with_real_traffic() {
+    let lab = Lab::new();
+    assert_open_lab(&lab);
+    let added = add(
+        &lab,
+        json!({"allowPorts": [{"port": 443, "protocol": "tcp"}, {"port": "8000-8010", "protocol": "tcp"}]}),
+    );
+
+    // Outside → pod on a port not allowed: refused (dropped).
+    let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
+    let e = l.probe(&lab.outside, None, T).unwrap_err();
+    assert!(e.contains("connect"), "{e}");
+    // Outside → pod on allowed ports (a single port and a range).
+    let l443 = Listener::new(&lab.a.ns, lab.a.gua, 443);
+    assert_eq!(l443.probe(&lab.outside, None, T).unwrap(), lab.outside_addr);
+    let l8005 = Listener::new(&lab.a.ns, lab.a.gua, 8005);
+    l8005
+        .probe(&lab.outside, None, T)
+        .expect("outside → allowed range");
+    // Pod → outside: allowed, and the reply comes back (conntrack).
+    let lo = Listener::new(&lab.outside, lab.outside_addr, 9000);
+    assert_eq!(lo.probe(&lab.a.ns, None, T).unwrap(), lab.a.gua);
+    // Inside (clusterPrefixes source) → pod on any port.
+    let li = Listener::new(&lab.a.ns, lab.a.ula, 8082);
+    assert_eq!(li.probe(&lab.inside, None, T).unwrap(), lab.inside_addr);
+    // Pod → pod on the same bridge, ULA to ULA: inside the cluster.
+    let lb = Listener::new(&lab.b.ns, lab.b.ula, 8083);
+    assert_eq!(lb.probe(&lab.a.ns, None, T).unwrap(), lab.a.ula);
+    // Pod → pod GUA to GUA: counts as outside (GUA not in clusterPrefixes).
+    let lg = Listener::new(&lab.b.ns, lab.b.gua, 8084);
+    assert!(lg.probe(&lab.a.ns, Some(lab.a.gua), T).is_err());
+
+    // After DEL the pods are open again: the rules were really removed.
+    del(&lab, &added);
+    let l = Listener::new(&lab.a.ns, lab.a.gua, 8085);
+    l.probe(&lab.outside, None, T).expect("after DEL");
+}
+
+#[test]
+fn open_ingress_accepts_outside() {
+    let lab = Lab::new();
+    let added = add(&lab, json!({"ingress": "open"}));
+    let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
+    assert_eq!(l.probe(&lab.outside, None, T).unwrap(), lab.outside_addr);
+    let lo = Listener::new(&lab.outside, lab.outside_addr, 9001);
+    lo.probe(&lab.b.ns, None, T).expect("pod → outside");
+    del(&lab, &added);
+}
+
+/// A pod that puts a foreign address on its interface and sends from it
+/// reaches no one: not the other pod on the bridge (bridged, physdev), not
+/// the outside or inside hosts (routed). Its genuine addresses still work.
+#[test]
+fn spoofed_source_reaches_no_one() {
+    let lab = Lab::new();
+    let foreign: Ipv6Addr = "fd00:f6::1:1:0:99".parse().unwrap();
+    lab.a.ns.add_addr("eth0", &format!("{foreign}/128"));
+    // Control: without firewall6 the spoofed source gets through everywhere.
+    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7001);
+    assert_eq!(lb.probe(&lab.a.ns, Some(foreign), T).unwrap(), foreign);
+    let lo = Listener::new(&lab.outside, lab.outside_addr, 7002);
+    assert_eq!(lo.probe(&lab.a.ns, Some(foreign), T).unwrap(), foreign);
+
+    let added = add(&lab, json!({"ingress": "open"}));
+    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7003);
+    assert!(
+        lb.probe(&lab.a.ns, Some(foreign), T).is_err(),
+        "same bridge"
+    );
+    let lo = Listener::new(&lab.outside, lab.outside_addr, 7004);
+    assert!(
+        lo.probe(&lab.a.ns, Some(foreign), T).is_err(),
+        "routed outside"
+    );
+    let li = Listener::new(&lab.inside, lab.inside_addr, 7005);
+    assert!(
+        li.probe(&lab.a.ns, Some(foreign), T).is_err(),
+        "routed inside"
+    );
+    // Spoofing the OTHER pod's address fails too (per-port source check).
+    lab.a.ns.add_addr("eth0", "fd00:f6::1:1:0:11/128");
+    let lo = Listener::new(&lab.outside, lab.outside_addr, 7006);
+    assert!(
+        lo.probe(&lab.a.ns, Some(lab.b.ula), T).is_err(),
+        "other pod's address"
+    );
+    lab.a.ns.exec_ok(&[
+        "ip",
+        "-6",
+        "addr",
+        "del",
+        "fd00:f6::1:1:0:11/128",
+        "dev",
+        "eth0",
+    ]);
+    // Genuine sources pass.
+    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7007);
+    assert_eq!(lb.probe(&lab.a.ns, Some(lab.a.ula), T).unwrap(), lab.a.ula);
+    let lo = Listener::new(&lab.outside, lab.outside_addr, 7008);
+    assert_eq!(lo.probe(&lab.a.ns, Some(lab.a.gua), T).unwrap(), lab.a.gua);
+    del(&lab, &added);
+}

@@ -811,3 +811,126 @@ fn del_after_an_add_killed_before_its_record_frees_the_slot() {
         "DEL left the crashed ADD's slot link"
     );
 }
+
+#[test]
+fn check_tolerates_what_the_chain_added() {
+    // checklist 35, 57: the prevResult IPAM sees on CHECK is the chain's
+    // final result (bridge6 adds interfaces and ips[].interface; later
+    // plugins add routes, a MAC), possibly in an older version's shape.
+    let net = demo_net();
+    let ns = pod();
+    let cid = container_id("chain");
+    let r = add(&net, &ns, &cid);
+    let mut chained = r.clone();
+    chained["interfaces"] = json!([
+        {"name": "veth1234", "mac": "02:00:00:00:00:01"},
+        {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": ns.path_str()},
+    ]);
+    for ip in chained["ips"].as_array_mut().unwrap() {
+        ip["interface"] = json!(1);
+    }
+    chained["routes"] =
+        json!([{"dst": "::/0"}, {"dst": "fd00:99::/64", "gw": "fd8c:1f0a:77e3:0:1:1:0:1"}]);
+    let mut c = net.conf("1.0.0");
+    c["prevResult"] = chained.clone();
+    net.call("CHECK", "1.0.0", &cid, &ns.path_str(), "eth0")
+        .stdin_json(&c)
+        .run()
+        .assert_silent_ok();
+    // The same result in 0.4.0 shape (ips[].version) under a 0.4.0 config.
+    let mut old = chained;
+    old["cniVersion"] = json!("0.4.0");
+    for ip in old["ips"].as_array_mut().unwrap() {
+        ip["version"] = json!("6");
+    }
+    let mut c = net.conf("0.4.0");
+    c["prevResult"] = old;
+    net.call("CHECK", "0.4.0", &cid, &ns.path_str(), "eth0")
+        .stdin_json(&c)
+        .run()
+        .assert_silent_ok();
+}
+
+#[test]
+fn older_versions_are_the_down_conversion_of_1_1() {
+    // checklist 66: our 0.3.x/0.4.0 output equals libcni's conversion of
+    // our 1.1.0 output (add ips[].version, change cniVersion, nothing else).
+    let net = demo_net()
+        .set_ipam("routes", json!([{"dst": "::/0"}]))
+        .set_ipam("dns", json!({"nameservers": ["fd8c:1f0a:77e3::a"]}));
+    let ns = pod();
+    let cid = container_id("conv");
+    let new = net
+        .call("ADD", "1.1.0", &cid, &ns.path_str(), "eth0")
+        .run()
+        .assert_ok()
+        .clone();
+    for v in ALL_VERSIONS {
+        // The same ADD again answers with the same allocation (22).
+        let got = net
+            .call("ADD", v, &cid, &ns.path_str(), "eth0")
+            .run()
+            .assert_ok()
+            .clone();
+        let mut want = new.clone();
+        want["cniVersion"] = json!(v);
+        if has_ip_version_field(v) {
+            for ip in want["ips"].as_array_mut().unwrap() {
+                ip["version"] = json!("6");
+            }
+        }
+        assert_eq!(got, want, "{v}");
+    }
+}
+
+#[test]
+fn del_frees_only_the_named_interface() {
+    // checklist 83: state keyed by (network, containerID, ifname).
+    let net = demo_net();
+    let ns = pod();
+    let cid = container_id("ifs");
+    for ifname in ["eth0", "net1", "net2"] {
+        net.call("ADD", "1.0.0", &cid, &ns.path_str(), ifname)
+            .run()
+            .assert_ok();
+    }
+    net.call("DEL", "1.0.0", &cid, "", "net1")
+        .run()
+        .assert_silent_ok();
+    let mut left = net.store().assert_consistent();
+    left.sort();
+    let mut want = vec![Store::key(&cid, "eth0"), Store::key(&cid, "net2")];
+    want.sort();
+    assert_eq!(left, want);
+}
+
+#[test]
+fn another_boots_records_are_released_by_any_call_that_touches_the_store() {
+    // design.md: "released on the next call that touches the store" — here
+    // a DEL of an unrelated attachment, and a GC that lists the old pod.
+    let ns = pod();
+    for trigger in ["DEL", "GC"] {
+        let net = demo_net();
+        let old = container_id("old");
+        add(&net, &ns, &old);
+        let store = net.store();
+        let fake = "00000000-0000-4000-8000-0000000000aa";
+        let rp = store.attachments_dir().join(Store::key(&old, "eth0"));
+        let mut rec: Value = serde_json::from_slice(&std::fs::read(&rp).unwrap()).unwrap();
+        rec["bootId"] = json!(fake);
+        std::fs::write(&rp, serde_json::to_vec(&rec).unwrap()).unwrap();
+        std::fs::write(store.dir.join("boot_id"), fake).unwrap();
+        match trigger {
+            "DEL" => net
+                .call("DEL", "1.0.0", &container_id("other"), "", "eth0")
+                .run()
+                .assert_silent_ok(),
+            _ => net.gc(&[(&old, "eth0")]).run().assert_silent_ok(),
+        };
+        assert!(
+            store.is_empty(),
+            "{trigger}: the previous boot's record survived: {:?}",
+            store.attachment_names()
+        );
+    }
+}

@@ -115,7 +115,8 @@ struct History {
 
 #[test]
 fn sigkill_storm_leaves_state_that_gc_cleans() {
-    // design.md: killed at any point → a later GC/DEL removes the state;
+    // checklist 82, 83; design.md: killed at any point → a later GC/DEL
+    // removes the state;
     // every store file still parses (records are written crash-safely).
     const PROCESSES: usize = 200;
     const THREADS: u64 = 8;

@@ -373,7 +373,8 @@ fn status_reports_a_full_range_and_recovers() {
 
 #[test]
 fn status_fails_when_the_data_dir_is_unusable() {
-    // contract: STATUS 50 when the data dir is unusable / prefix unresolvable.
+    // checklist 42; contract: STATUS 50 when the data dir is unusable /
+    // prefix unresolvable.
     let net = demo_net();
     let file = TempDir::new("notadir");
     let path = file.join("plain-file");
@@ -671,7 +672,8 @@ fn from_interface_reads_the_node_prefix_in_its_namespace() {
 
 #[test]
 fn from_interface_errors() {
-    // contract: missing interface → 7; prefix longer than L → error;
+    // checklist 69, 42; contract: missing interface → 7; prefix longer
+    // than L → error;
     // no address of the asked scope → 7; STATUS → 50 when unresolvable.
     let node = node_with_uplink();
     node.add_veth("c6ilong0", "c6ilong1");
@@ -746,8 +748,8 @@ fn status_leaves_an_existing_store_unchanged() {
 
 #[test]
 fn gc_and_del_clear_what_a_killed_plugin_left() {
-    // design.md: "A plugin killed at any point leaves state that a later DEL
-    // or GC removes". Plant what a SIGKILL can leave between the store's
+    // checklist 82, 48; design.md: "A plugin killed at any point leaves
+    // state that a later DEL or GC removes". Plant what a SIGKILL can leave between the store's
     // atomic steps: a slot link whose record was never published, a temp
     // record file; and a link naming a record that holds another slot.
     let net = demo_net();

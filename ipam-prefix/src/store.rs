@@ -4,9 +4,13 @@
 //! Every step is one atomic filesystem operation, so a plugin killed
 //! between any two steps leaves a state the next DEL, GC or boot-id
 //! reconciliation repairs:
-//! - `symlink(key, slots/<slot>)` reserves a slot (EEXIST = taken);
-//! - `rename(temp, attachments/<key>)` publishes the record;
-//! - DEL removes the slot link first, the record second.
+//! - ADD: `rename(temp, attachments/<key>)` publishes the record naming the
+//!   slot, then `symlink(key, slots/<slot>)` reserves it (EEXIST = taken);
+//! - DEL: removes the slot link first, the record second.
+//!
+//! So each step leaves at most a record without link, which the
+//! attachment's own DEL removes in O(1); a link without record (left only by
+//! hand or by a foreign writer) is GC's and the next boot's.
 //!
 //! A slot link is valid only when the record it names exists and names the
 //! same slot back; anything else is debris, removed by GC or after a reboot.
@@ -250,34 +254,55 @@ impl Store {
         Ok(locked)
     }
 
-    /// STATUS: can an ADD succeed? Read-only apart from creating the
-    /// directories, and lock-free: it is polled every few seconds.
+    /// STATUS: can an ADD succeed? Lock-free and read-only (it is polled
+    /// every few seconds, checklist 46): a store that does not exist yet is
+    /// fine when its nearest existing ancestor is a writable directory.
     pub fn status(&self, space: SlotSpace, ranges: &str) -> Result<()> {
-        let unusable = |what: String, e: &dyn std::fmt::Display| {
+        let unusable = |what: String| {
             IpamError::Unavailable(format!(
-                "data directory {} is unusable: {what}: {e}",
+                "data directory {} is unusable: {what}",
                 self.root.display()
             ))
         };
-        for d in [self.attachments(), self.slots()] {
-            fs::create_dir_all(&d).map_err(|e| unusable(format!("create {}", d.display()), &e))?;
+        let mut dir = self.root.as_path();
+        let md = loop {
+            match fs::metadata(dir) {
+                Ok(md) => break md,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    dir = dir
+                        .parent()
+                        .ok_or_else(|| unusable("no existing ancestor".into()))?;
+                }
+                Err(e) => return Err(unusable(format!("stat {}: {e}", dir.display()))),
+            }
+        };
+        if !md.is_dir() {
+            return Err(unusable(format!("{} is not a directory", dir.display())));
         }
-        nix::unistd::access(&self.root, nix::unistd::AccessFlags::W_OK)
-            .map_err(|e| unusable("not writable".into(), &e))?;
+        nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+            .map_err(|e| unusable(format!("{} is not writable: {e}", dir.display())))?;
+        if dir != self.root {
+            return Ok(()); // nothing allocated yet
+        }
         // Records of another boot are free: the next locked call releases them.
         match fs::read_to_string(self.root.join("boot_id")) {
             Ok(b) if b.trim() == self.boot_id => {}
             _ => return Ok(()),
         }
+        let slots = self.slots();
         let mut used: u128 = 0;
-        let dir = fs::read_dir(self.slots())
-            .map_err(|e| unusable(format!("read {}", self.slots().display()), &e))?;
-        for ent in dir.flatten() {
-            if let Some(s) = ent.file_name().to_str().and_then(Slot::from_file_name) {
-                if space.contains(s) {
-                    used += 1;
+        match fs::read_dir(&slots) {
+            Ok(rd) => {
+                for ent in rd.flatten() {
+                    if let Some(s) = ent.file_name().to_str().and_then(Slot::from_file_name) {
+                        if space.contains(s) {
+                            used += 1;
+                        }
+                    }
                 }
             }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(unusable(format!("read {}: {e}", slots.display()))),
         }
         if used >= space.capacity() {
             return Err(IpamError::RangeFull {
@@ -453,57 +478,101 @@ impl Locked<'_> {
                 created = rec.created;
             }
         }
+        // Record first, link second: an ADD killed in between leaves a
+        // record without link, which this attachment's DEL (one file read)
+        // removes. The other order would leave a link that only a GC or a
+        // reboot finds, and runtimes older than CNI 1.1 never send GC.
+        // Under the lock, "free" (no link, or our own) stays true until our
+        // symlink(); its EEXIST stays the last guard.
         let mut dynamic = false;
-        let slot = if let Some(r) = &a.requested {
-            match self.try_claim(r.slot, &name)? {
-                Claim::Claimed => r.slot,
-                Claim::Taken(owner) => {
-                    return Err(IpamError::SlotTaken {
-                        address: r.what.clone(),
-                        slot: r.slot.to_string(),
-                        owner,
-                    })
+        let mut from = None;
+        loop {
+            let slot = if let Some(r) = &a.requested {
+                match self.slot_owner(r.slot)? {
+                    Some(owner) if owner != name => {
+                        return Err(IpamError::SlotTaken {
+                            address: r.what.clone(),
+                            slot: r.slot.to_string(),
+                            owner,
+                        })
+                    }
+                    _ => r.slot,
+                }
+            } else if let Some(s) = reclaim.take().filter(|s| self.is_free_for(*s, &name)) {
+                s
+            } else {
+                dynamic = true;
+                let start = from.unwrap_or_else(|| self.cursor(a.space));
+                self.probe(a.space, start, &name, a.ranges)?
+            };
+            let rec = Record {
+                version: RECORD_VERSION,
+                network: self.store.network.clone(),
+                container_id: a.key.container_id.clone(),
+                ifname: a.key.ifname.clone(),
+                slot,
+                addresses: (a.addresses)(slot),
+                pod_namespace: a.pod_namespace.map(str::to_string),
+                pod_name: a.pod_name.map(str::to_string),
+                boot_id: self.store.boot_id.clone(),
+                created,
+            };
+            self.write_record(&rec)?;
+            match self.try_claim(slot, &name) {
+                Ok(Claim::Claimed) => {
+                    if dynamic {
+                        self.set_cursor(a.space.next(slot));
+                    }
+                    return Ok(rec);
+                }
+                // Only a writer that ignores the lock can get here.
+                Ok(Claim::Taken(owner)) => {
+                    if let Some(r) = &a.requested {
+                        self.forget_record(a.key);
+                        return Err(IpamError::SlotTaken {
+                            address: r.what.clone(),
+                            slot: r.slot.to_string(),
+                            owner,
+                        });
+                    }
+                    from = Some(a.space.next(slot));
+                }
+                Err(e) => {
+                    // Nothing leaks: the record goes again.
+                    self.forget_record(a.key);
+                    return Err(e);
                 }
             }
-        } else if let Some(s) =
-            reclaim.filter(|s| matches!(self.try_claim(*s, &name), Ok(Claim::Claimed)))
-        {
-            s
-        } else {
-            dynamic = true;
-            self.probe(a.space, &name, a.ranges)?
-        };
-        let rec = Record {
-            version: RECORD_VERSION,
-            network: self.store.network.clone(),
-            container_id: a.key.container_id.clone(),
-            ifname: a.key.ifname.clone(),
-            slot,
-            addresses: (a.addresses)(slot),
-            pod_namespace: a.pod_namespace.map(str::to_string),
-            pod_name: a.pod_name.map(str::to_string),
-            boot_id: self.store.boot_id.clone(),
-            created,
-        };
-        if let Err(e) = self.write_record(&rec) {
-            // Nothing leaks: give the slot back.
-            let _ = self.unlink_slot(slot);
-            return Err(e);
         }
-        if dynamic {
-            self.set_cursor(a.space.next(slot));
-        }
-        Ok(rec)
     }
 
-    /// Walk forward from the cursor to the first free slot. In the normal
-    /// case the cursor's slot is free: one symlink() call.
-    fn probe(&self, space: SlotSpace, name: &str, ranges: &str) -> Result<Slot> {
-        let mut s = self.cursor(space);
+    fn forget_record(&self, k: &AttachmentKey) {
+        let p = self.store.record_path(k);
+        if let Err(e) = ignore_missing(fs::remove_file(&p)) {
+            eprintln!("ipam-prefix: cannot remove {}: {e}", p.display());
+        }
+    }
+
+    /// The slot has no link, or a link naming this attachment (left by an
+    /// earlier ADD of it that died).
+    fn is_free_for(&self, s: Slot, name: &str) -> bool {
+        match self.slot_owner(s) {
+            Ok(None) => true,
+            Ok(Some(o)) => o == name,
+            Err(_) => false,
+        }
+    }
+
+    /// Walk forward from `start` to the first free slot. In the normal case
+    /// the cursor's slot is free: one readlink() that says ENOENT.
+    fn probe(&self, space: SlotSpace, start: Slot, name: &str, ranges: &str) -> Result<Slot> {
+        let mut s = start;
         let mut tried: u128 = 0;
         while tried < space.capacity() {
-            if let Claim::Claimed = self.try_claim(s, name)? {
-                return Ok(s);
+            match self.slot_owner(s)? {
+                None => return Ok(s),
+                Some(o) if o == name => return Ok(s),
+                Some(_) => {}
             }
             s = space.next(s);
             tried += 1;
@@ -1063,9 +1132,52 @@ mod tests {
         // Same address again although the cursor is past it.
         assert_eq!(fx.add(&st, "a").unwrap().slot, Slot(0x10));
         assert_eq!(fx.link(0x10).as_deref(), Some("a@eth0"));
-        // ADD that died between link and record: the retry uses its link.
+        // A link of this attachment without record (only by hand now, or a
+        // pre-release ADD order): the retry uses it.
         std::os::unix::fs::symlink("z@eth0", fx.root().join("slots/12")).unwrap();
         assert_eq!(fx.add(&st, "z").unwrap().slot, Slot(0x12));
+    }
+
+    #[test]
+    fn add_killed_between_record_and_link_is_undone_by_its_del() {
+        // design.md: killed at any point → the next DEL repairs; checklist 82.
+        let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
+        let st = fx.store(BOOT);
+        let a = fx.add(&st, "a").unwrap();
+        // What a kill after the record's rename, before symlink(), leaves:
+        let dead = Record {
+            container_id: "dead".into(),
+            slot: Slot(0x11),
+            ..a.clone()
+        };
+        fs::write(
+            fx.root().join("attachments/dead@eth0"),
+            serde_json::to_vec(&dead).unwrap(),
+        )
+        .unwrap();
+        fx.del(&st, "dead");
+        assert!(!fx.has_record("dead") && fx.link(0x11).is_none());
+        assert_eq!(fx.link(0x10).as_deref(), Some("a@eth0"));
+        // Had the runtime retried the ADD instead, it would get that slot.
+        fs::write(
+            fx.root().join("attachments/dead@eth0"),
+            serde_json::to_vec(&dead).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(fx.add(&st, "dead").unwrap().slot, Slot(0x11));
+        assert_eq!(fx.link(0x11).as_deref(), Some("dead@eth0"));
+    }
+
+    #[test]
+    fn status_writes_nothing() {
+        // checklist 46: polled every few seconds, must not write.
+        let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
+        let st = fx.store(BOOT);
+        st.status(fx.plan.space(), "r").unwrap();
+        assert!(fs::read_dir(fx.dir.path()).unwrap().next().is_none());
+        let deep = Store::new(&fx.dir.path().join("a/b"), "net1", BOOT).unwrap();
+        deep.status(fx.plan.space(), "r").unwrap();
+        assert!(!fx.dir.path().join("a").exists());
     }
 
     #[test]
@@ -1203,6 +1315,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not reserved"));
+    }
+
+    #[test]
+    fn concurrent_allocations_get_distinct_slots() {
+        // checklist 83. flock locks an open file description, so threads
+        // that each open the lock file exclude each other like processes.
+        let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
+        let fx = &fx;
+        let slots: Vec<Slot> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..32)
+                .map(|i| sc.spawn(move || fx.add(&fx.store(BOOT), &format!("t{i}")).unwrap().slot))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = slots.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, (0x10..0x30).map(Slot).collect::<Vec<_>>());
     }
 
     #[test]

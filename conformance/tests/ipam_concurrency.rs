@@ -253,3 +253,141 @@ fn sigkill_storm_leaves_state_that_gc_cleans() {
     }
     assert!(store.is_empty());
 }
+
+/// Run `invs` with at most `width` processes in flight; outputs in order.
+fn run_all(invs: Vec<Invocation>, width: usize) -> Vec<Output> {
+    let mut outs = Vec::with_capacity(invs.len());
+    for chunk in invs.chunks(width) {
+        let running: Vec<Running> = chunk.iter().map(Invocation::spawn).collect();
+        outs.extend(running.into_iter().map(Running::wait));
+    }
+    outs
+}
+
+#[test]
+fn racing_for_one_requested_address_has_one_winner() {
+    // checklist 73, 81: 16 pods request the same address at once.
+    let net = demo_net();
+    let ns = Netns::new(NETNS_PREFIX);
+    let want = slot_addr(net.pod_ranges()[0], 0x77);
+    let cids: Vec<String> = (0..16).map(|_| container_id("race")).collect();
+    let invs = cids
+        .iter()
+        .map(|c| {
+            net.call("ADD", "1.0.0", c, &ns.path_str(), "eth0")
+                .args(&format!("IgnoreUnknown=1;IP={want}"))
+        })
+        .collect();
+    let outs = run_all(invs, 16);
+    let winners: Vec<&String> = cids
+        .iter()
+        .zip(&outs)
+        .filter(|(_, o)| o.success())
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one pod gets {want}");
+    for o in outs.iter().filter(|o| !o.success()) {
+        o.assert_error(7);
+    }
+    assert_eq!(
+        net.store().assert_consistent(),
+        vec![Store::key(winners[0], "eth0")]
+    );
+}
+
+#[test]
+fn racing_to_fill_a_range_never_overbooks() {
+    // checklist 42, 81: 260 pods into 240 slots, 64 processes at a time.
+    let net = IpamNet::new(&["fd8c:1f0a:77e3:0:1:2:500::/104"]);
+    let ns = Netns::new(NETNS_PREFIX);
+    let invs = (0..260)
+        .map(|_| {
+            net.call(
+                "ADD",
+                "1.0.0",
+                &container_id("fill"),
+                &ns.path_str(),
+                "eth0",
+            )
+        })
+        .collect();
+    let outs = run_all(invs, 64);
+    let ok: Vec<&Output> = outs.iter().filter(|o| o.success()).collect();
+    assert_eq!(ok.len(), 240, "every slot used exactly once");
+    for o in outs.iter().filter(|o| !o.success()) {
+        o.assert_error(50);
+    }
+    let addrs: BTreeSet<_> = ok
+        .iter()
+        .map(|o| result_addrs(o.json.as_ref().unwrap())[0])
+        .collect();
+    assert_eq!(addrs.len(), 240, "an address handed out twice");
+    assert_eq!(net.store().assert_consistent().len(), 240);
+}
+
+#[test]
+fn gc_of_one_network_while_another_allocates() {
+    // checklist 48, 81: GC is per network; parallel ADDs on the other
+    // network in the same data dir are untouched.
+    let n = demo_net();
+    let m = n.sibling(&["fd8c:1f0a:77e3:0:4::/80"]);
+    let ns = Netns::new(NETNS_PREFIX);
+    for _ in 0..8 {
+        n.call("ADD", "1.0.0", &container_id("n"), &ns.path_str(), "eth0")
+            .run()
+            .assert_ok();
+    }
+    let m_cids: Vec<String> = (0..32).map(|_| container_id("m")).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..10 {
+                n.gc(&[]).run().assert_silent_ok();
+            }
+        });
+        let invs = m_cids
+            .iter()
+            .map(|c| m.call("ADD", "1.0.0", c, &ns.path_str(), "eth0"))
+            .collect();
+        for o in run_all(invs, 16) {
+            o.assert_ok();
+        }
+    });
+    assert!(n.store().is_empty());
+    let got: BTreeSet<String> = m.store().assert_consistent().into_iter().collect();
+    let want: BTreeSet<String> = m_cids.iter().map(|c| Store::key(c, "eth0")).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn first_calls_after_a_reboot_race_safely() {
+    // design.md boot-id release, under checklist 81 concurrency: 10 records
+    // of a previous boot, then 16 ADDs at once.
+    let net = demo_net();
+    let ns = Netns::new(NETNS_PREFIX);
+    let old: Vec<String> = (0..10).map(|_| container_id("old")).collect();
+    for c in &old {
+        net.call("ADD", "1.0.0", c, &ns.path_str(), "eth0")
+            .run()
+            .assert_ok();
+    }
+    let store = net.store();
+    let fake = "00000000-0000-4000-8000-0000000000bb";
+    for c in &old {
+        let p = store.attachments_dir().join(Store::key(c, "eth0"));
+        let mut rec: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        rec["bootId"] = Value::String(fake.into());
+        std::fs::write(&p, serde_json::to_vec(&rec).unwrap()).unwrap();
+    }
+    std::fs::write(store.dir.join("boot_id"), fake).unwrap();
+    let new: Vec<String> = (0..16).map(|_| container_id("new")).collect();
+    let invs = new
+        .iter()
+        .map(|c| net.call("ADD", "1.0.0", c, &ns.path_str(), "eth0"))
+        .collect();
+    for o in run_all(invs, 16) {
+        o.assert_ok();
+    }
+    let got: BTreeSet<String> = store.assert_consistent().into_iter().collect();
+    let want: BTreeSet<String> = new.iter().map(|c| Store::key(c, "eth0")).collect();
+    assert_eq!(got, want, "old-boot records survived or new ones were lost");
+}

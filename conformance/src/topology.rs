@@ -259,6 +259,12 @@ impl Topology {
                 format!("link set {port} master {} up", self.bridge),
             ],
         )?;
+        // A node's uplink has long been up in a real cluster: its link-local
+        // address is valid. Here it is brand new, and while it is tentative
+        // the node cannot send the neighbour solicitations that forwarding
+        // pod traffic to another node needs (the first packets would wait
+        // ~2 s). The addresses are static and unique: no DAD on eth0.
+        write_sysctl(&ns, "net/ipv6/conf/eth0/accept_dad", "0")?;
         ip_batch(
             Some(&netns),
             &[
@@ -1047,13 +1053,23 @@ pub fn tcp_echo(
                 match listener.accept() {
                     Ok(c) => break c,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if Instant::now() > deadline {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
                             return Err(Error::Check(format!(
                                 "no connection to [{server_addr}]:{port} in {} within {timeout:?}",
                                 server.display()
                             )));
                         }
-                        std::thread::sleep(Duration::from_millis(1));
+                        // Wait for the connection itself, not a polling tick,
+                        // so the measured time is the exchange's.
+                        let mut pfd = libc::pollfd {
+                            fd: listener.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+                        // SAFETY: one valid pollfd for the duration of the call.
+                        unsafe { libc::poll(&mut pfd, 1, ms) };
                     }
                     Err(e) => return Err(Error::io("accept", e)),
                 }
@@ -1108,100 +1124,158 @@ pub fn tcp_echo(
 /// A packet seen on the fabric, reduced to what the no-overlay proof needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FabricPacket {
+    /// The node whose fabric port carried it (a packet between two nodes is
+    /// seen twice: leaving the sender's port, entering the receiver's).
+    pub port: u16,
     pub ethertype: u16,
     /// IPv6 only (None for other ethertypes).
     pub src: Option<Ipv6Addr>,
     pub dst: Option<Ipv6Addr>,
-    /// Upper-layer protocol after hop-by-hop/routing/destination-options
-    /// headers (6 = TCP, 17 = UDP, 58 = ICMPv6, 41 = IPv6-in-IPv6, 4 = IPIP,
-    /// 47 = GRE).
+    /// Upper-layer protocol: for IPv6 after hop-by-hop, routing and
+    /// destination-options headers; for IPv4 the header's protocol field
+    /// (6 = TCP, 17 = UDP, 58 = ICMPv6, 41 = IPv6-in-IPv6, 4 = IPIP, 47 = GRE).
     pub protocol: Option<u8>,
 }
 
-/// tcpdump on the fabric bridge, writing a pcap file in the state dir.
+/// tcpdump on every node's port of the fabric bridge (in the underlay
+/// namespace), writing pcap files in the state dir. The ports, not the
+/// bridge device: a bridge's own tap sees only frames flooded or delivered
+/// to it, not unicast forwarded between ports.
 #[derive(Debug)]
 pub struct FabricCapture {
-    child: Option<Child>,
-    file: PathBuf,
+    ports: Vec<(u16, Option<Child>, PathBuf)>,
 }
 
 impl FabricCapture {
-    /// Start capturing and wait until tcpdump says it is listening.
+    /// Start capturing and wait until every port's capture demonstrably
+    /// records packets.
     pub fn start(topo: &Topology, name: &str) -> Result<FabricCapture> {
-        let file = topo.dir.join(format!("{name}.pcap"));
-        let mut cmd = topo.underlay_command("tcpdump");
-        cmd.args(["-i", &topo.bridge, "-n", "-U", "-s", "256", "-w"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::io("start tcpdump (is it installed?)", e))?;
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut said = Vec::new();
-            for line in lines.by_ref().map_while(|l| l.ok()) {
-                let ready = line.contains("listening on");
-                said.push(line);
-                if ready {
-                    let _ = tx.send(Ok(()));
-                    // Keep draining so tcpdump never blocks on stderr.
-                    for _ in lines.by_ref() {}
-                    return;
+        let mut cap = FabricCapture { ports: Vec::new() };
+        let mut ready = Vec::new();
+        for node in &topo.nodes {
+            let file = topo.dir.join(format!("{name}-n{}.pcap", node.index));
+            let mut cmd = topo.underlay_command("tcpdump");
+            cmd.args(["-i", &format!("{}n{}", topo.base, node.index)])
+                // Immediate mode: packets reach tcpdump at once, not in
+                // blocks a timeout later (which SIGINT would discard).
+                .args(["-n", "-U", "--immediate-mode", "-s", "256", "-w"])
+                .arg(&file)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| Error::io("start tcpdump (is it installed?)", e))?;
+            let stderr = child.stderr.take().expect("piped");
+            cap.ports.push((node.index, Some(child), file));
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut lines = BufReader::new(stderr).lines();
+                let mut said = Vec::new();
+                for line in lines.by_ref().map_while(|l| l.ok()) {
+                    let listening = line.contains("listening on");
+                    said.push(line);
+                    if listening {
+                        let _ = tx.send(Ok(()));
+                        // Keep draining so tcpdump never blocks on stderr.
+                        for _ in lines.by_ref() {}
+                        return;
+                    }
                 }
-            }
-            let _ = tx.send(Err(said.join("\n")));
-        });
-        let mut cap = FabricCapture {
-            child: Some(child),
-            file,
-        };
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => Ok(cap),
-            Ok(Err(said)) => {
-                cap.kill();
-                Err(Error::Check(format!("tcpdump did not start: {said}")))
-            }
-            Err(_) => {
-                cap.kill();
-                Err(Error::Check("tcpdump not listening after 10 s".into()))
+                let _ = tx.send(Err(said.join("\n")));
+            });
+            ready.push(rx);
+        }
+        for rx in ready {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(())) => {}
+                Ok(Err(said)) => {
+                    return Err(Error::Check(format!("tcpdump did not start: {said}")))
+                }
+                Err(_) => return Err(Error::Check("tcpdump not listening after 10 s".into())),
             }
         }
+        cap.wait_until_live(topo)?;
+        Ok(cap)
+    }
+
+    /// "listening on" comes before the first packet is surely recorded:
+    /// send node-to-node probes over the underlay until each port's file
+    /// holds one (tcpdump -U writes each packet as it comes), so nothing the
+    /// caller sends next is missed.
+    fn wait_until_live(&self, topo: &Topology) -> Result<()> {
+        if topo.nodes.len() < 2 {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut live = vec![false; topo.nodes.len()];
+        while Instant::now() < deadline {
+            for (i, a) in topo.nodes.iter().enumerate() {
+                if live[i] {
+                    continue;
+                }
+                let b = &topo.nodes[(i + 1) % topo.nodes.len()];
+                tcp_echo(
+                    &b.netns_path(),
+                    b.underlay_addr,
+                    &a.netns_path(),
+                    b"capture probe",
+                    Duration::from_secs(1),
+                )?;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            for (i, (_, _, file)) in self.ports.iter().enumerate() {
+                let me = topo.nodes[i].underlay_addr;
+                let bytes = std::fs::read(file).unwrap_or_default();
+                live[i] = parse_pcap(&bytes, 0)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|p| p.src == Some(me) || p.dst == Some(me));
+            }
+            if live.iter().all(|l| *l) {
+                return Ok(());
+            }
+        }
+        Err(Error::Check(
+            "tcpdump records no packet of a probe after 10 s".into(),
+        ))
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        for (_, child, _) in &mut self.ports {
+            if let Some(mut c) = child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 
-    /// Stop (SIGINT, so tcpdump flushes) and read the packets back.
+    /// Stop (SIGINT, so tcpdump flushes) and read the packets back, port by
+    /// port.
     pub fn stop(mut self) -> Result<Vec<FabricPacket>> {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                }
+        for (_, child, _) in &mut self.ports {
+            if let Some(c) = child.as_ref() {
+                // SAFETY: signalling our own child by pid.
+                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGINT) };
             }
         }
-        let bytes = std::fs::read(&self.file)
-            .map_err(|e| Error::io(format!("read {}", self.file.display()), e))?;
-        parse_pcap(&bytes)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (_, child, _) in &mut self.ports {
+            if let Some(mut c) = child.take() {
+                while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let mut out = Vec::new();
+        for (port, _, file) in &self.ports {
+            let bytes = std::fs::read(file)
+                .map_err(|e| Error::io(format!("read {}", file.display()), e))?;
+            out.extend(parse_pcap(&bytes, *port)?);
+        }
+        Ok(out)
     }
 }
 
@@ -1212,7 +1286,8 @@ impl Drop for FabricCapture {
 }
 
 /// Parse a classic pcap file of Ethernet frames.
-pub fn parse_pcap(bytes: &[u8]) -> Result<Vec<FabricPacket>> {
+/// `port` is recorded in each packet.
+pub fn parse_pcap(bytes: &[u8], port: u16) -> Result<Vec<FabricPacket>> {
     let bad = |why: &str| Error::Check(format!("pcap: {why}"));
     if bytes.len() < 24 {
         return Err(bad("shorter than its header"));
@@ -1243,14 +1318,15 @@ pub fn parse_pcap(bytes: &[u8]) -> Result<Vec<FabricPacket>> {
         if end > bytes.len() {
             break; // a record cut by the stop: ignore it
         }
-        out.push(parse_frame(&bytes[start..end]));
+        out.push(parse_frame(&bytes[start..end], port));
         off = end;
     }
     Ok(out)
 }
 
-fn parse_frame(f: &[u8]) -> FabricPacket {
+fn parse_frame(f: &[u8], port: u16) -> FabricPacket {
     let mut pkt = FabricPacket {
+        port,
         ethertype: 0,
         src: None,
         dst: None,
@@ -1266,6 +1342,11 @@ fn parse_frame(f: &[u8]) -> FabricPacket {
         l3 += 4;
     }
     pkt.ethertype = et;
+    if et == 0x0800 && f.len() >= l3 + 20 {
+        // IPv4 has no place on this fabric; keep its protocol for the report.
+        pkt.protocol = Some(f[l3 + 9]);
+        return pkt;
+    }
     if et != 0x86dd || f.len() < l3 + 40 {
         return pkt;
     }
@@ -1334,16 +1415,17 @@ mod tests {
             f.extend_from_slice(&v.to_le_bytes());
         }
         f.extend_from_slice(&frame);
-        let pkts = parse_pcap(&f).unwrap();
+        let pkts = parse_pcap(&f, 3).unwrap();
         assert_eq!(
             pkts,
             vec![FabricPacket {
+                port: 3,
                 ethertype: 0x86dd,
                 src: Some(src),
                 dst: Some(dst),
                 protocol: Some(6),
             }]
         );
-        assert!(parse_pcap(&f[..10]).is_err());
+        assert!(parse_pcap(&f[..10], 3).is_err());
     }
 }

@@ -13,6 +13,8 @@ pub struct Case {
     pub file: PathBuf,
     pub note: String,
     pub expect_code: u64,
+    /// A substring the error `msg` must contain (the key or variable at fault).
+    pub msg_contains: Option<String>,
     pub command: String,
     pub env: BTreeMap<String, String>,
     pub unset: Vec<String>,
@@ -48,6 +50,11 @@ impl Case {
         let expect_code = v["expectCode"]
             .as_u64()
             .ok_or_else(|| bad("needs a numeric \"expectCode\""))?;
+        let msg_contains = match v.get("msgContains") {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(_) => return Err(bad("\"msgContains\" must be a non-empty string")),
+        };
         let command = match v.get("command") {
             None => "ADD".to_string(),
             Some(Value::String(s)) => s.clone(),
@@ -96,6 +103,7 @@ impl Case {
             file: file.to_path_buf(),
             note,
             expect_code,
+            msg_contains,
             command,
             env,
             unset,

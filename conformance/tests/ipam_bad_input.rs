@@ -38,13 +38,17 @@ fn every_bad_input_is_refused_cleanly() {
         let out = inv.run();
         let verdict = std::panic::catch_unwind(|| {
             out.assert_error(case.expect_code);
+            if let Some(needle) = &case.msg_contains {
+                assert!(out.msg().contains(needle.as_str()), "msg lacks {needle:?}");
+            }
         });
         if verdict.is_err() {
             failures.push(format!(
-                "{} ({}): expected code {}, got exit {:?} stdout {:?} stderr {:?}",
+                "{} ({}): expected code {} with msg containing {:?}, got exit {:?} stdout {:?} stderr {:?}",
                 case.name(),
                 case.note,
                 case.expect_code,
+                case.msg_contains,
                 out.code,
                 out.stdout.chars().take(400).collect::<String>(),
                 out.stderr.chars().take(400).collect::<String>(),
@@ -73,4 +77,34 @@ fn every_bad_input_is_refused_cleanly() {
         failures.join("\n")
     );
     eprintln!("{} bad inputs refused cleanly", cases.len());
+}
+
+#[test]
+#[ignore = "cni-common/ipam-prefix bug: Error::config/Error::env and IpamError::config echo the whole offending value into msg, so a 1 MiB value gives a 1 MiB msg (checklist 68: msg is short, the long form belongs in details)"]
+fn error_messages_stay_short() {
+    // checklist 68: `msg` is the short form; runtimes log it as is.
+    let cases = Case::load_dir(&testdata::bad_input_dir());
+    let net = demo_net();
+    let pod = Netns::new(NETNS_PREFIX);
+    let b = Bindings {
+        data_dir: net.data_dir().display().to_string(),
+        network: net.name.clone(),
+        netns: pod.path_str(),
+    };
+    let mut long = Vec::new();
+    for case in &cases {
+        let base = net.call(
+            "ADD",
+            "1.0.0",
+            &container_id("bad"),
+            &pod.path_str(),
+            "eth0",
+        );
+        let out = case.apply(base, &b).run();
+        out.assert_failed();
+        if out.msg().len() > 4096 {
+            long.push(format!("{}: msg of {} bytes", case.name(), out.msg().len()));
+        }
+    }
+    assert!(long.is_empty(), "{}", long.join("\n"));
 }

@@ -30,7 +30,9 @@ use std::time::Duration;
 pub const STATE_ROOT: &str = "/run/cni6-demo";
 const NODES: u16 = 2;
 const PODS_PER_NODE: usize = 2;
-const TCP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Generous, like a real client: a slow first contact shows as a slow
+/// cell rather than a failure.
+const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Args)]
 #[command(

@@ -205,19 +205,24 @@ pub fn create_veth<F: AsFd>(nl: &mut Netlink, spec: &VethSpec<'_, F>) -> io::Res
     )
 }
 
-/// Hairpin, alias and link up for an enslaved host veth, in one
-/// RTM_NEWLINK on the existing link.
-pub fn configure_port(nl: &mut Netlink, index: u32, hairpin: bool, alias: &str) -> io::Result<()> {
+/// Alias and link up for an enslaved host veth, in one RTM_NEWLINK.
+pub fn configure_port(nl: &mut Netlink, index: u32, alias: &str) -> io::Result<()> {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
     msg.header.flags = LinkFlags::Up;
     msg.header.change_mask = LinkFlags::Up;
-    msg.attributes = vec![
-        LinkAttribute::IfAlias(alias.to_string()),
-        LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(vec![
-            InfoBridgePort::HairpinMode(hairpin),
-        ]))]),
-    ];
+    msg.attributes = vec![LinkAttribute::IfAlias(alias.to_string())];
+    ack(nl, RouteNetlinkMessage::NewLink(msg), 0)
+}
+
+/// Hairpin mode of a bridge port (IFLA_INFO_SLAVE_DATA, applied by the
+/// port's current master, so only once the port is enslaved).
+pub fn set_hairpin(nl: &mut Netlink, index: u32, on: bool) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes = vec![LinkAttribute::LinkInfo(vec![LinkInfo::PortData(
+        InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)]),
+    )])];
     ack(nl, RouteNetlinkMessage::NewLink(msg), 0)
 }
 

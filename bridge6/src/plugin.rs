@@ -29,6 +29,12 @@ impl Plugin for Bridge6 {
         "bridge6: cni6 main plugin (node bridge, veth into the pod, IPv6 addresses and routes)"
     }
 
+    /// `IP=` is the IPAM plugin's (checklist 74); it gets our whole
+    /// environment, so it must not be refused here.
+    fn known_args(&self) -> &'static [&'static str] {
+        &["IP"]
+    }
+
     fn add(&self, req: &Request) -> cni_common::Result<CniResult> {
         add(req).map_err(Into::into)
     }
@@ -365,14 +371,13 @@ fn attach(
     let pod = link::by_name(pod_nl, ifname)?
         .ok_or_else(|| missing(format!("look up {ifname} in the pod")))?;
 
-    // Host end: no RAs (§3 #10), then hairpin + alias + up in one request.
+    // Host end: no RAs (§3 #10), then alias + up in one request. Hairpin
+    // comes last, after the neighbour advertisements: a hairpin port
+    // reflects the pod's own NA back to it and the pod's kernel logs "NA:
+    // … advertised our address" for every ADD.
     sysctl::ensure(&host_name, "accept_ra", 0)?;
-    link::configure_port(host_nl, host.index, cfg.hairpin, &att.alias()).map_err(|e| {
-        Bridge6Error::netlink(
-            format!("set hairpin={} and bring up port {host_name}", cfg.hairpin),
-            e,
-        )
-    })?;
+    link::configure_port(host_nl, host.index, &att.alias())
+        .map_err(|e| Bridge6Error::netlink(format!("bring up bridge port {host_name}"), e))?;
 
     // Pod end, before any address: no DAD (IPAM guarantees uniqueness and
     // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC.
@@ -432,6 +437,12 @@ fn attach(
         }
         Ok(())
     })??;
+
+    if cfg.hairpin {
+        link::set_hairpin(host_nl, host.index, true).map_err(|e| {
+            Bridge6Error::netlink(format!("set hairpin mode on bridge port {host_name}"), e)
+        })?;
+    }
 
     let sandbox = netns_path(req)?.display().to_string();
     let dns = cfg.dns.clone().unwrap_or_else(|| ipam.dns.clone());

@@ -450,16 +450,20 @@ impl Capture {
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut told = false;
+            // Ready on "listening on"; if tcpdump ends first, report what
+            // it said.
+            let mut said = Vec::new();
             for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !told && l.contains("listening on") {
+                if l.contains("listening on") {
+                    // The loop goes on draining, so tcpdump never blocks
+                    // on a full stderr pipe.
                     let _ = ready_tx.send(Ok(()));
-                    told = true;
-                } else if !told {
-                    let _ = ready_tx.send(Err(l));
-                    told = true;
+                    said.clear();
+                    continue;
                 }
+                said.push(l);
             }
+            let _ = ready_tx.send(Err(said.join(" / ")));
         });
         match ready_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}

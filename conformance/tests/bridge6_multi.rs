@@ -1,0 +1,209 @@
+//! Several attachments in one pod (multus `net1`, podman `--network A
+//! --network B`): eth0 on network A / bridge A, net1 on network B / bridge
+//! B. Only the first gets `::/0` (never an ECMP default); each tears down
+//! independently. And the unsolicited neighbour advertisement per address.
+
+use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
+use conformance::harness;
+use conformance::ipam::{self, IpamNet};
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::Duration;
+
+const V: &str = "1.0.0";
+
+#[test]
+fn two_networks_one_pod_one_default_route() {
+    let node = Node::new();
+    let pod = bh::new_pod();
+    let a = BridgeNet::new("bra");
+    let b = BridgeNet::with_ipam(
+        IpamNet::new(&["fd8c:1f0a:77e3:0:2::/80", "2001:db8:7:13::/80"]),
+        "brb",
+    );
+    let cid = harness::container_id("b6multi");
+
+    let ra = a.add(&node, V, &cid, &pod, "eth0").assert_ok().clone();
+    let out_b = b.add(&node, V, &cid, &pod, "net1");
+    let rb = out_b.assert_ok().clone();
+    bh::assert_result_schema(&ra, V, &pod.path_str(), "eth0");
+    bh::assert_result_schema(&rb, V, &pod.path_str(), "net1");
+
+    // Exactly one default route, via eth0; net1's result has no ::/0 and
+    // the plugin said why on stderr (checklist 60).
+    let defaults = bh::default_routes(&pod);
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+    assert_eq!(defaults[0]["dev"], "eth0");
+    assert!(defaults[0].get("multipath").is_none(), "{defaults:?}");
+    assert!(ra["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["dst"] == "::/0"));
+    assert!(
+        !rb["routes"]
+            .as_array()
+            .map(|rs| rs.iter().any(|r| r["dst"] == "::/0"))
+            .unwrap_or(false),
+        "{rb}"
+    );
+    assert!(
+        out_b.stderr.contains("default route"),
+        "stderr: {}",
+        out_b.stderr
+    );
+
+    // Both interfaces reach their own gateway from their own address.
+    let a_gw = ipam::gateway(a.ipam.pod_ranges()[0]);
+    let b_gw = ipam::gateway(b.ipam.pod_ranges()[0]);
+    let peer = bh::tcp_round_trip(&pod, &node.ns, a_gw);
+    assert_eq!(peer.ip(), IpAddr::V6(ipam::result_addrs(&ra)[0].addr()));
+    let peer = bh::tcp_round_trip(&pod, &node.ns, b_gw);
+    assert_eq!(peer.ip(), IpAddr::V6(ipam::result_addrs(&rb)[0].addr()));
+
+    // CHECK both with their own prevResult.
+    a.check(&node, V, &cid, &pod, "eth0", &ra)
+        .assert_silent_ok();
+    b.check(&node, V, &cid, &pod, "net1", &rb)
+        .assert_silent_ok();
+
+    // DEL net1: eth0 untouched; DEL eth0.
+    b.del(&node, V, &cid, &pod.path_str(), "net1")
+        .assert_silent_ok();
+    assert!(bh::link(&pod, "net1").is_none());
+    assert!(b.ipam.store().is_empty());
+    a.check(&node, V, &cid, &pod, "eth0", &ra)
+        .assert_silent_ok();
+    assert_eq!(bh::default_routes(&pod).len(), 1);
+    a.del(&node, V, &cid, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+    assert!(a.ipam.store().is_empty());
+    assert!(bh::link(&pod, "eth0").is_none());
+}
+
+#[test]
+fn default_route_false_and_reverse_order() {
+    // net1 first with defaultRoute:false → no ::/0 at all; then eth0 gets it.
+    let node = Node::new();
+    let pod = bh::new_pod();
+    let a = BridgeNet::new("bra");
+    let b = BridgeNet::with_ipam(IpamNet::new(&["fd8c:1f0a:77e3:0:3::/80"]), "brb")
+        .key("defaultRoute", json!(false));
+    let cid = harness::container_id("b6dr");
+    let rb = b.add(&node, V, &cid, &pod, "net1").assert_ok().clone();
+    assert!(bh::default_routes(&pod).is_empty());
+    assert!(
+        rb.get("routes")
+            .is_none_or(|r| r.as_array().unwrap().is_empty()),
+        "{rb}"
+    );
+    a.add(&node, V, &cid, &pod, "eth0").assert_ok();
+    let d = bh::default_routes(&pod);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0]["dev"], "eth0");
+    b.del(&node, V, &cid, "", "net1").assert_silent_ok();
+    a.del(&node, V, &cid, "", "eth0").assert_silent_ok();
+}
+
+#[test]
+fn unsolicited_na_for_every_pod_address() {
+    // A second pod's ADD is announced on the bridge: one NA per address,
+    // target = the address (an address reused from a dead pod must not be
+    // held back by stale neighbour entries).
+    let node = Node::new();
+    let net = BridgeNet::new("brna");
+    let first = bh::new_pod();
+    let cid1 = harness::container_id("b6na");
+    net.add(&node, V, &cid1, &first, "eth0").assert_ok();
+    let cap = bh::Capture::start(&node.ns, "brna");
+    let second = bh::new_pod();
+    let cid2 = harness::container_id("b6na");
+    let r = net
+        .add(&node, V, &cid2, &second, "eth0")
+        .assert_ok()
+        .clone();
+    let addrs: Vec<_> = ipam::result_addrs(&r).iter().map(|a| a.addr()).collect();
+    let want = addrs.clone();
+    let lines = cap.collect_until(Duration::from_secs(3), |ls| {
+        want.iter().all(|a| ls.iter().any(|l| bh::is_na_for(l, *a)))
+    });
+    for a in &addrs {
+        assert!(
+            lines.iter().any(|l| bh::is_na_for(l, *a)),
+            "no NA for {a} on the bridge; captured:\n{}",
+            lines.join("\n")
+        );
+    }
+    for (cid, pod) in [(&cid1, &first), (&cid2, &second)] {
+        net.del(&node, V, cid, &pod.path_str(), "eth0")
+            .assert_silent_ok();
+    }
+}
+
+#[test]
+fn reused_address_replaces_a_stale_neighbour_entry() {
+    // The node has a neighbour entry for a pod address with an old MAC
+    // (the previous pod); after the new pod's ADD it points at the new MAC
+    // without any traffic from the node.
+    let node = Node::new();
+    let net = BridgeNet::new("brre");
+    // A pod that stays keeps the bridge's carrier up: when the last port
+    // goes, the kernel flushes the bridge's neighbour entries (later,
+    // from its linkwatch work), which would race with the stale entry.
+    let keeper = bh::new_pod();
+    let keeper_cid = harness::container_id("b6keep");
+    net.add(&node, V, &keeper_cid, &keeper, "eth0").assert_ok();
+    let pod = bh::new_pod();
+    let cid = harness::container_id("b6re");
+    let r0 = net.add(&node, V, &cid, &pod, "eth0").assert_ok().clone();
+    net.del(&node, V, &cid, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+    let addr = ipam::result_addrs(&r0)[0].addr();
+    node.ns.exec_ok(&[
+        "ip",
+        "-6",
+        "neigh",
+        "replace",
+        &addr.to_string(),
+        "lladdr",
+        "02:00:00:00:0b:ad",
+        "dev",
+        "brre",
+        "nud",
+        "stale",
+    ]);
+    // The new pod asks for the same addresses (args.cni.ips, checklist 16).
+    let ips: Vec<String> = ipam::result_addrs(&r0)
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let net2 = net.clone().key("args", json!({"cni": {"ips": ips}}));
+    let cid2 = harness::container_id("b6re");
+    let r = net2.add(&node, V, &cid2, &pod, "eth0").assert_ok().clone();
+    assert_eq!(ipam::result_addrs(&r)[0].addr(), addr, "address reused");
+    let mac = r["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let neigh = node.ns.exec_ok(&[
+            "ip",
+            "-6",
+            "neigh",
+            "show",
+            &addr.to_string(),
+            "dev",
+            "brre",
+        ]);
+        if neigh.contains(&mac) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stale entry not replaced: {neigh}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    net.del(&node, V, &cid2, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+    net.del(&node, V, &keeper_cid, "", "eth0")
+        .assert_silent_ok();
+}

@@ -231,6 +231,12 @@ impl Samples {
     }
 }
 
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}ms", d.as_secs_f64() * 1e3)
 }
@@ -331,6 +337,7 @@ fn bench(args: &Args) -> BenchResult<()> {
     let mut sizes = args.pods.clone();
     sizes.sort_unstable();
     sizes.dedup();
+    let load_before = read_trimmed("/proc/loadavg");
     let mut spec = Spec::new("c6b", 2);
     spec.state_root = PathBuf::from("/run/cni6-bench");
     let mut topo = Topology::build(spec).map_err(|e| e.to_string())?;
@@ -429,6 +436,20 @@ fn bench(args: &Args) -> BenchResult<()> {
         }
     }
 
+    println!(
+        "# bridge6+ipam-prefix ({}) vs reference bridge+host-local ({}); kernel {}; \
+         {} CPUs; load average before {} / after {}",
+        bin_dir.display(),
+        args.reference_dir.display(),
+        read_trimmed("/proc/sys/kernel/osrelease"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_before,
+        read_trimmed("/proc/loadavg"),
+    );
+    println!(
+        "# rounds {} sequential + {} x {} parallel per chain and size; times from spawn to exit",
+        args.rounds, args.parallel_rounds, args.parallel
+    );
     println!(
         "{:<32} {:<10} {:>5} {:>10} {:>10} {:>10}",
         "operation", "chain", "n", "p50", "p95", "max"

@@ -721,7 +721,6 @@ fn from_interface_errors() {
 }
 
 #[test]
-#[ignore = "ipam-prefix bug: STATUS on a network without a store creates <dataDir>/<network>/ (plugin.rs status() -> Store::new), checklist 46 says read-only"]
 fn status_on_a_new_network_writes_nothing() {
     // checklist 46: STATUS runs every ~5 s from kubelet; it must not write.
     let fresh = demo_net();
@@ -746,71 +745,86 @@ fn status_leaves_an_existing_store_unchanged() {
     assert_eq!(before, snapshot(net.data_dir()), "STATUS changed the store");
 }
 
+/// Put the store in the state an ADD killed between publishing its record
+/// and creating its slot link leaves (ipam-prefix store.rs: record first,
+/// then `symlink(slots/<slot>)`): remove the link of a finished ADD.
+fn crash_before_link(net: &IpamNet, cid: &str) {
+    let store = net.store();
+    let rec = store.record(cid, "eth0").expect("record");
+    let slot = Store::record_slot(&rec);
+    std::fs::remove_file(store.slots_dir().join(format!("{slot:x}"))).unwrap();
+}
+
 #[test]
-fn gc_and_del_clear_what_a_killed_plugin_left() {
-    // checklist 82, 48; design.md: "A plugin killed at any point leaves
-    // state that a later DEL or GC removes". Plant what a SIGKILL can leave between the store's
-    // atomic steps: a slot link whose record was never published, a temp
-    // record file; and a link naming a record that holds another slot.
+fn del_after_an_add_killed_before_its_slot_link_frees_everything() {
+    // checklist 82: the runtime DELs every failed ADD; design.md: killed at
+    // any point → a later DEL (no GC needed: runtimes < 1.1 never call it).
     let net = demo_net();
     let ns = pod();
-    let (live, crashed, retried) = (
-        container_id("live"),
-        container_id("crashed"),
-        container_id("retry"),
-    );
+    let live = container_id("live");
+    let crashed = container_id("crashed");
     add(&net, &ns, &live);
-    let store = net.store();
-    let slots = store.slots_dir();
-    let atts = store.attachments_dir();
-    std::os::unix::fs::symlink(Store::key(&crashed, "eth0"), slots.join("ab")).unwrap();
-    std::os::unix::fs::symlink(Store::key(&live, "eth0"), slots.join("ac")).unwrap();
-    std::fs::write(atts.join(format!(".{crashed}@eth0.tmp.4242")), b"{\"vers").unwrap();
-    // A retried ADD after a crash between link and record works.
-    std::os::unix::fs::symlink(Store::key(&retried, "eth0"), slots.join("ad")).unwrap();
-    let r = add(&net, &ns, &retried);
-    assert_eq!(result_addrs(&r).len(), 2);
-    // The runtime DELs the failed ADD (checklist 82): fine, whatever it frees.
+    add(&net, &ns, &crashed);
+    crash_before_link(&net, &crashed);
     net.call("DEL", "1.0.0", &crashed, "", "eth0")
         .run()
         .assert_silent_ok();
-    // GC with the live ones leaves exactly them, no debris.
-    net.gc(&[(&live, "eth0"), (&retried, "eth0")])
-        .run()
-        .assert_silent_ok();
-    let names = store.assert_consistent();
     assert_eq!(
-        names.into_iter().collect::<std::collections::BTreeSet<_>>(),
-        [Store::key(&live, "eth0"), Store::key(&retried, "eth0")]
-            .into_iter()
-            .collect()
-    );
-    assert_eq!(
-        store.attachment_names().len(),
-        2,
-        "temp file survived GC: {:?}",
-        store.attachment_names()
+        net.store().assert_consistent(),
+        vec![Store::key(&live, "eth0")]
     );
 }
 
 #[test]
-#[ignore = "ipam-prefix gap: DEL of an attachment whose ADD was killed after symlink(slots/<slot>) but before the record was published leaves the link; only GC or a reboot frees it, so with pre-1.1 runtimes (no GC) the slot leaks until reboot"]
-fn del_after_an_add_killed_before_its_record_frees_the_slot() {
-    // design.md: killed at any point → a later DEL (or GC) removes the state;
-    // checklist 82: the runtime DELs every failed ADD.
+fn a_retried_add_after_a_crash_completes_the_reservation() {
+    // checklist 22, 82: the runtime may retry the ADD that was killed.
     let net = demo_net();
     let ns = pod();
-    let live = container_id("live");
-    add(&net, &ns, &live); // creates the store
-    let crashed = container_id("crashed");
+    let cid = container_id("retry");
+    let first = add(&net, &ns, &cid);
+    crash_before_link(&net, &cid);
+    let again = add(&net, &ns, &cid);
+    assert_eq!(
+        net.store().assert_consistent(),
+        vec![Store::key(&cid, "eth0")]
+    );
+    assert_eq!(
+        result_addrs(&again),
+        result_addrs(&first),
+        "the slot was still free: the retry should keep it"
+    );
+}
+
+#[test]
+fn gc_clears_crash_and_foreign_debris() {
+    // checklist 48, 82: GC leaves exactly the listed attachments, also when
+    // the store holds a record without its link (killed ADD), slot links
+    // without a record or naming a record of another slot (foreign writer,
+    // manual edits), and a half-written temp record.
+    let net = demo_net();
+    let ns = pod();
+    let (live, crashed) = (container_id("live"), container_id("crashed"));
+    add(&net, &ns, &live);
+    add(&net, &ns, &crashed);
+    crash_before_link(&net, &crashed);
     let store = net.store();
-    std::os::unix::fs::symlink(Store::key(&crashed, "eth0"), store.slots_dir().join("ab")).unwrap();
-    net.call("DEL", "1.0.0", &crashed, "", "eth0")
-        .run()
-        .assert_silent_ok();
-    assert!(
-        !store.slot_names().contains("ab"),
-        "DEL left the crashed ADD's slot link"
+    let slots = store.slots_dir();
+    std::os::unix::fs::symlink("ghost1234@eth0", slots.join("ab")).unwrap();
+    std::os::unix::fs::symlink(Store::key(&live, "eth0"), slots.join("ac")).unwrap();
+    std::fs::write(
+        store
+            .attachments_dir()
+            .join(format!(".{crashed}@eth0.tmp.4242")),
+        b"{\"vers",
+    )
+    .unwrap();
+    net.gc(&[(&live, "eth0")]).run().assert_silent_ok();
+    assert_eq!(store.assert_consistent(), vec![Store::key(&live, "eth0")]);
+    assert_eq!(
+        store.attachment_names().len(),
+        1,
+        "temp file survived GC: {:?}",
+        store.attachment_names()
     );
 }
 

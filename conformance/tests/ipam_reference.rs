@@ -424,3 +424,45 @@ fn parallel_adds() {
         assert_eq!(addrs.len(), 32, "theirs={theirs}: duplicate addresses");
     }
 }
+
+#[test]
+fn environment_errors_side_by_side() {
+    // checklist 2–5, 7: the same environment faults, the same code 4 from
+    // both, except an unknown CNI_ARGS key: ours 4 naming CNI_ARGS,
+    // host-local 999 ("ARGS: unknown args").
+    let p = Pair::demo();
+    type Fault = fn(Invocation) -> Invocation;
+    let faults: Vec<(&str, Fault)> = vec![
+        ("no CNI_CONTAINERID", |i| i.unset("CNI_CONTAINERID")),
+        ("no CNI_NETNS", |i| i.unset("CNI_NETNS")),
+        ("no CNI_IFNAME", |i| i.var("CNI_IFNAME", "")),
+        ("no CNI_PATH", |i| i.unset("CNI_PATH")),
+        ("bad id", |i| i.var("CNI_CONTAINERID", "-x/y")),
+        ("long ifname", |i| i.var("CNI_IFNAME", "0123456789abcdef")),
+        ("ifname with /", |i| i.var("CNI_IFNAME", "a/b")),
+        ("bogus verb", |i| i.command("BOGUS")),
+    ];
+    for (what, fault) in faults {
+        let o = fault(p.ours("ADD", &container_id("env"))).run();
+        let t = fault(p.theirs("ADD", &container_id("env"))).run();
+        eprintln!("{what}: ours {:?} / host-local {:?}", o.msg(), t.msg());
+        o.assert_error(4);
+        t.assert_error(4);
+    }
+    let o = p.ours("ADD", &container_id("env")).args("FOO=b").run();
+    o.assert_error(4);
+    assert!(o.msg().contains("CNI_ARGS"), "{}", o.msg());
+    let t = p.theirs("ADD", &container_id("env")).args("FOO=b").run();
+    t.assert_error(999);
+    assert!(t.msg().contains("unknown args"), "{}", t.msg());
+    // DEL without CNI_NETNS: fine for both.
+    p.ours("DEL", &container_id("env"))
+        .unset("CNI_NETNS")
+        .run()
+        .assert_silent_ok();
+    p.theirs("DEL", &container_id("env"))
+        .unset("CNI_NETNS")
+        .run()
+        .assert_silent_ok();
+    assert!(p.net.store().is_empty());
+}

@@ -403,14 +403,16 @@ impl Topology {
         &self.extra
     }
 
-    /// Manifests of topologies left up under a state root (`--keep` runs).
+    /// Manifests of topologies deliberately left up under a state root
+    /// ([`Topology::keep`]); topologies still owned by a running process
+    /// are not listed.
     pub fn kept(state_root: &Path) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = std::fs::read_dir(state_root)
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path().join(MANIFEST))
-            .filter(|p| p.is_file())
+            .filter(|p| read_manifest(p).is_ok_and(|m| m["kept"] == true))
             .collect();
         out.sort();
         out
@@ -559,6 +561,7 @@ impl Topology {
                 "underlay": n.underlay_addr, "ula": n.ula_prefix, "gua": n.gua_prefix,
             })).collect::<Vec<_>>(),
             "extra": self.extra,
+            "kept": self.keep,
         });
         let path = self.dir.join(MANIFEST);
         let tmp = self.dir.join(format!("{MANIFEST}.tmp"));
@@ -571,6 +574,9 @@ impl Topology {
     /// that [`remove_by_manifest`] takes.
     pub fn keep(mut self) -> PathBuf {
         self.keep = true;
+        if let Err(e) = self.save_manifest() {
+            eprintln!("topology {}: {e}", self.base);
+        }
         self.dir.join(MANIFEST)
     }
 

@@ -60,6 +60,16 @@ pub struct DemoArgs {
     pub cleanup: bool,
 }
 
+/// Human output goes out as it happens; with `--json` one document is
+/// printed at the end instead.
+fn say(o: &mut Output, text: impl std::fmt::Display) -> Result<()> {
+    if o.json {
+        Ok(())
+    } else {
+        o.line(text)
+    }
+}
+
 fn failed(context: &str, e: impl std::fmt::Display) -> CliError {
     CliError::Failed(format!("{context}: {e}"))
 }
@@ -118,36 +128,66 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
         .map_err(|e| failed("write manifest", e))?;
     interrupt.check()?;
 
-    o.line(format!(
-        "cni6 demo: {NODES} nodes joined by a plain IPv6 fabric ({}), cluster ULA {}",
-        topo.spec().underlay,
-        topo.spec().cluster
-    ))?;
-    o.line("")?;
+    say(
+        o,
+        format!(
+            "cni6 demo: {NODES} nodes joined by a plain IPv6 fabric ({}), cluster ULA {}",
+            topo.spec().underlay,
+            topo.spec().cluster
+        ),
+    )?;
+    say(o, "")?;
     for node in topo.nodes() {
-        o.line(format!(
-            "node {} (netns {}), eth0 {} and {}/64",
-            node.index, node.netns, node.underlay_addr, node.gua_addr
-        ))?;
-        o.line(format!(
-            "  ULA prefix {:<28} pods from {}",
-            node.ula_prefix.to_string(),
-            topology::Node::pod_range(&node.ula_prefix, 1)
-        ))?;
-        o.line(format!(
-            "  GUA prefix {:<28} pods from {}",
-            node.gua_prefix.to_string(),
-            topology::Node::pod_range(&node.gua_prefix, 1)
-        ))?;
+        say(
+            o,
+            format!(
+                "node {} (netns {}), eth0 {} and {}/64",
+                node.index, node.netns, node.underlay_addr, node.gua_addr
+            ),
+        )?;
+        say(
+            o,
+            format!(
+                "  ULA prefix {:<28} pods from {}",
+                node.ula_prefix.to_string(),
+                topology::Node::pod_range(&node.ula_prefix, 1)
+            ),
+        )?;
+        say(
+            o,
+            format!(
+                "  GUA prefix {:<28} pods from {}",
+                node.gua_prefix.to_string(),
+                topology::Node::pod_range(&node.gua_prefix, 1)
+            ),
+        )?;
         for other in topo.nodes().iter().filter(|x| x.index != node.index) {
-            o.line(format!(
-                "  route {} and {} via node {} ({})",
-                other.ula_prefix, other.gua_prefix, other.index, other.underlay_addr
-            ))?;
+            say(
+                o,
+                format!(
+                    "  route {} and {} via node {} ({})",
+                    other.ula_prefix, other.gua_prefix, other.index, other.underlay_addr
+                ),
+            )?;
         }
     }
-    o.line("")?;
+    say(o, "")?;
 
+    let mut doc = json!({
+        "cluster": topo.spec().cluster,
+        "underlay": topo.spec().underlay,
+        "nodes": topo.nodes().iter().map(|n| json!({
+            "index": n.index,
+            "netns": n.netns,
+            "underlay": n.underlay_addr,
+            "ulaPrefix": n.ula_prefix,
+            "guaPrefix": n.gua_prefix,
+            "ulaPodRange": topology::Node::pod_range(&n.ula_prefix, 1),
+            "guaPodRange": topology::Node::pod_range(&n.gua_prefix, 1),
+        })).collect::<Vec<_>>(),
+        "pods": [],
+        "reachability": [],
+    });
     let mut pods: Vec<(Pod, PodAddresses)> = Vec::new();
     for n in 1..=NODES {
         for pod in topo
@@ -158,28 +198,36 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
             let addrs = topo
                 .attach(&bins, &pod)
                 .map_err(|e| failed(&format!("attach {}", pod.name), e))?;
-            o.line(format!(
-                "pod {} on node {}: eth0 {}  {}",
-                pod.name, n, addrs.ula, addrs.gua
-            ))?;
+            say(
+                o,
+                format!(
+                    "pod {} on node {}: eth0 {}  {}",
+                    pod.name, n, addrs.ula, addrs.gua
+                ),
+            )?;
+            doc["pods"].as_array_mut().expect("array").push(json!({
+                "name": pod.name, "node": n, "netns": pod.path,
+                "ula": addrs.ula, "gua": addrs.gua,
+            }));
             pods.push((pod, addrs));
         }
     }
-    o.line("")?;
+    say(o, "")?;
 
     // Capture on the fabric while the matrix runs, to show no overlay.
     let capture = topology::FabricCapture::start(&topo, "demo").ok();
     let mut unreachable = 0;
     for family in ["ULA", "GUA"] {
-        o.line(format!(
-            "TCP reachability over {family} (row = client, column = server):"
-        ))?;
+        say(
+            o,
+            format!("TCP reachability over {family} (row = client, column = server):"),
+        )?;
         let short = |p: &Pod| format!("n{}p{}", p.node, p.name.rsplit('p').next().unwrap_or(""));
         let mut header = format!("{:>8}", "");
         for (s, _) in &pods {
             header.push_str(&format!(" {:>9}", short(s)));
         }
-        o.line(header)?;
+        say(o, header)?;
         for (c, _) in &pods {
             let mut row = format!("{:>8}", short(c));
             for (s, sa) in &pods {
@@ -192,7 +240,17 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
                     } else {
                         sa.gua.addr()
                     };
-                    match topology::tcp_echo(&s.path, dst, &c.path, b"cni6 demo", TCP_TIMEOUT) {
+                    let res = topology::tcp_echo(&s.path, dst, &c.path, b"cni6 demo", TCP_TIMEOUT);
+                    doc["reachability"]
+                        .as_array_mut()
+                        .expect("array")
+                        .push(json!({
+                            "client": c.name, "server": s.name, "family": family, "dst": dst,
+                            "ok": res.is_ok(),
+                            "ms": res.as_ref().ok().map(|x| x.elapsed.as_secs_f64() * 1e3),
+                            "error": res.as_ref().err().map(ToString::to_string),
+                        }));
+                    match res {
                         Ok(x) => format!("ok {:.1}ms", x.elapsed.as_secs_f64() * 1e3),
                         Err(_) => {
                             unreachable += 1;
@@ -202,9 +260,9 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
                 };
                 row.push_str(&format!(" {cell:>9}"));
             }
-            o.line(row)?;
+            say(o, row)?;
         }
-        o.line("")?;
+        say(o, "")?;
     }
     if let Some(cap) = capture {
         if let Ok(pkts) = cap.stop() {
@@ -223,24 +281,37 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
                 .iter()
                 .filter(|p| matches!(p.protocol, Some(4 | 17 | 41 | 47)))
                 .count();
-            o.line(format!(
-                "fabric capture: {between_pods} packets carried pod addresses as they are, \
+            doc["capture"] = json!({ "podPackets": between_pods, "encapsulated": wrapped });
+            say(
+                o,
+                format!(
+                    "fabric capture: {between_pods} packets carried pod addresses as they are, \
                  {wrapped} were encapsulated (UDP/GRE/IPIP/IPv6-in-IPv6)"
-            ))?;
+                ),
+            )?;
         }
     }
 
+    doc["kept"] = json!(args.keep);
+    doc["unreachable"] = json!(unreachable);
     if args.keep {
+        doc["manifest"] = json!(topo.dir().join("manifest.json"));
         keep_up(topo, &pods, o)?;
     } else {
         for (pod, _) in &pods {
             if let Err(e) = topo.detach(&bins, pod) {
-                o.line(format!("warning: detach {}: {e}", pod.name))?;
+                say(o, format!("warning: detach {}: {e}", pod.name))?;
             }
         }
         topo.teardown()
             .map_err(|e| failed("remove the cluster", e))?;
-        o.line("removed: every namespace, link and allocation of the demo is gone")?;
+        say(
+            o,
+            "removed: every namespace, link and allocation of the demo is gone",
+        )?;
+    }
+    if o.json {
+        o.json(&doc)?;
     }
     if unreachable > 0 {
         return Err(CliError::Failed(format!(
@@ -286,7 +357,7 @@ fn keep_up(topo: Topology, pods: &[(Pod, PodAddresses)], o: &mut Output) -> Resu
     ];
     let _manifest = topo.keep();
     for l in lines {
-        o.line(l)?;
+        say(o, l)?;
     }
     Ok(())
 }

@@ -319,6 +319,19 @@ fn check_compares_the_record_with_prev_result() {
         let mut short = r.clone();
         short["ips"].as_array_mut().unwrap().pop();
         check(Some(short)).assert_failed();
+        // 34: CHECK of an attachment that holds nothing → fails.
+        let mut stranger = net.conf(v);
+        stranger["prevResult"] = r.clone();
+        net.call(
+            "CHECK",
+            v,
+            &container_id("stranger"),
+            &ns.path_str(),
+            "eth0",
+        )
+        .stdin_json(&stranger)
+        .run()
+        .assert_failed();
         // 34: the reservation itself gone → fails.
         std::fs::remove_file(net.store().attachments_dir().join(Store::key(&cid, "eth0"))).unwrap();
         check(Some(r.clone())).assert_failed();

@@ -379,9 +379,13 @@ fn attach(
     link::configure_port(host_nl, host.index, &att.alias())
         .map_err(|e| Bridge6Error::netlink(format!("bring up bridge port {host_name}"), e))?;
 
-    // Pod end, before any address: no DAD (IPAM guarantees uniqueness and
-    // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC.
+    // Pod end, before any address: IPv6 on (a runtime may create pod
+    // namespaces with it off), no DAD (IPAM guarantees uniqueness and
+    // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC, and our
+    // static addresses survive the pod taking its link down and up.
     pod_ns.run(|| -> Result<()> {
+        sysctl::ensure(ifname, "disable_ipv6", 0)?;
+        sysctl::ensure(ifname, "keep_addr_on_down", 1)?;
         sysctl::ensure(ifname, "accept_dad", 0)?;
         sysctl::ensure(ifname, "accept_ra", 0)?;
         sysctl::ensure(ifname, "autoconf", 0)?;

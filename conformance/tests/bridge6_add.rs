@@ -74,7 +74,12 @@ fn lifecycle(version: &str) {
     );
 
     // Sysctls in the pod, set before the addresses (checklist §3 #1, #10).
-    for (k, v) in [("accept_dad", "0"), ("accept_ra", "0"), ("autoconf", "0")] {
+    for (k, v) in [
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("keep_addr_on_down", "1"),
+    ] {
         assert_eq!(bh::sysctl(&pod, "eth0", k), v, "pod eth0 {k}");
     }
 
@@ -127,6 +132,28 @@ fn lifecycle(version: &str) {
     let gua_gw = ipam::gateway(ranges[1]);
     let peer = bh::tcp_round_trip(&pod, &node.ns, gua_gw);
     assert_eq!(peer.ip(), IpAddr::V6(addrs[1].addr()));
+
+    // The pod taking its link down and up keeps the addresses; only the
+    // routes via the link need the runtime (CHECK then reports them).
+    pod.exec_ok(&["ip", "link", "set", "eth0", "down"]);
+    pod.exec_ok(&["ip", "link", "set", "eth0", "up"]);
+    let kept = bh::global_addrs6(&pod, "eth0");
+    assert_eq!(
+        kept.len(),
+        addrs.len(),
+        "addresses lost on down/up: {kept:?}"
+    );
+    pod.exec_ok(&[
+        "ip",
+        "-6",
+        "route",
+        "replace",
+        "default",
+        "via",
+        &ula_gw.to_string(),
+        "dev",
+        "eth0",
+    ]);
 
     // CHECK right after ADD (checklist 36), from 0.4.0.
     if harness::versions_with_check().contains(&version) {

@@ -212,33 +212,24 @@ fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: u32) -> Result<link::Link> {
 
 fn add(req: &Request) -> Result<CniResult> {
     let cfg = Config::parse(&req.config)?;
-    let ifname = req.ifname();
-    let att = Attachment::new(&cfg.network, req.container_id(), ifname);
-    let host_name = att.host_veth();
+    let att = Attachment::new(&cfg.network, req.container_id(), req.ifname());
     sysctl::require_ipv6()?;
     let netns = netns_path(req)?;
     let pod_ns = NetNs::open(netns)?;
-    let mut pod_nl = pod_netlink(&pod_ns)?;
-    let mut host_nl = host_netlink()?;
+    let mut a = Adding {
+        req,
+        host_name: att.host_veth(),
+        pod_nl: pod_netlink(&pod_ns)?,
+        host_nl: host_netlink()?,
+        pod_ns,
+        cfg,
+        att,
+        made_veth: false,
+    };
+    a.refuse_existing()?;
 
-    // Checklist 19, 22: an existing attachment is an error before anything
-    // is allocated or created, and nothing is undone for it.
-    if link::by_name(&mut pod_nl, ifname)?.is_some() {
-        return Err(Bridge6Error::AttachmentExists {
-            what: format!("interface {ifname} in netns {}", netns.display()),
-        });
-    }
-    if link::by_name(&mut host_nl, &host_name)?.is_some() {
-        return Err(Bridge6Error::AttachmentExists {
-            what: format!(
-                "host veth {host_name} of attachment (network {}, container {}, {ifname})",
-                cfg.network, att.container_id
-            ),
-        });
-    }
-
-    let mtu = link::default_mtu(&mut host_nl, cfg.mtu)?;
-    let bridge = ensure_bridge(&mut host_nl, &cfg.bridge, mtu)?;
+    let mtu = link::default_mtu(&mut a.host_nl, a.cfg.mtu)?;
+    let bridge = ensure_bridge(&mut a.host_nl, &a.cfg.bridge, mtu)?;
     let fwd = sysctl::ensure_forwarding()?;
     if fwd.enabled || !fwd.raised_accept_ra.is_empty() {
         log(format!(
@@ -249,81 +240,84 @@ fn add(req: &Request) -> Result<CniResult> {
 
     let ipam = delegate::ipam(&req.config.raw, &req.env.path, Command::Add, &req.stdin)?
         .ok_or_else(|| Bridge6Error::IpamResult("a result from IPAM ADD".into()))?;
-
-    let mut made_veth = false;
-    let attached = attach(
-        req,
-        &cfg,
-        &att,
-        &pod_ns,
-        &mut pod_nl,
-        &mut host_nl,
-        &bridge,
-        mtu,
-        &ipam,
-        &mut made_veth,
-    );
-    match attached {
+    match a.attach(&bridge, mtu, &ipam) {
         Ok(r) => Ok(r),
         Err(e) => {
-            rollback(req, &mut host_nl, &host_name, made_veth, &e);
+            a.rollback(&e);
             Err(e)
         }
     }
 }
 
-/// Checklist 23: undo this call's veth and release the addresses. A
-/// failure because the attachment already exists (a concurrent duplicate
-/// ADD) releases nothing: the addresses belong to that attachment.
-fn rollback(
-    req: &Request,
-    host_nl: &mut Netlink,
-    host_name: &str,
+/// One ADD in progress: the attachment, its two netlink sockets, and what
+/// has been created so far (for [`Adding::rollback`]).
+struct Adding<'a> {
+    req: &'a Request,
+    cfg: Config,
+    att: Attachment,
+    host_name: String,
+    pod_ns: NetNs,
+    pod_nl: Netlink,
+    host_nl: Netlink,
     made_veth: bool,
-    e: &Bridge6Error,
-) {
-    if made_veth {
-        match link::by_name(host_nl, host_name) {
-            Ok(Some(l)) => {
-                if let Err(d) = link::delete_link(host_nl, l.index) {
-                    log(format!("rollback: delete host veth {host_name}: {d}"));
-                }
-            }
-            Ok(None) => {}
-            Err(d) => log(format!("rollback: look up host veth {host_name}: {d}")),
-        }
-    }
-    if matches!(e, Bridge6Error::AttachmentExists { .. }) {
-        return;
-    }
-    if let Err(d) = delegate::ipam(&req.config.raw, &req.env.path, Command::Del, &req.stdin) {
-        log(format!("rollback: IPAM DEL after failed ADD: {d}"));
-    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attach(
-    req: &Request,
-    cfg: &Config,
-    att: &Attachment,
-    pod_ns: &NetNs,
-    pod_nl: &mut Netlink,
-    host_nl: &mut Netlink,
-    bridge: &link::Link,
-    mtu: u32,
-    ipam: &CniResult,
-    made_veth: &mut bool,
-) -> Result<CniResult> {
-    let ifname = att.ifname.as_str();
-    let host_name = att.host_veth();
-    let addressing = pod_addressing(ipam)?;
+impl Adding<'_> {
+    /// Checklist 19, 22: an existing attachment is an error before anything
+    /// is allocated or created, and nothing is undone for it.
+    fn refuse_existing(&mut self) -> Result<()> {
+        let ifname = self.att.ifname.as_str();
+        if link::by_name(&mut self.pod_nl, ifname)?.is_some() {
+            return Err(Bridge6Error::AttachmentExists {
+                what: format!(
+                    "interface {ifname} in netns {}",
+                    self.pod_ns.path().display()
+                ),
+            });
+        }
+        if link::by_name(&mut self.host_nl, &self.host_name)?.is_some() {
+            return Err(Bridge6Error::AttachmentExists {
+                what: format!(
+                    "host veth {} of attachment (network {}, container {}, {ifname})",
+                    self.host_name, self.att.network, self.att.container_id
+                ),
+            });
+        }
+        Ok(())
+    }
 
-    // Each pod range's gateway on the bridge, without DAD; an address
-    // already there (ours from an earlier pod, or put there by the
-    // operator) is left exactly as it is.
-    for (net, gw) in &addressing.ips {
-        if let Some(gw) = gw {
-            match link::add_address(host_nl, bridge.index, *gw, net.prefix_len(), true) {
+    /// Checklist 23: undo this call's veth and release the addresses. A
+    /// failure because the attachment already exists (a concurrent
+    /// duplicate ADD) releases nothing: the addresses belong to that one.
+    fn rollback(&mut self, e: &Bridge6Error) {
+        let host_name = &self.host_name;
+        if self.made_veth {
+            match link::by_name(&mut self.host_nl, host_name) {
+                Ok(Some(l)) => {
+                    if let Err(d) = link::delete_link(&mut self.host_nl, l.index) {
+                        log(format!("rollback: delete host veth {host_name}: {d}"));
+                    }
+                }
+                Ok(None) => {}
+                Err(d) => log(format!("rollback: look up host veth {host_name}: {d}")),
+            }
+        }
+        if matches!(e, Bridge6Error::AttachmentExists { .. }) {
+            return;
+        }
+        let req = self.req;
+        if let Err(d) = delegate::ipam(&req.config.raw, &req.env.path, Command::Del, &req.stdin) {
+            log(format!("rollback: IPAM DEL after failed ADD: {d}"));
+        }
+    }
+
+    /// Each pod range's gateway on the bridge, without DAD; an address
+    /// already there (ours from an earlier pod, or the operator's) is left
+    /// exactly as it is.
+    fn gateways(&mut self, bridge: &link::Link, addressing: &PodAddressing) -> Result<()> {
+        for (net, gw) in &addressing.ips {
+            let Some(gw) = gw else { continue };
+            match link::add_address(&mut self.host_nl, bridge.index, *gw, net.prefix_len(), true) {
                 Ok(()) => {}
                 Err(e) if is_eexist(&e) => {}
                 Err(e) => {
@@ -338,153 +332,176 @@ fn attach(
                 }
             }
         }
-    }
-
-    let spec = link::VethSpec {
-        host_name: &host_name,
-        master: bridge.index,
-        peer_name: ifname,
-        peer_netns: pod_ns,
-        mtu,
-    };
-    match link::create_veth(host_nl, &spec) {
-        Ok(()) => *made_veth = true,
-        Err(e) if is_eexist(&e) => {
-            return Err(Bridge6Error::AttachmentExists {
-                what: format!("veth {host_name} or interface {ifname} (created concurrently)"),
-            })
-        }
-        Err(e) => {
-            return Err(Bridge6Error::netlink(
-                format!(
-                    "create veth {host_name} with peer {ifname} in {}",
-                    pod_ns.path().display()
-                ),
-                e,
-            ))
-        }
-    }
-    let missing =
-        |what: String| Bridge6Error::netlink(what, std::io::Error::from_raw_os_error(libc::ENODEV));
-    let host = link::by_name(host_nl, &host_name)?
-        .ok_or_else(|| missing(format!("look up host veth {host_name}")))?;
-    let pod = link::by_name(pod_nl, ifname)?
-        .ok_or_else(|| missing(format!("look up {ifname} in the pod")))?;
-
-    // Host end: no RAs (§3 #10), then alias + up in one request. Hairpin
-    // comes last, after the neighbour advertisements: a hairpin port
-    // reflects the pod's own NA back to it and the pod's kernel logs "NA:
-    // … advertised our address" for every ADD.
-    sysctl::ensure(&host_name, "accept_ra", 0)?;
-    link::configure_port(host_nl, host.index, &att.alias())
-        .map_err(|e| Bridge6Error::netlink(format!("bring up bridge port {host_name}"), e))?;
-
-    // Pod end, before any address: IPv6 on (a runtime may create pod
-    // namespaces with it off), no DAD (IPAM guarantees uniqueness and
-    // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC, and our
-    // static addresses survive the pod taking its link down and up.
-    pod_ns.run(|| -> Result<()> {
-        sysctl::ensure(ifname, "disable_ipv6", 0)?;
-        sysctl::ensure(ifname, "keep_addr_on_down", 1)?;
-        sysctl::ensure(ifname, "accept_dad", 0)?;
-        sysctl::ensure(ifname, "accept_ra", 0)?;
-        sysctl::ensure(ifname, "autoconf", 0)?;
         Ok(())
-    })??;
-    for (net, _) in &addressing.ips {
-        link::add_address(pod_nl, pod.index, net.addr(), net.prefix_len(), true)
-            .map_err(|e| Bridge6Error::netlink(format!("add {net} to {ifname} in the pod"), e))?;
     }
 
-    // Subscribe before the change whose effect we wait for.
-    let mut events = link::LinkEvents::open()?;
-    link::set_link(pod_nl, pod.index, true, None)
-        .map_err(|e| Bridge6Error::netlink(format!("bring {ifname} up in the pod"), e))?;
+    /// The veth pair, peer straight into the pod; returns (host, pod) ends.
+    fn veth(&mut self, bridge: &link::Link, mtu: u32) -> Result<(link::Link, link::Link)> {
+        let (host_name, ifname) = (self.host_name.as_str(), self.att.ifname.as_str());
+        let spec = link::VethSpec {
+            host_name,
+            master: bridge.index,
+            peer_name: ifname,
+            peer_netns: &self.pod_ns,
+            mtu,
+        };
+        match link::create_veth(&mut self.host_nl, &spec) {
+            Ok(()) => self.made_veth = true,
+            Err(e) if is_eexist(&e) => {
+                return Err(Bridge6Error::AttachmentExists {
+                    what: format!("veth {host_name} or interface {ifname} (created concurrently)"),
+                })
+            }
+            Err(e) => {
+                return Err(Bridge6Error::netlink(
+                    format!(
+                        "create veth {host_name} with peer {ifname} in {}",
+                        self.pod_ns.path().display()
+                    ),
+                    e,
+                ))
+            }
+        }
+        let missing = |what: String| {
+            Bridge6Error::netlink(what, std::io::Error::from_raw_os_error(libc::ENODEV))
+        };
+        let host = link::by_name(&mut self.host_nl, host_name)?
+            .ok_or_else(|| missing(format!("look up host veth {host_name}")))?;
+        let pod = link::by_name(&mut self.pod_nl, ifname)?
+            .ok_or_else(|| missing(format!("look up {ifname} in the pod")))?;
+        Ok((host, pod))
+    }
 
-    let pod_has_default = link::main_routes(pod_nl)?
-        .iter()
-        .any(|r| r.dst.prefix_len() == 0);
-    let (routes, skipped_default) = pod_routes(&addressing, cfg.default_route, pod_has_default);
-    if skipped_default {
-        log(format!(
-            "{ifname}: the pod already has a default route (another attachment); not adding ::/0 via this network"
-        ));
-    }
-    for (dst, gw) in &routes {
-        let onlink = gw.is_some_and(|g| addressing.needs_onlink(g));
-        link::add_route(pod_nl, pod.index, *dst, *gw, onlink).map_err(|e| {
-            let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
-            Bridge6Error::netlink(format!("add route {dst}{via} dev {ifname} in the pod"), e)
-        })?;
-    }
+    fn attach(&mut self, bridge: &link::Link, mtu: u32, ipam: &CniResult) -> Result<CniResult> {
+        let addressing = pod_addressing(ipam)?;
+        self.gateways(bridge, &addressing)?;
+        let (host, pod) = self.veth(bridge, mtu)?;
+        let host_name = self.host_name.clone();
+        let ifname = self.att.ifname.clone();
+        let ifname = ifname.as_str();
 
-    link::wait_forwarding(
-        host_nl,
-        &mut events,
-        host.index,
-        &host_name,
-        PORT_FORWARDING_LIMIT,
-    )?;
-    let mut pod_mac = [0u8; 6];
-    if pod.mac.len() == 6 {
-        pod_mac.copy_from_slice(&pod.mac);
-    }
-    pod_ns.run(|| -> Result<()> {
+        // Host end: no RAs (§3 #10), then alias + up in one request.
+        // Hairpin comes last, after the neighbour advertisements: a hairpin
+        // port reflects the pod's own NA back to it, and the pod's kernel
+        // then logs "NA: … advertised our address" for every ADD.
+        sysctl::ensure(&host_name, "accept_ra", 0)?;
+        link::configure_port(&mut self.host_nl, host.index, &self.att.alias())
+            .map_err(|e| Bridge6Error::netlink(format!("bring up bridge port {host_name}"), e))?;
+
+        // Pod end, before any address: IPv6 on (a runtime may create pod
+        // namespaces with it off), no DAD (IPAM guarantees uniqueness and
+        // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC, and
+        // our static addresses survive the pod taking its link down and up.
+        self.pod_ns.run(|| -> Result<()> {
+            sysctl::ensure(ifname, "disable_ipv6", 0)?;
+            sysctl::ensure(ifname, "keep_addr_on_down", 1)?;
+            sysctl::ensure(ifname, "accept_dad", 0)?;
+            sysctl::ensure(ifname, "accept_ra", 0)?;
+            sysctl::ensure(ifname, "autoconf", 0)?;
+            Ok(())
+        })??;
         for (net, _) in &addressing.ips {
-            ndisc::announce(pod.index, net.addr(), pod_mac).map_err(|source| {
-                Bridge6Error::Announce {
-                    addr: net.addr(),
-                    ifname: ifname.to_string(),
-                    source,
-                }
+            link::add_address(
+                &mut self.pod_nl,
+                pod.index,
+                net.addr(),
+                net.prefix_len(),
+                true,
+            )
+            .map_err(|e| Bridge6Error::netlink(format!("add {net} to {ifname} in the pod"), e))?;
+        }
+
+        // Subscribe before the change whose effect we wait for.
+        let mut events = link::LinkEvents::open()?;
+        link::set_link(&mut self.pod_nl, pod.index, true, None)
+            .map_err(|e| Bridge6Error::netlink(format!("bring {ifname} up in the pod"), e))?;
+
+        let pod_has_default = link::main_routes(&mut self.pod_nl)?
+            .iter()
+            .any(|r| r.dst.prefix_len() == 0);
+        let (routes, skipped_default) =
+            pod_routes(&addressing, self.cfg.default_route, pod_has_default);
+        if skipped_default {
+            log(format!(
+                "{ifname}: the pod already has a default route (another attachment); not adding ::/0 via this network"
+            ));
+        }
+        for (dst, gw) in &routes {
+            let onlink = gw.is_some_and(|g| addressing.needs_onlink(g));
+            link::add_route(&mut self.pod_nl, pod.index, *dst, *gw, onlink).map_err(|e| {
+                let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                Bridge6Error::netlink(format!("add route {dst}{via} dev {ifname} in the pod"), e)
             })?;
         }
-        Ok(())
-    })??;
 
-    if cfg.hairpin {
-        link::set_hairpin(host_nl, host.index, true).map_err(|e| {
-            Bridge6Error::netlink(format!("set hairpin mode on bridge port {host_name}"), e)
-        })?;
+        link::wait_forwarding(
+            &mut self.host_nl,
+            &mut events,
+            host.index,
+            &host_name,
+            PORT_FORWARDING_LIMIT,
+        )?;
+        let mut pod_mac = [0u8; 6];
+        if pod.mac.len() == 6 {
+            pod_mac.copy_from_slice(&pod.mac);
+        }
+        self.pod_ns.run(|| -> Result<()> {
+            for (net, _) in &addressing.ips {
+                ndisc::announce(pod.index, net.addr(), pod_mac).map_err(|source| {
+                    Bridge6Error::Announce {
+                        addr: net.addr(),
+                        ifname: ifname.to_string(),
+                        source,
+                    }
+                })?;
+            }
+            Ok(())
+        })??;
+
+        if self.cfg.hairpin {
+            link::set_hairpin(&mut self.host_nl, host.index, true).map_err(|e| {
+                Bridge6Error::netlink(format!("set hairpin mode on bridge port {host_name}"), e)
+            })?;
+        }
+
+        let sandbox = netns_path(self.req)?.display().to_string();
+        let dns = self.cfg.dns.clone().unwrap_or_else(|| ipam.dns.clone());
+        Ok(CniResult {
+            interfaces: vec![
+                Interface {
+                    name: bridge.name.clone(),
+                    mac: Some(attachment::format_mac(&bridge.mac)),
+                    ..Default::default()
+                },
+                Interface {
+                    name: host_name,
+                    mac: Some(attachment::format_mac(&host.mac)),
+                    ..Default::default()
+                },
+                Interface {
+                    name: ifname.to_string(),
+                    mac: Some(attachment::format_mac(&pod.mac)),
+                    mtu: Some(mtu),
+                    sandbox: Some(sandbox),
+                    ..Default::default()
+                },
+            ],
+            ips: ipam
+                .ips
+                .iter()
+                .map(|ip| IpConfig {
+                    address: ip.address,
+                    gateway: ip.gateway,
+                    interface: Some(2),
+                })
+                .collect(),
+            routes: routes
+                .iter()
+                .map(|(dst, gw)| Route::new(IpNet::V6(*dst), gw.map(IpAddr::V6)))
+                .collect(),
+            dns,
+        })
     }
-
-    let sandbox = netns_path(req)?.display().to_string();
-    let dns = cfg.dns.clone().unwrap_or_else(|| ipam.dns.clone());
-    Ok(CniResult {
-        interfaces: vec![
-            Interface {
-                name: bridge.name.clone(),
-                mac: Some(attachment::format_mac(&bridge.mac)),
-                ..Default::default()
-            },
-            Interface {
-                name: host_name.clone(),
-                mac: Some(attachment::format_mac(&host.mac)),
-                ..Default::default()
-            },
-            Interface {
-                name: ifname.to_string(),
-                mac: Some(attachment::format_mac(&pod.mac)),
-                mtu: Some(mtu),
-                sandbox: Some(sandbox),
-                ..Default::default()
-            },
-        ],
-        ips: ipam
-            .ips
-            .iter()
-            .map(|ip| IpConfig {
-                address: ip.address,
-                gateway: ip.gateway,
-                interface: Some(2),
-            })
-            .collect(),
-        routes: routes
-            .iter()
-            .map(|(dst, gw)| Route::new(IpNet::V6(*dst), gw.map(IpAddr::V6)))
-            .collect(),
-        dns,
-    })
 }
 
 // ------------------------------------------------------------------- DEL

@@ -30,28 +30,34 @@ fn missing_or_empty_required_var_is_4_naming_it() {
     // checklist 3, 69 (4: message names the variable)
     let net = demo_net();
     let ns = pod();
-    for (verb, vars) in REQUIRED {
-        let version = "1.0.0";
-        for var in *vars {
-            for empty in [false, true] {
-                let cid = container_id("env");
-                let inv = net.call(verb, version, &cid, &ns.path_str(), "eth0");
-                let inv = if empty {
-                    inv.var(var, "")
-                } else {
-                    inv.unset(var)
-                };
-                let out = inv.run();
-                out.assert_error(4);
-                assert!(
-                    out.msg().contains(var),
-                    "{verb} without {var}: message does not name it: {}",
-                    out.msg()
-                );
-                assert!(
-                    net.store().is_empty(),
-                    "{verb} without {var} touched the store"
-                );
+    // Environment checks come before the version is read, but the matrix
+    // runs at every version where the verb exists to be sure of it.
+    for version in ALL_VERSIONS {
+        for (verb, vars) in REQUIRED {
+            if *verb == "CHECK" && !versions_with_check().contains(version) {
+                continue;
+            }
+            for var in *vars {
+                for empty in [false, true] {
+                    let cid = container_id("env");
+                    let inv = net.call(verb, version, &cid, &ns.path_str(), "eth0");
+                    let inv = if empty {
+                        inv.var(var, "")
+                    } else {
+                        inv.unset(var)
+                    };
+                    let out = inv.run();
+                    out.assert_error(4);
+                    assert!(
+                        out.msg().contains(var),
+                        "{version} {verb} without {var}: message does not name it: {}",
+                        out.msg()
+                    );
+                    assert!(
+                        net.store().is_empty(),
+                        "{version} {verb} without {var} touched the store"
+                    );
+                }
             }
         }
     }

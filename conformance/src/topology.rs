@@ -192,6 +192,8 @@ impl Topology {
         let underlay_ns = format!("{base}u");
         let mut topo = Topology {
             bridge: format!("{base}f"),
+            // Replaced by the underlay's handle in build_fabric; a failure
+            // before that returns no Topology, so it is never used.
             underlay_file: File::open("/proc/self/ns/net")
                 .map_err(|e| Error::io("open /proc/self/ns/net", e))?,
             underlay_ns,

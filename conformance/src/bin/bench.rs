@@ -168,10 +168,12 @@ fn chains(topo: &Topology, bin_dir: &Path, reference_dir: &Path) -> BenchResult<
             "routes": [ { "dst": "::/0" } ]
         }
     });
-    // The same pod ranges for the reference: host-local gets the /96s that
-    // ipam-prefix derives, bridge puts their gateways on its bridge.
+    // The same pod ranges for the reference: host-local gets exactly the
+    // /96s that ipam-prefix derives on node 1, and bridge puts their
+    // gateways on its bridge. Node 2 is a separate namespace and the
+    // benchmark sends no traffic, so the duplicate prefixes never meet.
     let ref_node = topo.node(2);
-    let (ula, gua) = pod_ranges(ref_node);
+    let (ula, gua) = pod_ranges(ours_node);
     let theirs = json!({
         "cniVersion": "1.0.0",
         "name": "benchref",

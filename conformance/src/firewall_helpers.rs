@@ -223,13 +223,26 @@ impl Lab {
         let n = &node.ns;
         n.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         let bridge = link("b");
-        n.exec_ok(&["ip", "link", "add", &bridge, "type", "bridge"]);
+        n.exec_ok(&[
+            "ip",
+            "link",
+            "add",
+            &bridge,
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        n.exec_ok(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{bridge}.accept_dad=0"),
+        ]);
         n.exec_ok(&["ip", "link", "set", &bridge, "up"]);
         n.add_addr(&bridge, "fd00:f6::1:1:0:1/96");
         n.add_addr(&bridge, "2001:db8:7:1:0:1:0:1/96");
-        let pod = |tag: &str, slot: u16| -> LabPod {
+        let pod = |veth: String, slot: u16| -> LabPod {
             let ns = Netns::new(PREFIX);
-            let veth = link(tag);
             let ula: Ipv6Addr = format!("fd00:f6::1:1:0:{slot:x}").parse().unwrap();
             let gua: Ipv6Addr = format!("2001:db8:7:1:0:1:0:{slot:x}").parse().unwrap();
             wire(n, &veth, &ns);
@@ -247,8 +260,10 @@ impl Lab {
             ]);
             LabPod { ns, veth, ula, gua }
         };
-        let a = pod("a", 0x10);
-        let b = pod("p", 0x11);
+        // Pod a's port has a foreign name (the catch-all port bucket), pod
+        // b's a bridge6-style `c6<hex>` name (a hashed port bucket).
+        let a = pod(link("a"), 0x10);
+        let b = pod(format!("c6b1{:011x}", std::process::id()), 0x11);
         let outside = Netns::new(PREFIX);
         let ol = link("o");
         wire(n, &ol, &outside);
@@ -292,7 +307,7 @@ impl Lab {
 
 /// A veth from the node (`host`, up) into `ns` (renamed `eth0`, up).
 fn wire(node: &Netns, host: &str, ns: &Netns) {
-    let peer = format!("{host}p");
+    let peer = format!("{}p", &host[..host.len().min(14)]);
     node.exec_ok(&[
         "ip", "link", "add", host, "type", "veth", "peer", "name", &peer,
     ]);
@@ -331,6 +346,26 @@ impl Listener {
             addr: SocketAddr::V6(SocketAddrV6::new(addr, port, 0, 0)),
             listener,
         }
+    }
+
+    /// [`Listener::probe`] with up to `tries` attempts: for "this must
+    /// work" controls, where a first exchange may still wait on neighbour
+    /// discovery of a fresh lab.
+    pub fn probe_retry(
+        &self,
+        client: &Netns,
+        source: Option<Ipv6Addr>,
+        timeout: Duration,
+        tries: u32,
+    ) -> Result<Ipv6Addr, String> {
+        let mut last = String::new();
+        for _ in 0..tries {
+            match self.probe(client, source, timeout) {
+                Ok(a) => return Ok(a),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Connect from `client` (optionally binding the source address),

@@ -249,8 +249,19 @@ fn check_reports_drift_and_changes_nothing() {
         assert!(out.msg().contains("FORWARD lacks"), "{}", out.msg());
         assert_eq!(node.save(), broken);
 
-        // The policy chain altered (an allowed port removed by hand).
+        // A dispatch chain flushed: the pod's rules are unreachable.
         node.fw("ADD", &container_id("fw6r"), &c).assert_ok(); // repairs the jump
+        node.ip6tables(&["-F", "CNI6-INGRESS"]);
+        let broken = node.save();
+        let out = node.fw("CHECK", &cid, &c);
+        out.assert_error(102);
+        assert!(out.msg().contains("CNI6-INGRESS"), "{}", out.msg());
+        assert_eq!(node.save(), broken);
+        node.ip6tables(&["-D", "FORWARD", "1"]); // ADD repairs via the full path
+        node.fw("ADD", &container_id("fw6r"), &c).assert_ok();
+        node.fw("CHECK", &cid, &c).assert_silent_ok();
+
+        // The policy chain altered (an allowed port removed by hand).
         let pol = node
             .rules()
             .into_iter()
@@ -458,23 +469,26 @@ fn del_leaves_only_skeleton() {
         "{rules:#?}"
     );
     let chains: Vec<&str> = rules.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
-    assert_eq!(chains.len(), 6, "{chains:?}");
+    // 5 fixed chains + policy + 256 port buckets + catch-all + 256 address buckets.
+    assert_eq!(chains.len(), 6 + 513, "{chains:?}");
     for c in [
         "CNI6-ADMIN",
         "CNI6-ANTISPOOF",
         "CNI6-FORWARD",
         "CNI6-FROM-POD",
         "CNI6-INGRESS",
+        "CNI6-P-OTHER",
+        "CNI6-P-00",
+        "CNI6-D-ff",
     ] {
-        assert!(chains.contains(&c), "{chains:?}");
+        assert!(chains.contains(&c), "{c} missing: {chains:?}");
     }
     assert!(chains.iter().any(|c| c.starts_with("CNI6-POL-")));
-    assert_eq!(
-        node.ip6tables(&["-S", "CNI6-ANTISPOOF"]).trim(),
-        "-N CNI6-ANTISPOOF"
-    );
-    assert_eq!(
-        node.ip6tables(&["-S", "CNI6-INGRESS"]).trim(),
-        "-N CNI6-INGRESS"
+    // Every bucket is empty again.
+    assert!(
+        !rules
+            .iter()
+            .any(|l| l.starts_with("-A CNI6-P-") || l.starts_with("-A CNI6-D-")),
+        "{rules:#?}"
     );
 }

@@ -57,10 +57,10 @@ fn del(lab: &Lab, added: &[(String, serde_json::Value)]) {
 /// firewall's doing, not a routing gap).
 fn assert_open_lab(lab: &Lab) {
     let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
-    l.probe(&lab.outside, None, T)
+    l.probe_retry(&lab.outside, None, T, 4)
         .expect("outside → pod without firewall");
     let l = Listener::new(&lab.a.ns, lab.a.ula, 8082);
-    l.probe(&lab.b.ns, None, T)
+    l.probe_retry(&lab.b.ns, None, T, 4)
         .expect("pod → pod without firewall");
 }
 
@@ -124,9 +124,15 @@ fn spoofed_source_reaches_no_one() {
     lab.a.ns.add_addr("eth0", &format!("{foreign}/128"));
     // Control: without firewall6 the spoofed source gets through everywhere.
     let lb = Listener::new(&lab.b.ns, lab.b.ula, 7001);
-    assert_eq!(lb.probe(&lab.a.ns, Some(foreign), T).unwrap(), foreign);
+    assert_eq!(
+        lb.probe_retry(&lab.a.ns, Some(foreign), T, 4).unwrap(),
+        foreign
+    );
     let lo = Listener::new(&lab.outside, lab.outside_addr, 7002);
-    assert_eq!(lo.probe(&lab.a.ns, Some(foreign), T).unwrap(), foreign);
+    assert_eq!(
+        lo.probe_retry(&lab.a.ns, Some(foreign), T, 4).unwrap(),
+        foreign
+    );
 
     let added = add(&lab, json!({"ingress": "open"}));
     let lb = Listener::new(&lab.b.ns, lab.b.ula, 7003);

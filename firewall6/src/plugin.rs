@@ -59,24 +59,16 @@ fn bridge_netfilter_at(path: &Path) -> Result<()> {
     }
 }
 
-fn read_skeleton(ipt: &Ip6tables, skel: &Skeleton) -> Result<SkeletonState> {
-    let exists = |chain: &str| -> Result<bool> { Ok(ipt.list_chain(chain)?.is_some()) };
-    Ok(SkeletonState {
-        forward: ipt.list_chain(FORWARD)?.unwrap_or_default(),
-        cni6_forward: ipt.list_chain(FORWARD_CHAIN)?,
-        antispoof_exists: exists(ANTISPOOF_CHAIN)?,
-        ingress_exists: exists(INGRESS_CHAIN)?,
-        from_pod: ipt.list_chain(FROM_POD_CHAIN)?,
-        policy: ipt.list_chain(&skel.policy_chain())?,
-        admin_exists: exists(&skel.conf.admin_chain)?,
-    })
-}
-
 /// Make the skeleton whole, under the lock so concurrent first ADDs do not
-/// both insert the same jump.
+/// both insert the same jump. Reads the whole table (one exec): this is
+/// the rare path (first pod of a node, or damage).
 fn ensure_skeleton(ipt: &Ip6tables, skel: &Skeleton) -> Result<()> {
     let _lock = lock()?;
-    let state = read_skeleton(ipt, skel)?;
+    let state = SkeletonState::from_listing(
+        &ipt.list_all()?,
+        &skel.conf.admin_chain,
+        &skel.policy_chain(),
+    );
     let fix = skel.repair(&state);
     if fix.is_empty() {
         return Ok(());
@@ -107,17 +99,18 @@ fn lock() -> Result<nix::fcntl::Flock<fs::File>> {
 /// (four small chains read: FORWARD, CNI6-FORWARD, FROM-POD, the policy
 /// chain; the jumps in CNI6-FORWARD prove the dispatch and admin chains
 /// exist, a rule cannot jump to a missing chain), then the pod's rules as
-/// one atomic batch of appends whose cost does not depend on how many pods
-/// exist.
+/// one atomic batch of appends to bucket chains, whose cost does not
+/// depend on how many pods exist.
 fn install(ipt: &Ip6tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
     let quick = SkeletonState {
         forward: ipt.list_chain(FORWARD)?.unwrap_or_default(),
         cni6_forward: ipt.list_chain(FORWARD_CHAIN)?,
-        antispoof_exists: true,
-        ingress_exists: true,
+        antispoof: Some(Skeleton::antispoof_rules()),
+        ingress: Some(Skeleton::ingress_rules()),
         from_pod: ipt.list_chain(FROM_POD_CHAIN)?,
         policy: ipt.list_chain(&skel.policy_chain())?,
         admin_exists: true,
+        chains: None,
     };
     if !skel.defects(&quick).is_empty() {
         ensure_skeleton(ipt, skel)?;
@@ -128,8 +121,8 @@ fn install(ipt: &Ip6tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()>
     let batch = rules::batch(pod_rules);
     match ipt.restore(&batch) {
         Ok(()) => Ok(()),
-        // A chain the batch refers to (FROM-POD, the policy chain) is
-        // missing or altered: repair, then the batch once more.
+        // A chain the batch refers to (a bucket, FROM-POD, the policy
+        // chain) is missing: repair, then the batch once more.
         Err(_) => {
             ensure_skeleton(ipt, skel)?;
             ipt.restore(&batch)
@@ -137,21 +130,30 @@ fn install(ipt: &Ip6tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()>
     }
 }
 
-/// Remove every rule carrying one of `tags` from the per-pod chains. Found
-/// by listing (no prevResult needed); a rule that vanished meanwhile makes
-/// the batch fail, so re-list and retry. Keeps going across tags.
-fn remove_tagged(ipt: &Ip6tables, tags: &BTreeSet<String>) -> Result<()> {
+/// `-A` lines of our bucket chains in a full listing.
+fn bucket_lines(all: Vec<String>) -> Vec<String> {
+    all.into_iter()
+        .filter(|l| rules::parse_rule(l).is_some_and(|r| rules::is_bucket_chain(r.chain)))
+        .collect()
+}
+
+/// Remove every rule carrying one of `tags`, starting from `listing` (the
+/// `-A` lines of the chains they may be in). A rule that vanished meanwhile
+/// makes a batch fail: re-list the whole table and retry. Keeps going
+/// across tags and reports every failure at the end.
+fn remove_tagged(ipt: &Ip6tables, tags: &BTreeSet<String>, listing: Vec<String>) -> Result<()> {
     let mut errors = Vec::new();
     let mut pending: BTreeSet<String> = tags.clone();
+    let mut listing = listing;
     for attempt in 1..=DELETE_ATTEMPTS {
-        let antispoof = ipt.list_chain(ANTISPOOF_CHAIN)?.unwrap_or_default();
-        let ingress = ipt.list_chain(INGRESS_CHAIN)?.unwrap_or_default();
+        if attempt > 1 {
+            listing = bucket_lines(ipt.list_all()?);
+        }
         let mut next = BTreeSet::new();
         errors.clear();
         for tag in &pending {
-            let lines: Vec<String> = rules::rules_with_tag(&antispoof, tag)
+            let lines: Vec<String> = rules::rules_with_tag(&listing, tag)
                 .into_iter()
-                .chain(rules::rules_with_tag(&ingress, tag))
                 .map(rules::delete_of)
                 .collect();
             if lines.is_empty() {
@@ -165,11 +167,18 @@ fn remove_tagged(ipt: &Ip6tables, tags: &BTreeSet<String>) -> Result<()> {
         if next.is_empty() {
             return Ok(());
         }
-        if attempt < DELETE_ATTEMPTS {
-            pending = next;
-        }
+        pending = next;
     }
     Err(Error::Cleanup(errors))
+}
+
+/// The `-A` lines of `chains`, one small listing each.
+fn list_chains(ipt: &Ip6tables, chains: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    for c in chains {
+        out.insert(c.clone(), ipt.list_chain(c)?.unwrap_or_default());
+    }
+    Ok(out)
 }
 
 impl Firewall6 {
@@ -201,6 +210,10 @@ impl Firewall6 {
         Ok(res)
     }
 
+    /// With a usable prevResult the pod's rules sit in known buckets: list
+    /// those few chains only (O(1)). Without one, or when the buckets do
+    /// not hold all of them (the config or prevResult changed since ADD,
+    /// checklist 17), read the whole table once.
     fn del_inner(&self, req: &Request) -> Result<()> {
         let ipt = match Ip6tables::locate() {
             Ok(i) => i,
@@ -210,7 +223,23 @@ impl Firewall6 {
                 return Ok(());
             }
         };
-        remove_tagged(&ipt, &BTreeSet::from([attachment(req).tag()]))
+        let tag = attachment(req).tag();
+        let tags = BTreeSet::from([tag.clone()]);
+        let expected = req
+            .config
+            .prev_result
+            .as_ref()
+            .and_then(|p| CniResult::parse(p).ok())
+            .and_then(|r| Pod::from_result(&r).ok())
+            .map(|pod| rules::pod_rules(&tag, &pod, "-"));
+        if let Some(expected) = expected.filter(|e| !e.is_empty()) {
+            let listings = list_chains(&ipt, &rules::chains_of(&expected))?;
+            let listing: Vec<String> = listings.into_values().flatten().collect();
+            if rules::rules_with_tag(&listing, &tag).len() >= expected.len() {
+                return remove_tagged(&ipt, &tags, listing);
+            }
+        }
+        remove_tagged(&ipt, &tags, bucket_lines(ipt.list_all()?))
     }
 
     fn check_inner(&self, req: &Request) -> Result<()> {
@@ -233,12 +262,24 @@ impl Firewall6 {
             network: &req.config.name,
             conf: &conf,
         };
-        defects.extend(skel.defects(&read_skeleton(&ipt, &skel)?));
+        // Read-only and O(1): the skeleton chains and the pod's buckets,
+        // one small listing each (bucket chains exist when the dispatch
+        // rules that jump to them do).
+        let state = SkeletonState {
+            forward: ipt.list_chain(FORWARD)?.unwrap_or_default(),
+            cni6_forward: ipt.list_chain(FORWARD_CHAIN)?,
+            antispoof: ipt.list_chain(ANTISPOOF_CHAIN)?,
+            ingress: ipt.list_chain(INGRESS_CHAIN)?,
+            from_pod: ipt.list_chain(FROM_POD_CHAIN)?,
+            policy: ipt.list_chain(&skel.policy_chain())?,
+            admin_exists: ipt.list_chain(&conf.admin_chain)?.is_some(),
+            chains: None,
+        };
+        defects.extend(skel.defects(&state));
         let tag = attachment(req).tag();
         let wanted = rules::pod_rules(&tag, &pod, &skel.policy_chain());
-        let antispoof = ipt.list_chain(ANTISPOOF_CHAIN)?.unwrap_or_default();
-        let ingress = ipt.list_chain(INGRESS_CHAIN)?.unwrap_or_default();
-        defects.extend(rules::pod_defects(&wanted, &antispoof, &ingress));
+        let listings = list_chains(&ipt, &rules::chains_of(&wanted))?;
+        defects.extend(rules::pod_defects(&wanted, &listings));
         if defects.is_empty() {
             Ok(())
         } else {
@@ -275,20 +316,16 @@ impl Firewall6 {
                 return Ok(());
             }
         };
-        let mut stale = BTreeSet::new();
-        for chain in [ANTISPOOF_CHAIN, INGRESS_CHAIN] {
-            for line in ipt.list_chain(chain)?.unwrap_or_default() {
-                if let Some(c) = rules::parse_rule(&line).and_then(|r| r.comment) {
-                    if rules::tag_network(&c) == Some(network) && !keep.contains(&c) {
-                        stale.insert(c);
-                    }
-                }
-            }
-        }
+        let listing = bucket_lines(ipt.list_all()?);
+        let stale: BTreeSet<String> = listing
+            .iter()
+            .filter_map(|l| rules::parse_rule(l).and_then(|r| r.comment))
+            .filter(|c| rules::tag_network(c) == Some(network) && !keep.contains(c))
+            .collect();
         if stale.is_empty() {
             return Ok(());
         }
-        remove_tagged(&ipt, &stale)
+        remove_tagged(&ipt, &stale, listing)
     }
 
     fn status_inner(&self) -> Result<(), cni_common::Error> {
@@ -327,20 +364,6 @@ impl Plugin for Firewall6 {
     fn status(&self, _req: &Request) -> cni_common::Result<()> {
         self.status_inner()
     }
-}
-
-/// Group `-A` lines of our per-pod chains by attachment tag (for tools and
-/// tests that want to see what is installed per pod).
-pub fn rules_by_tag(lines: &[String]) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for l in lines {
-        if let Some(r) = rules::parse_rule(l) {
-            if let Some(c) = r.comment.filter(|c| rules::tag_network(c).is_some()) {
-                out.entry(c).or_default().push(l.clone());
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

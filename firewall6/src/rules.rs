@@ -13,21 +13,33 @@ use crate::config::{FirewallConf, Ingress};
 use crate::error::{Error, Result};
 use cni_common::result::CniResult;
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 
 pub const FORWARD: &str = "FORWARD";
 /// Jumped to from FORWARD; holds only node-wide dispatch rules.
 pub const FORWARD_CHAIN: &str = "CNI6-FORWARD";
-/// Per pod: its (source, port) pairs go on to FROM-POD, anything else
-/// entering from its host-side interface is dropped.
+/// Node-wide: dispatches traffic entering from a pod's host-side port to
+/// the port bucket `CNI6-P-xx` (by the port name) or `CNI6-P-OTHER`.
 pub const ANTISPOOF_CHAIN: &str = "CNI6-ANTISPOOF";
-/// Per pod address: traffic to it goes to the network's policy chain.
+/// Node-wide: dispatches traffic by the low byte of its destination to the
+/// address bucket `CNI6-D-xx`.
 pub const INGRESS_CHAIN: &str = "CNI6-INGRESS";
 /// Node-wide: traffic from a pod with a genuine source: the destination
 /// pod's policy applies first, then it may leave.
 pub const FROM_POD_CHAIN: &str = "CNI6-FROM-POD";
 /// Per network: `CNI6-POL-<12 hex>` of (network, policy).
 pub const POLICY_PREFIX: &str = "CNI6-POL-";
+/// Port buckets: `CNI6-P-00` … `CNI6-P-ff`, and [`PORT_OTHER`].
+pub const PORT_BUCKET_PREFIX: &str = "CNI6-P-";
+/// Ports whose name is not bridge6's `c6<hex>`, and routed (`-i`) ports.
+pub const PORT_OTHER: &str = "CNI6-P-OTHER";
+/// Address buckets: `CNI6-D-00` … `CNI6-D-ff`.
+pub const ADDR_BUCKET_PREFIX: &str = "CNI6-D-";
+/// bridge6 names host veths `c6` + 13 hex digits of a hash: the two hex
+/// digits after the prefix spread them evenly over 256 port buckets.
+pub const BRIDGE6_VETH_PREFIX: &str = "c6";
+pub const BUCKETS: usize = 256;
 
 /// The comment word that marks a rule as ours.
 pub const TAG_WORD: &str = "firewall6";
@@ -44,6 +56,41 @@ pub fn is_internal_chain(name: &str) -> bool {
     ]
     .contains(&name)
         || name.starts_with(POLICY_PREFIX)
+        || name.starts_with(PORT_BUCKET_PREFIX)
+        || name.starts_with(ADDR_BUCKET_PREFIX)
+}
+
+/// Chains that hold per-pod rules (what DEL, GC and CHECK search).
+pub fn is_bucket_chain(name: &str) -> bool {
+    name.starts_with(PORT_BUCKET_PREFIX) || name.starts_with(ADDR_BUCKET_PREFIX)
+}
+
+pub fn port_bucket(b: usize) -> String {
+    format!("{PORT_BUCKET_PREFIX}{b:02x}")
+}
+
+pub fn addr_bucket(b: usize) -> String {
+    format!("{ADDR_BUCKET_PREFIX}{b:02x}")
+}
+
+/// The bucket of a pod's traffic by its host-side port name.
+pub fn port_bucket_of(host: &HostSide) -> String {
+    match host {
+        HostSide::BridgePort(name) => name
+            .strip_prefix(BRIDGE6_VETH_PREFIX)
+            .and_then(|rest| rest.get(..2))
+            .filter(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+            .map(port_bucket)
+            .unwrap_or_else(|| PORT_OTHER.to_string()),
+        HostSide::Routed(_) => PORT_OTHER.to_string(),
+    }
+}
+
+/// The bucket of traffic to `a`: its low byte (pod slots are sequential,
+/// and the ULA and GUA of a pod share their low 32 bits).
+pub fn addr_bucket_of(a: &Ipv6Addr) -> String {
+    addr_bucket(a.octets()[15] as usize)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -263,6 +310,47 @@ impl Skeleton<'_> {
         ]
     }
 
+    /// CNI6-ANTISPOOF: one rule per port bucket, then the catch-all.
+    pub fn antispoof_rules() -> Vec<String> {
+        let mut v: Vec<String> = (0..BUCKETS)
+            .map(|b| {
+                format!(
+                    "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{b:02x}+ {} -j {}",
+                    comment("firewall6: port bucket"),
+                    port_bucket(b)
+                )
+            })
+            .collect();
+        v.push(format!(
+            "-A {ANTISPOOF_CHAIN} {} -j {PORT_OTHER}",
+            comment("firewall6: other port names")
+        ));
+        v
+    }
+
+    /// CNI6-INGRESS: one rule per address bucket (a non-contiguous mask
+    /// on the low byte).
+    pub fn ingress_rules() -> Vec<String> {
+        (0..BUCKETS)
+            .map(|b| {
+                format!(
+                    "-A {INGRESS_CHAIN} -d {}/::ff {} -j {}",
+                    Ipv6Addr::from(b as u128),
+                    comment("firewall6: address bucket"),
+                    addr_bucket(b)
+                )
+            })
+            .collect()
+    }
+
+    /// Every bucket chain name.
+    pub fn bucket_chains() -> Vec<String> {
+        let mut v: Vec<String> = (0..BUCKETS).map(port_bucket).collect();
+        v.push(PORT_OTHER.to_string());
+        v.extend((0..BUCKETS).map(addr_bucket));
+        v
+    }
+
     pub fn from_pod_rules() -> Vec<String> {
         vec![
             format!(
@@ -331,25 +419,39 @@ impl Skeleton<'_> {
     }
 }
 
-/// The per-pod rules, in installation order.
+/// The per-pod rules, in installation order: in the pod's port bucket its
+/// genuine (source, port) pairs go on to FROM-POD, then everything else from
+/// its port is dropped; in each address's bucket, traffic to it goes to the
+/// network's policy chain.
 pub fn pod_rules(tag: &str, pod: &Pod, policy_chain: &str) -> Vec<String> {
     let c = comment(tag);
     let mut v = Vec::new();
     if let Some(host) = &pod.host_side {
         let m = host.matcher();
+        let chain = port_bucket_of(host);
         for a in &pod.addresses {
-            v.push(format!(
-                "-A {ANTISPOOF_CHAIN} -s {a}/128 {m} {c} -g {FROM_POD_CHAIN}"
-            ));
+            v.push(format!("-A {chain} -s {a}/128 {m} {c} -g {FROM_POD_CHAIN}"));
         }
-        v.push(format!("-A {ANTISPOOF_CHAIN} {m} {c} -j DROP"));
+        v.push(format!("-A {chain} {m} {c} -j DROP"));
     }
     for a in &pod.addresses {
-        v.push(format!(
-            "-A {INGRESS_CHAIN} -d {a}/128 {c} -j {policy_chain}"
-        ));
+        let chain = addr_bucket_of(a);
+        v.push(format!("-A {chain} -d {a}/128 {c} -j {policy_chain}"));
     }
     v
+}
+
+/// The chains `rules` (lines `-A CHAIN …`) live in, each once, in order.
+pub fn chains_of(rules: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rules {
+        if let Some(c) = parse_rule(r).map(|r| r.chain.to_string()) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// The live state of the skeleton chains: `None` = chain missing.
@@ -357,11 +459,49 @@ pub fn pod_rules(tag: &str, pod: &Pod, policy_chain: &str) -> Vec<String> {
 pub struct SkeletonState {
     pub forward: Vec<String>,
     pub cni6_forward: Option<Vec<String>>,
-    pub antispoof_exists: bool,
-    pub ingress_exists: bool,
+    pub antispoof: Option<Vec<String>>,
+    pub ingress: Option<Vec<String>>,
     pub from_pod: Option<Vec<String>>,
     pub policy: Option<Vec<String>>,
     pub admin_exists: bool,
+    /// Every user chain of the table, when read from a full listing. When
+    /// `None`, bucket chains count as present if the dispatch rules are
+    /// intact (a rule cannot jump to a missing chain).
+    pub chains: Option<BTreeSet<String>>,
+}
+
+impl SkeletonState {
+    /// From a full `ip6tables -S` of the filter table.
+    pub fn from_listing(lines: &[String], admin_chain: &str, policy_chain: &str) -> Self {
+        let chains: BTreeSet<String> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("-N "))
+            .map(str::to_string)
+            .collect();
+        let rules_of = |chain: &str| -> Option<Vec<String>> {
+            if chain != FORWARD && !chains.contains(chain) {
+                return None;
+            }
+            let prefix = format!("-A {chain} ");
+            Some(
+                lines
+                    .iter()
+                    .filter(|l| l.starts_with(&prefix))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        SkeletonState {
+            forward: rules_of(FORWARD).unwrap_or_default(),
+            cni6_forward: rules_of(FORWARD_CHAIN),
+            antispoof: rules_of(ANTISPOOF_CHAIN),
+            ingress: rules_of(INGRESS_CHAIN),
+            from_pod: rules_of(FROM_POD_CHAIN),
+            policy: rules_of(policy_chain),
+            admin_exists: chains.contains(admin_chain),
+            chains: Some(chains),
+        }
+    }
 }
 
 impl Skeleton<'_> {
@@ -397,11 +537,24 @@ impl Skeleton<'_> {
         if !s.admin_exists {
             out.push(format!("admin chain {} is missing", self.conf.admin_chain));
         }
-        if !s.antispoof_exists {
-            out.push(format!("chain {ANTISPOOF_CHAIN} is missing"));
+        if s.antispoof.as_deref() != Some(&Self::antispoof_rules()[..]) {
+            out.push(format!(
+                "dispatch chain {ANTISPOOF_CHAIN} is missing or altered"
+            ));
         }
-        if !s.ingress_exists {
-            out.push(format!("chain {INGRESS_CHAIN} is missing"));
+        if s.ingress.as_deref() != Some(&Self::ingress_rules()[..]) {
+            out.push(format!(
+                "dispatch chain {INGRESS_CHAIN} is missing or altered"
+            ));
+        }
+        if let Some(chains) = &s.chains {
+            let missing: Vec<String> = Self::bucket_chains()
+                .into_iter()
+                .filter(|c| !chains.contains(c))
+                .collect();
+            if !missing.is_empty() {
+                out.push(format!("bucket chains missing: {}", missing.join(", ")));
+            }
         }
         if s.from_pod.as_deref() != Some(&Self::from_pod_rules()[..]) {
             out.push(format!("chain {FROM_POD_CHAIN} is missing or altered"));
@@ -415,31 +568,35 @@ impl Skeleton<'_> {
         out
     }
 
-    /// The batch lines that make the skeleton whole from state `s`.
-    /// Existing chains holding pod rules (ANTISPOOF, INGRESS) and the admin
-    /// chain are never declared (a declaration flushes); FROM-POD and the
-    /// policy chain hold only derived rules and are rewritten when altered.
+    /// The batch lines that make the skeleton whole from `s`, which must
+    /// come from a full listing (`chains` known). Bucket chains that exist
+    /// hold pod rules and the admin chain is the operator's: neither is
+    /// ever declared when present (a declaration flushes). The dispatch
+    /// chains, FROM-POD and the policy chain hold only derived rules and
+    /// are rewritten when altered.
     pub fn repair(&self, s: &SkeletonState) -> Vec<String> {
+        let chains = s.chains.clone().unwrap_or_default();
         let mut decl = Vec::new();
         let mut rules = Vec::new();
         let declare = |d: &mut Vec<String>, name: &str| d.push(format!(":{name} - [0:0]"));
         if !s.admin_exists {
             declare(&mut decl, &self.conf.admin_chain);
         }
-        if !s.antispoof_exists {
-            declare(&mut decl, ANTISPOOF_CHAIN);
+        for c in Self::bucket_chains() {
+            if !chains.contains(&c) {
+                declare(&mut decl, &c);
+            }
         }
-        if !s.ingress_exists {
-            declare(&mut decl, INGRESS_CHAIN);
-        }
-        if s.from_pod.as_deref() != Some(&Self::from_pod_rules()[..]) {
-            declare(&mut decl, FROM_POD_CHAIN);
-            rules.extend(Self::from_pod_rules());
-        }
-        let policy = self.policy_rules();
-        if s.policy.as_deref() != Some(&policy[..]) {
-            declare(&mut decl, &self.policy_chain());
-            rules.extend(policy);
+        for (name, have, want) in [
+            (ANTISPOOF_CHAIN, &s.antispoof, Self::antispoof_rules()),
+            (INGRESS_CHAIN, &s.ingress, Self::ingress_rules()),
+            (FROM_POD_CHAIN, &s.from_pod, Self::from_pod_rules()),
+            (self.policy_chain().as_str(), &s.policy, self.policy_rules()),
+        ] {
+            if have.as_deref() != Some(&want[..]) {
+                declare(&mut decl, name);
+                rules.extend(want);
+            }
         }
         match &s.cni6_forward {
             None => {
@@ -539,27 +696,26 @@ pub fn rules_with_tag<'a>(listing: &'a [String], tag: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// What CHECK finds wrong with one pod's rules in the listings of
-/// ANTISPOOF and INGRESS; empty = intact.
-pub fn pod_defects(expected: &[String], antispoof: &[String], ingress: &[String]) -> Vec<String> {
+/// What CHECK finds wrong with one pod's rules, given the listing of each
+/// chain they live in (a chain absent from `listings` counts as empty);
+/// empty = intact.
+pub fn pod_defects(expected: &[String], listings: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     let mut out = Vec::new();
-    let mut last_antispoof: Option<usize> = None;
+    // Within the port bucket the pod's DROP must come after its sources.
+    let mut last_in: BTreeMap<String, usize> = BTreeMap::new();
     for r in expected {
-        let (listing, chain) = if r.starts_with(&format!("-A {ANTISPOOF_CHAIN} ")) {
-            (antispoof, ANTISPOOF_CHAIN)
-        } else {
-            (ingress, INGRESS_CHAIN)
+        let Some(chain) = parse_rule(r).map(|p| p.chain.to_string()) else {
+            continue;
         };
-        match listing.iter().position(|x| x == r) {
+        let have = listings.get(&chain).map(Vec::as_slice).unwrap_or(&[]);
+        match have.iter().position(|x| x == r) {
             None => out.push(format!("{chain} lacks rule `{r}`")),
-            Some(i) if chain == ANTISPOOF_CHAIN => {
-                // The pod's DROP must come after its accepted sources.
-                if last_antispoof.is_some_and(|l| i < l) {
+            Some(i) => {
+                if last_in.get(&chain).is_some_and(|l| i < *l) {
                     out.push(format!("{chain} has rule `{r}` out of order"));
                 }
-                last_antispoof = Some(i);
+                last_in.insert(chain, i);
             }
-            Some(_) => {}
         }
     }
     out
@@ -687,31 +843,75 @@ mod tests {
         let tag = att().tag();
         let r = pod_rules(&tag, &bridged_pod(), "CNI6-POL-abc");
         let c = "-m comment --comment \"firewall6 net=cluster if=eth0 id=c0ffee\"";
+        // veth1234 is not a bridge6 name: the catch-all port bucket.
         assert_eq!(
             r,
             vec![
-                format!("-A CNI6-ANTISPOOF -s fd00::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
-                format!("-A CNI6-ANTISPOOF -s 2001:db8::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
-                format!("-A CNI6-ANTISPOOF -m physdev --physdev-in veth1234 {c} -j DROP"),
-                format!("-A CNI6-INGRESS -d fd00::1:10/128 {c} -j CNI6-POL-abc"),
-                format!("-A CNI6-INGRESS -d 2001:db8::1:10/128 {c} -j CNI6-POL-abc"),
+                format!("-A CNI6-P-OTHER -s fd00::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
+                format!("-A CNI6-P-OTHER -s 2001:db8::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
+                format!("-A CNI6-P-OTHER -m physdev --physdev-in veth1234 {c} -j DROP"),
+                format!("-A CNI6-D-10 -d fd00::1:10/128 {c} -j CNI6-POL-abc"),
+                format!("-A CNI6-D-10 -d 2001:db8::1:10/128 {c} -j CNI6-POL-abc"),
             ]
         );
+        assert_eq!(chains_of(&r), vec!["CNI6-P-OTHER", "CNI6-D-10"]);
+        let b6 = Pod {
+            host_side: Some(HostSide::BridgePort("c63fa0123456789".into())),
+            ..bridged_pod()
+        };
+        let r = pod_rules(&tag, &b6, "P");
+        assert!(r[0].starts_with(
+            "-A CNI6-P-3f -s fd00::1:10/128 -m physdev --physdev-in c63fa0123456789 "
+        ));
         let routed = Pod {
-            host_side: Some(HostSide::Routed("veth9".into())),
+            host_side: Some(HostSide::Routed("c63fveth9".into())),
             ..bridged_pod()
         };
         let r = pod_rules(&tag, &routed, "P");
         assert_eq!(
             r[0],
-            format!("-A CNI6-ANTISPOOF -s fd00::1:10/128 -i veth9 {c} -g CNI6-FROM-POD")
+            format!("-A CNI6-P-OTHER -s fd00::1:10/128 -i c63fveth9 {c} -g CNI6-FROM-POD")
         );
-        assert_eq!(r[2], format!("-A CNI6-ANTISPOOF -i veth9 {c} -j DROP"));
+        assert_eq!(r[2], format!("-A CNI6-P-OTHER -i c63fveth9 {c} -j DROP"));
         let none = Pod {
             host_side: None,
             ..bridged_pod()
         };
         assert_eq!(pod_rules(&tag, &none, "P").len(), 2);
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(
+            port_bucket_of(&HostSide::BridgePort("c6ff0000000000a".into())),
+            "CNI6-P-ff"
+        );
+        assert_eq!(
+            port_bucket_of(&HostSide::BridgePort("c6FF0000000000a".into())),
+            "CNI6-P-OTHER"
+        );
+        assert_eq!(
+            port_bucket_of(&HostSide::BridgePort("c6".into())),
+            "CNI6-P-OTHER"
+        );
+        assert_eq!(
+            port_bucket_of(&HostSide::BridgePort("c6x1".into())),
+            "CNI6-P-OTHER"
+        );
+        assert_eq!(
+            addr_bucket_of(&"2001:db8::1:0:ab".parse().unwrap()),
+            "CNI6-D-ab"
+        );
+        assert_eq!(addr_bucket_of(&"fd00::100".parse().unwrap()), "CNI6-D-00");
+        let a = Skeleton::antispoof_rules();
+        assert_eq!(a.len(), 257);
+        assert_eq!(a[0xab], "-A CNI6-ANTISPOOF -m physdev --physdev-in c6ab+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-ab");
+        let i = Skeleton::ingress_rules();
+        assert_eq!(i[0], "-A CNI6-INGRESS -d ::/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-00");
+        assert_eq!(i[0xab], "-A CNI6-INGRESS -d ::ab/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-ab");
+        assert_eq!(Skeleton::bucket_chains().len(), 513);
+        assert!(is_internal_chain("CNI6-P-OTHER") && is_bucket_chain("CNI6-D-00"));
+        assert!(!is_bucket_chain("CNI6-FORWARD"));
     }
 
     #[test]
@@ -754,6 +954,29 @@ mod tests {
         assert!(e.to_string().contains("prevResult.interfaces[0].name"));
     }
 
+    fn intact_listing(s: &Skeleton) -> Vec<String> {
+        let mut lines = vec!["-P FORWARD ACCEPT".to_string()];
+        for c in [
+            FORWARD_CHAIN,
+            ANTISPOOF_CHAIN,
+            INGRESS_CHAIN,
+            FROM_POD_CHAIN,
+            "CNI6-ADMIN",
+        ] {
+            lines.push(format!("-N {c}"));
+        }
+        lines.push(format!("-N {}", s.policy_chain()));
+        lines.extend(Skeleton::bucket_chains().iter().map(|c| format!("-N {c}")));
+        lines.push(Skeleton::forward_jump());
+        lines.push(s.admin_jump());
+        lines.extend(Skeleton::forward_rules());
+        lines.extend(Skeleton::antispoof_rules());
+        lines.extend(Skeleton::ingress_rules());
+        lines.extend(Skeleton::from_pod_rules());
+        lines.extend(s.policy_rules());
+        lines
+    }
+
     #[test]
     fn skeleton_repair_from_nothing_and_when_intact() {
         let c = conf(json!({}));
@@ -761,10 +984,16 @@ mod tests {
             network: "n",
             conf: &c,
         };
-        let empty = SkeletonState::default();
+        let empty = SkeletonState::from_listing(
+            &["-P FORWARD ACCEPT".to_string()],
+            "CNI6-ADMIN",
+            &s.policy_chain(),
+        );
         let fix = s.repair(&empty);
         assert_eq!(fix[0], ":CNI6-ADMIN - [0:0]");
         assert!(fix.contains(&":CNI6-FORWARD - [0:0]".to_string()));
+        assert!(fix.contains(&":CNI6-P-OTHER - [0:0]".to_string()));
+        assert!(fix.contains(&":CNI6-D-ff - [0:0]".to_string()));
         assert_eq!(
             fix.last().unwrap(),
             "-I FORWARD 1 -m comment --comment \"firewall6: cni6 pod firewall\" -j CNI6-FORWARD"
@@ -774,19 +1003,24 @@ mod tests {
         assert!(fix[first_rule..].iter().all(|l| l.starts_with('-')));
         assert!(!s.defects(&empty).is_empty());
 
-        let mut cni6_forward = vec![s.admin_jump()];
-        cni6_forward.extend(Skeleton::forward_rules());
-        let intact = SkeletonState {
-            forward: vec![Skeleton::forward_jump()],
-            cni6_forward: Some(cni6_forward),
-            antispoof_exists: true,
-            ingress_exists: true,
-            from_pod: Some(Skeleton::from_pod_rules()),
-            policy: Some(s.policy_rules()),
-            admin_exists: true,
-        };
+        let lines = intact_listing(&s);
+        let intact = SkeletonState::from_listing(&lines, "CNI6-ADMIN", &s.policy_chain());
+        assert!(s.defects(&intact).is_empty(), "{:?}", s.defects(&intact));
         assert!(s.repair(&intact).is_empty());
-        assert!(s.defects(&intact).is_empty());
+
+        // A flushed dispatch chain and a lost bucket: the dispatch chain is
+        // rewritten, only the missing bucket declared (the others hold pods).
+        let broken: Vec<String> = lines
+            .iter()
+            .filter(|l| !l.starts_with("-A CNI6-INGRESS ") && *l != "-N CNI6-P-07")
+            .cloned()
+            .collect();
+        let st = SkeletonState::from_listing(&broken, "CNI6-ADMIN", &s.policy_chain());
+        assert_eq!(s.defects(&st).len(), 2, "{:?}", s.defects(&st));
+        let fix = s.repair(&st);
+        let decls: Vec<&String> = fix.iter().filter(|l| l.starts_with(':')).collect();
+        assert_eq!(decls, [":CNI6-P-07 - [0:0]", ":CNI6-INGRESS - [0:0]"]);
+        assert_eq!(fix.len(), 2 + 256);
 
         // Another network's admin chain: ours is inserted first, theirs kept.
         let other = conf(json!({"adminChain": "OTHER-ADMIN"}));
@@ -794,11 +1028,8 @@ mod tests {
             network: "m",
             conf: &other,
         };
-        let fresh_admin = SkeletonState {
-            admin_exists: false,
-            ..intact.clone()
-        };
-        let fix = o.repair(&fresh_admin);
+        let st = SkeletonState::from_listing(&lines, "OTHER-ADMIN", &o.policy_chain());
+        let fix = o.repair(&st);
         assert!(fix.contains(&":OTHER-ADMIN - [0:0]".to_string()));
         assert!(fix.contains(
             &"-I CNI6-FORWARD 1 -m comment --comment \"firewall6: operator overrides first\" -j OTHER-ADMIN".to_string()
@@ -845,18 +1076,21 @@ mod tests {
     fn pod_defects_finds_missing_and_misordered() {
         let tag = att().tag();
         let expected = pod_rules(&tag, &bridged_pod(), "P");
-        let antispoof: Vec<String> = expected[..3].to_vec();
-        let ingress: Vec<String> = expected[3..].to_vec();
-        assert!(pod_defects(&expected, &antispoof, &ingress).is_empty());
-        let d = pod_defects(&expected, &antispoof, &ingress[..1]);
+        let port: Vec<String> = expected[..3].to_vec();
+        let addr: Vec<String> = expected[3..].to_vec();
+        let lookup = |p: &[String], a: &[String]| {
+            let m = BTreeMap::from([
+                ("CNI6-P-OTHER".to_string(), p.to_vec()),
+                ("CNI6-D-10".to_string(), a.to_vec()),
+            ]);
+            pod_defects(&expected, &m)
+        };
+        assert!(lookup(&port, &addr).is_empty());
+        let d = lookup(&port, &addr[..1]);
         assert_eq!(d.len(), 1);
         assert!(d[0].contains("2001:db8::1:10/128"));
-        let swapped = vec![
-            antispoof[2].clone(),
-            antispoof[0].clone(),
-            antispoof[1].clone(),
-        ];
-        let d = pod_defects(&expected, &swapped, &ingress);
+        let swapped = vec![port[2].clone(), port[0].clone(), port[1].clone()];
+        let d = lookup(&swapped, &addr);
         assert!(d.iter().any(|x| x.contains("out of order")), "{d:?}");
     }
 }

@@ -135,8 +135,7 @@ impl IpamNet {
     }
 
     /// A GC/STATUS call as libcni makes it (attachment vars empty).
-    pub fn network_call(&self, cmd: &str, version: &str, conf: &Value) -> Invocation {
-        let _ = version;
+    pub fn network_call(&self, cmd: &str, conf: &Value) -> Invocation {
         Invocation::network(harness::plugin("ipam-prefix"), cmd).stdin_json(conf)
     }
 
@@ -144,11 +143,11 @@ impl IpamNet {
     pub fn gc(&self, valid: &[(&str, &str)]) -> Invocation {
         let mut c = self.conf("1.1.0");
         c["cni.dev/valid-attachments"] = attachments_json(valid);
-        self.network_call("GC", "1.1.0", &c)
+        self.network_call("GC", &c)
     }
 
     pub fn status(&self) -> Invocation {
-        self.network_call("STATUS", "1.1.0", &self.conf("1.1.0"))
+        self.network_call("STATUS", &self.conf("1.1.0"))
     }
 
     pub fn store(&self) -> Store {

@@ -412,7 +412,7 @@ fn gc_frees_what_is_not_listed_and_only_in_its_network() {
     add(&n, &ns, &b);
     add(&m, &ns, &c);
     // No key at all: "no information", nothing deleted.
-    n.network_call("GC", "1.1.0", &n.conf("1.1.0"))
+    n.network_call("GC", &n.conf("1.1.0"))
         .run()
         .assert_silent_ok();
     assert_eq!(n.store().assert_consistent().len(), 2);
@@ -425,9 +425,7 @@ fn gc_frees_what_is_not_listed_and_only_in_its_network() {
     add(&n, &ns, &b);
     let mut conf = n.conf("1.1.0");
     conf["cni.dev/attachments"] = attachments_json(&[(&b, "eth0"), (&a, "net9")]);
-    n.network_call("GC", "1.1.0", &conf)
-        .run()
-        .assert_silent_ok();
+    n.network_call("GC", &conf).run().assert_silent_ok();
     assert_eq!(n.store().assert_consistent(), vec![Store::key(&b, "eth0")]);
     // 52: libcni's synthetic DEL, then GC, for the same stale attachment.
     n.call("DEL", "1.1.0", &b, "/var/run/netns/c6i-long-gone", "eth0")

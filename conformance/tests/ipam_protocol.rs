@@ -507,12 +507,12 @@ fn gc_and_status_need_1_1() {
     // checklist 45, 51
     let net = demo_net();
     for v in versions_without_gc() {
-        net.network_call("STATUS", v, &net.conf(v))
+        net.network_call("STATUS", &net.conf(v))
             .run()
             .assert_error(1);
         let mut c = net.conf(v);
         c["cni.dev/valid-attachments"] = json!([]);
-        net.network_call("GC", v, &c).run().assert_error(1);
+        net.network_call("GC", &c).run().assert_error(1);
     }
     // At 1.1.0 with every attachment variable empty (libcni) or unset.
     net.status().run().assert_silent_ok();

@@ -225,7 +225,7 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
         let short = |p: &Pod| format!("n{}p{}", p.node, p.name.rsplit('p').next().unwrap_or(""));
         let mut header = format!("{:>8}", "");
         for (s, _) in &pods {
-            header.push_str(&format!(" {:>9}", short(s)));
+            header.push_str(&format!(" {:>11}", short(s)));
         }
         say(o, header)?;
         for (c, _) in &pods {
@@ -258,7 +258,7 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
                         }
                     }
                 };
-                row.push_str(&format!(" {cell:>9}"));
+                row.push_str(&format!(" {cell:>11}"));
             }
             say(o, row)?;
         }
@@ -338,9 +338,9 @@ fn keep_up(topo: Topology, pods: &[(Pod, PodAddresses)], o: &mut Output) -> Resu
             n1.netns
         ),
         format!(
-            "  ip netns exec {} tcpdump -ni {} ip6   # the fabric",
+            "  ip netns exec {} tcpdump -ni {}n1 ip6   # node 1's port on the fabric",
             topo.underlay_netns(),
-            topo.fabric_bridge()
+            topo.base()
         ),
         format!(
             "  ls {}/node1/ipam/cluster/attachments",

@@ -4,6 +4,7 @@
 //! was expected.
 
 use cni_common::config::{opt_key, NetConf};
+use cni_common::env::CniArgs;
 use cni_common::result::Dns;
 use cni_common::{delegate, env, Error};
 use serde_json::Value;
@@ -95,6 +96,54 @@ impl Config {
     }
 }
 
+/// The MAC a runtime asks for on the pod interface (CONVENTIONS, as the
+/// reference bridge reads it): `CNI_ARGS MAC=`, then `args.cni.mac`, then
+/// `runtimeConfig.mac` when the `mac` capability is declared; the later
+/// source wins. A malformed or multicast MAC is an error naming its
+/// source (checklist 73: act on it or fail, never ignore).
+pub fn requested_mac(conf: &NetConf, args: &CniArgs) -> Result<Option<[u8; 6]>, Error> {
+    let mut mac = None;
+    if let Some(s) = args.get("MAC") {
+        mac = Some(
+            parse_mac(s).ok_or_else(|| Error::env("CNI_ARGS", format!("MAC={s}"), MAC_EXPECTED))?,
+        );
+    }
+    for (key, v) in [
+        ("args.cni.mac", conf.cni_arg("mac")),
+        ("runtimeConfig.mac", conf.capability("mac")),
+    ] {
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                mac = Some(parse_mac(s).ok_or_else(|| Error::config(key, s, MAC_EXPECTED))?)
+            }
+            Some(other) => return Err(Error::config(key, other, MAC_EXPECTED)),
+        }
+    }
+    Ok(mac)
+}
+
+const MAC_EXPECTED: &str = "a unicast MAC address like \"02:42:ac:11:00:02\"";
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        mac[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    // Multicast (I/G bit) or all-zero cannot be an interface's address.
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return None;
+    }
+    Some(mac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +210,56 @@ mod tests {
         let e = parse(&format!(r#"{{"name":"n","ipMasq":true,{IPAM}}}"#)).unwrap_err();
         assert_eq!(e.code(), 2);
         assert!(e.to_string().contains("ipMasq=true"), "{e}");
+    }
+
+    #[test]
+    fn mac_sources_and_precedence() {
+        let conf = |json: &str| NetConf::parse(json.as_bytes()).unwrap();
+        let none = CniArgs::default();
+        assert_eq!(
+            requested_mac(&conf(r#"{"name":"n"}"#), &none).unwrap(),
+            None
+        );
+        let args = CniArgs::parse("IgnoreUnknown=1;MAC=02:00:00:00:00:01").unwrap();
+        assert_eq!(
+            requested_mac(&conf(r#"{"name":"n"}"#), &args).unwrap(),
+            Some([2, 0, 0, 0, 0, 1])
+        );
+        let c = conf(
+            r#"{"name":"n","args":{"cni":{"mac":"02:00:00:00:00:02"}},
+                "capabilities":{"mac":true},"runtimeConfig":{"mac":"02:00:00:00:00:03"}}"#,
+        );
+        assert_eq!(requested_mac(&c, &args).unwrap(), Some([2, 0, 0, 0, 0, 3]));
+        // Not declared: runtimeConfig.mac is not ours to read.
+        let c = conf(
+            r#"{"name":"n","args":{"cni":{"mac":"02:00:00:00:00:02"}},
+                "runtimeConfig":{"mac":"02:00:00:00:00:03"}}"#,
+        );
+        assert_eq!(requested_mac(&c, &none).unwrap(), Some([2, 0, 0, 0, 0, 2]));
+    }
+
+    #[test]
+    fn bad_macs_name_their_source() {
+        let conf = |json: &str| NetConf::parse(json.as_bytes()).unwrap();
+        let none = CniArgs::default();
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "02:00:00:00:00",
+            "zz:00:00:00:00:01",
+            "0200.0000.0001",
+        ] {
+            let c = conf(&format!(
+                r#"{{"name":"n","args":{{"cni":{{"mac":"{bad}"}}}}}}"#
+            ));
+            let e = requested_mac(&c, &none).unwrap_err();
+            assert_eq!(e.code(), 7, "{bad}");
+            assert!(e.to_string().contains("args.cni.mac"), "{e}");
+        }
+        let args = CniArgs::parse("MAC=nope").unwrap();
+        let e = requested_mac(&conf(r#"{"name":"n"}"#), &args).unwrap_err();
+        assert_eq!(e.code(), 4);
+        assert!(e.to_string().contains("MAC=nope"), "{e}");
     }
 
     #[test]

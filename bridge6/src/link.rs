@@ -176,6 +176,8 @@ pub struct VethSpec<'a, F: AsFd> {
     pub master: u32,
     pub peer_name: &'a str,
     pub peer_netns: &'a F,
+    /// The pod end's MAC, when the runtime asked for one.
+    pub peer_mac: Option<[u8; 6]>,
     pub mtu: u32,
 }
 
@@ -188,6 +190,9 @@ pub fn create_veth<F: AsFd>(nl: &mut Netlink, spec: &VethSpec<'_, F>) -> io::Res
         LinkAttribute::Mtu(spec.mtu),
         LinkAttribute::NetNsFd(spec.peer_netns.as_fd().as_raw_fd()),
     ];
+    if let Some(mac) = spec.peer_mac {
+        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
     let mut msg = LinkMessage::default();
     msg.attributes = vec![
         LinkAttribute::IfName(spec.host_name.to_string()),

@@ -3,7 +3,7 @@
 //! in the crate documentation.
 
 use crate::attachment::{self, Attachment};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::error::{Bridge6Error, Result};
 use crate::{link, ndisc, sysctl};
 use cni_common::delegate;
@@ -29,10 +29,10 @@ impl Plugin for Bridge6 {
         "bridge6: cni6 main plugin (node bridge, veth into the pod, IPv6 addresses and routes)"
     }
 
-    /// `IP=` is the IPAM plugin's (checklist 74); it gets our whole
-    /// environment, so it must not be refused here.
+    /// `IP=` is the IPAM plugin's (checklist 74; it gets our whole
+    /// environment, so it must not be refused here); `MAC=` is ours.
     fn known_args(&self) -> &'static [&'static str] {
-        &["IP"]
+        &["IP", "MAC"]
     }
 
     fn add(&self, req: &Request) -> cni_common::Result<CniResult> {
@@ -212,6 +212,7 @@ fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: u32) -> Result<link::Link> {
 
 fn add(req: &Request) -> Result<CniResult> {
     let cfg = Config::parse(&req.config)?;
+    let mac = config::requested_mac(&req.config, &req.env.args)?;
     let att = Attachment::new(&cfg.network, req.container_id(), req.ifname());
     sysctl::require_ipv6()?;
     let netns = netns_path(req)?;
@@ -224,6 +225,7 @@ fn add(req: &Request) -> Result<CniResult> {
         pod_ns,
         cfg,
         att,
+        mac,
         made_veth: false,
     };
     a.refuse_existing()?;
@@ -259,6 +261,8 @@ struct Adding<'a> {
     pod_ns: NetNs,
     pod_nl: Netlink,
     host_nl: Netlink,
+    /// The pod interface's MAC, if the runtime asked for one.
+    mac: Option<[u8; 6]>,
     made_veth: bool,
 }
 
@@ -343,6 +347,7 @@ impl Adding<'_> {
             master: bridge.index,
             peer_name: ifname,
             peer_netns: &self.pod_ns,
+            peer_mac: self.mac,
             mtu,
         };
         match link::create_veth(&mut self.host_nl, &spec) {

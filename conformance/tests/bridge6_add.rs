@@ -283,3 +283,40 @@ fn defaults_bridge_mtu_and_second_pod_reuses_bridge() {
     }
     assert!(net.ipam.store().is_empty());
 }
+
+#[test]
+fn requested_mac_is_applied_or_refused() {
+    // checklist 16, 73, 74: args.cni.mac wins over CNI_ARGS MAC=; a bad
+    // one is refused before anything is allocated.
+    let node = Node::new();
+    let pod = bh::new_pod();
+    let net = BridgeNet::new("brmac").key(
+        "args",
+        serde_json::json!({"cni": {"mac": "02:c6:00:00:00:42"}}),
+    );
+    let cid = harness::container_id("b6mac");
+    let out = net
+        .call(&node, "ADD", "1.0.0", &cid, &pod.path_str(), "eth0")
+        .args("MAC=02:c6:00:00:00:01")
+        .run();
+    let r = out.assert_ok();
+    assert_eq!(r["interfaces"][2]["mac"], "02:c6:00:00:00:42");
+    assert_eq!(
+        bh::link(&pod, "eth0").unwrap()["address"],
+        "02:c6:00:00:00:42"
+    );
+    net.check(&node, "1.0.0", &cid, &pod, "eth0", r)
+        .assert_silent_ok();
+    net.del(&node, "1.0.0", &cid, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+
+    let plain = BridgeNet::new("brmac");
+    let out = plain
+        .call(&node, "ADD", "1.0.0", &cid, &pod.path_str(), "eth0")
+        .args("MAC=01:00:5e:00:00:01")
+        .run();
+    out.assert_error(4);
+    assert!(out.msg().contains("MAC=01:00:5e:00:00:01"), "{}", out.msg());
+    assert!(plain.ipam.store().is_empty());
+    assert!(bh::link(&pod, "eth0").is_none());
+}

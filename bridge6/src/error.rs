@@ -57,10 +57,6 @@ pub enum Bridge6Error {
     #[error("{0}")]
     Unavailable(String),
 
-    /// A bounded wait on a kernel event ran out.
-    #[error("{0}")]
-    Timeout(String),
-
     /// CHECK found the attachment not as ADD made it.
     #[error("{0}")]
     Check(String),
@@ -130,7 +126,6 @@ impl From<Bridge6Error> for cni_common::Error {
                 E::Unavailable(e.to_string())
             }
             e @ Bridge6Error::RaIgnored { .. } => E::Degraded(e.to_string()),
-            Bridge6Error::Timeout(m) => E::TryAgain(m),
             Bridge6Error::Check(m) => E::CheckFailed(m),
             Bridge6Error::Netlink { op, source } => E::kernel(op, source),
             Bridge6Error::Sysctl { path, source } => E::kernel(format!("sysctl {path}"), source),
@@ -173,7 +168,6 @@ mod tests {
             51
         );
         assert_eq!(c(Bridge6Error::Ipv6Disabled("x".into())), 50);
-        assert_eq!(c(Bridge6Error::Timeout("x".into())), 11);
         assert_eq!(c(Bridge6Error::Check("x".into())), 102);
         assert_eq!(
             c(Bridge6Error::netlink(

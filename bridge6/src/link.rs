@@ -509,17 +509,29 @@ impl LinkEvents {
     }
 }
 
+/// What became of a new bridge port while ADD waited for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortOutcome {
+    Forwarding,
+    /// The bridge runs STP: the port goes through listening/learning for
+    /// twice the forward delay (30 s by default); not worth waiting for.
+    Stp(BridgePortState),
+    /// Still disabled (no carrier seen) when the limit passed.
+    TimedOut,
+}
+
 /// Wait until bridge port `index` forwards (checked with a GETLINK after
-/// every relevant event), at most `limit`.
+/// every event about it), at most `limit`. A port that is disabled is
+/// waiting for the kernel's linkwatch work (well under a millisecond); one
+/// in an STP state is reported at once rather than waited for.
 pub fn wait_forwarding(
     nl: &mut Netlink,
     events: &mut LinkEvents,
     index: u32,
     name: &str,
     limit: Duration,
-) -> Result<()> {
+) -> Result<PortOutcome> {
     let deadline = Instant::now() + limit;
-    let mut last = None;
     loop {
         let l = by_index(nl, index)?.ok_or_else(|| {
             Bridge6Error::netlink(
@@ -527,18 +539,21 @@ pub fn wait_forwarding(
                 io::Error::from_raw_os_error(libc::ENODEV),
             )
         })?;
-        if l.port_state == Some(BridgePortState::Forwarding) {
-            return Ok(());
+        match l.port_state {
+            Some(BridgePortState::Forwarding) => return Ok(PortOutcome::Forwarding),
+            Some(
+                s @ (BridgePortState::Listening
+                | BridgePortState::Learning
+                | BridgePortState::Blocking),
+            ) => return Ok(PortOutcome::Stp(s)),
+            _ => {}
         }
-        last = l.port_state.or(last);
         loop {
             let batch = events
                 .next_batch(deadline)
                 .map_err(|e| Bridge6Error::netlink("read link events", e))?;
             if batch.is_empty() {
-                return Err(Bridge6Error::Timeout(format!(
-                    "bridge port {name} did not start forwarding within {limit:?} (state {last:?})"
-                )));
+                return Ok(PortOutcome::TimedOut);
             }
             if batch.iter().any(|&i| i == index || i == 0) {
                 break;

@@ -18,8 +18,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-/// How long ADD waits for a new bridge port to forward (the kernel's
-/// linkwatch work normally takes well under a millisecond).
+/// How long ADD waits for a new bridge port to leave the disabled state
+/// (the kernel's linkwatch work normally takes well under a millisecond).
 pub const PORT_FORWARDING_LIMIT: Duration = Duration::from_secs(3);
 
 pub struct Bridge6;
@@ -439,29 +439,40 @@ impl Adding<'_> {
             })?;
         }
 
-        link::wait_forwarding(
+        // The announcement only gets through a forwarding port. A port
+        // that does not forward yet costs the pod nothing but the NA: the
+        // addresses and routes are in place, so ADD does not fail for it.
+        let port = link::wait_forwarding(
             &mut self.host_nl,
             &mut events,
             host.index,
             &host_name,
             PORT_FORWARDING_LIMIT,
         )?;
-        let mut pod_mac = [0u8; 6];
-        if pod.mac.len() == 6 {
-            pod_mac.copy_from_slice(&pod.mac);
-        }
-        self.pod_ns.run(|| -> Result<()> {
-            for (net, _) in &addressing.ips {
-                ndisc::announce(pod.index, net.addr(), pod_mac).map_err(|source| {
-                    Bridge6Error::Announce {
-                        addr: net.addr(),
-                        ifname: ifname.to_string(),
-                        source,
-                    }
-                })?;
+        if port == link::PortOutcome::Forwarding {
+            let mut pod_mac = [0u8; 6];
+            if pod.mac.len() == 6 {
+                pod_mac.copy_from_slice(&pod.mac);
             }
-            Ok(())
-        })??;
+            self.pod_ns.run(|| -> Result<()> {
+                for (net, _) in &addressing.ips {
+                    ndisc::announce(pod.index, net.addr(), pod_mac).map_err(|source| {
+                        Bridge6Error::Announce {
+                            addr: net.addr(),
+                            ifname: ifname.to_string(),
+                            source,
+                        }
+                    })?;
+                }
+                Ok(())
+            })??;
+        } else {
+            log(format!(
+                "bridge port {host_name} not forwarding ({port:?}, bridge {} may run STP); \
+                 no unsolicited neighbour advertisement for {ifname}",
+                bridge.name
+            ));
+        }
 
         if self.cfg.hairpin {
             link::set_hairpin(&mut self.host_nl, host.index, true).map_err(|e| {

@@ -257,3 +257,46 @@ fn malformed_keys_are_error_7_naming_the_key() {
     net.del(&node, V, &cid, &pod.path_str(), "eth0")
         .assert_silent_ok();
 }
+
+#[test]
+fn existing_stp_bridge_is_used_without_waiting() {
+    // An operator's bridge with STP on: a new port listens/learns for
+    // 2 x forward delay. ADD neither waits for that nor fails; it says on
+    // stderr that no NA was sent. The operator's address stays untouched.
+    let node = Node::new();
+    node.ns.exec_ok(&[
+        "ip",
+        "link",
+        "add",
+        "brstp",
+        "type",
+        "bridge",
+        "stp_state",
+        "1",
+    ]);
+    node.ns.exec_ok(&["ip", "link", "set", "brstp", "up"]);
+    node.ns.add_addr("brstp", "fd00:c6b:5::1/64");
+    let pod = bh::new_pod();
+    let net = BridgeNet::new("brstp");
+    let cid = harness::container_id("b6stp");
+    let t = std::time::Instant::now();
+    let out = net.add(&node, V, &cid, &pod, "eth0");
+    let took = t.elapsed();
+    out.assert_ok();
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "ADD took {took:?}"
+    );
+    assert!(out.stderr.contains("not forwarding"), "{}", out.stderr);
+    let hv = bh::link(&node.ns, &net.host_veth(&cid, "eth0")).unwrap();
+    assert_ne!(
+        hv["linkinfo"]["info_slave_data"]["state"], "forwarding",
+        "{hv}"
+    );
+    assert!(bh::global_addrs6(&node.ns, "brstp")
+        .iter()
+        .any(|a| a.addr.to_string() == "fd00:c6b:5::1" && a.prefix_len == 64));
+    net.del(&node, V, &cid, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+    assert!(bh::link(&node.ns, "brstp").is_some());
+}

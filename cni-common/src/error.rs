@@ -169,7 +169,7 @@ impl Error {
     ) -> Self {
         Error::InvalidConfig {
             key: key.into(),
-            value: value.to_string(),
+            value: shorten(value.to_string()),
             expected: expected.into(),
         }
     }
@@ -181,7 +181,7 @@ impl Error {
     ) -> Self {
         Error::InvalidEnv {
             var: var.into(),
-            value: value.into(),
+            value: shorten(value.into()),
             expected: expected.into(),
         }
     }
@@ -222,6 +222,23 @@ impl Error {
     }
 }
 
+/// Longest offending value echoed in an error message.
+pub const MAX_VALUE_LEN: usize = 256;
+
+/// `s` cut to [`MAX_VALUE_LEN`] bytes (on a character boundary) with its
+/// size appended: `msg` is the short form (checklist 68) and a hostile
+/// input may carry megabytes in one key or variable.
+pub fn shorten(s: String) -> String {
+    if s.len() <= MAX_VALUE_LEN {
+        return s;
+    }
+    let mut end = MAX_VALUE_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
 pub fn is_gone_io(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -259,6 +276,25 @@ mod tests {
         assert_eq!(e.code(), 11);
         assert_eq!(e.to_json("1.0.0")["details"], "x");
         assert!(Error::from_plugin_output(b"garbage").is_none());
+    }
+
+    #[test]
+    fn long_values_are_shortened() {
+        let e = Error::config("name", "x".repeat(1 << 20), "a name");
+        let m = e.to_string();
+        assert!(
+            m.len() < 512 && m.contains("(1048576 bytes)"),
+            "{}",
+            m.len()
+        );
+        assert!(
+            Error::env("CNI_IFNAME", "y".repeat(300), "short")
+                .to_string()
+                .len()
+                < 400
+        );
+        assert!(shorten("é".repeat(300)).starts_with(&"é".repeat(128)));
+        assert_eq!(shorten("eth0".into()), "eth0");
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub enum IpamError {
 }
 
 impl IpamError {
+    /// The value is shortened: `msg` is the short form (checklist 68) and a
+    /// hostile config may carry megabytes in one key.
     pub fn config(
         key: impl Into<String>,
         value: impl ToString,
@@ -88,7 +90,7 @@ impl IpamError {
     ) -> Self {
         IpamError::Config {
             key: key.into(),
-            value: value.to_string(),
+            value: cni_common::error::shorten(value.to_string()),
             expected: expected.into(),
         }
     }
@@ -108,7 +110,11 @@ impl From<IpamError> for Error {
                 key,
                 value,
                 expected,
-            } => Error::config(key, value, expected),
+            } => Error::InvalidConfig {
+                key,
+                value, // already shortened by IpamError::config
+                expected,
+            },
             e @ (IpamError::Resolve { .. } | IpamError::SlotTaken { .. }) => {
                 // Keep our wording; the code is 7.
                 Error::Plugin {
@@ -141,5 +147,18 @@ impl From<IpamError> for Error {
             }
             IpamError::Cni(e) => e,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut() {
+        let e = IpamError::config("ipam.prefixes[0].node", "x".repeat(1 << 20), "a prefix");
+        let m = Error::from(e).to_string();
+        assert!(m.len() < 512, "{}", m.len());
+        assert!(m.contains("(1048576 bytes)"), "{m}");
     }
 }

@@ -4,7 +4,8 @@
 //! Addresses are read over netlink in the namespace the plugin runs in (the
 //! node's). A tentative address still names the node's prefix and is used;
 //! a DAD-failed one is a duplicate that the kernel will not use, so it is
-//! skipped (checklist §3 #4).
+//! skipped (checklist §3 #4); a deprecated one is used only as a last
+//! resort (a prefix the provider renumbered away).
 
 use crate::config::{IpamConfig, PrefixSource, Scope};
 use crate::error::{IpamError, Result};
@@ -12,8 +13,9 @@ use crate::plan::NodePrefix;
 use cni_common::netlink::{LinkAddress, Netlink};
 use std::net::Ipv6Addr;
 
-/// IFA_F_DADFAILED from linux/if_addr.h.
+/// IFA_F_DADFAILED and IFA_F_DEPRECATED from linux/if_addr.h.
 pub const IFA_F_DADFAILED: u32 = 0x08;
+pub const IFA_F_DEPRECATED: u32 = 0x20;
 
 fn is_ula(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xfe00 == 0xfc00
@@ -38,11 +40,17 @@ pub fn in_scope(a: Ipv6Addr, scope: Scope) -> bool {
     }
 }
 
-/// The first usable address of `scope` in kernel order.
+/// The first usable address of `scope` in kernel order, preferring one
+/// that is not deprecated: after a provider renumbers, the old prefix
+/// lingers as deprecated (preferred_lft 0) and new pods must get the new
+/// one. A deprecated address is used only when there is nothing else.
 pub fn select(addrs: &[LinkAddress], scope: Scope) -> Option<&LinkAddress> {
+    let usable = |a: &&LinkAddress| a.flags & IFA_F_DADFAILED == 0 && in_scope(a.addr, scope);
     addrs
         .iter()
-        .find(|a| a.flags & IFA_F_DADFAILED == 0 && in_scope(a.addr, scope))
+        .filter(usable)
+        .find(|a| a.flags & IFA_F_DEPRECATED == 0)
+        .or_else(|| addrs.iter().find(usable))
 }
 
 /// Read one interface's node prefix of length `node_len`; `index` is the
@@ -170,6 +178,16 @@ mod tests {
         let u = select(&addrs, Scope::Ula).unwrap();
         assert_eq!(u.addr, "fd00:1::1".parse::<Ipv6Addr>().unwrap());
         assert!(select(&addrs[..2], Scope::Global).is_none());
+        // Deprecated (renumbered away) loses to a preferred one, whatever
+        // the order, and is still used when it is the only one.
+        let renumbered = vec![
+            la("2001:db8:8::5", 64, IFA_F_DEPRECATED),
+            la("2001:db8:7::5", 64, 0),
+        ];
+        let g = select(&renumbered, Scope::Global).unwrap();
+        assert_eq!(g.addr, "2001:db8:7::5".parse::<Ipv6Addr>().unwrap());
+        let g = select(&renumbered[..1], Scope::Global).unwrap();
+        assert_eq!(g.addr, "2001:db8:8::5".parse::<Ipv6Addr>().unwrap());
     }
 
     #[test]

@@ -242,9 +242,15 @@ pub fn gc(req: &Request) -> Result<()> {
 pub fn status(req: &Request) -> Result<()> {
     let cfg = IpamConfig::parse(&req.config)?;
     let nodes = iface::node_prefixes(&cfg).map_err(|e| match e {
-        e @ (IpamError::Resolve { .. } | IpamError::Kernel { .. }) => {
-            IpamError::Unavailable(e.to_string())
-        }
+        IpamError::Resolve {
+            key,
+            ifname,
+            scope,
+            reason,
+        } => IpamError::Unavailable(format!(
+            "{key}={ifname:?}: no {scope} node prefix on this host ({reason})"
+        )),
+        e @ IpamError::Kernel { .. } => IpamError::Unavailable(e.to_string()),
         other => other,
     })?;
     let plan = make_plan(&cfg, &nodes)?;

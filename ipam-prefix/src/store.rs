@@ -134,9 +134,6 @@ pub struct Store {
     root: PathBuf,
     network: String,
     boot_id: String,
-    /// fsync the directory after a rename (see lib.rs for the measurement
-    /// behind the default).
-    pub sync_dir: bool,
 }
 
 enum Claim {
@@ -177,7 +174,6 @@ impl Store {
             root: data_dir.join(network),
             network: network.to_string(),
             boot_id: boot_id.to_string(),
-            sync_dir: false,
         })
     }
 
@@ -335,11 +331,8 @@ impl Locked<'_> {
             if fsync {
                 f.sync_data()?;
             }
-            fs::rename(&tmp, &dst)?;
-            if fsync && self.store.sync_dir {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
+            // No fsync of the directory: see lib.rs ("Boot id").
+            fs::rename(&tmp, &dst)
         })();
         res.map_err(|e| {
             let _ = fs::remove_file(&tmp);

@@ -215,7 +215,7 @@ fn thousand_pods_and_reference() {
         have.difference(&want).take(3).collect::<Vec<_>>()
     );
 
-    // ---- 32 parallel ADDs, then 32 parallel DELs, at ~1000 pods
+    // ---- 32 parallel ADDs, then 16 parallel DELs with and 16 without prevResult
     let base = PODS + SAMPLES;
     let par_add = parallel(base..base + 32, 32, |i| {
         call(&node, &fw, "ADD", i, &fw_conf(i))
@@ -223,15 +223,24 @@ fn thousand_pods_and_reference() {
     for i in base..base + 32 {
         assert_eq!(node.pod_rules(NET, &cid(i)).len(), 5, "pod {i}");
     }
-    let par_del = parallel(base..base + 32, 32, |i| {
-        call(
-            &node,
-            &fw,
-            "DEL",
-            i,
-            &conf("1.0.0", NET, json!({}), &Value::Null),
-        )
+    let par_del = parallel(base..base + 16, 16, |i| {
+        call(&node, &fw, "DEL", i, &fw_conf(i))
     });
+    // The rare path (runtime cache lost, checklist 28): DEL without
+    // prevResult reads the whole table once.
+    let bare = conf("1.0.0", NET, json!({}), &Value::Null);
+    let par_del_bare = parallel(base + 16..base + 32, 16, |i| {
+        call(&node, &fw, "DEL", i, &bare)
+    });
+    for i in base..base + 32 {
+        assert!(node.pod_rules(NET, &cid(i)).is_empty(), "pod {i}");
+    }
+    let (delbare_cpu, delbare_wall) = {
+        parallel(base..base + SAMPLES, 1, |i| {
+            call(&node, &fw, "ADD", i, &fw_conf(i))
+        });
+        timed(|i| call(&node, &fw, "DEL", i, &bare), base)
+    };
     assert_eq!(
         pod_lines(&node),
         want,
@@ -254,10 +263,12 @@ fn thousand_pods_and_reference() {
     println!(
         "FW6-SCALE firewall6 ADD cpu/wall median: 10 pods {} / {}, 1000 pods {} / {}; CHECK@1000 cpu {}; \
          DEL 10 pods {} / {}, 1000 pods {} / {}; bulk ADD 990 pods on 4 workers {:.1}s; \
-         32 parallel ADDs {:.2}s, 32 parallel DELs {:.2}s (wall, at 1000 pods); DEL of 1000 on 4 workers {:.1}s",
+         32 parallel ADDs {:.2}s, 16 parallel DELs {:.2}s, 16 parallel DELs without prevResult {:.2}s (wall, at 1000 pods); \
+         DEL without prevResult at 1000 pods {} / {}; DEL of 1000 on 4 workers {:.1}s",
         ms(add10_cpu), ms(add10_wall), ms(add1k_cpu), ms(add1k_wall), ms(chk1k_cpu),
         ms(del10_cpu), ms(del10_wall), ms(del1k_cpu), ms(del1k_wall),
-        bulk.as_secs_f64(), par_add.as_secs_f64(), par_del.as_secs_f64(), del_all.as_secs_f64()
+        bulk.as_secs_f64(), par_add.as_secs_f64(), par_del.as_secs_f64(), par_del_bare.as_secs_f64(),
+        ms(delbare_cpu), ms(delbare_wall), del_all.as_secs_f64()
     );
 
     // ---- the reference firewall, same prevResults
@@ -286,14 +297,14 @@ fn thousand_pods_and_reference() {
     assert!(ref_rules >= 4 * PODS as usize - 10, "{ref_rules}");
     let (radd1k_cpu, radd1k_wall) = timed(|i| call(&rnode, &rf, "ADD", i, &ref_conf(i)), PODS);
     let (rdel1k_cpu, rdel1k_wall) = timed(|i| call(&rnode, &rf, "DEL", i, &ref_conf(i)), PODS);
-    parallel(base..base + 32, 4, |i| {
+    parallel(base..base + 16, 4, |i| {
         call(&rnode, &rf, "ADD", i, &ref_conf(i))
     });
-    let rpar_del = parallel(base..base + 32, 32, |i| {
+    let rpar_del = parallel(base..base + 16, 16, |i| {
         call(&rnode, &rf, "DEL", i, &ref_conf(i))
     });
     println!(
-        "FW6-SCALE reference firewall ADD cpu/wall median: 10 pods {} / {}, 1000 pods {} / {}; DEL 1000 pods {} / {}; 32 parallel DELs {:.2}s",
+        "FW6-SCALE reference firewall ADD cpu/wall median: 10 pods {} / {}, 1000 pods {} / {}; DEL 1000 pods {} / {}; 16 parallel DELs {:.2}s",
         ms(radd10_cpu), ms(radd10_wall), ms(radd1k_cpu), ms(radd1k_wall), ms(rdel1k_cpu), ms(rdel1k_wall), rpar_del.as_secs_f64()
     );
 

@@ -51,9 +51,20 @@
 //!   is a writable directory, that every prefix resolves, and counts
 //!   `slots/` entries against the range size.
 //!
-//! Measured cost (release binary, 1000 ADDs of fresh attachments into one
-//! store, interleaved with VERSION calls as the process-start baseline):
-//! MEASURED_NUMBERS
+//! Measured cost of one ADD (release binary, 1000 ADDs of fresh
+//! attachments into one store; the machine was shared with parallel builds,
+//! load 3 to 18, so wall times are medians of noisy runs):
+//! - between `flock` and unlock: 27 system calls (open+flock lock, read
+//!   boot_id, open record → ENOENT, read cursor, readlink → ENOENT, write +
+//!   fdatasync + rename the record, symlink, write + rename the cursor),
+//!   the same for the 1st and the 1000th pod; 108 for the whole process;
+//! - CPU: on tmpfs 1000 ADDs took 2.26 s user+sys against 1.98 s for 1000
+//!   VERSION calls (both including the driving shell), ≈0.3 ms per ADD for
+//!   config, plan and store; on ext4 the kernel adds ≈1.5 ms (journal,
+//!   fdatasync);
+//! - wall: median ADD ≈ VERSION + 3.5 to 4 ms on ext4 (5.4 ms against
+//!   1.4 to 2 ms), no trend from the first 100 to the last 100 ADDs. DEL
+//!   ≈ VERSION + 1 to 3 ms, CHECK ≈ VERSION.
 //!
 //! CNI codes where the spec leaves a choice: range full = 50 (ADD and
 //! STATUS), requested address taken = 7, store/lock failure = 5, netlink

@@ -492,3 +492,28 @@ fn del_leaves_only_skeleton() {
         "{rules:#?}"
     );
 }
+
+/// A repeated ADD of one attachment (checklist 22 is about interface
+/// plugins; for a chained plugin the documented behaviour is: the rules go
+/// in again, CHECK passes, one DEL removes every copy).
+#[test]
+fn repeated_add_then_one_del() {
+    let node = RulesNode::new();
+    let cid = container_id("fw6x");
+    let c = conf(
+        "1.0.0",
+        NET,
+        json!({}),
+        &pod_prev("1.0.0", "c6e3000000000aa", 0xd0),
+    );
+    node.fw("ADD", &cid, &c).assert_ok();
+    node.fw("ADD", &cid, &c).assert_ok();
+    assert_eq!(node.pod_rules(NET, &cid).len(), 10);
+    assert!(node
+        .pod_rules(NET, &cid)
+        .iter()
+        .any(|l| l.starts_with("-A CNI6-P-e3 ")));
+    node.fw("CHECK", &cid, &c).assert_silent_ok();
+    node.fw("DEL", &cid, &c).assert_silent_ok();
+    assert!(node.pod_rules(NET, &cid).is_empty(), "{:#?}", node.rules());
+}

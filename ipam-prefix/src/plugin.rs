@@ -113,15 +113,16 @@ pub fn requested_slot(plan: &AddressPlan, reqs: &[RequestedIp]) -> Result<Option
         match &out {
             Some(prev) if prev.slot != slot => {
                 return Err(bad(format!(
-                    "the same interface id as {} (one slot per pod: {} vs {slot})",
-                    prev.what, prev.slot
+                    "the same interface id as {}={} (one slot per pod: {} vs {slot})",
+                    prev.key, prev.text, prev.slot
                 )))
             }
             Some(_) => {}
             None => {
                 out = Some(Requested {
                     slot,
-                    what: format!("{}={}", r.key, r.text),
+                    key: r.key.clone(),
+                    text: r.text.clone(),
                 })
             }
         }

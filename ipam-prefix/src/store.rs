@@ -111,8 +111,10 @@ pub enum RecordState {
 #[derive(Debug, Clone)]
 pub struct Requested {
     pub slot: Slot,
-    /// `key=value` of the request, for messages.
-    pub what: String,
+    /// Where the request came from (`args.cni.ips[0]`, `CNI_ARGS IP`, …).
+    pub key: String,
+    /// The requested address as given.
+    pub text: String,
 }
 
 /// Everything ADD hands the store.
@@ -454,8 +456,8 @@ impl Locked<'_> {
             if owned && in_space {
                 let r = a.requested.as_ref().expect("as_asked is false");
                 return Err(IpamError::config(
-                    r.what.split('=').next().unwrap_or(&r.what),
-                    r.what.split_once('=').map_or("", |x| x.1),
+                    &r.key,
+                    &r.text,
                     format!(
                         "the address of slot {} that {name} already holds (DEL the attachment before asking for another address)",
                         rec.slot
@@ -484,7 +486,7 @@ impl Locked<'_> {
                 match self.slot_owner(r.slot)? {
                     Some(owner) if owner != name => {
                         return Err(IpamError::SlotTaken {
-                            address: r.what.clone(),
+                            address: format!("{}={}", r.key, r.text),
                             slot: r.slot.to_string(),
                             owner,
                         })
@@ -523,7 +525,7 @@ impl Locked<'_> {
                     if let Some(r) = &a.requested {
                         self.forget_record(a.key);
                         return Err(IpamError::SlotTaken {
-                            address: r.what.clone(),
+                            address: format!("{}={}", r.key, r.text),
                             slot: r.slot.to_string(),
                             owner,
                         });
@@ -858,7 +860,8 @@ mod tests {
                 space: self.plan.space(),
                 requested: requested.map(|slot| Requested {
                     slot,
-                    what: format!("args.cni.ips[0]={}", self.plan.ranges()[0].address(slot)),
+                    key: "args.cni.ips[0]".into(),
+                    text: self.plan.ranges()[0].address(slot).to_string(),
                 }),
                 addresses: &f,
                 ranges: &ranges,

@@ -38,7 +38,10 @@
 //! - **Boot id.** No pod survives a reboot, and runtimes older than CNI 1.1
 //!   never call GC, so every record carries the boot id; the first locked
 //!   call of a new boot releases every record of other boots, then writes
-//!   `boot_id` (host-local leaks exactly here: cni#204, plugins#252). This
+//!   `boot_id` (host-local leaks exactly here: cni#204, plugins#252). The
+//!   pass is best effort: a record it cannot remove keeps its slot link (so
+//!   nothing is handed out twice), is logged, and the pass is retried by the
+//!   next call, without failing the call that ran it. This
 //!   also makes durability across power loss moot: whatever survives a
 //!   power loss belongs to an earlier boot and is released. So the record
 //!   file is fsynced before the rename (a torn record is never visible) but

@@ -248,7 +248,13 @@ impl Store {
             store: self,
             _lock: lock,
         };
-        locked.reconcile_boot()?;
+        // Best effort: what could not be released keeps its slot link, so
+        // nothing is handed out twice, and boot_id stays old so the next
+        // call tries again. Failing every ADD of the node for one stuck file
+        // would be worse.
+        if let Err(e) = locked.reconcile_boot() {
+            eprintln!("ipam-prefix: releasing allocations of earlier boots: {e}");
+        }
         Ok(locked)
     }
 
@@ -1217,6 +1223,38 @@ mod tests {
         fs::remove_file(fx.root().join("boot_id")).unwrap();
         fx.add(&new, "d").unwrap();
         assert!(fx.has_record("c") && fx.has_record("d"));
+        // A stale record that cannot be removed does not block ADD: its slot
+        // stays held by its link, and the pass is retried (boot_id is not
+        // updated) until it succeeds.
+        let third = "77777777-2222-3333-4444-555555555555";
+        let stuck = fx.root().join("attachments/c@eth0");
+        let body = fs::read(&stuck).unwrap();
+        fs::remove_file(&stuck).unwrap();
+        fs::create_dir(&stuck).unwrap();
+        fs::write(stuck.join("x"), &body).unwrap();
+        let e = fx.add(&fx.store(third), "e").unwrap();
+        assert!(fx.link(0x12).is_some(), "c's link still holds its slot");
+        assert_ne!(e.slot, Slot(0x12));
+        assert!(!fx.has_record("d"), "d (second boot) was released");
+        assert_ne!(
+            fs::read_to_string(fx.root().join("boot_id"))
+                .unwrap()
+                .trim(),
+            third
+        );
+        fs::remove_dir_all(&stuck).unwrap();
+        fx.add(&fx.store(third), "f").unwrap();
+        assert_eq!(
+            fs::read_to_string(fx.root().join("boot_id"))
+                .unwrap()
+                .trim(),
+            third
+        );
+        assert!(
+            fx.link(0x12).is_none(),
+            "c's orphaned link went with the retried pass"
+        );
+        assert!(fx.has_record("e") && fx.has_record("f"));
     }
 
     #[test]

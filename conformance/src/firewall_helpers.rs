@@ -335,8 +335,9 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn new(server: &Netns, addr: Ipv6Addr, port: u16) -> Listener {
-        let ns = cni_common::netns::NetNs::open(server.path()).expect("open server netns");
+    /// `server`: the namespace's path (`/var/run/netns/<name>`).
+    pub fn new(server: &Path, addr: Ipv6Addr, port: u16) -> Listener {
+        let ns = cni_common::netns::NetNs::open(server).expect("open server netns");
         let listener = ns
             .run(|| TcpListener::bind(SocketAddrV6::new(addr, port, 0, 0)))
             .expect("enter server netns")
@@ -353,7 +354,7 @@ impl Listener {
     /// discovery of a fresh lab.
     pub fn probe_retry(
         &self,
-        client: &Netns,
+        client: &Path,
         source: Option<Ipv6Addr>,
         timeout: Duration,
         tries: u32,
@@ -372,11 +373,11 @@ impl Listener {
     /// exchange a few bytes, and return the peer address the server saw.
     pub fn probe(
         &self,
-        client: &Netns,
+        client: &Path,
         source: Option<Ipv6Addr>,
         timeout: Duration,
     ) -> Result<Ipv6Addr, String> {
-        let ns = cni_common::netns::NetNs::open(client.path()).expect("open client netns");
+        let ns = cni_common::netns::NetNs::open(client).expect("open client netns");
         let dst = self.addr;
         let stream = ns
             .run(|| -> std::io::Result<TcpStream> {

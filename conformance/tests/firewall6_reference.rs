@@ -139,12 +139,13 @@ fn traffic_reference_vs_firewall6() {
             .assert_ok();
         added.push((cid, rc));
     }
-    let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
-    l.probe_retry(&lab.outside, None, T, 4)
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8081);
+    l.probe_retry(lab.outside.path(), None, T, 4)
         .expect("reference: outside → pod on any port");
-    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7001);
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 7001);
     assert_eq!(
-        lb.probe_retry(&lab.a.ns, Some(foreign), T, 4).unwrap(),
+        lb.probe_retry(lab.a.ns.path(), Some(foreign), T, 4)
+            .unwrap(),
         foreign
     );
     for (cid, rc) in &added {
@@ -165,10 +166,10 @@ fn traffic_reference_vs_firewall6() {
             .assert_ok();
         added.push((cid, c));
     }
-    let l = Listener::new(&lab.a.ns, lab.a.gua, 8082);
-    assert!(l.probe(&lab.outside, None, T).is_err());
-    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7002);
-    assert!(lb.probe(&lab.a.ns, Some(foreign), T).is_err());
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8082);
+    assert!(l.probe(lab.outside.path(), None, T).is_err());
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 7002);
+    assert!(lb.probe(lab.a.ns.path(), Some(foreign), T).is_err());
     for (cid, c) in &added {
         lab.node
             .call(&firewall6(), "DEL", cid, "", c)

@@ -56,11 +56,11 @@ fn del(lab: &Lab, added: &[(String, serde_json::Value)]) {
 /// Before firewall6 the lab is fully open (so every refusal below is the
 /// firewall's doing, not a routing gap).
 fn assert_open_lab(lab: &Lab) {
-    let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
-    l.probe_retry(&lab.outside, None, T, 4)
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8081);
+    l.probe_retry(lab.outside.path(), None, T, 4)
         .expect("outside → pod without firewall");
-    let l = Listener::new(&lab.a.ns, lab.a.ula, 8082);
-    l.probe_retry(&lab.b.ns, None, T, 4)
+    let l = Listener::new(lab.a.ns.path(), lab.a.ula, 8082);
+    l.probe_retry(lab.b.ns.path(), None, T, 4)
         .expect("pod → pod without firewall");
 }
 
@@ -74,43 +74,52 @@ fn cluster_only_policy_with_real_traffic() {
     );
 
     // Outside → pod on a port not allowed: refused (dropped).
-    let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
-    let e = l.probe(&lab.outside, None, T).unwrap_err();
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8081);
+    let e = l.probe(lab.outside.path(), None, T).unwrap_err();
     assert!(e.contains("connect"), "{e}");
     // Outside → pod on allowed ports (a single port and a range).
-    let l443 = Listener::new(&lab.a.ns, lab.a.gua, 443);
-    assert_eq!(l443.probe(&lab.outside, None, T).unwrap(), lab.outside_addr);
-    let l8005 = Listener::new(&lab.a.ns, lab.a.gua, 8005);
+    let l443 = Listener::new(lab.a.ns.path(), lab.a.gua, 443);
+    assert_eq!(
+        l443.probe(lab.outside.path(), None, T).unwrap(),
+        lab.outside_addr
+    );
+    let l8005 = Listener::new(lab.a.ns.path(), lab.a.gua, 8005);
     l8005
-        .probe(&lab.outside, None, T)
+        .probe(lab.outside.path(), None, T)
         .expect("outside → allowed range");
     // Pod → outside: allowed, and the reply comes back (conntrack).
-    let lo = Listener::new(&lab.outside, lab.outside_addr, 9000);
-    assert_eq!(lo.probe(&lab.a.ns, None, T).unwrap(), lab.a.gua);
+    let lo = Listener::new(lab.outside.path(), lab.outside_addr, 9000);
+    assert_eq!(lo.probe(lab.a.ns.path(), None, T).unwrap(), lab.a.gua);
     // Inside (clusterPrefixes source) → pod on any port.
-    let li = Listener::new(&lab.a.ns, lab.a.ula, 8082);
-    assert_eq!(li.probe(&lab.inside, None, T).unwrap(), lab.inside_addr);
+    let li = Listener::new(lab.a.ns.path(), lab.a.ula, 8082);
+    assert_eq!(
+        li.probe(lab.inside.path(), None, T).unwrap(),
+        lab.inside_addr
+    );
     // Pod → pod on the same bridge, ULA to ULA: inside the cluster.
-    let lb = Listener::new(&lab.b.ns, lab.b.ula, 8083);
-    assert_eq!(lb.probe(&lab.a.ns, None, T).unwrap(), lab.a.ula);
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 8083);
+    assert_eq!(lb.probe(lab.a.ns.path(), None, T).unwrap(), lab.a.ula);
     // Pod → pod GUA to GUA: counts as outside (GUA not in clusterPrefixes).
-    let lg = Listener::new(&lab.b.ns, lab.b.gua, 8084);
-    assert!(lg.probe(&lab.a.ns, Some(lab.a.gua), T).is_err());
+    let lg = Listener::new(lab.b.ns.path(), lab.b.gua, 8084);
+    assert!(lg.probe(lab.a.ns.path(), Some(lab.a.gua), T).is_err());
 
     // After DEL the pods are open again: the rules were really removed.
     del(&lab, &added);
-    let l = Listener::new(&lab.a.ns, lab.a.gua, 8085);
-    l.probe(&lab.outside, None, T).expect("after DEL");
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8085);
+    l.probe(lab.outside.path(), None, T).expect("after DEL");
 }
 
 #[test]
 fn open_ingress_accepts_outside() {
     let lab = Lab::new();
     let added = add(&lab, json!({"ingress": "open"}));
-    let l = Listener::new(&lab.a.ns, lab.a.gua, 8081);
-    assert_eq!(l.probe(&lab.outside, None, T).unwrap(), lab.outside_addr);
-    let lo = Listener::new(&lab.outside, lab.outside_addr, 9001);
-    lo.probe(&lab.b.ns, None, T).expect("pod → outside");
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8081);
+    assert_eq!(
+        l.probe(lab.outside.path(), None, T).unwrap(),
+        lab.outside_addr
+    );
+    let lo = Listener::new(lab.outside.path(), lab.outside_addr, 9001);
+    lo.probe(lab.b.ns.path(), None, T).expect("pod → outside");
     del(&lab, &added);
 }
 
@@ -123,38 +132,40 @@ fn spoofed_source_reaches_no_one() {
     let foreign: Ipv6Addr = "fd00:f6::1:1:0:99".parse().unwrap();
     lab.a.ns.add_addr("eth0", &format!("{foreign}/128"));
     // Control: without firewall6 the spoofed source gets through everywhere.
-    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7001);
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 7001);
     assert_eq!(
-        lb.probe_retry(&lab.a.ns, Some(foreign), T, 4).unwrap(),
+        lb.probe_retry(lab.a.ns.path(), Some(foreign), T, 4)
+            .unwrap(),
         foreign
     );
-    let lo = Listener::new(&lab.outside, lab.outside_addr, 7002);
+    let lo = Listener::new(lab.outside.path(), lab.outside_addr, 7002);
     assert_eq!(
-        lo.probe_retry(&lab.a.ns, Some(foreign), T, 4).unwrap(),
+        lo.probe_retry(lab.a.ns.path(), Some(foreign), T, 4)
+            .unwrap(),
         foreign
     );
 
     let added = add(&lab, json!({"ingress": "open"}));
-    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7003);
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 7003);
     assert!(
-        lb.probe(&lab.a.ns, Some(foreign), T).is_err(),
+        lb.probe(lab.a.ns.path(), Some(foreign), T).is_err(),
         "same bridge"
     );
-    let lo = Listener::new(&lab.outside, lab.outside_addr, 7004);
+    let lo = Listener::new(lab.outside.path(), lab.outside_addr, 7004);
     assert!(
-        lo.probe(&lab.a.ns, Some(foreign), T).is_err(),
+        lo.probe(lab.a.ns.path(), Some(foreign), T).is_err(),
         "routed outside"
     );
-    let li = Listener::new(&lab.inside, lab.inside_addr, 7005);
+    let li = Listener::new(lab.inside.path(), lab.inside_addr, 7005);
     assert!(
-        li.probe(&lab.a.ns, Some(foreign), T).is_err(),
+        li.probe(lab.a.ns.path(), Some(foreign), T).is_err(),
         "routed inside"
     );
     // Spoofing the OTHER pod's address fails too (per-port source check).
     lab.a.ns.add_addr("eth0", "fd00:f6::1:1:0:11/128");
-    let lo = Listener::new(&lab.outside, lab.outside_addr, 7006);
+    let lo = Listener::new(lab.outside.path(), lab.outside_addr, 7006);
     assert!(
-        lo.probe(&lab.a.ns, Some(lab.b.ula), T).is_err(),
+        lo.probe(lab.a.ns.path(), Some(lab.b.ula), T).is_err(),
         "other pod's address"
     );
     lab.a.ns.exec_ok(&[
@@ -167,9 +178,15 @@ fn spoofed_source_reaches_no_one() {
         "eth0",
     ]);
     // Genuine sources pass.
-    let lb = Listener::new(&lab.b.ns, lab.b.ula, 7007);
-    assert_eq!(lb.probe(&lab.a.ns, Some(lab.a.ula), T).unwrap(), lab.a.ula);
-    let lo = Listener::new(&lab.outside, lab.outside_addr, 7008);
-    assert_eq!(lo.probe(&lab.a.ns, Some(lab.a.gua), T).unwrap(), lab.a.gua);
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 7007);
+    assert_eq!(
+        lb.probe(lab.a.ns.path(), Some(lab.a.ula), T).unwrap(),
+        lab.a.ula
+    );
+    let lo = Listener::new(lab.outside.path(), lab.outside_addr, 7008);
+    assert_eq!(
+        lo.probe(lab.a.ns.path(), Some(lab.a.gua), T).unwrap(),
+        lab.a.gua
+    );
     del(&lab, &added);
 }

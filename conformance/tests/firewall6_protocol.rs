@@ -26,6 +26,8 @@ fn pod_prev(version: &str, veth: &str, last: u16) -> Value {
 /// checklist 40: VERSION lists 0.4.0 and later only.
 #[test]
 fn version_lists_from_0_4() {
+    // checklist 40
+
     harness::require_root();
     let out = harness::Invocation::new(conformance::firewall_helpers::firewall6(), "VERSION")
         .stdin(r#"{"cniVersion":"1.0.0"}"#)
@@ -39,6 +41,13 @@ fn version_lists_from_0_4() {
 /// after; 25/26: DEL removes every rule of the pod and repeats fine.
 #[test]
 fn add_check_del_at_every_version() {
+    // checklist 20
+    // checklist 21
+    // checklist 25
+    // checklist 26
+    // checklist 36
+    // checklist 55
+
     let node = RulesNode::new();
     for (i, v) in VERSIONS.iter().enumerate() {
         let cid = container_id("fw6v");
@@ -68,6 +77,8 @@ fn add_check_del_at_every_version() {
 /// config's version.
 #[test]
 fn prev_result_of_another_version_is_converted() {
+    // checklist 57
+
     let node = RulesNode::new();
     let cid = container_id("fw6c");
     let prev = pod_prev("0.4.0", "vethc", 0x20);
@@ -83,6 +94,9 @@ fn prev_result_of_another_version_is_converted() {
 /// and leave the ruleset untouched.
 #[test]
 fn old_and_unknown_versions_are_error_1_without_side_effects() {
+    // checklist 31
+    // checklist 65
+
     let node = RulesNode::new();
     let before = node.save();
     for v in ["0.3.0", "0.3.1", "9.9.9"] {
@@ -98,6 +112,9 @@ fn old_and_unknown_versions_are_error_1_without_side_effects() {
 /// checklist 51, 45: GC and STATUS before 1.1.0 are error 1.
 #[test]
 fn gc_and_status_need_1_1() {
+    // checklist 45
+    // checklist 51
+
     let node = RulesNode::new();
     for v in ["0.4.0", "1.0.0"] {
         let c = conf(v, NET, json!({}), &Value::Null);
@@ -110,6 +127,8 @@ fn gc_and_status_need_1_1() {
 /// (checklist 32). Nothing is installed.
 #[test]
 fn prev_result_required_for_add_and_check() {
+    // checklist 32
+
     let node = RulesNode::new();
     let before = node.save();
     for v in VERSIONS {
@@ -127,6 +146,8 @@ fn prev_result_required_for_add_and_check() {
 /// ignored (checklist 14).
 #[test]
 fn config_errors_name_key_and_value() {
+    // checklist 14
+
     let node = RulesNode::new();
     let prev = pod_prev("1.0.0", "vethk", 0x40);
     let before = node.save();
@@ -171,6 +192,8 @@ fn config_errors_name_key_and_value() {
 /// where firewall6 never ran: no chains at all).
 #[test]
 fn del_of_unknown_attachment_succeeds() {
+    // checklist 26
+
     let node = RulesNode::new();
     let before = node.save();
     for v in VERSIONS {
@@ -185,6 +208,9 @@ fn del_of_unknown_attachment_succeeds() {
 /// leaves the other pod alone.
 #[test]
 fn del_without_prev_result_removes_rules() {
+    // checklist 27
+    // checklist 28
+
     let node = RulesNode::new();
     for v in VERSIONS {
         let (a, b) = (container_id("fw6a"), container_id("fw6b"));
@@ -207,6 +233,21 @@ fn del_without_prev_result_removes_rules() {
         .assert_silent_ok();
         assert!(node.pod_rules(NET, &a).is_empty(), "{:#?}", node.rules());
         assert_eq!(node.pod_rules(NET, &b), b_rules);
+        // A netns path that no longer exists: same.
+        let a2 = container_id("fw6a");
+        node.fw("ADD", &a2, &ca).assert_ok();
+        harness::Invocation::attachment(
+            conformance::firewall_helpers::firewall6(),
+            "DEL",
+            &a2,
+            "/var/run/netns/fw6-gone-for-good",
+            "eth0",
+        )
+        .in_netns(&node.ns)
+        .stdin_json(&ca)
+        .run()
+        .assert_silent_ok();
+        assert!(node.pod_rules(NET, &a2).is_empty());
         node.fw("CHECK", &b, &cb).assert_silent_ok();
         node.fw("DEL", &b, &bare).assert_silent_ok();
         assert!(node.pod_rules(NET, &b).is_empty());
@@ -219,6 +260,10 @@ fn del_without_prev_result_removes_rules() {
 /// re-creates chains.
 #[test]
 fn check_reports_drift_and_changes_nothing() {
+    // checklist 32
+    // checklist 33
+    // checklist 34
+
     let node = RulesNode::new();
     for v in VERSIONS {
         let cid = container_id("fw6d");
@@ -280,6 +325,8 @@ fn check_reports_drift_and_changes_nothing() {
 /// A CHECK whose prevResult names an address the pod was not given fails.
 #[test]
 fn check_with_foreign_address_fails() {
+    // checklist 32
+
     let node = RulesNode::new();
     let cid = container_id("fw6f");
     let c = conf("1.0.0", NET, json!({}), &pod_prev("1.0.0", "vethf", 0x70));
@@ -334,6 +381,10 @@ fn admin_chain_survives_everything() {
 /// list, of this network only; accepts both key spellings; no list = no-op.
 #[test]
 fn gc_scoped_to_network() {
+    // checklist 47
+    // checklist 48
+    // checklist 51
+
     let node = RulesNode::new();
     let (a, b, c_id) = (
         container_id("fw6ga"),
@@ -386,6 +437,10 @@ fn gc_scoped_to_network() {
 /// → both work again (checklist 44).
 #[test]
 fn status_and_bridge_netfilter() {
+    // checklist 42
+    // checklist 44
+    // checklist 46
+
     let node = RulesNode::new();
     let st = json!({"cniVersion": "1.1.0", "name": NET, "type": "firewall6"});
     node.fw_network("STATUS", &st).assert_silent_ok();
@@ -417,6 +472,8 @@ fn status_and_bridge_netfilter() {
 /// checklist 11: works with no PATH at all (absolute ip6tables paths).
 #[test]
 fn no_path_needed() {
+    // checklist 11
+
     let node = RulesNode::new();
     let cid = container_id("fw6n");
     let c = conf("1.0.0", NET, json!({}), &pod_prev("1.0.0", "vethn", 0xb0));

@@ -46,6 +46,8 @@ fn ref_rules(node: &RulesNode) -> Vec<String> {
 /// them by their comment and removes them.
 #[test]
 fn del_without_prev_result() {
+    // checklist 28
+
     let node = RulesNode::new();
     let rf = harness::reference("firewall");
     for v in ["0.4.0", "1.0.0"] {
@@ -87,6 +89,9 @@ fn del_without_prev_result() {
 /// and leaves the ruleset byte for byte as it was.
 #[test]
 fn check_side_effects() {
+    // checklist 33
+    // checklist 34
+
     let node = RulesNode::new();
     let rf = harness::reference("firewall");
     let cid = container_id("fw6r");

@@ -180,6 +180,8 @@ fn restore(node: &RulesNode, batch: &str) {
 
 #[test]
 fn thousand_pods_and_reference() {
+    // checklist 81
+
     harness::require_root();
     let fw = firewall6();
     let node = RulesNode::new();

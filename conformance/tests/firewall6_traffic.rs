@@ -190,3 +190,88 @@ fn spoofed_source_reaches_no_one() {
     );
     del(&lab, &added);
 }
+
+/// checklist 56: chained after a foreign interface plugin (the reference
+/// `ptp` with `host-local`): prevResult names one host interface, a routed
+/// veth, so the source check matches it with `-i` (catch-all port bucket).
+/// Policy and source check hold with real traffic; DEL removes the rules.
+#[test]
+fn chained_after_reference_ptp() {
+    // checklist 56
+    let lab = Lab::new();
+    let pod = conformance::harness::Netns::new(conformance::firewall_helpers::PREFIX);
+    let data = conformance::harness::TempDir::new("fw6ptp");
+    let ptp = conformance::harness::reference("ptp");
+    let mut c = json!({
+        "cniVersion": "1.0.0", "name": NET, "type": "ptp", "ipMasq": false,
+        "ipam": {"type": "host-local", "dataDir": data.path_str(),
+                 "ranges": [[{"subnet": "fd00:f6::3:0:0/96"}]], "routes": [{"dst": "::/0"}]}
+    });
+    let cid = container_id("fw6ptp");
+    let prev = lab
+        .node
+        .call(&ptp, "ADD", &cid, &pod.path_str(), &c)
+        .assert_ok()
+        .clone();
+    let addr: Ipv6Addr = prev["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let host_veth = prev["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let fc = conf("1.0.0", NET, json!({}), &prev);
+    let out = lab.node.call(
+        &conformance::firewall_helpers::firewall6(),
+        "ADD",
+        &cid,
+        &pod.path_str(),
+        &fc,
+    );
+    // stdout ≡ prevResult (an empty `dns` object means no DNS: omitted).
+    let mut expect = prev.clone();
+    expect.as_object_mut().unwrap().remove("dns");
+    assert_eq!(*out.assert_ok(), expect);
+    let rules = lab.node.pod_rules(NET, &cid);
+    assert!(
+        rules
+            .iter()
+            .any(|l| l.starts_with("-A CNI6-P-OTHER ") && l.contains(&format!("-i {host_veth} "))),
+        "{rules:#?}"
+    );
+    // Inside → pod (any port), outside → pod refused except 443.
+    let li = Listener::new(pod.path(), addr, 8081);
+    assert_eq!(
+        li.probe_retry(lab.inside.path(), None, T, 4).unwrap(),
+        lab.inside_addr
+    );
+    let lo = Listener::new(pod.path(), addr, 8082);
+    assert!(lo.probe(lab.outside.path(), None, T).is_err());
+    let l443 = Listener::new(pod.path(), addr, 443);
+    l443.probe(lab.outside.path(), None, T)
+        .expect("allowed port");
+    // Genuine source out: fine; a foreign one: dropped.
+    let lx = Listener::new(lab.outside.path(), lab.outside_addr, 9002);
+    assert_eq!(lx.probe(pod.path(), Some(addr), T).unwrap(), addr);
+    let foreign: Ipv6Addr = "fd00:f6::3:0:99".parse().unwrap();
+    pod.add_addr("eth0", &format!("{foreign}/128"));
+    let lx = Listener::new(lab.outside.path(), lab.outside_addr, 9003);
+    assert!(lx.probe(pod.path(), Some(foreign), T).is_err());
+    // DEL in reverse order, as a runtime does.
+    lab.node
+        .call(
+            &conformance::firewall_helpers::firewall6(),
+            "DEL",
+            &cid,
+            &pod.path_str(),
+            &fc,
+        )
+        .assert_silent_ok();
+    assert!(lab.node.pod_rules(NET, &cid).is_empty());
+    c["prevResult"] = prev;
+    lab.node
+        .call(&ptp, "DEL", &cid, &pod.path_str(), &c)
+        .assert_silent_ok();
+}

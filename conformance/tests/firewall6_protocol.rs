@@ -574,3 +574,80 @@ fn repeated_add_then_one_del() {
     node.fw("DEL", &cid, &c).assert_silent_ok();
     assert!(node.pod_rules(NET, &cid).is_empty(), "{:#?}", node.rules());
 }
+
+/// Run firewall6 inside the node with ip6tables hidden: a private mount
+/// namespace (propagation private, so the host never sees it) where
+/// /dev/null is bind-mounted over /usr/sbin/ip6tables (/sbin links to
+/// /usr/sbin here; /usr/bin has none).
+fn without_ip6tables(node: &RulesNode, cmd: &str, cid: &str, conf: &Value) -> (i32, Value) {
+    use std::io::Write;
+    let fw = conformance::firewall_helpers::firewall6();
+    let script = format!(
+        "mount --bind /dev/null /usr/sbin/ip6tables && exec ip netns exec {} {}",
+        node.ns.name(),
+        fw.display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", "/var/run/netns/x")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/opt/cni/bin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(conf).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = if out.stdout.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).expect("one JSON document")
+    };
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// checklist 42, 46: STATUS is 50 when ip6tables is unusable; ADD fails
+/// with the same reason and changes nothing; DEL still succeeds (no
+/// ip6tables, no rules of ours to remove: checklist 25).
+#[test]
+fn no_ip6tables_is_status_50() {
+    // checklist 42
+    // checklist 46
+    let node = RulesNode::new();
+    let st = json!({"cniVersion": "1.1.0", "name": NET, "type": "firewall6"});
+    let (code, v) = without_ip6tables(&node, "STATUS", "", &st);
+    assert_ne!(code, 0);
+    assert_eq!(v["code"], 50, "{v}");
+    assert!(
+        v["msg"].as_str().unwrap().contains("ip6tables not found"),
+        "{v}"
+    );
+    let cid = container_id("fw6i");
+    let c = conf("1.1.0", NET, json!({}), &pod_prev("1.1.0", "vethi", 0xe0));
+    let before = node.save();
+    let (code, v) = without_ip6tables(&node, "ADD", &cid, &c);
+    assert_ne!(code, 0);
+    assert_eq!(v["code"], 50, "{v}");
+    assert_eq!(node.save(), before);
+    let (code, v) = without_ip6tables(&node, "DEL", &cid, &c);
+    assert_eq!((code, v), (0, Value::Null));
+    // The host's own ip6tables was never hidden.
+    assert!(
+        std::path::Path::new("/usr/sbin/ip6tables")
+            .metadata()
+            .unwrap()
+            .len()
+            > 0
+            || std::fs::read_link("/usr/sbin/ip6tables").is_ok()
+    );
+    node.fw_network("STATUS", &st).assert_silent_ok();
+}

@@ -26,7 +26,7 @@ use netlink_packet_route::address::{
 };
 use netlink_packet_route::link::{
     BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
@@ -55,6 +55,8 @@ pub struct Link {
     /// IFLA_INFO_KIND ("bridge", "veth", …); `None` for a plain device.
     pub kind: Option<String>,
     pub up: bool,
+    /// Operational state UP (carrier seen by the kernel's linkwatch work).
+    pub oper_up: bool,
     pub alias: Option<String>,
     /// Set when the link is a bridge port.
     pub port_state: Option<BridgePortState>,
@@ -71,6 +73,7 @@ impl Link {
             master: None,
             kind: None,
             up: m.header.flags.contains(LinkFlags::Up),
+            oper_up: false,
             alias: None,
             port_state: None,
             hairpin: None,
@@ -82,6 +85,7 @@ impl Link {
                 LinkAttribute::Mtu(v) => l.mtu = *v,
                 LinkAttribute::Controller(v) if *v != 0 => l.master = Some(*v),
                 LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
+                LinkAttribute::OperState(st) => l.oper_up = *st == State::Up,
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         match i {
@@ -438,27 +442,30 @@ pub struct LinkEvents {
     buf: Vec<u8>,
 }
 
+/// One read of a [`LinkEvents`] socket.
+enum Batch {
+    /// The links the kernel reported on (RTM_NEWLINK).
+    Links(Vec<Link>),
+    /// Events were lost (socket overrun): look at the state directly.
+    Overrun,
+    TimedOut,
+}
+
 impl LinkEvents {
-    pub fn open() -> Result<LinkEvents> {
-        let open = || -> io::Result<Socket> {
-            let mut sock = Socket::new(NETLINK_ROUTE)?;
-            sock.bind_auto()?;
-            sock.add_membership(libc::RTNLGRP_LINK)?;
-            Ok(sock)
-        };
+    pub fn open() -> io::Result<LinkEvents> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.add_membership(libc::RTNLGRP_LINK)?;
         Ok(LinkEvents {
-            sock: open().map_err(|e| Bridge6Error::netlink("subscribe to link events", e))?,
-            buf: vec![0; 32 * 1024],
+            sock,
+            buf: vec![0; 64 * 1024],
         })
     }
 
-    /// Block until some link event arrives or `deadline` passes. Returns
-    /// the indexes of links the batch was about (empty on timeout; on an
-    /// overrun, `[0]` = "something happened, look again").
-    fn next_batch(&mut self, deadline: Instant) -> io::Result<Vec<u32>> {
+    fn next_batch(&mut self, deadline: Instant) -> io::Result<Batch> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(vec![]);
+            return Ok(Batch::TimedOut);
         }
         let mut pfd = libc::pollfd {
             fd: self.sock.as_raw_fd(),
@@ -471,18 +478,18 @@ impl LinkEvents {
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.raw_os_error() == Some(libc::EINTR) {
-                Ok(vec![0])
+                Ok(Batch::Links(vec![]))
             } else {
                 Err(e)
             };
         }
         if n == 0 {
-            return Ok(vec![]);
+            return Ok(Batch::TimedOut);
         }
         let len = match self.sock.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
             Ok(l) => l,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(vec![0]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(vec![0]),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Batch::Overrun),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Batch::Links(vec![])),
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();
@@ -490,8 +497,7 @@ impl LinkEvents {
         while off < len {
             let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..len])
             else {
-                out.push(0);
-                break;
+                return Ok(Batch::Overrun);
             };
             let l = m.header.length as usize;
             if l == 0 {
@@ -499,47 +505,61 @@ impl LinkEvents {
             }
             off += (l + 3) & !3;
             if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(lm)) = m.payload {
-                out.push(lm.header.index);
+                out.push(Link::from_message(&lm));
             }
         }
-        if out.is_empty() {
-            out.push(0);
-        }
-        Ok(out)
+        Ok(Batch::Links(out))
     }
 }
 
-/// What became of a new bridge port while ADD waited for it.
+/// What became of a new veth while ADD waited for it to carry traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortOutcome {
+    /// The pod end is operational and the host end forwards.
     Forwarding,
     /// The bridge runs STP: the port goes through listening/learning for
     /// twice the forward delay (30 s by default); not worth waiting for.
     Stp(BridgePortState),
-    /// Still disabled (no carrier seen) when the limit passed.
+    /// The limit passed first.
     TimedOut,
 }
 
-/// Wait until bridge port `index` forwards (checked with a GETLINK after
-/// every event about it), at most `limit`. A port that is disabled is
-/// waiting for the kernel's linkwatch work (well under a millisecond); one
-/// in an STP state is reported at once rather than waited for.
-pub fn wait_forwarding(
-    nl: &mut Netlink,
-    events: &mut LinkEvents,
-    index: u32,
-    name: &str,
+/// Wait until the pod end (`pod_index`, events from `pod_events`, opened
+/// in the pod namespace) is operationally up and the host end
+/// (`host_index`) is a forwarding bridge port, at most `limit`.
+///
+/// Both happen in the kernel's linkwatch work a moment after "link up"
+/// returns. The pod end counts as up only on an *event* saying so: the
+/// kernel sends it after its NETDEV_CHANGE notifiers ran, i.e. after
+/// addrconf made the pod's routes usable (a GETLINK could see the new
+/// operstate a moment earlier). A port in an STP state is reported at once.
+pub fn wait_usable(
+    host_nl: &mut Netlink,
+    host_events: &mut LinkEvents,
+    host_index: u32,
+    pod_events: &mut LinkEvents,
+    pod_index: u32,
     limit: Duration,
 ) -> Result<PortOutcome> {
     let deadline = Instant::now() + limit;
+    let read_err = |e| Bridge6Error::netlink("read link events", e);
+    // The pod end: events only (see above); an overrun falls back to a
+    // plain look, which is right but for that moment.
     loop {
-        let l = by_index(nl, index)?.ok_or_else(|| {
-            Bridge6Error::netlink(
-                format!("wait for bridge port {name}"),
-                io::Error::from_raw_os_error(libc::ENODEV),
-            )
-        })?;
-        match l.port_state {
+        match pod_events.next_batch(deadline).map_err(read_err)? {
+            Batch::TimedOut => return Ok(PortOutcome::TimedOut),
+            Batch::Overrun => break,
+            Batch::Links(ls) => {
+                if ls.iter().any(|l| l.index == pod_index && l.oper_up) {
+                    break;
+                }
+            }
+        }
+    }
+    // The host end: its port state, looked at, then from events.
+    let mut state = by_index(host_nl, host_index)?.and_then(|l| l.port_state);
+    loop {
+        match state {
             Some(BridgePortState::Forwarding) => return Ok(PortOutcome::Forwarding),
             Some(
                 s @ (BridgePortState::Listening
@@ -548,15 +568,13 @@ pub fn wait_forwarding(
             ) => return Ok(PortOutcome::Stp(s)),
             _ => {}
         }
-        loop {
-            let batch = events
-                .next_batch(deadline)
-                .map_err(|e| Bridge6Error::netlink("read link events", e))?;
-            if batch.is_empty() {
-                return Ok(PortOutcome::TimedOut);
-            }
-            if batch.iter().any(|&i| i == index || i == 0) {
-                break;
+        match host_events.next_batch(deadline).map_err(read_err)? {
+            Batch::TimedOut => return Ok(PortOutcome::TimedOut),
+            Batch::Overrun => state = by_index(host_nl, host_index)?.and_then(|l| l.port_state),
+            Batch::Links(ls) => {
+                if let Some(l) = ls.iter().rev().find(|l| l.index == host_index) {
+                    state = l.port_state.or(state);
+                }
             }
         }
     }

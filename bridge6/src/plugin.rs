@@ -18,8 +18,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-/// How long ADD waits for a new bridge port to leave the disabled state
-/// (the kernel's linkwatch work normally takes well under a millisecond).
+/// How long ADD waits for a new veth to carry traffic (the kernel's
+/// linkwatch work normally takes well under a millisecond).
 pub const PORT_FORWARDING_LIMIT: Duration = Duration::from_secs(3);
 
 pub struct Bridge6;
@@ -397,13 +397,16 @@ impl Adding<'_> {
         // namespaces with it off), no DAD (IPAM guarantees uniqueness and
         // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC, and
         // our static addresses survive the pod taking its link down and up.
-        self.pod_ns.run(|| -> Result<()> {
+        // The same visit opens the pod's link-event socket, before the
+        // link goes up (see link::wait_usable).
+        let mut pod_events = self.pod_ns.run(|| -> Result<link::LinkEvents> {
             sysctl::ensure(ifname, "disable_ipv6", 0)?;
             sysctl::ensure(ifname, "keep_addr_on_down", 1)?;
             sysctl::ensure(ifname, "accept_dad", 0)?;
             sysctl::ensure(ifname, "accept_ra", 0)?;
             sysctl::ensure(ifname, "autoconf", 0)?;
-            Ok(())
+            link::LinkEvents::open()
+                .map_err(|e| Bridge6Error::netlink("subscribe to link events in the pod", e))
         })??;
         for (net, _) in &addressing.ips {
             link::add_address(
@@ -417,7 +420,8 @@ impl Adding<'_> {
         }
 
         // Subscribe before the change whose effect we wait for.
-        let mut events = link::LinkEvents::open()?;
+        let mut host_events = link::LinkEvents::open()
+            .map_err(|e| Bridge6Error::netlink("subscribe to link events", e))?;
         link::set_link(&mut self.pod_nl, pod.index, true, None)
             .map_err(|e| Bridge6Error::netlink(format!("bring {ifname} up in the pod"), e))?;
 
@@ -439,14 +443,16 @@ impl Adding<'_> {
             })?;
         }
 
-        // The announcement only gets through a forwarding port. A port
-        // that does not forward yet costs the pod nothing but the NA: the
-        // addresses and routes are in place, so ADD does not fail for it.
-        let port = link::wait_forwarding(
+        // The announcement only gets out once the pod end is operational
+        // and through a forwarding port. If that does not happen in time,
+        // the pod loses nothing but the NA: addresses and routes are in
+        // place, so ADD does not fail for it.
+        let port = link::wait_usable(
             &mut self.host_nl,
-            &mut events,
+            &mut host_events,
             host.index,
-            &host_name,
+            &mut pod_events,
+            pod.index,
             PORT_FORWARDING_LIMIT,
         )?;
         if port == link::PortOutcome::Forwarding {
@@ -454,7 +460,7 @@ impl Adding<'_> {
             if pod.mac.len() == 6 {
                 pod_mac.copy_from_slice(&pod.mac);
             }
-            self.pod_ns.run(|| -> Result<()> {
+            let sent = self.pod_ns.run(|| -> Result<()> {
                 for (net, _) in &addressing.ips {
                     ndisc::announce(pod.index, net.addr(), pod_mac).map_err(|source| {
                         Bridge6Error::Announce {
@@ -465,11 +471,14 @@ impl Adding<'_> {
                     })?;
                 }
                 Ok(())
-            })??;
+            });
+            if let Err(e) = sent.map_err(Bridge6Error::from).and_then(|r| r) {
+                log(e);
+            }
         } else {
             log(format!(
-                "bridge port {host_name} not forwarding ({port:?}, bridge {} may run STP); \
-                 no unsolicited neighbour advertisement for {ifname}",
+                "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP): \
+                 no unsolicited neighbour advertisement",
                 bridge.name
             ));
         }

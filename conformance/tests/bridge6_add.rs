@@ -18,6 +18,12 @@ fn lifecycle(version: &str) {
     // checklist 18, 20, 24, 58-63
     let out = net.add(&node, version, &cid, &pod, "eth0");
     let r = out.assert_ok().clone();
+    // The announcement went out (nothing logged about skipping it).
+    assert!(
+        !out.stderr.contains("neighbour advertisement"),
+        "{}",
+        out.stderr
+    );
     let addrs = bh::assert_result_schema(&r, version, &pod.path_str(), "eth0");
 
     // One address per pod range, same interface id, first pod slot ::10.

@@ -287,7 +287,12 @@ fn existing_stp_bridge_is_used_without_waiting() {
         took < std::time::Duration::from_secs(2),
         "ADD took {took:?}"
     );
-    assert!(out.stderr.contains("not forwarding"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no unsolicited neighbour advertisement"),
+        "{}",
+        out.stderr
+    );
     let hv = bh::link(&node.ns, &net.host_veth(&cid, "eth0")).unwrap();
     assert_ne!(
         hv["linkinfo"]["info_slave_data"]["state"], "forwarding",

@@ -7,19 +7,27 @@
 //! Why it is built this way:
 //! - **No DAD, no sleeps.** IPAM guarantees uniqueness, so pod addresses
 //!   and bridge gateways go on with IFA_F_NODAD and the pod interface gets
-//!   `accept_dad=0`, `accept_ra=0`, `autoconf=0` before any address (the
-//!   reference plugin's settle wait cost 1–2 s per pod, checklist §3 #1,
-//!   #6). The only wait in ADD is on a netlink event: the new bridge port
-//!   must forward before the pod's unsolicited neighbour advertisement
-//!   ([`ndisc`]) can pass it, bounded by [`plugin::PORT_FORWARDING_LIMIT`].
+//!   `accept_dad=0`, `accept_ra=0`, `autoconf=0` (and `disable_ipv6=0`,
+//!   `keep_addr_on_down=1`) before any address (the reference plugin's
+//!   settle wait cost 1–2 s per pod, and its bridge gateway stays tentative
+//!   for about a second after ADD, checklist §3 #1, #6). The only wait in
+//!   ADD is on netlink events: the new veth must carry traffic before the
+//!   pod's unsolicited neighbour advertisement ([`ndisc`]) can get out,
+//!   bounded by [`plugin::PORT_FORWARDING_LIMIT`]; if it cannot, only the
+//!   advertisement is skipped (e.g. an operator's bridge running STP).
 //! - **Synchronous netlink, one socket per namespace** (cni_common's
 //!   `Netlink`; one socket opened inside the pod netns, one on the host;
 //!   all requests from the main thread). The veth is created with its peer
 //!   already in the pod namespace and its host end already enslaved, in
-//!   one request ([`link`]).
+//!   one request ([`link`]). Hairpin mode goes on last, after the
+//!   advertisement, so the pod never receives its own NA back.
 //! - **Names derived, not stored** ([`attachment`]): the host veth is
 //!   `c6` + 13 hex of SHA-256(network, container id, ifname), so DEL, CHECK
-//!   and GC find it without prevResult or a netns.
+//!   and GC find it without prevResult or a netns; its alias names the
+//!   network so GC never touches another network's ports on a shared
+//!   bridge.
+//! - A gateway outside the pod's own prefixes (but not link-local) is
+//!   routed `onlink` (checklist §3 #11).
 //!
 //! Forwarding (checklist §3 #8), decided: a node must forward for its pods,
 //! but `net.ipv6.conf.all.forwarding=1` makes every interface with

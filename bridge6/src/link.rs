@@ -10,10 +10,11 @@
 //! - bridge-port options (hairpin) are IFLA_INFO_SLAVE_DATA, which the
 //!   kernel applies through the port's *current* master, so they go in a
 //!   second request after the port is enslaved;
-//! - a new bridge port starts forwarding only when the kernel's linkwatch
-//!   work notices the carrier, a moment after "link up" returns; anything
-//!   sent before is dropped, so [`wait_forwarding`] waits for that on a
-//!   netlink event (bounded), never by sleeping.
+//! - a new veth carries traffic only once the kernel's linkwatch work has
+//!   seen its carrier, a moment after "link up" returns: until then the
+//!   pod end has no usable routes and the bridge port drops frames, so
+//!   [`wait_usable`] waits for that on netlink events (bounded), never by
+//!   sleeping.
 
 use crate::error::{Bridge6Error, Result};
 use cni_common::netlink::Netlink;

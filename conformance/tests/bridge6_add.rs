@@ -12,7 +12,11 @@ use std::net::{IpAddr, Ipv6Addr};
 fn lifecycle(version: &str) {
     let node = Node::new();
     let pod = bh::new_pod();
-    let net = BridgeNet::new("cluster0").key("mtu", serde_json::json!(1420));
+    let dns =
+        serde_json::json!({"nameservers": ["fd8c:1f0a:77e3::a"], "search": ["svc.cluster.local"]});
+    let net = BridgeNet::new("cluster0")
+        .key("mtu", serde_json::json!(1420))
+        .key("dns", dns.clone());
     let cid = harness::container_id("b6add");
 
     // checklist 18, 20, 24, 58-63
@@ -25,6 +29,9 @@ fn lifecycle(version: &str) {
         out.stderr
     );
     let addrs = bh::assert_result_schema(&r, version, &pod.path_str(), "eth0");
+
+    // checklist 15: the config's dns is in the result.
+    assert_eq!(r["dns"], dns, "{r}");
 
     // One address per pod range, same interface id, first pod slot ::10.
     let ranges = net.ipam.pod_ranges();

@@ -651,3 +651,40 @@ fn no_ip6tables_is_status_50() {
     );
     node.fw_network("STATUS", &st).assert_silent_ok();
 }
+
+/// checklist 81: 16 first ADDs at once on a fresh node: all succeed, the
+/// skeleton is made once (one FORWARD jump, one admin jump), every pod
+/// passes CHECK.
+#[test]
+fn concurrent_first_adds() {
+    // checklist 81
+    let node = RulesNode::new();
+    let pods: Vec<(String, Value)> = (0..16u16)
+        .map(|i| {
+            (
+                container_id("fw6q"),
+                conf(
+                    "1.0.0",
+                    NET,
+                    json!({}),
+                    &pod_prev("1.0.0", &format!("c6{i:02x}00000000000"), 0x100 + i),
+                ),
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (cid, c) in &pods {
+            let node = &node;
+            s.spawn(move || node.fw("ADD", cid, c).assert_ok().clone());
+        }
+    });
+    let rules = node.rules();
+    let count = |needle: &str| rules.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("-A FORWARD "), 1, "{rules:#?}");
+    assert_eq!(count("-j CNI6-ADMIN"), 1, "{rules:#?}");
+    assert_eq!(count("-A CNI6-INGRESS "), 256);
+    for (cid, c) in &pods {
+        assert_eq!(node.pod_rules(NET, cid).len(), 5);
+        node.fw("CHECK", cid, c).assert_silent_ok();
+    }
+}

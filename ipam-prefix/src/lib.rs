@@ -62,12 +62,13 @@
 //!   fdatasync + rename the record, symlink, write + rename the cursor),
 //!   the same for the 1st and the 1000th pod; 108 for the whole process;
 //! - CPU: on tmpfs 1000 ADDs took 2.26 s user+sys against 1.98 s for 1000
-//!   VERSION calls (both including the driving shell), ≈0.3 ms per ADD for
-//!   config, plan and store; on ext4 the kernel adds ≈1.5 ms (journal,
-//!   fdatasync);
-//! - wall: median ADD ≈ VERSION + 3.5 to 4 ms on ext4 (5.4 ms against
-//!   1.4 to 2 ms), no trend from the first 100 to the last 100 ADDs. DEL
-//!   ≈ VERSION + 1 to 3 ms, CHECK ≈ VERSION.
+//!   VERSION calls (both including the driving shell; 0.17 s more for 500
+//!   in a second run), ≈0.3 ms per ADD for config, plan and store; on ext4
+//!   the kernel adds ≈0.9 to 1.5 ms of system time (journal, fdatasync);
+//! - wall: median ADD ≈ VERSION + 3.5 to 4.5 ms on ext4 (5.4 to 6.9 ms
+//!   against 1.4 to 2.5 ms), with no upward trend from the first 100 to the
+//!   last 100 ADDs beyond the noise. DEL ≈ VERSION + 0.4 to 3 ms, CHECK ≈
+//!   VERSION.
 //!
 //! CNI codes where the spec leaves a choice: range full = 50 (ADD and
 //! STATUS), requested address taken = 7, store/lock failure = 5, netlink

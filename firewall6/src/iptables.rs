@@ -134,7 +134,7 @@ impl Ip6tables {
             stderr: format!(
                 "{} (batch: {})",
                 String::from_utf8_lossy(&out.stderr).trim(),
-                batch.replace('\n', "⏎")
+                abbreviate(&batch.replace('\n', " ⏎ "), 600)
             ),
         })
     }
@@ -154,9 +154,33 @@ impl Ip6tables {
     }
 }
 
+/// At most `max` bytes of `s` (on a char boundary), marked when cut: a
+/// skeleton batch has over a thousand lines, an error message should not.
+fn abbreviate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} … ({} more bytes)", &s[..cut], s.len() - cut)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_batches_are_cut_in_messages() {
+        assert_eq!(abbreviate("short", 10), "short");
+        let long = "é".repeat(400);
+        let a = abbreviate(&long, 101);
+        assert!(
+            a.starts_with(&"é".repeat(50)) && a.ends_with("(700 more bytes)"),
+            "{a}"
+        );
+    }
 
     #[test]
     fn missing_chain_messages() {

@@ -36,7 +36,7 @@ pub enum Bridge6Error {
 
     /// Checklist 19/22: the attachment (or its interface) already exists.
     #[error("{what} already exists; DEL the attachment first")]
-    AttachmentExists { what: String },
+    AttachmentExists { ifname: String, what: String },
 
     /// The IPAM result cannot be used by an IPv6-only bridge.
     #[error("IPAM result unusable: {0}")]
@@ -117,10 +117,10 @@ impl From<Bridge6Error> for cni_common::Error {
                 format!("a bridge (or no link of that name), but {name} is a {kind} link"),
             ),
             Bridge6Error::IpamResult(m) => E::config("ipam", "(its result)", m),
-            Bridge6Error::AttachmentExists { what } => E::env(
+            Bridge6Error::AttachmentExists { ifname, what } => E::env(
                 "CNI_IFNAME",
-                what,
-                "an attachment that does not exist yet (DEL it first)",
+                ifname,
+                format!("a new attachment, but {what} already exists (DEL the attachment first)"),
             ),
             e @ (Bridge6Error::Ipv6Disabled(_) | Bridge6Error::Unavailable(_)) => {
                 E::Unavailable(e.to_string())
@@ -157,7 +157,8 @@ mod tests {
         );
         assert_eq!(
             c(Bridge6Error::AttachmentExists {
-                what: "eth0".into()
+                ifname: "eth0".into(),
+                what: "interface eth0".into()
             }),
             4
         );

@@ -273,6 +273,7 @@ impl Adding<'_> {
         let ifname = self.att.ifname.as_str();
         if link::by_name(&mut self.pod_nl, ifname)?.is_some() {
             return Err(Bridge6Error::AttachmentExists {
+                ifname: ifname.to_string(),
                 what: format!(
                     "interface {ifname} in netns {}",
                     self.pod_ns.path().display()
@@ -281,6 +282,7 @@ impl Adding<'_> {
         }
         if link::by_name(&mut self.host_nl, &self.host_name)?.is_some() {
             return Err(Bridge6Error::AttachmentExists {
+                ifname: ifname.to_string(),
                 what: format!(
                     "host veth {} of attachment (network {}, container {}, {ifname})",
                     self.host_name, self.att.network, self.att.container_id
@@ -354,6 +356,7 @@ impl Adding<'_> {
             Ok(()) => self.made_veth = true,
             Err(e) if is_eexist(&e) => {
                 return Err(Bridge6Error::AttachmentExists {
+                    ifname: ifname.to_string(),
                     what: format!("veth {host_name} or interface {ifname} (created concurrently)"),
                 })
             }

@@ -1002,6 +1002,12 @@ impl Topology {
         })
     }
 
+    /// Verify a pod's cluster attachment through `cni6 check` in its node
+    /// (CNI CHECK down the chain with the cached result).
+    pub fn check(&self, bins: &Binaries, pod: &Pod) -> Result<()> {
+        run(self.cni6(bins, pod, "check", &self.conflist_path(pod.node), "eth0")).map(|_| ())
+    }
+
     /// Detach a pod through `cni6 detach` in its node (cluster network,
     /// then loopback: the reverse of attach).
     pub fn detach(&self, bins: &Binaries, pod: &Pod) -> Result<()> {

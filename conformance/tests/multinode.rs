@@ -105,6 +105,11 @@ fn three_nodes_two_pods_each_talk_tcp_over_ula_and_gua_without_overlay() {
             );
         }
     }
+    // CHECK through the runtime agrees with what ADD made.
+    for (pod, _) in &pods {
+        topo.check(&bins, pod)
+            .unwrap_or_else(|e| panic!("check {}: {e}", pod.name));
+    }
     let mut all: Vec<Ipv6Addr> = pods
         .iter()
         .flat_map(|(_, a)| [a.ula.addr(), a.gua.addr()])

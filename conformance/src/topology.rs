@@ -54,6 +54,11 @@ pub enum Error {
     Cni(#[from] cni_common::Error),
     #[error("invalid topology: {0}")]
     Spec(String),
+    #[error(
+        "{0} not found: build the workspace (cargo build --release) or point the binary \
+         directory (CNI6_BIN_DIR / --bin-dir) at the built binaries"
+    )]
+    MissingBinary(PathBuf),
     #[error("{0}")]
     Check(String),
 }
@@ -849,11 +854,7 @@ impl Binaries {
         for b in ["cni6", "bridge6", "ipam-prefix"] {
             let p = bin_dir.join(b);
             if !p.is_file() {
-                return Err(Error::Spec(format!(
-                    "{} not found: build the workspace (cargo build --release) or point the \
-                     binary directory (CNI6_BIN_DIR / --bin-dir) at the built binaries",
-                    p.display()
-                )));
+                return Err(Error::MissingBinary(p));
             }
         }
         let mut cni_path = vec![bin_dir.to_path_buf()];

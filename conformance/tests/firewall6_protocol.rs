@@ -688,3 +688,45 @@ fn concurrent_first_adds() {
         node.fw("CHECK", cid, c).assert_silent_ok();
     }
 }
+
+/// checklist 17: the config (and even the prevResult) changed between ADD
+/// and DEL: DEL still removes exactly that attachment's rules.
+/// checklist 35: a prevResult with extra routes from later in the chain
+/// does not fail CHECK.
+#[test]
+fn del_after_config_change_and_check_tolerates_extras() {
+    // checklist 17
+    // checklist 35
+    let node = RulesNode::new();
+    let (cid, other) = (container_id("fw6e"), container_id("fw6e"));
+    let c = conf(
+        "1.0.0",
+        NET,
+        json!({}),
+        &pod_prev("1.0.0", "c6a1000000000ee", 0xf0),
+    );
+    let co = conf(
+        "1.0.0",
+        NET,
+        json!({}),
+        &pod_prev("1.0.0", "c6a1000000000ef", 0xf1),
+    );
+    node.fw("ADD", &cid, &c).assert_ok();
+    node.fw("ADD", &other, &co).assert_ok();
+    let mut extra = c.clone();
+    extra["prevResult"]["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"dst": "fd00:beef::/64", "gw": "fd00:f6::1:1:0:1"}));
+    node.fw("CHECK", &cid, &extra).assert_silent_ok();
+    let changed = conf(
+        "1.0.0",
+        NET,
+        json!({"ingress": "open", "clusterPrefixes": ["fd00:aaaa::/64"], "allowPorts": []}),
+        &pod_prev("1.0.0", "c6ff00000000000", 0x77),
+    );
+    node.fw("DEL", &cid, &changed).assert_silent_ok();
+    assert!(node.pod_rules(NET, &cid).is_empty(), "{:#?}", node.rules());
+    assert_eq!(node.pod_rules(NET, &other).len(), 5);
+    node.fw("CHECK", &other, &co).assert_silent_ok();
+}

@@ -333,3 +333,34 @@ fn requested_mac_is_applied_or_refused() {
     assert!(plain.ipam.store().is_empty());
     assert!(bh::link(&pod, "eth0").is_none());
 }
+
+#[test]
+fn pod_namespace_with_ipv6_off_by_default() {
+    // Some runtimes create pod namespaces with default/disable_ipv6=1: the
+    // pod interface then starts without IPv6. bridge6 turns it on for its
+    // own interface only.
+    let node = Node::new();
+    let pod = bh::new_pod();
+    pod.exec_ok(&[
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+    ]);
+    let net = BridgeNet::new("brv6off");
+    let cid = harness::container_id("b6off");
+    let r = net
+        .add(&node, "1.0.0", &cid, &pod, "eth0")
+        .assert_ok()
+        .clone();
+    assert_eq!(bh::sysctl(&pod, "eth0", "disable_ipv6"), "0");
+    assert_eq!(
+        bh::sysctl(&pod, "default", "disable_ipv6"),
+        "1",
+        "pod default untouched"
+    );
+    let gw = ipam::gateway(net.ipam.pod_ranges()[0]);
+    let peer = bh::tcp_round_trip(&pod, &node.ns, gw);
+    assert_eq!(peer.ip(), IpAddr::V6(ipam::result_addrs(&r)[0].addr()));
+    net.del(&node, "1.0.0", &cid, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+}

@@ -14,6 +14,57 @@ use std::process::{Command, Stdio};
 /// Where ip6tables lives on the distributions we know, in search order.
 pub const SEARCH_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin"];
 
+/// Serialises skeleton repair only (pod batches are atomic on their own),
+/// so two first ADDs cannot both insert the FORWARD jump.
+pub const SKELETON_LOCK: &str = "/run/cni6/firewall6.lock";
+
+/// What the verbs need from the filter table. [`Ip6tables`] is the real
+/// one; the plugin's unit tests drive the same logic against a fake.
+pub trait Tables {
+    /// The `-A` lines of one chain, `None` when it does not exist.
+    fn list_chain(&self, chain: &str) -> Result<Option<Vec<String>>>;
+    /// Every line of `-S` (`-P`, `-N`, `-A`).
+    fn list_all(&self) -> Result<Vec<String>>;
+    /// Apply one batch atomically, or nothing of it.
+    fn restore(&self, batch: &str) -> Result<()>;
+    /// Held while the node-wide skeleton is read and repaired.
+    fn skeleton_lock(&self) -> Result<Box<dyn std::any::Any>>;
+}
+
+impl Tables for Ip6tables {
+    fn list_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
+        Ip6tables::list_chain(self, chain)
+    }
+
+    fn list_all(&self) -> Result<Vec<String>> {
+        Ip6tables::list_all(self)
+    }
+
+    fn restore(&self, batch: &str) -> Result<()> {
+        Ip6tables::restore(self, batch)
+    }
+
+    fn skeleton_lock(&self) -> Result<Box<dyn std::any::Any>> {
+        let path = Path::new(SKELETON_LOCK);
+        let err = |source| Error::Lock {
+            path: SKELETON_LOCK.into(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(err)?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| err(std::io::Error::from(errno)))?;
+        Ok(Box::new(lock))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Ip6tables {
     pub ip6tables: PathBuf,

@@ -2,7 +2,7 @@
 
 use crate::config::FirewallConf;
 use crate::error::{Error, Result};
-use crate::iptables::Ip6tables;
+use crate::iptables::{Ip6tables, Tables};
 use crate::rules::{
     self, Attachment, HostSide, Pod, Skeleton, SkeletonState, ANTISPOOF_CHAIN, FORWARD,
     FORWARD_CHAIN, FROM_POD_CHAIN, INGRESS_CHAIN,
@@ -11,16 +11,12 @@ use cni_common::dispatch::{Plugin, Request};
 use cni_common::result::CniResult;
 use cni_common::version::{self, Version};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::Path;
 
 /// Per network namespace: bridged IPv6 traffic passes ip6tables only when
 /// this is 1 (br_netfilter loaded, and enabled in this namespace).
 pub const BRIDGE_NF_SYSCTL: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
-
-/// Serialises skeleton repair only (pod batches are atomic on their own),
-/// so two first ADDs cannot both insert the FORWARD jump.
-pub const SKELETON_LOCK: &str = "/run/cni6/firewall6.lock";
 
 /// How often DEL/GC re-list and retry when a rule vanished between the
 /// listing and the batch (a concurrent DEL of the same attachment).
@@ -62,37 +58,15 @@ fn bridge_netfilter_at(path: &Path) -> Result<()> {
 /// Make the skeleton whole, under the lock so concurrent first ADDs do not
 /// both insert the same jump. Reads the whole table (one exec): this is
 /// the rare path (first pod of a node, or damage).
-fn ensure_skeleton(ipt: &Ip6tables, skel: &Skeleton) -> Result<()> {
-    let _lock = lock()?;
-    let state = SkeletonState::from_listing(
-        &ipt.list_all()?,
-        &skel.conf.admin_chain,
-        &skel.policy_chain(),
-    );
+fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<()> {
+    let _lock = t.skeleton_lock()?;
+    let state =
+        SkeletonState::from_listing(&t.list_all()?, &skel.conf.admin_chain, &skel.policy_chain());
     let fix = skel.repair(&state);
     if fix.is_empty() {
         return Ok(());
     }
-    ipt.restore(&rules::batch(&fix))
-}
-
-fn lock() -> Result<nix::fcntl::Flock<fs::File>> {
-    let path = Path::new(SKELETON_LOCK);
-    let err = |source| Error::Lock {
-        path: SKELETON_LOCK.into(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(err)?;
-    }
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(err)?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, errno)| err(std::io::Error::from(errno)))
+    t.restore(&rules::batch(&fix))
 }
 
 /// ADD's work: the node-wide part repaired only when it is not whole
@@ -101,31 +75,31 @@ fn lock() -> Result<nix::fcntl::Flock<fs::File>> {
 /// exist, a rule cannot jump to a missing chain), then the pod's rules as
 /// one atomic batch of appends to bucket chains, whose cost does not
 /// depend on how many pods exist.
-fn install(ipt: &Ip6tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
+pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
     let quick = SkeletonState {
-        forward: ipt.list_chain(FORWARD)?.unwrap_or_default(),
-        cni6_forward: ipt.list_chain(FORWARD_CHAIN)?,
+        forward: t.list_chain(FORWARD)?.unwrap_or_default(),
+        cni6_forward: t.list_chain(FORWARD_CHAIN)?,
         antispoof: Some(Skeleton::antispoof_rules()),
         ingress: Some(Skeleton::ingress_rules()),
-        from_pod: ipt.list_chain(FROM_POD_CHAIN)?,
-        policy: ipt.list_chain(&skel.policy_chain())?,
+        from_pod: t.list_chain(FROM_POD_CHAIN)?,
+        policy: t.list_chain(&skel.policy_chain())?,
         admin_exists: true,
         chains: None,
     };
     if !skel.defects(&quick).is_empty() {
-        ensure_skeleton(ipt, skel)?;
+        ensure_skeleton(t, skel)?;
     }
     if pod_rules.is_empty() {
         return Ok(());
     }
     let batch = rules::batch(pod_rules);
-    match ipt.restore(&batch) {
+    match t.restore(&batch) {
         Ok(()) => Ok(()),
         // A chain the batch refers to (a bucket, FROM-POD, the policy
         // chain) is missing: repair, then the batch once more.
         Err(_) => {
-            ensure_skeleton(ipt, skel)?;
-            ipt.restore(&batch)
+            ensure_skeleton(t, skel)?;
+            t.restore(&batch)
         }
     }
 }
@@ -141,13 +115,13 @@ fn bucket_lines(all: Vec<String>) -> Vec<String> {
 /// `-A` lines of the chains they may be in). A rule that vanished meanwhile
 /// makes a batch fail: re-list the whole table and retry. Keeps going
 /// across tags and reports every failure at the end.
-fn remove_tagged(ipt: &Ip6tables, tags: &BTreeSet<String>, listing: Vec<String>) -> Result<()> {
+fn remove_tagged(t: &dyn Tables, tags: &BTreeSet<String>, listing: Vec<String>) -> Result<()> {
     let mut errors = Vec::new();
     let mut pending: BTreeSet<String> = tags.clone();
     let mut listing = listing;
     for attempt in 1..=DELETE_ATTEMPTS {
         if attempt > 1 {
-            listing = bucket_lines(ipt.list_all()?);
+            listing = bucket_lines(t.list_all()?);
         }
         let mut next = BTreeSet::new();
         errors.clear();
@@ -159,7 +133,7 @@ fn remove_tagged(ipt: &Ip6tables, tags: &BTreeSet<String>, listing: Vec<String>)
             if lines.is_empty() {
                 continue;
             }
-            if let Err(e) = ipt.restore(&rules::batch(&lines)) {
+            if let Err(e) = t.restore(&rules::batch(&lines)) {
                 errors.push(format!("{tag:?}: {e}"));
                 next.insert(tag.clone());
             }
@@ -173,12 +147,65 @@ fn remove_tagged(ipt: &Ip6tables, tags: &BTreeSet<String>, listing: Vec<String>)
 }
 
 /// The `-A` lines of `chains`, one small listing each.
-fn list_chains(ipt: &Ip6tables, chains: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
+fn list_chains(t: &dyn Tables, chains: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
     let mut out = BTreeMap::new();
     for c in chains {
-        out.insert(c.clone(), ipt.list_chain(c)?.unwrap_or_default());
+        out.insert(c.clone(), t.list_chain(c)?.unwrap_or_default());
     }
     Ok(out)
+}
+
+/// DEL's work for one attachment. With the rules prevResult implies
+/// (`expected`) they sit in known buckets: list those few chains only
+/// (O(1)). Without, or when the buckets do not hold all of them (the config
+/// or prevResult changed since ADD, checklist 17), read the whole table
+/// once.
+pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<Vec<String>>) -> Result<()> {
+    let tags = BTreeSet::from([tag.to_string()]);
+    if let Some(expected) = expected.filter(|e| !e.is_empty()) {
+        let listings = list_chains(t, &rules::chains_of(&expected))?;
+        let listing: Vec<String> = listings.into_values().flatten().collect();
+        if rules::rules_with_tag(&listing, tag).len() >= expected.len() {
+            return remove_tagged(t, &tags, listing);
+        }
+    }
+    remove_tagged(t, &tags, bucket_lines(t.list_all()?))
+}
+
+/// CHECK's work: what is wrong with the skeleton and one pod's rules.
+/// Read-only and O(1): the skeleton chains and the pod's buckets, one small
+/// listing each (bucket chains exist when the dispatch rules that jump to
+/// them do).
+pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<Vec<String>> {
+    let state = SkeletonState {
+        forward: t.list_chain(FORWARD)?.unwrap_or_default(),
+        cni6_forward: t.list_chain(FORWARD_CHAIN)?,
+        antispoof: t.list_chain(ANTISPOOF_CHAIN)?,
+        ingress: t.list_chain(INGRESS_CHAIN)?,
+        from_pod: t.list_chain(FROM_POD_CHAIN)?,
+        policy: t.list_chain(&skel.policy_chain())?,
+        admin_exists: t.list_chain(&skel.conf.admin_chain)?.is_some(),
+        chains: None,
+    };
+    let mut out = skel.defects(&state);
+    let listings = list_chains(t, &rules::chains_of(pod_rules))?;
+    out.extend(rules::pod_defects(pod_rules, &listings));
+    Ok(out)
+}
+
+/// GC's work: remove the rules of every attachment of `network` whose tag
+/// is not in `keep`; keeps going and reports every failure (checklist 49).
+pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -> Result<()> {
+    let listing = bucket_lines(t.list_all()?);
+    let stale: BTreeSet<String> = listing
+        .iter()
+        .filter_map(|l| rules::parse_rule(l).and_then(|r| r.comment))
+        .filter(|c| rules::tag_network(c) == Some(network) && !keep.contains(c))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    remove_tagged(t, &stale, listing)
 }
 
 impl Firewall6 {
@@ -210,10 +237,6 @@ impl Firewall6 {
         Ok(res)
     }
 
-    /// With a usable prevResult the pod's rules sit in known buckets: list
-    /// those few chains only (O(1)). Without one, or when the buckets do
-    /// not hold all of them (the config or prevResult changed since ADD,
-    /// checklist 17), read the whole table once.
     fn del_inner(&self, req: &Request) -> Result<()> {
         let ipt = match Ip6tables::locate() {
             Ok(i) => i,
@@ -224,7 +247,6 @@ impl Firewall6 {
             }
         };
         let tag = attachment(req).tag();
-        let tags = BTreeSet::from([tag.clone()]);
         let expected = req
             .config
             .prev_result
@@ -232,14 +254,7 @@ impl Firewall6 {
             .and_then(|p| CniResult::parse(p).ok())
             .and_then(|r| Pod::from_result(&r).ok())
             .map(|pod| rules::pod_rules(&tag, &pod, "-"));
-        if let Some(expected) = expected.filter(|e| !e.is_empty()) {
-            let listings = list_chains(&ipt, &rules::chains_of(&expected))?;
-            let listing: Vec<String> = listings.into_values().flatten().collect();
-            if rules::rules_with_tag(&listing, &tag).len() >= expected.len() {
-                return remove_tagged(&ipt, &tags, listing);
-            }
-        }
-        remove_tagged(&ipt, &tags, bucket_lines(ipt.list_all()?))
+        remove_attachment(&ipt, &tag, expected)
     }
 
     fn check_inner(&self, req: &Request) -> Result<()> {
@@ -262,24 +277,9 @@ impl Firewall6 {
             network: &req.config.name,
             conf: &conf,
         };
-        // Read-only and O(1): the skeleton chains and the pod's buckets,
-        // one small listing each (bucket chains exist when the dispatch
-        // rules that jump to them do).
-        let state = SkeletonState {
-            forward: ipt.list_chain(FORWARD)?.unwrap_or_default(),
-            cni6_forward: ipt.list_chain(FORWARD_CHAIN)?,
-            antispoof: ipt.list_chain(ANTISPOOF_CHAIN)?,
-            ingress: ipt.list_chain(INGRESS_CHAIN)?,
-            from_pod: ipt.list_chain(FROM_POD_CHAIN)?,
-            policy: ipt.list_chain(&skel.policy_chain())?,
-            admin_exists: ipt.list_chain(&conf.admin_chain)?.is_some(),
-            chains: None,
-        };
-        defects.extend(skel.defects(&state));
         let tag = attachment(req).tag();
         let wanted = rules::pod_rules(&tag, &pod, &skel.policy_chain());
-        let listings = list_chains(&ipt, &rules::chains_of(&wanted))?;
-        defects.extend(rules::pod_defects(&wanted, &listings));
+        defects.extend(defects_of(&ipt, &skel, &wanted)?);
         if defects.is_empty() {
             Ok(())
         } else {
@@ -316,16 +316,7 @@ impl Firewall6 {
                 return Ok(());
             }
         };
-        let listing = bucket_lines(ipt.list_all()?);
-        let stale: BTreeSet<String> = listing
-            .iter()
-            .filter_map(|l| rules::parse_rule(l).and_then(|r| r.comment))
-            .filter(|c| rules::tag_network(c) == Some(network) && !keep.contains(c))
-            .collect();
-        if stale.is_empty() {
-            return Ok(());
-        }
-        remove_tagged(&ipt, &stale, listing)
+        collect_garbage(&ipt, network, &keep)
     }
 
     fn status_inner(&self) -> Result<(), cni_common::Error> {
@@ -369,6 +360,270 @@ impl Plugin for Firewall6 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use std::cell::{Cell, RefCell};
+
+    /// An in-memory filter table with ip6tables-restore's semantics where
+    /// the verbs depend on them: a batch applies entirely or not at all; a
+    /// declaration flushes; `-D` of an absent rule and a jump to a missing
+    /// chain fail the batch. `fail` makes batches containing a string fail
+    /// (`fail_times` times; u32::MAX = always).
+    #[derive(Default)]
+    struct FakeTables {
+        chains: RefCell<BTreeMap<String, Vec<String>>>,
+        fail: RefCell<Option<(String, u32)>>,
+        restores: Cell<u32>,
+    }
+
+    impl FakeTables {
+        fn new() -> FakeTables {
+            let t = FakeTables::default();
+            t.chains.borrow_mut().insert(FORWARD.into(), vec![]);
+            t
+        }
+
+        fn fail_on(&self, needle: &str, times: u32) {
+            *self.fail.borrow_mut() = Some((needle.to_string(), times));
+        }
+
+        fn tagged(&self, tag: &str) -> usize {
+            let needle = format!("--comment \"{tag}\"");
+            self.chains
+                .borrow()
+                .values()
+                .flatten()
+                .filter(|l| l.contains(&needle))
+                .count()
+        }
+    }
+
+    fn bad(batch: &str, why: &str) -> Error {
+        Error::Exec {
+            what: "fake restore".into(),
+            status: "1".into(),
+            stderr: format!("{why} in {batch}"),
+        }
+    }
+
+    impl Tables for FakeTables {
+        fn list_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
+            Ok(self.chains.borrow().get(chain).cloned())
+        }
+
+        fn list_all(&self) -> Result<Vec<String>> {
+            let chains = self.chains.borrow();
+            let mut out = vec!["-P FORWARD ACCEPT".to_string()];
+            out.extend(
+                chains
+                    .keys()
+                    .filter(|c| *c != FORWARD)
+                    .map(|c| format!("-N {c}")),
+            );
+            out.extend(chains.values().flatten().cloned());
+            Ok(out)
+        }
+
+        fn restore(&self, batch: &str) -> Result<()> {
+            self.restores.set(self.restores.get() + 1);
+            if let Some((needle, times)) = self.fail.borrow_mut().as_mut() {
+                if *times > 0 && batch.contains(needle.as_str()) {
+                    *times = times.saturating_sub(1);
+                    return Err(bad(batch, "injected failure"));
+                }
+            }
+            let mut next = self.chains.borrow().clone();
+            for line in batch.lines() {
+                if line == "*filter" || line == "COMMIT" {
+                    continue;
+                }
+                if let Some(decl) = line.strip_prefix(':') {
+                    let name = decl.split(' ').next().unwrap().to_string();
+                    next.insert(name, vec![]);
+                    continue;
+                }
+                let (op, rest) = line.split_at(3);
+                let (chain, spec) = rest.split_once(' ').unwrap();
+                let spec = spec
+                    .strip_prefix("1 ")
+                    .filter(|_| op == "-I ")
+                    .unwrap_or(spec);
+                let rule = format!("-A {chain} {spec}");
+                let target = spec.rsplit(' ').next().unwrap();
+                if !next.contains_key(chain)
+                    || (op != "-D "
+                        && !["ACCEPT", "DROP", "RETURN"].contains(&target)
+                        && !next.contains_key(target))
+                {
+                    return Err(bad(batch, "no chain/target by that name"));
+                }
+                let rules = next.get_mut(chain).unwrap();
+                match op {
+                    "-A " => rules.push(rule),
+                    "-I " => rules.insert(0, rule),
+                    "-D " => match rules.iter().position(|r| *r == rule) {
+                        Some(i) => {
+                            rules.remove(i);
+                        }
+                        None => return Err(bad(batch, "bad rule (does a matching rule exist?)")),
+                    },
+                    _ => return Err(bad(batch, "unknown op")),
+                }
+            }
+            *self.chains.borrow_mut() = next;
+            Ok(())
+        }
+
+        fn skeleton_lock(&self) -> Result<Box<dyn std::any::Any>> {
+            Ok(Box::new(()))
+        }
+    }
+
+    fn pod(last: u16, port: &str) -> Pod {
+        Pod {
+            addresses: vec![
+                format!("fd00:f6::1:1:0:{last:x}").parse().unwrap(),
+                format!("2001:db8:7:1:0:1:0:{last:x}").parse().unwrap(),
+            ],
+            host_side: Some(HostSide::BridgePort(port.into())),
+        }
+    }
+
+    fn tag(id: &str) -> String {
+        Attachment {
+            network: "n",
+            container_id: id,
+            ifname: "eth0",
+        }
+        .tag()
+    }
+
+    #[test]
+    fn install_check_remove_on_a_fresh_table() {
+        let t = FakeTables::new();
+        let conf = FirewallConf::from_raw(&json!({"clusterPrefixes": ["fd00:f6::/64"]})).unwrap();
+        let skel = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        let a = rules::pod_rules(
+            &tag("a"),
+            &pod(0x10, "c6ab00000000001"),
+            &skel.policy_chain(),
+        );
+        let b = rules::pod_rules(&tag("b"), &pod(0x11, "veth-b"), &skel.policy_chain());
+        install(&t, &skel, &a).unwrap();
+        install(&t, &skel, &b).unwrap();
+        assert_eq!(t.chains.borrow()[FORWARD].len(), 1);
+        assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
+        assert!(defects_of(&t, &skel, &b).unwrap().is_empty());
+        assert_eq!(t.tagged(&tag("a")), 5);
+        // The second ADD found the skeleton whole: one restore for its pod.
+        let before = t.restores.get();
+        install(
+            &t,
+            &skel,
+            &rules::pod_rules(
+                &tag("c"),
+                &pod(0x12, "c6ab00000000002"),
+                &skel.policy_chain(),
+            ),
+        )
+        .unwrap();
+        assert_eq!(t.restores.get() - before, 1);
+        remove_attachment(&t, &tag("a"), Some(a.clone())).unwrap();
+        remove_attachment(&t, &tag("b"), None).unwrap();
+        assert_eq!(t.tagged(&tag("a")) + t.tagged(&tag("b")), 0);
+        assert_eq!(t.tagged(&tag("c")), 5);
+        assert!(!defects_of(&t, &skel, &a).unwrap().is_empty());
+        // Idempotent.
+        remove_attachment(&t, &tag("a"), Some(a)).unwrap();
+    }
+
+    #[test]
+    fn install_repairs_a_lost_bucket_and_retries() {
+        let t = FakeTables::new();
+        let conf = FirewallConf::from_raw(&json!({})).unwrap();
+        let skel = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        install(&t, &skel, &[]).unwrap();
+        t.chains.borrow_mut().remove("CNI6-D-10");
+        let a = rules::pod_rules(
+            &tag("a"),
+            &pod(0x10, "c6ab00000000001"),
+            &skel.policy_chain(),
+        );
+        install(&t, &skel, &a).unwrap();
+        assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
+    }
+
+    #[test]
+    fn del_retries_when_a_batch_fails_once() {
+        let t = FakeTables::new();
+        let conf = FirewallConf::from_raw(&json!({})).unwrap();
+        let skel = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        let a = rules::pod_rules(
+            &tag("a"),
+            &pod(0x10, "c6ab00000000001"),
+            &skel.policy_chain(),
+        );
+        install(&t, &skel, &a).unwrap();
+        t.fail_on("-D ", 1);
+        remove_attachment(&t, &tag("a"), Some(a)).unwrap();
+        assert_eq!(t.tagged(&tag("a")), 0);
+    }
+
+    /// checklist 49: GC keeps going past a failing attachment, removes the
+    /// others, and reports the failure (naming it) at the end.
+    #[test]
+    fn gc_keeps_going_and_reports_every_failure() {
+        let t = FakeTables::new();
+        let conf = FirewallConf::from_raw(&json!({})).unwrap();
+        let skel = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        for (i, id) in ["a", "b", "c", "keep"].iter().enumerate() {
+            let r = rules::pod_rules(
+                &tag(id),
+                &pod(0x10 + i as u16, "c6ab00000000001"),
+                &skel.policy_chain(),
+            );
+            install(&t, &skel, &r).unwrap();
+        }
+        let other_conf = FirewallConf::from_raw(&json!({})).unwrap();
+        let other = Skeleton {
+            network: "m",
+            conf: &other_conf,
+        };
+        let m_tag = Attachment {
+            network: "m",
+            container_id: "x",
+            ifname: "eth0",
+        }
+        .tag();
+        install(
+            &t,
+            &other,
+            &rules::pod_rules(&m_tag, &pod(0x20, "c6cd00000000001"), &other.policy_chain()),
+        )
+        .unwrap();
+        t.fail_on(&tag("b"), u32::MAX);
+        let e = collect_garbage(&t, "n", &BTreeSet::from([tag("keep")])).unwrap_err();
+        let msg = cni_common::Error::from(e).to_string();
+        assert!(
+            msg.contains("id=b") && !msg.contains("id=a") && !msg.contains("id=c"),
+            "{msg}"
+        );
+        assert_eq!(t.tagged(&tag("a")) + t.tagged(&tag("c")), 0);
+        assert_eq!(t.tagged(&tag("b")), 5);
+        assert_eq!(t.tagged(&tag("keep")), 5);
+        assert_eq!(t.tagged(&m_tag), 5);
+    }
 
     #[test]
     fn bridge_netfilter_states() {

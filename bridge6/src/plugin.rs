@@ -537,10 +537,11 @@ impl Adding<'_> {
 /// Best effort, idempotent (checklist 25–30). The host end of the veth is
 /// found by its derived name, so no netns is needed; deleting it removes
 /// the pod end too. IPAM DEL always runs. Every error is collected and
-/// reported once at the end; "already gone" is success.
+/// reported once at the end; "already gone" is success. Only the network
+/// name and `ipam` are read: a bridge6 key that changed or broke since ADD
+/// must not stop the cleanup (checklist 17).
 fn del(req: &Request) -> Result<()> {
-    let cfg = Config::parse(&req.config)?;
-    let att = Attachment::new(&cfg.network, req.container_id(), req.ifname());
+    let att = Attachment::new(&req.config.name, req.container_id(), req.ifname());
     let host_name = att.host_veth();
     let mut errors: Vec<cni_common::Error> = Vec::new();
 

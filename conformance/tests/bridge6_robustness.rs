@@ -99,7 +99,8 @@ fn del_with_a_changed_config_still_frees_everything() {
     let net = BridgeNet::new("brold");
     let cid = harness::container_id("b6chg");
     net.add(&node, V, &cid, &pod, "eth0").assert_ok();
-    let mut changed = net.clone().key("mtu", json!(1300));
+    // ... even into something ADD would refuse.
+    let mut changed = net.clone().key("mtu", json!("not a number"));
     changed.bridge = "brnew".into();
     changed
         .del(&node, V, &cid, &pod.path_str(), "eth0")

@@ -84,24 +84,25 @@
 //!
 //! End to end through the binary (conformance/tests/firewall6_scale.rs,
 //! same fabricated prevResults for both plugins, median of 7 calls, CPU of
-//! the plugin and its ip6tables children, release build, on this 2-core
-//! machine shared with other builds):
+//! the plugin and its ip6tables children; ranges over four runs, two debug
+//! and two release builds, on this 2-core machine shared with other
+//! builds, so ±30 % is noise):
 //!
-//! | per call                       | 10 pods  | 1000 pods |
-//! |--------------------------------|----------|-----------|
-//! | firewall6 ADD                  | 16.7 ms  | 16.8 ms   |
-//! | firewall6 DEL (prevResult)     | 12.6 ms  | 11.5 ms   |
-//! | firewall6 CHECK                |          | 23.7 ms   |
-//! | firewall6 DEL, no prevResult   |          | 51.6 ms   |
-//! | reference `firewall` ADD       | 33.0 ms  | 191.0 ms  |
-//! | reference `firewall` DEL       |          | 98.3 ms   |
+//! | per call                       | 10 pods      | 1000 pods     |
+//! |--------------------------------|--------------|---------------|
+//! | firewall6 ADD                  | 13.0–17.4 ms | 14.1–22.1 ms  |
+//! | firewall6 DEL (prevResult)     | 7.9–12.6 ms  | 8.7–15.8 ms   |
+//! | firewall6 CHECK                |              | 20.6–29.9 ms  |
+//! | firewall6 DEL, no prevResult   |              | 51.6–68.8 ms  |
+//! | reference `firewall` ADD       | 25.6–55.4 ms | 184–209 ms    |
+//! | reference `firewall` DEL       |              | 92–115 ms     |
 //!
-//! At 1000 pods, 16 DELs in parallel take 0.35 s wall for firewall6 and
-//! 4.2 s for the reference; 32 parallel ADDs 0.55 s. (A debug build gave
-//! the same shape: ADD 17.4 → 14.1 ms, DEL 8.7 → 8.7 ms, before the
-//! buckets DEL was 7.8 → 81 ms and CHECK 82 ms at 1000 pods.) What is
-//! left of ADD is five process starts of ip6tables (four one-chain reads
-//! to see whether the node-wide part is whole, one restore).
+//! At 1000 pods, 16 DELs in parallel take 0.23–0.51 s wall for firewall6
+//! and 4.2–7.9 s for the reference; 32 parallel ADDs 0.4–1.3 s. Before the
+//! buckets (flat chains) firewall6's DEL went 7.8 → 81 ms and CHECK was
+//! 82 ms at 1000 pods. What is left of ADD is five process starts of
+//! ip6tables: four one-chain reads to see whether the node-wide part is
+//! whole, and the restore.
 //!
 //! # Decisions where the issue is silent
 //!

@@ -200,8 +200,13 @@ fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: u32) -> Result<link::Link> {
         });
     }
     // We own routing on the bridge: it must never take addresses or a
-    // default route from an RA a pod sends (§3 #10). Set before it is up.
+    // default route from an RA a pod sends (§3 #10). And no DAD: while the
+    // bridge's link-local address is tentative (~1-2 s after it comes up)
+    // the node cannot send neighbour solicitations on it, so traffic routed
+    // to a new pod from elsewhere waits in the neighbour queue (found by
+    // the multinode suite). Both are set before the bridge is up.
     sysctl::ensure(name, "accept_ra", 0)?;
+    sysctl::ensure(name, "accept_dad", 0)?;
     let mtu_change = (br.mtu != mtu).then_some(mtu);
     if !br.up || mtu_change.is_some() {
         link::set_link(nl, br.index, true, mtu_change)

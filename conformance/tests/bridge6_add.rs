@@ -125,6 +125,14 @@ fn lifecycle(version: &str) {
         assert!(!a.flags.iter().any(|f| f == "tentative"), "{a:?}");
     }
     assert_eq!(node.sysctl("cluster0", "accept_ra"), "0");
+    // Its link-local address is usable at once too: the node solicits pod
+    // neighbours from it when it forwards traffic to them.
+    let ll: Vec<_> = bh::addrs6(&node.ns, "cluster0")
+        .into_iter()
+        .filter(|a| a.scope == "link")
+        .collect();
+    assert_eq!(ll.len(), 1, "{ll:?}");
+    assert!(!ll[0].flags.iter().any(|f| f == "tentative"), "{ll:?}");
     let hv = bh::link(&node.ns, &host).expect("host veth exists");
     assert_eq!(hv["master"], "cluster0");
     assert_eq!(hv["mtu"], 1420);

@@ -10,7 +10,10 @@
 //!   `accept_dad=0`, `accept_ra=0`, `autoconf=0` (and `disable_ipv6=0`,
 //!   `keep_addr_on_down=1`) before any address (the reference plugin's
 //!   settle wait cost 1–2 s per pod, and its bridge gateway stays tentative
-//!   for about a second after ADD, checklist §3 #1, #6). The only wait in
+//!   for about a second after ADD, checklist §3 #1, #6). The bridge itself
+//!   gets `accept_dad=0` before it comes up: its link-local address is the
+//!   source of the node's neighbour solicitations towards pods, and while
+//!   tentative, traffic forwarded to a new pod would wait. The only wait in
 //!   ADD is on netlink events: the new veth must carry traffic before the
 //!   pod's unsolicited neighbour advertisement ([`ndisc`]) can get out,
 //!   bounded by [`plugin::PORT_FORWARDING_LIMIT`]; if it cannot, only the

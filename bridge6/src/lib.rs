@@ -48,8 +48,12 @@
 //! forwarding off, it first raises `accept_ra` from 1 to 2 on every
 //! interface that has 1 (and on `default`, which new interfaces inherit),
 //! then sets `all.forwarding=1`; afterwards each ADD costs one sysctl read.
-//! STATUS returns 51 naming an interface if forwarding is on and that
-//! interface still has `accept_ra=1` (it now ignores RAs).
+//! STATUS returns 51 naming an interface if forwarding is on, that
+//! interface still has `accept_ra=1` (it now ignores RAs) and it holds
+//! state learned from RAs (a finite-lifetime address or an `ra` route)
+//! that will expire unrenewed. A statically configured interface at
+//! `accept_ra=1` is the operator's choice and does not fail STATUS:
+//! containerd turns any STATUS error into "network not ready".
 //!
 //! Default route policy, decided: a pod gets at most one `::/0`. If the pod
 //! netns already has a default route (another network's attachment came

@@ -373,6 +373,41 @@ pub fn main_routes(nl: &mut Netlink) -> Result<Vec<Route6>> {
         .collect())
 }
 
+/// Whether interface `name` holds state learned from router
+/// advertisements: a global address with a finite lifetime (SLAAC or
+/// DHCPv6: the kernel marks only infinite-lifetime addresses PERMANENT) or
+/// a route of protocol `ra`. A vanished interface holds nothing.
+pub fn ra_dependent(nl: &mut Netlink, name: &str) -> Result<bool> {
+    const IFA_F_PERMANENT: u32 = 0x80;
+    let Some(l) = by_name(nl, name)? else {
+        return Ok(false);
+    };
+    let addrs = nl
+        .ipv6_addresses(l.index)
+        .map_err(|e| Bridge6Error::netlink(format!("list addresses of {name}"), e))?;
+    let dynamic = addrs.iter().any(|a| {
+        let link_local = a.addr.segments()[0] & 0xffc0 == 0xfe80;
+        !link_local && a.flags & IFA_F_PERMANENT == 0
+    });
+    if dynamic {
+        return Ok(true);
+    }
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet6;
+    let replies = nl
+        .request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)
+        .map_err(|e| Bridge6Error::netlink("list IPv6 routes", e))?;
+    Ok(replies.iter().any(|r| match r {
+        RouteNetlinkMessage::NewRoute(m) => {
+            m.header.protocol == RouteProtocol::Ra
+                && m.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == l.index))
+        }
+        _ => false,
+    }))
+}
+
 /// The MTU of the interface the host's IPv6 default route leaves through:
 /// one route lookup (RTM_F_FIB_MATCH, the route itself, not a dump) and one
 /// link lookup. `None` when there is no default route.

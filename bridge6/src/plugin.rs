@@ -710,8 +710,14 @@ fn status(req: &Request) -> Result<()> {
             )));
         }
     }
-    if let Some(iface) = sysctl::ra_ignored()? {
-        return Err(Bridge6Error::RaIgnored { iface });
+    // An interface at accept_ra=1 under forwarding is only a fault when it
+    // holds RA-learned state (a SLAAC/DHCPv6 address or an RA route) that
+    // will now expire unrenewed; a statically configured uplink is the
+    // operator's deliberate state and must not make the node NotReady.
+    for iface in sysctl::ra_ignoring()? {
+        if link::ra_dependent(&mut nl, &iface)? {
+            return Err(Bridge6Error::RaIgnored { iface });
+        }
     }
     delegate::ipam(&req.config.raw, &req.env.path, Command::Status, &req.stdin)?;
     Ok(())

@@ -93,7 +93,7 @@ pub struct ForwardingChange {
 /// when forwarding is still off, first raise `accept_ra` 1 → 2 on every
 /// interface that has 1 (and on `default`), then set `all.forwarding=1`.
 /// Once forwarding is on this costs one read per ADD. An interface that
-/// appears later with `accept_ra=1` is STATUS's business ([`ra_ignored`]).
+/// appears later with `accept_ra=1` is STATUS's business ([`ra_ignoring`]).
 pub fn ensure_forwarding() -> Result<ForwardingChange> {
     let mut change = ForwardingChange::default();
     if read("all", "forwarding")? == 1 {
@@ -115,21 +115,28 @@ pub fn ensure_forwarding() -> Result<ForwardingChange> {
     Ok(change)
 }
 
-/// With forwarding on, the first interface (by name) that still has
-/// `accept_ra=1` and therefore ignores router advertisements.
-pub fn ra_ignored() -> Result<Option<String>> {
+/// With forwarding on, the interfaces (by name, `default` excluded: it is
+/// no interface) that still have `accept_ra=1` and so ignore router
+/// advertisements. Whether that matters is decided by the caller: only an
+/// interface that holds state learned from RAs depends on them
+/// ([`crate::link::ra_dependent`]).
+pub fn ra_ignoring() -> Result<Vec<String>> {
     if read("all", "forwarding")? != 1 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
+    let mut out = Vec::new();
     for iface in ra_candidates()? {
+        if iface == "default" {
+            continue;
+        }
         match read(&iface, "accept_ra") {
-            Ok(1) => return Ok(Some(iface)),
+            Ok(1) => out.push(iface),
             Ok(_) => {}
             Err(e) if e.is_gone() => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 #[cfg(test)]

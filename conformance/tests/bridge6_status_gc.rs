@@ -1,6 +1,7 @@
 //! bridge6 STATUS (checklist 1.G) and GC (1.H), and the forwarding
 //! decision (checklist §3 #8): raise accept_ra 1 → 2 before turning
-//! forwarding on; STATUS 51 when an interface would ignore RAs.
+//! forwarding on; STATUS 51 when an interface that relies on RAs (a
+//! finite-lifetime address or an RA route) would ignore them.
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
 use conformance::harness::{self, Invocation};
@@ -41,11 +42,37 @@ fn forwarding_is_enabled_without_breaking_ra_uplinks() {
     assert!(out.stderr.contains("c6bra"), "logged: {}", out.stderr);
     net.status(&node).assert_silent_ok();
 
-    // An interface that appears later with accept_ra=1 now ignores RAs:
-    // STATUS 51 naming it; ADD still works (checklist 44).
+    // An interface that appears later with accept_ra=1 now ignores RAs.
+    // Statically configured, it depends on none: STATUS stays healthy (a
+    // node with forwarding and static uplinks must not become NotReady).
     node.ns.add_veth("c6blate", "c6blatep");
     node.set_sysctl("c6blate", "accept_ra", "1");
     node.set_sysctl("c6blatep", "accept_ra", "0");
+    node.ns.exec_ok(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:77::5/64",
+        "dev",
+        "c6blate",
+    ]);
+    net.status(&node).assert_silent_ok();
+    // With a finite-lifetime (SLAAC/DHCPv6-like) address it relies on RAs
+    // it now ignores: STATUS 51 naming it; ADD still works (checklist 44).
+    node.ns.exec_ok(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:78::5/64",
+        "dev",
+        "c6blate",
+        "valid_lft",
+        "3600",
+        "preferred_lft",
+        "3600",
+    ]);
     let st = net.status(&node);
     st.assert_error(51);
     assert!(st.msg().contains("c6blate"), "{}", st.msg());

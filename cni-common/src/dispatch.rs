@@ -6,7 +6,8 @@
 //! CNI_COMMAND (checklist 12), environment validation (1.A), version
 //! negotiation (1.K), verb/version rules (31, 45, 51), output discipline
 //! (10: one JSON document on stdout, logs on stderr) and a panic hook that
-//! still prints an error JSON (checklist 70).
+//! still prints an error JSON (checklist 70), and the optional per-call log
+//! (`logFile`, [`crate::calllog`]).
 
 use crate::config::NetConf;
 use crate::env::{Command, Env};
@@ -16,6 +17,8 @@ use crate::version::{self, Version};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
 
 /// One ADD/DEL/CHECK/GC/STATUS invocation, decoded and validated.
 #[derive(Debug, Clone)]
@@ -97,8 +100,12 @@ pub struct Outcome {
 }
 
 /// Run a plugin as a process: read env + stdin, print, exit.
+/// With `logFile` in the config, one line per call goes there
+/// ([`crate::calllog`]).
 pub fn run<P: Plugin>(plugin: &P) -> ! {
     install_panic_hook();
+    let started = SystemTime::now();
+    let clock = Instant::now();
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let command = std::env::var("CNI_COMMAND").ok();
@@ -112,6 +119,20 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
             exit_code: 1,
         },
     };
+    let name = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    crate::calllog::record(
+        &name,
+        command.as_deref(),
+        &stdin,
+        |k| std::env::var(k).ok(),
+        started,
+        clock.elapsed(),
+        &outcome,
+    );
     emit(outcome)
 }
 

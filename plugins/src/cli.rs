@@ -19,6 +19,9 @@ pub const DEFAULT_CNI_PATH: &str = "/opt/cni/bin";
     version,
     about = "Operate cni6, IPv6-only CNI networking for Kubernetes pods",
     long_about = "Operate cni6, IPv6-only CNI networking for Kubernetes pods.\n\n\
+        Put cni6 on a node with `install` (or print its configuration with `conflist`), \
+        see what it holds with `status`, free what leaked with `gc`, and feed the fabric \
+        one route per node with `routes`.\n\n\
         The attach/check/detach/gc/plugin-status/version commands run the plugins \
         of a network configuration list (.conflist) exactly as a container runtime \
         (containerd, CRI-O, podman, multus: all through libcni) would: same \
@@ -39,13 +42,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Copy the plugins into the runtime's bin directory and write this node's conflist (atomic, idempotent).
+    Install(commands::install::InstallArgs),
+    /// Print a network configuration list for this node, validated by the plugins' own parsers.
+    Conflist(commands::conflist::ConflistArgs),
+    /// Show the node's allocations (pod, addresses, host veth, age, leaked?), prefixes, bridge and firewall.
+    Status(commands::status::StatusArgs),
+    /// Print the fabric's routes to every node's pod prefixes (ip, wireguard or BIRD form).
+    Routes(commands::routes::RoutesArgs),
     /// Attach a network namespace to the network (CNI ADD through every plugin).
     Attach(commands::attach::AttachArgs),
     /// Verify an attachment is still as it was made (CNI CHECK).
     Check(commands::attach::CheckArgs),
     /// Detach a network namespace from the network (CNI DEL, plugins in reverse).
     Detach(commands::attach::DetachArgs),
-    /// Clean up attachments that no longer exist (cached DELs, then CNI GC).
+    /// List (default) or free attachments that no longer exist (cached DELs, then CNI GC).
     Gc(commands::gc::GcArgs),
     /// Ask every plugin whether it can serve new attachments (CNI STATUS).
     PluginStatus(commands::plugin_status::PluginStatusArgs),
@@ -125,6 +136,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         out,
     };
     match cli.command {
+        Command::Install(a) => commands::install::run(&a, &mut o),
+        Command::Conflist(a) => commands::conflist::run(&a, &mut o),
+        Command::Status(a) => commands::status::run(&a, &mut o),
+        Command::Routes(a) => commands::routes::run(&a, &mut o),
         Command::Attach(a) => commands::attach::attach(&a, &mut o),
         Command::Check(a) => commands::attach::check(&a, &mut o),
         Command::Detach(a) => commands::attach::detach(&a, &mut o),

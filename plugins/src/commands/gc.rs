@@ -2,32 +2,70 @@
 //! attachment not in the valid set gets a DEL, then (CNI 1.1.0+) every
 //! plugin gets GC with the valid set and frees whatever else it holds.
 //!
-//! An empty valid set means "nothing on this node uses the network", so it
-//! is only sent when asked for explicitly with `--all-stale`.
+//! The valid set is the operator's statement of which attachments are in
+//! use; an empty one means "none", and frees every pod's address on the
+//! network. So the default is a dry run that changes nothing and lists the
+//! candidates (every allocation of the store, the leaked ones marked, as
+//! `cni6 status` judges them); `--valid` runs GC with the given set,
+//! `--leaked` with every allocation that is not leaked, and `--all-stale`
+//! with an empty set. What GC freed is the difference of ipam-prefix's
+//! store before and after.
 
 use crate::cli::{NetworkOpts, Output};
+use crate::commands::install::network_configs;
+use crate::commands::status::{allocations, networks_of, Allocation, Network};
 use crate::error::{CliError, Result};
-use clap::Args;
+use clap::{ArgGroup, Args};
 use cni_common::env::{validate_container_id, validate_ifname};
+use cni_common::runtime::{ConfList, Runtime, DEFAULT_CACHE_DIR};
 use serde_json::json;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "GC releases everything of the network that is not listed with --valid: \
-    addresses, firewall rules, host interfaces. List every attachment still in use \
-    (e.g. from `crictl pods`), or use --all-stale when no pod on this node uses the network."
+    group(ArgGroup::new("which").required(true).args(["conflist", "network"])),
+    group(ArgGroup::new("mode").args(["valid", "leaked", "all_stale"])),
+    after_help = "Without --valid, --leaked or --all-stale nothing is changed: gc lists the \
+    allocations GC would consider, the leaked ones marked (their pod's netns or host veth is \
+    gone, or they are from an earlier boot).\n\n\
+    GC releases everything of the network that is not in the valid set: addresses, firewall \
+    rules, host interfaces. List every attachment still in use with --valid (e.g. from \
+    `crictl pods`), or let --leaked keep every allocation whose pod still exists. --all-stale \
+    sends an empty set: only when no pod on this node uses the network."
 )]
 pub struct GcArgs {
-    #[command(flatten)]
-    pub net: NetworkOpts,
+    /// The network configuration list (.conflist, or a single-plugin .conf).
+    #[arg(long, value_name = "FILE")]
+    pub conflist: Option<PathBuf>,
+
+    /// The network by name, looked up in --conf-dir.
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// Where --network is looked up.
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
+    pub conf_dir: PathBuf,
+
+    /// Directories searched for plugin binaries, ':'-separated
+    /// [default: $CNI_PATH, else /opt/cni/bin].
+    #[arg(long, value_name = "DIR:DIR")]
+    pub cni_path: Option<String>,
+
+    /// The runtime's libcni cache.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
 
     /// An attachment still in use, as CONTAINERID/IFNAME (repeat for each).
     #[arg(long, value_name = "ID/IF")]
     pub valid: Vec<String>,
 
+    /// GC with every allocation that is not leaked as the valid set.
+    #[arg(long)]
+    pub leaked: bool,
+
     /// Declare that NO attachment of this network is in use: GC with an
     /// empty valid list, releasing everything the plugins hold for it.
-    #[arg(long, conflicts_with = "valid")]
+    #[arg(long)]
     pub all_stale: bool,
 }
 
@@ -42,25 +80,141 @@ pub fn parse_valid(s: &str) -> Result<(String, String)> {
     Ok((id.to_string(), ifname.to_string()))
 }
 
-pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
-    let (list, rt) = a.net.load()?;
-    if a.valid.is_empty() && !a.all_stale {
-        return Err(CliError::Usage(format!(
-            "refusing to GC network {} without --valid: an empty valid list tells every plugin \
-             that no attachment is in use, so it would release the addresses and rules of every \
-             running pod on this network. Pass --valid CONTAINERID/IFNAME for each attachment \
-             still in use, or --all-stale if there is none.",
-            list.name
-        )));
+impl GcArgs {
+    /// The conflist file: given, or the first one in --conf-dir whose
+    /// network has this name (the one the runtime uses).
+    fn conflist_path(&self) -> Result<PathBuf> {
+        if let Some(f) = &self.conflist {
+            return Ok(f.clone());
+        }
+        let want = self.network.as_deref().expect("clap requires one");
+        for n in network_configs(&self.conf_dir)? {
+            let p = self.conf_dir.join(n);
+            if ConfList::from_file(&p).is_ok_and(|l| l.name == want) {
+                return Ok(p);
+            }
+        }
+        Err(CliError::Failed(format!(
+            "no network configuration named {want} in {}",
+            self.conf_dir.display()
+        )))
     }
-    let valid = a
-        .valid
-        .iter()
-        .map(|s| parse_valid(s))
-        .collect::<Result<Vec<_>>>()?;
+
+    fn net(&self) -> Result<NetworkOpts> {
+        Ok(NetworkOpts {
+            conflist: self.conflist_path()?,
+            cni_path: self.cni_path.clone(),
+            cache_dir: self.cache_dir.clone(),
+        })
+    }
+}
+
+fn key(a: &Allocation) -> String {
+    match &a.record {
+        Some(r) => format!("{}/{}", r.container_id, r.ifname),
+        None => a.file.replacen('@', "/", 1),
+    }
+}
+
+/// The store's allocations of every ipam-prefix network in the list.
+fn store_allocations(nets: &[Network], rt: &Runtime) -> Result<Vec<Allocation>> {
+    let mut out = Vec::new();
+    for n in nets {
+        out.extend(allocations(n, rt)?);
+    }
+    Ok(out)
+}
+
+pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
+    let net = a.net()?;
+    let (list, rt) = net.load()?;
+    let nets = networks_of(&net.conflist, &list);
+    let before = store_allocations(&nets, &rt)?;
+    let dry = a.valid.is_empty() && !a.leaked && !a.all_stale;
+    if dry {
+        let cached: Vec<String> = rt
+            .cached_attachments()
+            .map_err(|e| CliError::cni("read the runtime cache", e))?
+            .into_iter()
+            .filter(|r| r.network_name == list.name)
+            .map(|r| format!("{}/{}", r.container_id, r.if_name))
+            .collect();
+        if o.json {
+            let allocs: Vec<_> = before
+                .iter()
+                .map(|al| json!({"attachment": key(al), "leaked": !al.leaked.is_empty(), "leakReasons": al.leaked}))
+                .collect();
+            return o.json(&json!({
+                "network": list.name,
+                "dryRun": true,
+                "allocations": allocs,
+                "cachedAttachments": cached,
+            }));
+        }
+        o.line(format!(
+            "dry run, nothing changed: network {} has {} allocation(s) and {} cached attachment(s)",
+            list.name,
+            before.len(),
+            cached.len()
+        ))?;
+        for al in &before {
+            if al.leaked.is_empty() {
+                o.line(format!("  in use?  {}", key(al)))?;
+            } else {
+                o.line(format!("  leaked   {} ({})", key(al), al.leaked.join(", ")))?;
+            }
+        }
+        return o.line(
+            "GC frees every attachment not in its valid set: run again with --valid ID/IF for \
+             each one in use, or --leaked to free only the leaked ones",
+        );
+    }
+    let valid: Vec<(String, String)> = if a.leaked {
+        let mut v: Vec<(String, String)> = before
+            .iter()
+            .filter(|al| al.leaked.is_empty())
+            .filter_map(|al| al.record.as_ref())
+            .map(|r| (r.container_id.clone(), r.ifname.clone()))
+            .collect();
+        // Attachments the runtime cached whose netns still exists are in
+        // use too, whatever the store says.
+        for c in rt
+            .cached_attachments()
+            .map_err(|e| CliError::cni("read the runtime cache", e))?
+        {
+            let k = (c.container_id.clone(), c.if_name.clone());
+            let leaked_in_store = before.iter().any(|al| {
+                !al.leaked.is_empty()
+                    && al
+                        .record
+                        .as_ref()
+                        .is_some_and(|r| r.container_id == k.0 && r.ifname == k.1)
+            });
+            if c.network_name == list.name
+                && !c.netns.is_empty()
+                && std::path::Path::new(&c.netns).exists()
+                && !leaked_in_store
+                && !v.contains(&k)
+            {
+                v.push(k);
+            }
+        }
+        v
+    } else {
+        a.valid
+            .iter()
+            .map(|s| parse_valid(s))
+            .collect::<Result<Vec<_>>>()?
+    };
     let report = rt
         .gc(&list, &valid)
         .map_err(|e| CliError::cni(format!("gc network {}", list.name), e))?;
+    let after = store_allocations(&nets, &rt)?;
+    let freed: Vec<String> = before
+        .iter()
+        .map(key)
+        .filter(|k| !after.iter().any(|al| &key(al) == k))
+        .collect();
     if o.json {
         let stale: Vec<_> = report
             .stale_deleted
@@ -70,8 +224,11 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
         return o.json(&json!({
             "network": list.name,
             "disabled": list.disable_gc,
+            "valid": valid.iter().map(|(c, i)| format!("{c}/{i}")).collect::<Vec<_>>(),
             "staleDeleted": stale,
             "gcSent": report.gc_sent,
+            "freed": freed,
+            "remaining": after.len(),
         }));
     }
     if list.disable_gc {
@@ -99,13 +256,23 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
             "GC sent to {} plugin(s) with {} valid attachment(s)",
             list.plugins.len(),
             valid.len()
-        ))
+        ))?;
     } else {
         o.line(format!(
             "GC not sent: network {} uses CNI {}, GC needs 1.1.0",
             list.name, list.cni_version
-        ))
+        ))?;
     }
+    if !nets.is_empty() {
+        o.line(format!(
+            "freed {} allocation(s){}{}; {} remain",
+            freed.len(),
+            if freed.is_empty() { "" } else { ": " },
+            freed.join(", "),
+            after.len()
+        ))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

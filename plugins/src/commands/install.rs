@@ -1,0 +1,315 @@
+//! `cni6 install`: put the plugins and the node's conflist where the
+//! container runtime looks (practices 9).
+//!
+//! Why every file goes through a temp name in the target directory, fsync
+//! and rename: kubelet/containerd may exec a plugin or re-read the conf
+//! directory at any moment, and must see either the old file or the new
+//! one, never a half-written one; overwriting a running binary in place
+//! also fails with ETXTBSY. Unchanged files are not rewritten (a rewrite of
+//! the conflist makes the runtime reload the network), an existing conflist
+//! is never deleted, and a conf directory in which another CNI's list
+//! sorts first (the runtime uses only the first) is refused unless
+//! `--force`, because installing would silently change nothing.
+
+use crate::cli::Output;
+use crate::commands::conflist::{render, ConflistOpts};
+use crate::error::{CliError, Result};
+use clap::Args;
+use serde_json::json;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The plugin binaries a conflist of cni6 names.
+pub const PLUGINS: [&str; 3] = ["bridge6", "ipam-prefix", "firewall6"];
+/// Our conflist's default file name: "10-" so it sorts before the usual
+/// fallbacks ("99-loopback.conf", "87-podman-bridge.conflist").
+pub const DEFAULT_CONFLIST_NAME: &str = "10-cni6.conflist";
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Example (what the DaemonSet's init container runs, host paths under /host):\n  \
+    cni6 install --bin-dir /host/opt/cni/bin --conf-dir /host/etc/cni/net.d \\\n    \
+    --cluster-ula fd8c:1f0a:77e3::/64 --ula-from-interface eth0 --gua-from-interface eth0\n\n\
+    Running it again with the same options changes nothing and says so."
+)]
+pub struct InstallArgs {
+    /// Where the runtime looks for plugin binaries (containerd's bin_dir).
+    #[arg(long, default_value = "/opt/cni/bin", value_name = "DIR")]
+    pub bin_dir: PathBuf,
+
+    /// Where the runtime looks for network configurations (containerd's conf_dir).
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
+    pub conf_dir: PathBuf,
+
+    /// Directory holding bridge6, ipam-prefix and firewall6
+    /// [default: the directory of this cni6 binary].
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+
+    /// File name of the conflist in --conf-dir.
+    #[arg(long, default_value = DEFAULT_CONFLIST_NAME, value_name = "NAME")]
+    pub conflist_name: String,
+
+    /// Install even when another network configuration sorts before ours
+    /// (the runtime will keep using that one for pods).
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub conflist: ConflistOpts,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Updated => "updated",
+            Change::Unchanged => "unchanged",
+        }
+    }
+}
+
+fn io_err(what: String, e: std::io::Error) -> CliError {
+    CliError::Failed(format!("{what}: {e}"))
+}
+
+/// Can this process create files in `dir`? Checked for both directories
+/// before anything is written, so a refusal changes nothing.
+fn check_writable(dir: &Path, what: &str) -> Result<()> {
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).map_err(|e| {
+            CliError::Failed(format!(
+                "{what} {}: does not exist and cannot be created: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| CliError::Usage(format!("{what} {}: NUL in path", dir.display())))?;
+    // SAFETY: c is a valid NUL-terminated string for the call's duration.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(CliError::Failed(format!(
+            "{what} {} is not writable ({e}): nothing was installed. Mount it read-write \
+             (in a pod: a hostPath volume without readOnly) or run as root",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `dir/name` atomically unless it already holds them.
+pub fn install_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<Change> {
+    let target = dir.join(name);
+    let change = match fs::read(&target) {
+        Ok(old) if old == bytes => {
+            let perm = fs::metadata(&target)
+                .map_err(|e| io_err(format!("stat {}", target.display()), e))?
+                .permissions();
+            if perm.mode() & 0o7777 == mode {
+                return Ok(Change::Unchanged);
+            }
+            Change::Updated
+        }
+        Ok(_) => Change::Updated,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Change::Created,
+        Err(e) => return Err(io_err(format!("read {}", target.display()), e)),
+    };
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        // The mode given to open() is masked by the umask; set it exactly.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        fs::rename(&tmp, &target)?;
+        // The rename itself is durable once the directory is synced.
+        File::open(dir)?.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(format!("install {}", target.display()), e));
+    }
+    Ok(change)
+}
+
+/// Files in `conf_dir` the runtime would consider (libcni's extensions),
+/// sorted as libcni sorts them.
+pub fn network_configs(conf_dir: &Path) -> Result<Vec<String>> {
+    let rd = match fs::read_dir(conf_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io_err(format!("list {}", conf_dir.display()), e)),
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            !n.starts_with('.')
+                && [".conf", ".conflist", ".json"]
+                    .iter()
+                    .any(|ext| n.ends_with(ext))
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+pub struct Installed {
+    pub files: Vec<(PathBuf, Change)>,
+    /// Configurations that sort before ours (installed anyway with --force).
+    pub shadowed_by: Vec<String>,
+}
+
+pub fn install(a: &InstallArgs) -> Result<Installed> {
+    let list = a.conflist.build()?;
+    let conf_bytes = render(&list);
+    if a.conflist_name.contains('/')
+        || !(a.conflist_name.ends_with(".conflist") || a.conflist_name.ends_with(".json"))
+    {
+        return Err(CliError::Usage(format!(
+            "--conflist-name {:?}: expected a file name ending in .conflist",
+            a.conflist_name
+        )));
+    }
+    let from = match &a.from {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| io_err("find the cni6 binary".into(), e))?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    let mut binaries = Vec::new();
+    for p in PLUGINS {
+        let src = from.join(p);
+        let bytes = fs::read(&src).map_err(|e| {
+            CliError::Failed(format!(
+                "read plugin {}: {e} (pass --from DIR with the directory holding {})",
+                src.display(),
+                PLUGINS.join(", ")
+            ))
+        })?;
+        binaries.push((p, bytes));
+    }
+    check_writable(&a.bin_dir, "--bin-dir")?;
+    check_writable(&a.conf_dir, "--conf-dir")?;
+    let shadowed_by: Vec<String> = network_configs(&a.conf_dir)?
+        .into_iter()
+        .take_while(|n| n.as_str() < a.conflist_name.as_str())
+        .collect();
+    if !shadowed_by.is_empty() && !a.force {
+        return Err(CliError::Failed(format!(
+            "{} in {} sorts before {}: the runtime uses the first network configuration it \
+             finds, so pods would not use cni6. Nothing was installed. Remove or rename it \
+             (another CNI may own it), choose an earlier --conflist-name, or pass --force",
+            shadowed_by.join(", "),
+            a.conf_dir.display(),
+            a.conflist_name
+        )));
+    }
+    let mut files = Vec::new();
+    for (name, bytes) in &binaries {
+        let c = install_file(&a.bin_dir, name, bytes, 0o755)?;
+        files.push((a.bin_dir.join(name), c));
+    }
+    let c = install_file(&a.conf_dir, &a.conflist_name, &conf_bytes, 0o644)?;
+    files.push((a.conf_dir.join(&a.conflist_name), c));
+    Ok(Installed { files, shadowed_by })
+}
+
+pub fn run(a: &InstallArgs, o: &mut Output) -> Result<()> {
+    let r = install(a)?;
+    if o.json {
+        let files: Vec<_> = r
+            .files
+            .iter()
+            .map(|(p, c)| json!({"path": p, "change": c.as_str()}))
+            .collect();
+        return o.json(&json!({
+            "files": files,
+            "changed": r.files.iter().any(|(_, c)| *c != Change::Unchanged),
+            "shadowedBy": r.shadowed_by,
+        }));
+    }
+    for (p, c) in &r.files {
+        o.line(format!("{:<9} {}", c.as_str(), p.display()))?;
+    }
+    if r.files.iter().all(|(_, c)| *c == Change::Unchanged) {
+        o.line("nothing changed")?;
+    }
+    if !r.shadowed_by.is_empty() {
+        o.line(format!(
+            "warning (--force): {} sorts first, the runtime will not use {}",
+            r.shadowed_by.join(", "),
+            r.files
+                .last()
+                .map(|f| f.0.display().to_string())
+                .unwrap_or_default()
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_file_is_idempotent_and_atomic() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            install_file(d.path(), "x", b"one", 0o644).unwrap(),
+            Change::Created
+        );
+        assert_eq!(
+            install_file(d.path(), "x", b"one", 0o644).unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            install_file(d.path(), "x", b"two", 0o644).unwrap(),
+            Change::Updated
+        );
+        assert_eq!(
+            install_file(d.path(), "x", b"two", 0o755).unwrap(),
+            Change::Updated
+        );
+        assert_eq!(fs::read(d.path().join("x")).unwrap(), b"two");
+        // No temp file left behind.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn configs_are_sorted_and_filtered() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "99-loopback.conf",
+            "05-other.conflist",
+            ".hidden.conf",
+            "README",
+            "x.json",
+        ] {
+            fs::write(d.path().join(n), "{}").unwrap();
+        }
+        assert_eq!(
+            network_configs(d.path()).unwrap(),
+            vec!["05-other.conflist", "99-loopback.conf", "x.json"]
+        );
+    }
+}

@@ -1,0 +1,518 @@
+//! `cni6 status`: what cni6 holds on this node, read from the same places
+//! the plugins use — the network configurations (which networks, which
+//! data directory and bridge), ipam-prefix's store (one record per
+//! attachment, with the pod's name and namespace), the runtime's libcni
+//! cache (the pod's netns), the kernel (host veth, bridge and its gateway
+//! addresses) and ip6tables (the firewall skeleton).
+//!
+//! It changes nothing: the store is read without its lock (the lock's
+//! opener would also release records of earlier boots, which is the
+//! plugins' job), so a record being written at that instant may be
+//! missed; what it cannot read it reports. A record is *leaked* when the
+//! attachment it describes cannot exist any more: its host veth is gone,
+//! the netns its runtime cached is gone, or it was made in an earlier boot.
+//! `cni6 gc` frees them.
+
+use crate::cli::Output;
+use crate::commands::install::network_configs;
+use crate::error::{CliError, Result};
+use clap::Args;
+use cni_common::config::NetConf;
+use cni_common::netlink::Netlink;
+use cni_common::runtime::{ConfList, Runtime, DEFAULT_CACHE_DIR};
+use ipam_prefix::config::IpamConfig;
+use ipam_prefix::store::{current_boot_id, Record};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Reads only; run it on the node (inside the node's network namespace). \
+    A LEAKED allocation holds an address nobody uses: `cni6 gc` lists and frees them."
+)]
+pub struct StatusArgs {
+    /// Only this network.
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// Where the runtime's network configurations are.
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
+    pub conf_dir: PathBuf,
+
+    /// Read this one configuration list instead of --conf-dir.
+    #[arg(long, value_name = "FILE", conflicts_with = "conf_dir")]
+    pub conflist: Option<PathBuf>,
+
+    /// The IPAM data directory, overriding the configuration's ipam.dataDir.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The runtime's libcni cache (where each attachment's netns is recorded).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
+}
+
+/// One network of cni6 found in a configuration.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub name: String,
+    pub source: PathBuf,
+    pub data_dir: PathBuf,
+    pub bridge: String,
+    pub ipam: std::result::Result<IpamConfig, String>,
+    pub has_firewall: bool,
+}
+
+/// The plugin object as the runtime would send it.
+fn plugin_conf(list: &ConfList, plugin: &serde_json::Map<String, Value>) -> Option<NetConf> {
+    let mut obj = plugin.clone();
+    obj.insert("name".into(), json!(list.name));
+    obj.insert("cniVersion".into(), json!(list.cni_version));
+    NetConf::parse(&serde_json::to_vec(&obj).ok()?).ok()
+}
+
+/// The cni6 networks of one list: the bridge6 plugin (or any plugin whose
+/// IPAM is ipam-prefix) names the store and the bridge.
+pub fn networks_of(path: &Path, list: &ConfList) -> Vec<Network> {
+    let has_firewall = list.plugin_types().contains(&"firewall6");
+    let mut out = Vec::new();
+    for p in &list.plugins {
+        let ipam_type = p
+            .get("ipam")
+            .and_then(|i| i.get("type"))
+            .and_then(Value::as_str);
+        if ipam_type != Some("ipam-prefix") {
+            continue;
+        }
+        let Some(conf) = plugin_conf(list, p) else {
+            continue;
+        };
+        let data_dir = ipam_prefix::config::data_dir(&conf)
+            .unwrap_or_else(|_| PathBuf::from(ipam_prefix::config::DEFAULT_DATA_DIR));
+        let bridge = bridge6::config::Config::parse(&conf)
+            .map(|c| c.bridge)
+            .unwrap_or_else(|_| bridge6::config::DEFAULT_BRIDGE.to_string());
+        out.push(Network {
+            name: list.name.clone(),
+            source: path.to_path_buf(),
+            data_dir,
+            bridge,
+            ipam: IpamConfig::parse(&conf).map_err(|e| cni_common::Error::from(e).to_string()),
+            has_firewall,
+        });
+    }
+    out
+}
+
+/// One allocation as the store records it, checked against the node.
+#[derive(Debug, Clone)]
+pub struct Allocation {
+    pub file: String,
+    pub record: Option<Record>,
+    pub host_veth: Option<String>,
+    pub netns: Option<String>,
+    pub leaked: Vec<String>,
+}
+
+fn link_exists(name: &str) -> bool {
+    nix::net::if_::if_nametoindex(name).is_ok()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Every record of `<data_dir>/<network>/attachments`, without the lock.
+pub fn allocations(net: &Network, rt: &Runtime) -> Result<Vec<Allocation>> {
+    let dir = net.data_dir.join(&net.name).join("attachments");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(CliError::Failed(format!("list {}: {e}", dir.display()))),
+    };
+    let boot = current_boot_id().ok();
+    let mut files: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let rec = std::fs::read(dir.join(&file))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+        let Some(rec) = rec else {
+            out.push(Allocation {
+                file,
+                record: None,
+                host_veth: None,
+                netns: None,
+                leaked: vec!["unreadable record".into()],
+            });
+            continue;
+        };
+        let mut leaked = Vec::new();
+        let veth = bridge6::attachment::Attachment::new(&net.name, &rec.container_id, &rec.ifname)
+            .host_veth();
+        if !link_exists(&veth) {
+            leaked.push("host veth gone".to_string());
+        }
+        let netns = rt
+            .cached_record(&net.name, &rec.container_id, &rec.ifname)
+            .map(|c| c.netns)
+            .filter(|n| !n.is_empty());
+        if let Some(ns) = &netns {
+            if !Path::new(ns).exists() {
+                leaked.push("netns gone".to_string());
+            }
+        }
+        if boot.as_deref().is_some_and(|b| b != rec.boot_id) {
+            leaked.push("made in an earlier boot".to_string());
+        }
+        out.push(Allocation {
+            file,
+            record: Some(rec),
+            host_veth: Some(veth),
+            netns,
+            leaked,
+        });
+    }
+    Ok(out)
+}
+
+/// The node prefixes, pod ranges and gateways of a network.
+pub fn prefixes(net: &Network) -> std::result::Result<Vec<(String, String, String)>, String> {
+    let cfg = net.ipam.as_ref().map_err(Clone::clone)?;
+    let nodes = ipam_prefix::iface::node_prefixes(cfg)
+        .map_err(|e| cni_common::Error::from(e).to_string())?;
+    Ok(nodes
+        .iter()
+        .map(|n| {
+            let r = n.pod_range(cfg.subnet_id);
+            (n.to_string(), r.to_string(), r.gateway().to_string())
+        })
+        .collect())
+}
+
+/// The bridge: `None` when it does not exist, else its global addresses.
+pub fn bridge_addresses(name: &str) -> std::result::Result<Option<Vec<String>>, String> {
+    let mut nl = Netlink::open().map_err(|e| format!("open netlink: {e}"))?;
+    let Some(link) = nl
+        .link_by_name(name)
+        .map_err(|e| format!("look up {name}: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let addrs = nl
+        .ipv6_addresses(link.header.index)
+        .map_err(|e| format!("addresses of {name}: {e}"))?;
+    Ok(Some(
+        addrs
+            .iter()
+            .filter(|a| (u128::from(a.addr) >> 118) != 0x3fa) // not fe80::/10
+            .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+            .collect(),
+    ))
+}
+
+/// Is the node-wide firewall skeleton in place (FORWARD jumps to ours)?
+pub fn firewall_skeleton() -> std::result::Result<bool, String> {
+    use firewall6::rules::{FORWARD, FORWARD_CHAIN};
+    let ipt = firewall6::iptables::Ip6tables::locate().map_err(|e| e.to_string())?;
+    let fwd = ipt.list_chain(FORWARD).map_err(|e| e.to_string())?;
+    let ours = ipt.list_chain(FORWARD_CHAIN).map_err(|e| e.to_string())?;
+    let jump = format!("-j {FORWARD_CHAIN}");
+    Ok(ours.is_some() && fwd.unwrap_or_default().iter().any(|l| l.ends_with(&jump)))
+}
+
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn find_networks(a: &StatusArgs) -> Result<Vec<Network>> {
+    let files: Vec<PathBuf> = match &a.conflist {
+        Some(f) => vec![f.clone()],
+        None => network_configs(&a.conf_dir)?
+            .into_iter()
+            .map(|n| a.conf_dir.join(n))
+            .collect(),
+    };
+    let mut nets = Vec::new();
+    for f in files {
+        let list = match ConfList::from_file(&f) {
+            Ok(l) => l,
+            // Another CNI's file we cannot read is not ours to judge;
+            // the one the operator named is.
+            Err(e) if a.conflist.is_some() => {
+                return Err(CliError::cni(format!("load {}", f.display()), e))
+            }
+            Err(_) => continue,
+        };
+        for mut n in networks_of(&f, &list) {
+            if a.network.as_ref().is_some_and(|w| w != &n.name) {
+                continue;
+            }
+            if nets.iter().any(|o: &Network| o.name == n.name) {
+                continue; // the runtime uses the first list of a name
+            }
+            if let Some(d) = &a.data_dir {
+                n.data_dir = d.clone();
+            }
+            nets.push(n);
+        }
+    }
+    if nets.is_empty() {
+        return Err(CliError::Failed(format!(
+            "no cni6 network{} in {}",
+            a.network
+                .as_ref()
+                .map(|n| format!(" named {n}"))
+                .unwrap_or_default(),
+            a.conflist.as_ref().unwrap_or(&a.conf_dir).display()
+        )));
+    }
+    Ok(nets)
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+pub fn run(a: &StatusArgs, o: &mut Output) -> Result<()> {
+    let rt = Runtime::new(vec![]).with_cache_dir(&a.cache_dir);
+    let nets = find_networks(a)?;
+    let now = now();
+    let mut json_nets = Vec::new();
+    for (i, net) in nets.iter().enumerate() {
+        let allocs = allocations(net, &rt)?;
+        let prefixes = prefixes(net);
+        let bridge = bridge_addresses(&net.bridge);
+        let firewall = net.has_firewall.then(firewall_skeleton);
+        if o.json {
+            let list: Vec<Value> = allocs
+                .iter()
+                .map(|al| {
+                    let r = al.record.as_ref();
+                    json!({
+                        "file": al.file,
+                        "podNamespace": r.and_then(|r| r.pod_namespace.clone()),
+                        "podName": r.and_then(|r| r.pod_name.clone()),
+                        "containerID": r.map(|r| r.container_id.clone()),
+                        "ifname": r.map(|r| r.ifname.clone()),
+                        "addresses": r.map(|r| r.addresses.clone()).unwrap_or_default(),
+                        "hostVeth": al.host_veth,
+                        "netns": al.netns,
+                        "ageSeconds": r.map(|r| now.saturating_sub(r.created)),
+                        "leaked": !al.leaked.is_empty(),
+                        "leakReasons": al.leaked,
+                    })
+                })
+                .collect();
+            json_nets.push(json!({
+                "name": net.name,
+                "conflist": net.source,
+                "store": net.data_dir.join(&net.name),
+                "prefixes": match &prefixes {
+                    Ok(p) => json!(p.iter().map(|(n, r, g)| json!({"node": n, "podRange": r, "gateway": g})).collect::<Vec<_>>()),
+                    Err(e) => json!({"error": e}),
+                },
+                "bridge": match &bridge {
+                    Ok(Some(addrs)) => json!({"name": net.bridge, "exists": true, "addresses": addrs}),
+                    Ok(None) => json!({"name": net.bridge, "exists": false}),
+                    Err(e) => json!({"name": net.bridge, "error": e}),
+                },
+                "firewall": match &firewall {
+                    None => Value::Null,
+                    Some(Ok(b)) => json!({"skeleton": b}),
+                    Some(Err(e)) => json!({"error": e}),
+                },
+                "allocations": list,
+            }));
+            continue;
+        }
+        if i > 0 {
+            o.line("")?;
+        }
+        let leaked = allocs.iter().filter(|a| !a.leaked.is_empty()).count();
+        o.line(format!("network {} ({})", net.name, net.source.display()))?;
+        o.line(format!(
+            "  store     {} ({} allocation(s), {} leaked)",
+            net.data_dir.join(&net.name).display(),
+            allocs.len(),
+            leaked
+        ))?;
+        match &prefixes {
+            Ok(p) => {
+                for (k, (n, r, g)) in p.iter().enumerate() {
+                    let head = if k == 0 {
+                        "  prefixes  "
+                    } else {
+                        "            "
+                    };
+                    o.line(format!("{head}{n}  pods {r}  gateway {g}"))?;
+                }
+            }
+            Err(e) => o.line(format!("  prefixes  unknown: {e}"))?,
+        }
+        match &bridge {
+            Ok(Some(addrs)) => {
+                let missing: Vec<&String> = match &prefixes {
+                    Ok(p) => p
+                        .iter()
+                        .map(|(_, _, g)| g)
+                        .filter(|g| !addrs.iter().any(|a| a.split('/').next() == Some(g)))
+                        .collect(),
+                    Err(_) => vec![],
+                };
+                o.line(format!(
+                    "  bridge    {} exists, addresses {}{}",
+                    net.bridge,
+                    if addrs.is_empty() {
+                        "none".to_string()
+                    } else {
+                        addrs.join(", ")
+                    },
+                    if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (gateway missing: {})",
+                            missing
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                ))?
+            }
+            Ok(None) => o.line(format!(
+                "  bridge    {} does not exist (made by the first pod's ADD)",
+                net.bridge
+            ))?,
+            Err(e) => o.line(format!("  bridge    {}: {e}", net.bridge))?,
+        }
+        match &firewall {
+            None => o.line("  firewall  not in this network's chain")?,
+            Some(Ok(true)) => o.line("  firewall  skeleton in place (FORWARD -> CNI6-FORWARD)")?,
+            Some(Ok(false)) => o.line(
+                "  firewall  skeleton missing (made by the first pod's ADD; pods are unfiltered)",
+            )?,
+            Some(Err(e)) => o.line(format!("  firewall  unknown: {e}"))?,
+        }
+        if allocs.is_empty() {
+            o.line("  no allocations")?;
+            continue;
+        }
+        let mut rows = vec![[
+            "POD".to_string(),
+            "CONTAINER".into(),
+            "IF".into(),
+            "ADDRESSES".into(),
+            "HOST VETH".into(),
+            "AGE".into(),
+            "STATE".into(),
+        ]];
+        for al in &allocs {
+            let state = if al.leaked.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("LEAKED ({})", al.leaked.join(", "))
+            };
+            rows.push(match &al.record {
+                Some(r) => [
+                    match (&r.pod_namespace, &r.pod_name) {
+                        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                        (None, Some(n)) => n.clone(),
+                        _ => "-".into(),
+                    },
+                    short(&r.container_id),
+                    r.ifname.clone(),
+                    r.addresses.join(","),
+                    al.host_veth.clone().unwrap_or_default(),
+                    age(now.saturating_sub(r.created)),
+                    state,
+                ],
+                None => [
+                    "-".into(),
+                    al.file.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    state,
+                ],
+            });
+        }
+        let widths: Vec<usize> = (0..7)
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        o.line("")?;
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(c, v)| {
+                    if c == 6 {
+                        v.clone()
+                    } else {
+                        format!("{v:<w$}", w = widths[c])
+                    }
+                })
+                .collect();
+            o.line(format!("  {}", line.join("  ")))?;
+        }
+    }
+    if o.json {
+        return o.json(&json!({"networks": json_nets}));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(age(5), "5s");
+        assert_eq!(age(600), "10m");
+        assert_eq!(age(3 * 3600), "3h");
+        assert_eq!(age(3 * 86400), "3d");
+    }
+
+    #[test]
+    fn networks_of_reads_data_dir_and_bridge() {
+        let list = ConfList::parse(
+            br#"{"cniVersion":"1.0.0","name":"n1","plugins":[
+                {"type":"bridge6","bridge":"br9","ipam":{"type":"ipam-prefix","dataDir":"/d",
+                 "prefixes":[{"node":"fd00:1:2:3:4::/80"}]}},
+                {"type":"firewall6"}]}"#,
+        )
+        .unwrap();
+        let n = networks_of(Path::new("/x.conflist"), &list);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].data_dir, PathBuf::from("/d"));
+        assert_eq!(n[0].bridge, "br9");
+        assert!(n[0].has_firewall);
+        let p = prefixes(&n[0]).unwrap();
+        assert_eq!(
+            p[0],
+            (
+                "fd00:1:2:3:4::/80".to_string(),
+                "fd00:1:2:3:4:1::/96".to_string(),
+                "fd00:1:2:3:4:1:0:1".to_string()
+            )
+        );
+    }
+}

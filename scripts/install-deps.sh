@@ -9,6 +9,7 @@ pkgs=(
   tcpdump                       # fabric captures in the multi-node proof
   procps                        # sysctl, ps
   kmod                          # modprobe for br_netfilter where available
+  bird2                         # `bird -p` checks `cni6 routes --format bird`
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -89,6 +89,10 @@ pub struct Spec {
     /// Parent of this topology's state directory (IPAM stores, caches,
     /// conflists, captures, the manifest).
     pub state_root: PathBuf,
+    /// Install the hand-written routes between nodes (default). False: the
+    /// nodes get none, and the caller feeds the fabric itself (e.g. with
+    /// the output of `cni6 routes`).
+    pub static_routes: bool,
 }
 
 impl Spec {
@@ -100,6 +104,7 @@ impl Spec {
             gua_base: "2001:db8:7::/48".parse().expect("literal"),
             underlay: "fd00:fab::/64".parse().expect("literal"),
             state_root: PathBuf::from("/run/cni6-topology"),
+            static_routes: true,
         }
     }
 }
@@ -216,7 +221,9 @@ impl Topology {
         for i in 1..=topo.spec.nodes {
             topo.build_node(i)?;
         }
-        topo.install_routes()?;
+        if topo.spec.static_routes {
+            topo.install_routes()?;
+        }
         topo.save_manifest()?;
         Ok(topo)
     }

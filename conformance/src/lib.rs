@@ -7,4 +7,5 @@ pub mod corpus;
 pub mod firewall_helpers;
 pub mod harness;
 pub mod ipam;
+pub mod realruntime;
 pub mod topology;

@@ -10,6 +10,15 @@ pkgs=(
   procps                        # sysctl, ps
   kmod                          # modprobe for br_netfilter where available
   bird2                         # `bird -p` checks `cni6 routes --format bird`
+  podman                        # real runtime: podman 4.3, CNI backend (conformance/tests/podman.rs)
+  runc                          # OCI runtime for podman and containerd
+  catatonit                     # podman's init helper
+  busybox-static                # rootfs of the podman containers; ping inside sandboxes
+  containerd                    # real runtime: containerd 1.6 CRI (conformance/tests/containerd.rs)
+  gcc                           # builds the static pause binary of the local pause image
+  libc6-dev                     # libc.a for gcc -static
+  python3                       # runs the CRI client (testdata/runtimes/cri_client.py)
+  python3-pip                   # installs its gRPC stubs when no pip is on PATH
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -19,4 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# The CRI client's gRPC stubs (PyPI container-runtime-interface-api, with
+# grpcio and protobuf wheels): only when python3 cannot import them yet.
+if ! python3 -c 'import grpc, cri_api.v1.api_pb2_grpc' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check \
+    'container-runtime-interface-api==2.0.1' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      'container-runtime-interface-api==2.0.1'
 fi

@@ -3,6 +3,7 @@
 //! the tests create and always remove.
 
 pub mod bridge_helpers;
+pub mod chain;
 pub mod corpus;
 pub mod firewall_helpers;
 pub mod harness;

@@ -551,6 +551,12 @@ impl Containerd {
     /// image and connect the CRI client. `bridge6` is wrapped by a spy
     /// logging to `<dir>/calls.log` (see [`spy_on`]).
     pub fn start(tag: &str, net: Cni6Net) -> Containerd {
+        Containerd::start_with(tag, net, None)
+    }
+
+    /// [`Containerd::start`] with `conflist` (when given) as the network
+    /// configuration instead of `net`'s own, e.g. a broken one.
+    pub fn start_with(tag: &str, net: Cni6Net, conflist: Option<Value>) -> Containerd {
         harness::require_root();
         let node = Netns::new(tag);
         let dir = TempDir::new(tag);
@@ -571,7 +577,10 @@ impl Containerd {
         spy_on(&c.dir.join("bin"), "bridge6", &c.calls_log());
         std::fs::write(
             c.dir.join("net.d/10-cni6.conflist"),
-            serde_json::to_vec_pretty(&c.net.conflist("1.0.0", &c.data_dir)).unwrap(),
+            serde_json::to_vec_pretty(
+                &conflist.unwrap_or_else(|| c.net.conflist("1.0.0", &c.data_dir)),
+            )
+            .unwrap(),
         )
         .expect("write conflist");
         std::fs::write(c.dir.join("config.toml"), c.config_toml()).expect("write config");

@@ -10,6 +10,7 @@
 //! the tests can show the two DELs of a sandbox's life. Failures quote
 //! containerd's gRPC error and the tail of its log.
 
+use conformance::harness::bin_dir;
 use conformance::realruntime::{
     describe, firewall_rules_of, host_veths_of, node_command, percentile, records_of, retry,
     Cni6Net, Containerd,
@@ -71,6 +72,27 @@ fn ping_from_sandbox(netns: &str, to: Ipv6Addr) {
     );
 }
 
+/// `cni6 status --json` on the node for containerd's conflist (the
+/// libcni cache it reads is containerd's, /var/lib/cni).
+fn cni6_status(cd: &Containerd) -> Value {
+    let out = node_command(&cd.node, bin_dir().join("cni6"))
+        .args(["status", "--json", "--conflist"])
+        .arg(cd.dir.join("net.d/10-cni6.conflist"))
+        .output()
+        .expect("spawn cni6");
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("cni6 status --json", &out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "cni6 status --json: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 fn assert_nothing_left(cd: &Containerd, id: &str) {
     assert_eq!(
         host_veths_of(&cd.node, id),
@@ -129,6 +151,21 @@ fn sandboxes_get_ula_primary_gua_additional_and_reach_each_other() {
         assert_eq!(recs[0]["podName"], name, "{}", recs[0]);
         assert_eq!(recs[0]["ifname"], "eth0");
     }
+    // `cni6 status --json`, run on the node, shows the same.
+    let status = cni6_status(&cd);
+    let allocs = status["networks"][0]["allocations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no allocations in {status}"));
+    for (id, ns, name) in [(&p1, "team-a", "web-1"), (&p2, "team-b", "web-2")] {
+        let a = allocs
+            .iter()
+            .find(|a| a["containerID"] == id.as_str())
+            .unwrap_or_else(|| panic!("cni6 status does not list {id}: {status}"));
+        assert_eq!(a["podNamespace"], ns, "{a}");
+        assert_eq!(a["podName"], name, "{a}");
+        assert_eq!(a["leaked"], false, "{a}");
+    }
+
     // containerd made exactly the calls kubelet's path implies: one ADD
     // per sandbox, each successful.
     let adds: Vec<String> = cd
@@ -222,5 +259,40 @@ fn bench_run_pod_sandbox_20() {
         0,
         "every plugin call succeeded: {:?}",
         cd.calls()
+    );
+}
+
+/// A plugin error reaches the CRI caller in containerd's own words, with
+/// the plugin's message inside, and the failed sandbox leaves nothing.
+#[test]
+fn plugin_error_shows_in_containerds_answer() {
+    let net = Cni6Net::new("c6ce", 13);
+    let mut bad = net.conflist("1.0.0", Path::new("/nonexistent"));
+    // A ULA node prefix inside the cluster's reserved virtual-IP range.
+    bad["plugins"][0]["ipam"]["prefixes"][0]["node"] = serde_json::json!("fd00:c6:5:d::/80");
+    bad["plugins"][0]["ipam"]["dataDir"] = serde_json::json!(Path::new("/tmp").join(&net.name));
+    let mut cd = Containerd::start_with("c6ce", net, Some(bad));
+    let err = cd
+        .cri(serde_json::json!({"op": "run", "name": "bad-1", "namespace": "t", "uid": "u-bad-1"}))
+        .expect_err("RunPodSandbox must fail with a broken node prefix");
+    assert!(
+        err.contains("failed to setup network for sandbox")
+            && err.contains("ipam.prefixes[0].node"),
+        "containerd's error should carry the plugin's message: {err}"
+    );
+    let listed = cd.cri_ok(serde_json::json!({"op": "list"}));
+    assert_eq!(listed, serde_json::json!([]), "failed sandbox removed");
+    let calls = cd.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("ADD ") && !c.ends_with(" rc=0")),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("DEL ") && c.ends_with(" rc=0")),
+        "containerd cleans up a failed ADD with DEL: {calls:?}"
     );
 }

@@ -9,7 +9,8 @@
 //! Failures quote podman's own stderr.
 
 use conformance::realruntime::{
-    firewall_rules_of, host_veths_of, libcni_cache_of, records_of, retry, Cni6Net, Podman,
+    firewall_rules_of, host_veths_of, libcni_cache_of, records_of, retry, store_records, Cni6Net,
+    Podman,
 };
 use serde_json::Value;
 use std::net::Ipv6Addr;
@@ -248,4 +249,45 @@ fn one_container_on_two_networks_like_multus() {
     pm.ok(&["rm", "-f", "-t", "0", "m"]);
     assert_nothing_left(&pm, &a, &id);
     assert_nothing_left(&pm, &b, &id);
+}
+
+/// A plugin error reaches the podman user in podman's own words, with the
+/// plugin's message inside, and the failed attachment leaves nothing.
+#[test]
+fn plugin_error_shows_in_podmans_stderr() {
+    let good = Cni6Net::new("c6pe", 5);
+    let pm = Podman::new("c6pe", vec![good.clone()]);
+    let bad = Cni6Net::new("c6pebad", 6);
+    let mut conf = bad.conflist("1.0.0", &pm.data_dir);
+    // A ULA node prefix inside the cluster's reserved virtual-IP range.
+    conf["plugins"][0]["ipam"]["prefixes"][0]["node"] = serde_json::json!("fd00:c6:5:6::/80");
+    std::fs::write(
+        pm.dir.join("net.d").join(format!("{}.conflist", bad.name)),
+        serde_json::to_vec(&conf).unwrap(),
+    )
+    .unwrap();
+    let rootfs = format!("{}:O", pm.dir.join("rootfs").display());
+    let out = pm.run(&[
+        "run",
+        "-d",
+        "--name",
+        "e",
+        "--network",
+        &bad.name,
+        "--rootfs",
+        &rootfs,
+        "/bin/sh",
+        "-c",
+        "sleep 60",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "podman run must fail: {stderr}");
+    assert!(
+        stderr.contains("plugin type=\"bridge6\" failed (add)")
+            && stderr.contains("ipam.prefixes[0].node"),
+        "podman's error should carry the plugin's message: {stderr}"
+    );
+    assert_eq!(store_records(&pm.data_dir, &bad.name), Vec::<Value>::new());
+    let links = pm.node.exec_ok(&["ip", "-o", "link", "show"]);
+    assert!(!links.contains(" id="), "no veth left: {links}");
 }

@@ -9,4 +9,5 @@ pub mod firewall_helpers;
 pub mod harness;
 pub mod ipam;
 pub mod realruntime;
+pub mod soak;
 pub mod topology;

@@ -47,19 +47,18 @@ fn unwrap_ipam(chain: &Chain) {
     );
 }
 
-/// One plugin call inside the node, in a private mount namespace prepared
+/// One plugin ADD inside the node, in a private mount namespace prepared
 /// by `setup` (shell) first. The host's mounts never change.
-fn call_with_mounts(
+fn add_with_mounts(
     chain: &Chain,
     scratch: &TempDir,
     setup: &str,
     plugin: &str,
-    cmd: &str,
     cid: &str,
     netns: &str,
     conf: &Value,
 ) -> Output {
-    let script = scratch.join(format!("run-{plugin}-{cmd}"));
+    let script = scratch.join(format!("run-{plugin}"));
     let inner = format!(
         "{setup} && exec ip netns exec {} {}",
         chain.node.name(),
@@ -72,7 +71,7 @@ fn call_with_mounts(
             shell_quote(&inner)
         ),
     );
-    Invocation::attachment(&script, cmd, cid, netns, "eth0")
+    Invocation::attachment(&script, "ADD", cid, netns, "eth0")
         .var("CNI_PATH", chain.bins.path_str())
         .stdin_json(conf)
         .run()
@@ -309,12 +308,11 @@ fn ip6tables_missing_for_firewall_add() {
         .run();
     assert!(b.success(), "{}", b.stderr);
     let prev = b.json.clone().unwrap();
-    let f = call_with_mounts(
+    let f = add_with_mounts(
         &chain,
         &scratch,
         "mount --bind /dev/null /usr/sbin/ip6tables",
         "firewall6",
-        "ADD",
         &cid,
         &pod.path_str(),
         &chain.firewall_conf("1.0.0", &prev),
@@ -371,12 +369,11 @@ fn ip6tables_restore_fails_for_firewall_add() {
         saved = saved.display(),
         fake = fake.display()
     );
-    let f = call_with_mounts(
+    let f = add_with_mounts(
         &chain,
         &scratch,
         &setup,
         "firewall6",
-        "ADD",
         &cid,
         &pod.path_str(),
         &chain.firewall_conf("1.0.0", &prev),
@@ -423,7 +420,7 @@ fn data_dir_read_only() {
     );
     fs.remount("rw");
     assert_all_ok(&chain.del(&b, &pod_b.path_str()), "DEL of the failed ADD");
-    assert_all_ok(&chain.gc(&[a.clone()]), "GC keeping a");
+    assert_all_ok(&chain.gc(std::slice::from_ref(&a)), "GC keeping a");
     assert!(has_record_for(&chain, &a) && has_veth_for(&chain, &a));
     assert_all_ok(&chain.del(&a, &pod_a.path_str()), "DEL a");
     chain.assert_clean("after DEL");

@@ -6,7 +6,7 @@
 //! locally built pause image (testdata/runtimes/pause.c, `gcc -static`,
 //! packed as an OCI layout; no registry), and talks CRI through
 //! testdata/runtimes/cri_client.py (PyPI `container-runtime-interface-api`
-//! + grpcio). A spy around bridge6 records every call containerd makes, so
+//! and grpcio). A spy around bridge6 records every call containerd makes, so
 //! the tests can show the two DELs of a sandbox's life. Failures quote
 //! containerd's gRPC error and the tail of its log.
 
@@ -206,8 +206,8 @@ fn remove_sends_a_second_del_without_netns_and_nothing_remains() {
     assert_nothing_left(&cd, &id);
 
     // RemovePodSandbox: containerd 1.6 runs DEL again with an empty
-    // CNI_NETNS (the namespace is gone) and no prevResult; it must succeed
-    // (checklist 26, 27, 28).
+    // CNI_NETNS (the namespace is gone) and no prevResult; it must succeed.
+    // checklist 26, 27, 28
     cd.remove(&id);
     let dels: Vec<String> = cd
         .calls()
@@ -289,6 +289,7 @@ fn plugin_error_shows_in_containerds_answer() {
             .any(|c| c.starts_with("ADD ") && !c.ends_with(" rc=0")),
         "{calls:?}"
     );
+    // checklist 82: the failed ADD gets its DEL, which succeeds.
     assert!(
         calls
             .iter()

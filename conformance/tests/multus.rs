@@ -136,10 +136,11 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
         let r = in_netns(&n.node, || n.rt.add(&d.list, &att))
             .unwrap_or_else(|e| panic!("ADD {} ({}): {e}", d.ifname, d.list.cni_version));
         // Results come back in the delegate's own version (multus converts).
+        // checklist 20
         assert_eq!(r["cniVersion"], d.list.cni_version.as_str(), "{r}");
         results.push(r);
     }
-    // 0.3.1 results carry ips[].version (checklist 59).
+    // 0.3.1 results carry ips[].version. checklist 59
     assert!(results[1]["ips"]
         .as_array()
         .unwrap()
@@ -164,6 +165,7 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
     }
 
     // runtimeConfig: net2 got the requested slot (in both ranges) and MAC.
+    // checklist 71, 73
     let net2 = &delegates[2].net;
     let mut got = result_addrs(&results[2]);
     got.sort();
@@ -198,7 +200,8 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
     }
 
     // Pod deleted: the netns goes first, multus runs DEL for every
-    // delegate afterwards with the stale path (checklist 27), twice.
+    // delegate afterwards with the stale path, twice.
+    // checklist 26, 27
     drop(pod);
     assert!(!pod_path.exists());
     for round in 0..2 {
@@ -227,11 +230,11 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
     assert_eq!(firewall_rules_of(&n.node, &cid), Vec::<String>::new());
 }
 
-/// A capability the conflist does not declare is not passed on (libcni,
-/// checklist 71): multus' `ips` for a delegate without `capabilities`
+/// A capability the conflist does not declare is not passed on (libcni): multus' `ips` for a delegate without `capabilities`
 /// leaves the allocation to ipam-prefix's own choice.
 #[test]
 fn undeclared_capabilities_are_not_passed() {
+    // checklist 71
     let n = Node::new();
     let pod = Netns::new("c6mq");
     let cid = conformance::harness::container_id("c6mq");

@@ -255,3 +255,55 @@ fn undeclared_capabilities_are_not_passed() {
         Vec::<Value>::new()
     );
 }
+
+/// The NetworkAttachmentDefinition shown in the README works as printed
+/// (only its dataDir moved into the test's directory): attached as `net1`
+/// after the cluster network, with the pod's requested IP and MAC, and
+/// without touching the pod's default route.
+#[test]
+fn readme_network_attachment_definition_works() {
+    let readme = std::fs::read_to_string(conformance::harness::workspace_dir().join("README.md"))
+        .expect("read README.md");
+    let start = readme
+        .find("kind: NetworkAttachmentDefinition")
+        .expect("README shows a NetworkAttachmentDefinition");
+    let body = &readme[start..];
+    let config_at = body.find("config: |").expect("NAD spec.config") + "config: |".len();
+    let end = body[config_at..]
+        .find("```")
+        .expect("end of the yaml block")
+        + config_at;
+    let mut nad: Value = serde_json::from_str(&body[config_at..end])
+        .unwrap_or_else(|e| panic!("README NAD config is not JSON: {e}"));
+    let requested = readme
+        .split("\"ips\": [\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("README shows a requested ip")
+        .to_string();
+
+    let n = Node::new();
+    nad["plugins"][0]["ipam"]["dataDir"] = json!(n.data_dir());
+    let list = ConfList::parse(&serde_json::to_vec(&nad).unwrap()).expect("parse NAD config");
+    let cluster = &n.delegates()[0];
+    let pod = Netns::new("c6mr");
+    let cid = conformance::harness::container_id("c6mr");
+    let eth0 = attachment(&cid, Some(pod.path().to_path_buf()), "eth0");
+    in_netns(&n.node, || n.rt.add(&cluster.list, &eth0)).expect("ADD eth0");
+    let net1 = attachment(&cid, Some(pod.path().to_path_buf()), "net1")
+        .with_capability("ips", json!([requested]))
+        .with_capability("mac", json!("02:c6:00:00:00:42"));
+    let r = in_netns(&n.node, || n.rt.add(&list, &net1)).expect("ADD the README's NAD");
+    let want: Ipv6Addr = requested.split('/').next().unwrap().parse().unwrap();
+    assert_eq!(result_addrs(&r), vec![want], "{r}");
+    let link = pod.exec_ok(&["ip", "-o", "link", "show", "dev", "net1"]);
+    assert!(link.contains("02:c6:00:00:00:42"), "{link}");
+    let defaults = pod.exec_ok(&["ip", "-6", "route", "show", "default"]);
+    assert_eq!(defaults.lines().count(), 1, "{defaults}");
+    assert!(defaults.contains("dev eth0"), "{defaults}");
+    for (list, att) in [(&list, &net1), (&cluster.list, &eth0)] {
+        in_netns(&n.node, || n.rt.del(list, att)).expect("DEL");
+    }
+    assert_eq!(host_veths_of(&n.node, &cid), Vec::<String>::new());
+    assert_eq!(firewall_rules_of(&n.node, &cid), Vec::<String>::new());
+}

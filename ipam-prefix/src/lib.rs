@@ -49,6 +49,17 @@
 //!   (ext4, shared with parallel builds, so noisy), 1000 iterations of
 //!   temp+write+rename: ~1.0 ms without fsync, ~1.4 ms with fdatasync, ~1.5
 //!   to 2.6 ms with the directory fsync on top: a cost with no benefit here.
+//! - **Format version.** Every record carries `"version": 1`
+//!   ([`store::RECORD_VERSION`]): fields `version`, `network`,
+//!   `containerId`, `ifname`, `slot` (hex), `addresses`, `podNamespace`,
+//!   `podName`, `bootId`, `created` (Unix seconds); `boot_id` and `cursor`
+//!   are one line of text, a slot link's target is `<cid>@<ifname>`. A
+//!   record with a higher version (a newer release wrote it, then the node
+//!   was downgraded) is refused with code 5 naming the version, and never
+//!   released as corrupt: DEL, GC and the new-boot pass leave it and its
+//!   slot link alone. A fixture of this format is kept in
+//!   `testdata/upgrade/` and cleaned by the current code in
+//!   `conformance/tests/faults_upgrade.rs`.
 //! - **STATUS** is lock-free and writes nothing (kubelet polls it every few
 //!   seconds): it checks that the store (or its nearest existing ancestor)
 //!   is a writable directory, that every prefix resolves, and counts

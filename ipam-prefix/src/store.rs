@@ -98,6 +98,12 @@ mod slot_hex {
     }
 }
 
+/// Just the format version of a record, read before anything else.
+#[derive(Deserialize)]
+struct FormatVersion {
+    version: u32,
+}
+
 /// What reading a record found.
 #[derive(Debug)]
 pub enum RecordState {
@@ -355,6 +361,23 @@ impl Locked<'_> {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RecordState::Missing),
             Err(e) => return Err(IpamError::store(format!("read {}", p.display()), e)),
         };
+        // A record of a newer format is neither ours to interpret nor
+        // debris: refuse it (the call fails, nothing is removed) rather
+        // than release it as corrupt. Checked before the full parse, which
+        // a newer layout may not pass.
+        if let Ok(FormatVersion { version }) = serde_json::from_slice::<FormatVersion>(&bytes) {
+            if version > RECORD_VERSION {
+                return Err(IpamError::store(
+                    format!("read {}", p.display()),
+                    io::Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "record format version {version} is newer than this ipam-prefix reads ({RECORD_VERSION}): it was written by a newer release; run that release (or remove the record by hand after checking the pod is gone)"
+                        ),
+                    ),
+                ));
+            }
+        }
         Ok(match serde_json::from_slice::<Record>(&bytes) {
             Ok(r)
                 if r.container_id == k.container_id
@@ -1196,6 +1219,30 @@ mod tests {
         drop(l);
         fx.del(&st, "a");
         assert!(fx.link(0x10).is_none() && !fx.has_record("a"));
+    }
+
+    /// A record of a newer format (here: version 2 with a layout v1 cannot
+    /// parse) is refused with its version named, never released as corrupt:
+    /// not by DEL, not by GC, not by the new-boot pass.
+    #[test]
+    fn newer_record_version_is_refused_not_released() {
+        let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
+        let st = fx.store(BOOT);
+        fx.add(&st, "a").unwrap();
+        let path = fx.root().join("attachments/a@eth0");
+        let v2 = r#"{"version":2,"slots":{"10":"x"},"bootId":"other"}"#;
+        fs::write(&path, v2).unwrap();
+        let key = AttachmentKey::new("a", "eth0").unwrap();
+        let e = st.open().unwrap().release(&key).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("version 2") && msg.contains("a@eth0"), "{msg}");
+        assert_eq!(cni_common::Error::from(e).code(), 5);
+        assert!(st.open().unwrap().gc(&HashSet::new()).is_err());
+        // A new boot's pass cannot release it either, and says so each time.
+        let new = fx.store("99999999-2222-3333-4444-555555555555");
+        fx.add(&new, "b").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), v2);
+        assert_eq!(fx.link(0x10).as_deref(), Some("a@eth0"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The `cni6` operator tool: drive a conflist through cni-common's
-//! libcni-like runtime the way a container runtime would, without one.
+//! The `cni6` operator tool: put cni6 on a node (`install`, `conflist`),
+//! see and clean what it holds (`status`, `gc`), feed the fabric
+//! (`routes`), and drive a conflist through cni-common's libcni-like
+//! runtime the way a container runtime would, without one.
 //!
 //! - [`cli`]: the clap command tree and the process entry point;
 //! - [`commands`]: one module per subcommand;

@@ -61,6 +61,9 @@ pub struct SoakReport {
     /// succeed: `code N`, `killed`, or `no JSON` (never expected).
     pub errors: BTreeMap<String, u64>,
     pub survivors: usize,
+    /// Debris GC found (records, slot links, pod rules of non-survivors:
+    /// what killed DELs left), so a zero leak count means GC cleaned it.
+    pub debris_before_gc: usize,
     pub leaked_veths: Vec<String>,
     pub leaked_records: Vec<String>,
     pub leaked_slot_links: usize,
@@ -91,6 +94,7 @@ impl SoakReport {
             "kills": self.kills,
             "errors": self.errors,
             "survivors": self.survivors,
+            "debrisBeforeGc": self.debris_before_gc,
             "leakedVeths": self.leaked_veths.len(),
             "leakedRecords": self.leaked_records.len(),
             "leakedSlotLinks": self.leaked_slot_links,
@@ -124,6 +128,10 @@ impl SoakReport {
         for (k, v) in &self.errors {
             s += &format!("  {k}: {v}\n");
         }
+        s += &format!(
+            "before GC: {} object(s) of dead attachments (records, slot links, pod rules left by killed DELs)\n",
+            self.debris_before_gc
+        );
         s += &format!(
             "after GC (survivors kept: {}): leaked veths {} | leaked store records {} | leaked slot links {} | leaked firewall rules {}\n",
             self.survivors,
@@ -356,6 +364,10 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
     }
     // GC with the surviving set, as the runtime would after a restart.
     let valid: Vec<String> = survivors.iter().map(|(c, _)| c.clone()).collect();
+    let mine = |s: &str| valid.iter().any(|c| s.contains(c.as_str()));
+    let debris_before_gc = chain.records().iter().filter(|r| !mine(r)).count()
+        + chain.slot_links().len().saturating_sub(valid.len())
+        + chain.pod_rules().iter().filter(|r| !mine(r)).count();
     for o in chain.gc(&valid) {
         let mut t = tally.lock().unwrap();
         t.operations += 1;
@@ -367,7 +379,6 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
                 .push(format!("GC: {} / {}", o.stdout, o.stderr));
         }
     }
-    let mine = |s: &str| valid.iter().any(|c| s.contains(c.as_str()));
     let survivor_veths: Vec<String> = valid
         .iter()
         .map(|c| crate::bridge_helpers::expected_host_veth(&chain.network, c, "eth0"))
@@ -420,6 +431,7 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
         kills: t.kills,
         errors: t.errors,
         survivors: survivors.len(),
+        debris_before_gc,
         leaked_veths,
         leaked_records,
         leaked_slot_links,

@@ -277,7 +277,18 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
     let rules = n.topo.ip(&n.topo.node(1).netns, &["link"]).unwrap();
 
     // Dry run: lists every allocation, marks the leaked one, runs nothing.
-    let out = n.gc(&[]);
+    // The network is found by name in the conf dir, as an operator names it.
+    let o = n.cni6(&[
+        "gc",
+        "--network",
+        "cluster",
+        "--conf-dir",
+        n.conf_dir.to_str().unwrap(),
+        "--cache-dir",
+        n.cache.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("dry run, nothing changed"), "{out}");
     assert!(out.contains("4 allocation(s)"), "{out}");
     assert!(
@@ -307,7 +318,8 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
         "dry run leaves the links alone"
     );
 
-    // --leaked frees exactly the leaked allocation.
+    // --leaked frees exactly the leaked allocation: the cached DEL of the
+    // stale attachment, then GC with the others as valid (checklist 88, 48).
     let v: Value = serde_json::from_str(&n.gc(&["--json", "--leaked"])).unwrap();
     assert_eq!(v["gcSent"], true);
     assert_eq!(
@@ -316,7 +328,8 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
     );
     assert_eq!(v["remaining"], 3);
 
-    // --valid: everything not listed is freed, the listed ones stay.
+    // --valid: everything not listed is freed, the listed ones stay
+    // (checklist 47, 48: GC with cni.dev/valid-attachments).
     let veths: Vec<(String, String)> = allocations(&n.status())
         .iter()
         .map(|a| {

@@ -492,6 +492,36 @@ mod tests {
     }
 
     #[test]
+    fn records_of_another_boot_and_unreadable_ones_are_leaked() {
+        let d = tempfile::tempdir().unwrap();
+        let att = d.path().join("n1/attachments");
+        std::fs::create_dir_all(&att).unwrap();
+        let rec = serde_json::json!({
+            "version": 1, "network": "n1", "containerId": "c1", "ifname": "eth0",
+            "slot": "10", "addresses": ["fd00:1:2:3:4:1:0:10/96"],
+            "podNamespace": "ns", "podName": "p", "bootId": "not-this-boot", "created": 0
+        });
+        std::fs::write(att.join("c1@eth0"), rec.to_string()).unwrap();
+        std::fs::write(att.join("c2@eth0"), "{broken").unwrap();
+        std::fs::write(att.join(".c3@eth0.tmp.1"), "{}").unwrap();
+        let net = Network {
+            name: "n1".into(),
+            source: PathBuf::from("/x"),
+            data_dir: d.path().to_path_buf(),
+            bridge: "br".into(),
+            ipam: Err("unused".into()),
+            has_firewall: false,
+        };
+        let rt = Runtime::new(vec![]).with_cache_dir(d.path().join("cache"));
+        let a = allocations(&net, &rt).unwrap();
+        assert_eq!(a.len(), 2, "temp files are not allocations");
+        assert_eq!(a[0].record.as_ref().unwrap().pod_name.as_deref(), Some("p"));
+        assert!(a[0].leaked.contains(&"made in an earlier boot".to_string()));
+        assert!(a[0].netns.is_none(), "no cache record");
+        assert_eq!(a[1].leaked, vec!["unreadable record".to_string()]);
+    }
+
+    #[test]
     fn networks_of_reads_data_dir_and_bridge() {
         let list = ConfList::parse(
             br#"{"cniVersion":"1.0.0","name":"n1","plugins":[

@@ -373,9 +373,6 @@ fn three_nodes_two_pods_each_talk_tcp_over_ula_and_gua_without_overlay() {
 /// still tentative (DAD), the kernel has no source for the solicitation and
 /// the forwarded packets wait in the neighbour queue.
 #[test]
-#[ignore = "bridge6 bug: the node bridge it creates keeps DAD on, so its link-local address is \
-            tentative for ~2 s and the node cannot solicit pods' neighbour entries for forwarded \
-            traffic (confirmed: pre-creating the bridge with accept_dad=0 makes this pass)"]
 fn first_packet_to_a_new_pod_from_another_node_is_not_held_back() {
     harness::require_root();
     let bins = Binaries::from_dir(&harness::bin_dir()).unwrap_or_else(|e| panic!("{e}"));

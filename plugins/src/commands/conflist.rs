@@ -41,6 +41,7 @@ impl IngressArg {
 /// The options that shape a node's conflist; shared by `conflist` and
 /// `install`.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Network configuration")]
 pub struct ConflistOpts {
     /// Network name (the runtime's `name`; names the IPAM store and firewall rules).
     #[arg(long, default_value = "cluster", value_name = "NAME")]

@@ -1,9 +1,4 @@
-//! firewall6's keys on arbitrary stdin.
+//! Fuzz target `config_firewall6`: the body and its properties are `cni6_fuzz::config_firewall6`
+//! (fuzz/src/lib.rs), which the normal test suite also runs.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(conf) = cni_common::config::NetConf::parse(data) {
-        let _ = firewall6::config::FirewallConf::from_raw(&conf.raw);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cni6_fuzz::config_firewall6(data));

@@ -1,11 +1,4 @@
-//! ipam-prefix's `ipam` keys (and requested addresses) on arbitrary stdin.
+//! Fuzz target `config_ipam`: the body and its properties are `cni6_fuzz::config_ipam`
+//! (fuzz/src/lib.rs), which the normal test suite also runs.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(conf) = cni_common::config::NetConf::parse(data) {
-        let _ = ipam_prefix::config::IpamConfig::parse(&conf);
-        let _ = ipam_prefix::config::data_dir(&conf);
-        let _ = ipam_prefix::config::requested_ips(&conf, &Default::default());
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cni6_fuzz::config_ipam(data));

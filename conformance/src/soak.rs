@@ -7,7 +7,8 @@
 //! (`tests/faults_soak.rs`).
 //!
 //! A cycle is what a runtime does for one pod: make the pod namespace,
-//! ADD the chain, DEL it, remove the namespace. A plugin call is killed
+//! ADD the chain, DEL it (with the cached result as prevResult when the
+//! whole ADD succeeded, as libcni does), remove the namespace. A plugin call is killed
 //! with probability `kill_rate`, after a random delay of up to 25 ms (so
 //! anywhere from before exec to after it finished). After a killed or
 //! failed ADD the runtime DELs (checklist 82); a killed DEL is NOT retried:
@@ -38,6 +39,10 @@ pub struct SoakOptions {
     pub seed: u64,
     /// Cycles per latency window.
     pub window: usize,
+    /// DEL gets the cached ADD result as prevResult, as libcni does (false:
+    /// never, like a runtime that lost its cache: firewall6 then reads the
+    /// whole table per DEL).
+    pub del_prev_result: bool,
 }
 
 /// p50/p99 of the chain's ADD and DEL in one window of cycles.
@@ -249,9 +254,12 @@ fn cycle(
         kill,
         tally,
     );
+    // libcni caches the chain's result only when the whole ADD succeeded,
+    // and hands it to DEL as prevResult.
+    let mut cached = Value::Null;
     if b.success() {
         let prev = b.json.clone().unwrap_or(Value::Null);
-        call(
+        let f = call(
             &chain.call(
                 "firewall6",
                 "ADD",
@@ -263,6 +271,9 @@ fn cycle(
             kill,
             tally,
         );
+        if f.success() && opts.del_prev_result {
+            cached = f.json.clone().unwrap_or(Value::Null);
+        }
     }
     let add_ms = t0.elapsed().as_secs_f64() * 1000.0;
     if keep {
@@ -276,7 +287,7 @@ fn cycle(
             "DEL",
             cid,
             &netns,
-            &chain.firewall_conf("1.0.0", &Value::Null),
+            &chain.firewall_conf("1.0.0", &cached),
         ),
         rng,
         opts.kill_rate,

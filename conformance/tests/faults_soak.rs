@@ -15,6 +15,7 @@ fn soak_200_cycles_with_kills_leaks_nothing() {
         kill_rate: 0.05,
         seed: 8,
         window: 100,
+        del_prev_result: true,
     };
     let r = soak::run(&opts, |p| eprintln!("soak: {p}"));
     eprintln!("{}", r.text());

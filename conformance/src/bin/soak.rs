@@ -27,6 +27,10 @@ struct Args {
     /// Cycles per latency window.
     #[arg(long, default_value_t = 1000)]
     window: usize,
+    /// DEL without prevResult (a runtime that lost its result cache)
+    /// instead of libcni's cached ADD result.
+    #[arg(long)]
+    del_without_prev_result: bool,
     /// Also print the report as one JSON line.
     #[arg(long)]
     json: bool,
@@ -49,6 +53,7 @@ fn main() {
         kill_rate: a.kill_rate,
         seed: a.seed,
         window: a.window,
+        del_prev_result: !a.del_without_prev_result,
     };
     let r = soak::run(&opts, |p| eprintln!("soak: {p}"));
     print!("{}", r.text());

@@ -1,24 +1,37 @@
-//! The first benchmark of cni6: the full chain ADD and DEL of ours
-//! (bridge6 → ipam-prefix) against the reference plugins (bridge →
-//! host-local) configured with the same pod ranges (a /96 ULA and a /96 GUA
-//! range per node, a default route via the ULA gateway), in the same run.
+//! The benchmark of cni6 (issue 7): the full chain of ours (bridge6 →
+//! ipam-prefix, then firewall6) against the reference chain (bridge →
+//! host-local, then firewall) configured with the same pod ranges (a /96
+//! ULA and a /96 GUA range per node, a default route via the ULA gateway),
+//! in the same run.
 //!
 //! Each chain gets its own node namespace of one topology (ours on node 1,
-//! the reference on node 2), so the two never share a bridge or a gateway
-//! address; both are invoked exactly as a runtime does (a fresh process,
-//! CNI_* env, the network config on stdin), from inside the node. Samples
-//! alternate between the chains (and which goes first) so drift in the
-//! machine's load hits both alike. Measured at each background size (pods
-//! already attached through the same plugins), plus `--parallel`
-//! simultaneous ADDs and then DELs. Everything lives in namespaces the
-//! benchmark creates and removes (also on Ctrl-C).
+//! the reference on node 2), so the two never share a bridge, a gateway
+//! address or an ip6tables table. Both are invoked exactly as libcni runs a
+//! conflist: a fresh process per plugin, CNI_* env, the network config on
+//! stdin, ADD in order with each result as the next plugin's prevResult,
+//! DEL in reverse order with the ADD result as prevResult. The benchmark's
+//! own child enters the node namespace with setns() before exec (no
+//! `ip netns exec`, which alone costs ~3 ms), so the yardstick measures
+//! plugins, not ip(8). Samples alternate between the chains (and which
+//! goes first) so drift in the machine's load hits both alike. Measured at
+//! each background size (pods already attached through the same chain),
+//! plus `--parallel` simultaneous ADDs and then DELs (errors and duplicate
+//! addresses counted). Peak RSS comes from wait4()'s rusage of every plugin
+//! process (ru_maxrss: the largest of the process and the children it
+//! waited for, so a bridge step includes its IPAM and a firewall step its
+//! ip6tables runs); the IPAM plugins are also called alone, as their
+//! delegating plugin calls them, for their own RSS. Everything lives in
+//! namespaces the benchmark creates and removes (also on Ctrl-C).
 //!
-//! `cargo run --release -p conformance --bin bench -- --pods 10,1000 --parallel 32 --rounds 20`
+//! `cargo run --release -p conformance --bin bench -- --pods 10,1000 --parallel 64 --rounds 20`
+//! `cargo run --release -p conformance --bin bench -- --quick` (CI size)
 
 use clap::Parser;
 use conformance::topology::{Node, Pod, Spec, Topology};
 use serde_json::{json, Value};
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,21 +39,23 @@ use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
-#[command(about = "Time ADD/DEL of bridge6+ipam-prefix against the reference bridge+host-local")]
+#[command(
+    about = "Time ADD/DEL of bridge6+ipam-prefix+firewall6 against the reference bridge+host-local+firewall"
+)]
 struct Args {
     /// Background sizes: pods already attached when sampling (ascending).
     #[arg(long, value_delimiter = ',', default_value = "10,1000")]
     pods: Vec<usize>,
     /// Simultaneous ADDs (then DELs) per parallel sample.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     parallel: usize,
     /// Sequential ADD+DEL samples per chain and size.
     #[arg(long, default_value_t = 20)]
     rounds: usize,
     /// Parallel samples per chain and size.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     parallel_rounds: usize,
-    /// Directory with bridge6 and ipam-prefix [default: $CNI6_BIN_DIR, else target/release].
+    /// Directory with bridge6, ipam-prefix and firewall6 [default: $CNI6_BIN_DIR, else target/release].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Directory with the reference plugins.
@@ -49,6 +64,10 @@ struct Args {
     /// Workers attaching the background pods (not timed).
     #[arg(long, default_value_t = 4)]
     fill_workers: usize,
+    /// CI size: --pods 2,4 --rounds 3 --parallel 4 --parallel-rounds 1
+    /// (keeps the code from rotting; its timings mean little).
+    #[arg(long)]
+    quick: bool,
 }
 
 /// Ports of one Linux bridge: port numbers are 10 bits and 0 is reserved
@@ -56,13 +75,37 @@ struct Args {
 /// holds at most 1023 pods — for bridge6 and the reference bridge alike.
 const BRIDGE_MAX_PORTS: usize = 1023;
 
+/// One plugin of a chain: its binary and its config without prevResult.
+struct Step {
+    /// Row label ("bridge", "firewall").
+    role: &'static str,
+    plugin: PathBuf,
+    config: Value,
+}
+
 /// One plugin chain under test, bound to its node.
 struct Chain {
     label: &'static str,
     node: u16,
-    plugin: PathBuf,
     cni_path: PathBuf,
-    config: Vec<u8>,
+    steps: Vec<Step>,
+    /// The IPAM plugin, called alone (for its own RSS and time).
+    ipam: PathBuf,
+}
+
+/// One finished plugin process.
+struct Run {
+    took: Duration,
+    /// ru_maxrss of wait4 in KiB.
+    maxrss_kib: i64,
+    stdout: Vec<u8>,
+}
+
+/// One chain invocation: total time, per-step runs, the final result.
+struct ChainRun {
+    total: Duration,
+    steps: Vec<Run>,
+    result: Value,
 }
 
 type BenchResult<T> = Result<T, String>;
@@ -80,9 +123,18 @@ fn check_interrupt() -> BenchResult<()> {
 }
 
 impl Chain {
-    /// One invocation, as a runtime does it, timed from spawn to exit.
-    fn invoke(&self, topo: &Topology, verb: &str, pod: &Pod, id: &str) -> BenchResult<Duration> {
-        let mut cmd = topo.node_command(self.node, &self.plugin);
+    /// One plugin process, as a runtime starts it, timed from spawn to
+    /// exit and reaped with wait4 for its rusage.
+    fn exec(
+        &self,
+        topo: &Topology,
+        plugin: &Path,
+        verb: &str,
+        pod: &Pod,
+        id: &str,
+        config: &[u8],
+    ) -> BenchResult<Run> {
+        let mut cmd = topo.node_command(self.node, plugin);
         cmd.env("CNI_COMMAND", verb)
             .env("CNI_CONTAINERID", id)
             .env("CNI_NETNS", &pod.path)
@@ -98,34 +150,114 @@ impl Chain {
         let start = Instant::now();
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("{}: spawn {}: {e}", self.label, self.plugin.display()))?;
+            .map_err(|e| format!("{}: spawn {}: {e}", self.label, plugin.display()))?;
         child
             .stdin
             .take()
             .expect("piped")
-            .write_all(&self.config)
+            .write_all(config)
             .map_err(|e| format!("{}: write config: {e}", self.label))?;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("{}: wait: {e}", self.label))?;
+        // Plugins write little to stderr: a pipe buffer holds it while
+        // stdout is drained.
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_end(&mut stdout)
+            .map_err(|e| format!("{}: read stdout: {e}", self.label))?;
+        child
+            .stderr
+            .take()
+            .expect("piped")
+            .read_to_end(&mut stderr)
+            .map_err(|e| format!("{}: read stderr: {e}", self.label))?;
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value; wait4 fills it.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: reaps our own child by pid; `child` is not waited on again.
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
         let took = start.elapsed();
-        if !out.status.success() {
+        if pid < 0 {
             return Err(format!(
-                "{} {verb} {id} failed ({}): {}{}",
+                "{}: wait4: {}",
                 self.label,
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                std::io::Error::last_os_error()
             ));
         }
-        if verb == "ADD" {
-            let v: Value = serde_json::from_slice(&out.stdout)
-                .map_err(|e| format!("{} ADD {id}: result is not JSON: {e}", self.label))?;
-            if v["ips"].as_array().map_or(0, Vec::len) != 2 {
-                return Err(format!("{} ADD {id}: expected 2 ips in {v}", self.label));
-            }
+        let status = std::process::ExitStatus::from_raw(status);
+        if !status.success() {
+            return Err(format!(
+                "{} {} {verb} {id} failed ({status}): {}{}",
+                self.label,
+                plugin.display(),
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            ));
         }
-        Ok(took)
+        Ok(Run {
+            took,
+            maxrss_kib: usage.ru_maxrss,
+            stdout,
+        })
+    }
+
+    /// The whole chain, as libcni runs a conflist: ADD in order with each
+    /// result as the next prevResult; DEL in reverse with `prev` (the ADD
+    /// result) as prevResult.
+    fn invoke(
+        &self,
+        topo: &Topology,
+        verb: &str,
+        pod: &Pod,
+        id: &str,
+        prev: Option<&Value>,
+    ) -> BenchResult<ChainRun> {
+        let mut runs = Vec::new();
+        let mut total = Duration::ZERO;
+        let mut result = Value::Null;
+        let order: Vec<&Step> = if verb == "DEL" {
+            self.steps.iter().rev().collect()
+        } else {
+            self.steps.iter().collect()
+        };
+        for (k, step) in order.into_iter().enumerate() {
+            let mut conf = step.config.clone();
+            let p = if verb == "ADD" {
+                (k > 0).then_some(&result)
+            } else {
+                prev
+            };
+            if let Some(p) = p {
+                conf["prevResult"] = p.clone();
+            }
+            let conf = serde_json::to_vec(&conf).expect("json");
+            let run = self.exec(topo, &step.plugin, verb, pod, id, &conf)?;
+            total += run.took;
+            if verb == "ADD" {
+                result = serde_json::from_slice(&run.stdout).map_err(|e| {
+                    format!(
+                        "{} {} ADD {id}: result is not JSON: {e}",
+                        self.label, step.role
+                    )
+                })?;
+            }
+            runs.push(run);
+        }
+        if verb == "DEL" {
+            runs.reverse(); // index = step, as for ADD
+        } else if result["ips"].as_array().map_or(0, Vec::len) != 2 {
+            return Err(format!(
+                "{} ADD {id}: expected 2 ips in {result}",
+                self.label
+            ));
+        }
+        Ok(ChainRun {
+            total,
+            steps: runs,
+            result,
+        })
     }
 }
 
@@ -142,8 +274,8 @@ fn gateway(range: &ipnet::Ipv6Net) -> std::net::Ipv6Addr {
 
 fn chains(topo: &Topology, bin_dir: &Path, reference_dir: &Path) -> BenchResult<[Chain; 2]> {
     for (d, names) in [
-        (bin_dir, ["bridge6", "ipam-prefix"]),
-        (reference_dir, ["bridge", "host-local"]),
+        (bin_dir, ["bridge6", "ipam-prefix", "firewall6"]),
+        (reference_dir, ["bridge", "host-local", "firewall"]),
     ] {
         for n in names {
             if !d.join(n).is_file() {
@@ -173,6 +305,14 @@ fn chains(topo: &Topology, bin_dir: &Path, reference_dir: &Path) -> BenchResult<
             "routes": [ { "dst": "::/0" } ]
         }
     });
+    // firewall6 as cni6 ships it: the default `ingress: cluster-only` plus
+    // the source check (more rules than the reference's accept-to-pod).
+    let ours_fw = json!({
+        "cniVersion": "1.0.0",
+        "name": "benchours",
+        "type": "firewall6",
+        "clusterPrefixes": [ ours_node.ula_prefix.to_string() ]
+    });
     // The same pod ranges for the reference: host-local gets exactly the
     // /96s that ipam-prefix derives on node 1, and bridge puts their
     // gateways on its bridge. Node 2 is a separate namespace and the
@@ -197,20 +337,48 @@ fn chains(topo: &Topology, bin_dir: &Path, reference_dir: &Path) -> BenchResult<
             "routes": [ { "dst": "::/0", "gw": gateway(&ula) } ]
         }
     });
+    let theirs_fw = json!({
+        "cniVersion": "1.0.0",
+        "name": "benchref",
+        "type": "firewall",
+        "backend": "iptables"
+    });
     Ok([
         Chain {
             label: "cni6",
             node: 1,
-            plugin: bin_dir.join("bridge6"),
             cni_path: bin_dir.to_path_buf(),
-            config: serde_json::to_vec(&ours).expect("json"),
+            steps: vec![
+                Step {
+                    role: "bridge",
+                    plugin: bin_dir.join("bridge6"),
+                    config: ours,
+                },
+                Step {
+                    role: "firewall",
+                    plugin: bin_dir.join("firewall6"),
+                    config: ours_fw,
+                },
+            ],
+            ipam: bin_dir.join("ipam-prefix"),
         },
         Chain {
             label: "reference",
             node: 2,
-            plugin: reference_dir.join("bridge"),
             cni_path: reference_dir.to_path_buf(),
-            config: serde_json::to_vec(&theirs).expect("json"),
+            steps: vec![
+                Step {
+                    role: "bridge",
+                    plugin: reference_dir.join("bridge"),
+                    config: theirs,
+                },
+                Step {
+                    role: "firewall",
+                    plugin: reference_dir.join("firewall"),
+                    config: theirs_fw,
+                },
+            ],
+            ipam: reference_dir.join("host-local"),
         },
     ])
 }
@@ -220,7 +388,7 @@ fn nth(net: &ipnet::Ipv6Net, k: u128) -> String {
 }
 
 /// Samples of one (operation, chain) row.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Samples(Vec<Duration>);
 
 impl Samples {
@@ -248,8 +416,32 @@ fn ms(d: Duration) -> String {
     format!("{:.2}ms", d.as_secs_f64() * 1e3)
 }
 
+/// Peak RSS per (chain, process kind), KiB.
+#[derive(Default)]
+struct Rss(Mutex<BTreeMap<(usize, String), i64>>);
+
+impl Rss {
+    fn note(&self, chain: usize, what: &str, kib: i64) {
+        let mut m = self.0.lock().unwrap();
+        let e = m.entry((chain, what.to_string())).or_insert(0);
+        *e = (*e).max(kib);
+    }
+    fn chain_run(&self, chain: usize, verb: &str, c: &Chain, r: &ChainRun) {
+        for (s, run) in c.steps.iter().zip(&r.steps) {
+            self.note(chain, &format!("{} {verb}", s.role), run.maxrss_kib);
+        }
+    }
+}
+
 /// Attach pods through a chain with a few workers (not timed).
-fn fill(topo: &Topology, chain: &Chain, pods: &[Pod], workers: usize) -> BenchResult<()> {
+fn fill(
+    topo: &Topology,
+    chain: &Chain,
+    pods: &[Pod],
+    workers: usize,
+    rss: &Rss,
+    idx: usize,
+) -> BenchResult<()> {
     let next = AtomicUsize::new(0);
     let err: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
@@ -259,11 +451,14 @@ fn fill(topo: &Topology, chain: &Chain, pods: &[Pod], workers: usize) -> BenchRe
                 if i >= pods.len() || err.lock().unwrap().is_some() {
                     return;
                 }
-                if let Err(e) = check_interrupt()
-                    .and_then(|_| chain.invoke(topo, "ADD", &pods[i], &pods[i].name))
+                match check_interrupt()
+                    .and_then(|_| chain.invoke(topo, "ADD", &pods[i], &pods[i].name, None))
                 {
-                    *err.lock().unwrap() = Some(e);
-                    return;
+                    Ok(r) => rss.chain_run(idx, "ADD", chain, &r),
+                    Err(e) => {
+                        *err.lock().unwrap() = Some(e);
+                        return;
+                    }
                 }
             });
         }
@@ -274,37 +469,49 @@ fn fill(topo: &Topology, chain: &Chain, pods: &[Pod], workers: usize) -> BenchRe
     }
 }
 
-/// `n` simultaneous invocations; returns each one's latency and the wall time.
+/// `n` simultaneous chain invocations; each one's outcome and the wall time.
 fn parallel(
     topo: &Topology,
     chain: &Chain,
     verb: &str,
     pods: &[Pod],
     ids: &[String],
-) -> BenchResult<(Vec<Duration>, Duration)> {
+    prevs: &[Option<Value>],
+) -> (Vec<BenchResult<ChainRun>>, Duration) {
     let barrier = Barrier::new(pods.len() + 1);
     let start = Mutex::new(None::<Instant>);
     let results = std::thread::scope(|s| {
         let handles: Vec<_> = pods
             .iter()
             .zip(ids)
-            .map(|(pod, id)| {
+            .zip(prevs)
+            .map(|((pod, id), prev)| {
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
-                    chain.invoke(topo, verb, pod, id)
+                    chain.invoke(topo, verb, pod, id, prev.as_ref())
                 })
             })
             .collect();
         *start.lock().unwrap() = Some(Instant::now());
         barrier.wait();
-        let r: Vec<BenchResult<Duration>> =
+        let r: Vec<BenchResult<ChainRun>> =
             handles.into_iter().map(|h| h.join().unwrap()).collect();
         r
     });
     let wall = start.into_inner().unwrap().expect("set").elapsed();
-    let lat = results.into_iter().collect::<BenchResult<Vec<_>>>()?;
-    Ok((lat, wall))
+    (results, wall)
+}
+
+/// Addresses of an ADD result.
+fn addresses(result: &Value) -> Vec<String> {
+    result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str())
+        .map(|a| a.split('/').next().unwrap_or(a).to_string())
+        .collect()
 }
 
 struct Row {
@@ -314,7 +521,14 @@ struct Row {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.quick {
+        args.pods = vec![2, 4];
+        args.rounds = 3;
+        args.parallel = 4;
+        args.parallel_rounds = 1;
+        args.fill_workers = 2;
+    }
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("bench: needs root (it creates network namespaces)");
@@ -336,6 +550,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Sets firewall6's prerequisite in our node (it refuses ADD without it;
+/// the reference never checks): bridged traffic through ip6tables.
+fn enable_bridge_nf(topo: &Topology, node: u16) -> BenchResult<()> {
+    let mut cmd = topo.node_command(node, "sysctl");
+    cmd.args(["-qw", "net.bridge.bridge-nf-call-ip6tables=1"]);
+    conformance::topology::run(cmd)
+        .map(|_| ())
+        .map_err(|e| format!("bridge-nf-call-ip6tables in node {node}: {e}"))
+}
+
 fn bench(args: &Args) -> BenchResult<()> {
     let bin_dir = args
         .bin_dir
@@ -355,12 +579,30 @@ fn bench(args: &Args) -> BenchResult<()> {
     let mut spec = Spec::new("c6b", 2);
     spec.state_root = PathBuf::from("/run/cni6-bench");
     let mut topo = Topology::build(spec).map_err(|e| e.to_string())?;
-    let chains = chains(&topo, &bin_dir, &args.reference_dir)?;
+    let outcome = run_bench(args, &bin_dir, &sizes, &mut topo, &mut notes, &load_before);
+    let t = Instant::now();
+    let base = topo.base().to_string();
+    topo.teardown().map_err(|e| e.to_string())?;
+    eprintln!("bench: removed {base} ({:.1}s)", t.elapsed().as_secs_f64());
+    outcome
+}
+
+fn run_bench(
+    args: &Args,
+    bin_dir: &Path,
+    sizes: &[usize],
+    topo: &mut Topology,
+    notes: &mut Vec<String>,
+    load_before: &str,
+) -> BenchResult<()> {
+    let chains = chains(topo, bin_dir, &args.reference_dir)?;
+    enable_bridge_nf(topo, 1)?;
     eprintln!(
         "bench: topology {} (ours on node 1, reference on node 2), binaries {}",
         topo.base(),
         bin_dir.display()
     );
+    let rss = Rss::default();
 
     // Pods sampled sequentially and in parallel: made once, reused (a DEL
     // leaves the namespace empty again).
@@ -379,13 +621,16 @@ fn bench(args: &Args) -> BenchResult<()> {
     }
     let mut background = [0usize; 2];
     let mut rows: Vec<Row> = Vec::new();
-    for &size in &sizes {
+    // (size, chain) -> p50 of chain ADD, chain DEL, firewall ADD, firewall DEL
+    let mut scaling: Vec<(usize, [[Duration; 4]; 2])> = Vec::new();
+    let mut burst_report = Vec::new();
+    for &size in sizes {
         for (i, c) in chains.iter().enumerate() {
             let more = size.saturating_sub(background[i]);
             if more > 0 {
                 let t = Instant::now();
                 let pods = topo.add_pods(c.node, more).map_err(|e| e.to_string())?;
-                fill(&topo, c, &pods, args.fill_workers)?;
+                fill(topo, c, &pods, args.fill_workers, &rss, i)?;
                 background[i] = size;
                 eprintln!(
                     "bench: {}: {size} background pods attached ({:.1}s)",
@@ -396,20 +641,32 @@ fn bench(args: &Args) -> BenchResult<()> {
         }
         let mut add = [Samples::default(), Samples::default()];
         let mut del = [Samples::default(), Samples::default()];
+        let mut step_add = [
+            [Samples::default(), Samples::default()],
+            [Samples::default(), Samples::default()],
+        ];
+        let mut step_del = step_add.clone();
         for r in 0..args.rounds {
             let order: [usize; 2] = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+            let mut results = [Value::Null, Value::Null];
+            let id = format!("s{size}r{r}");
             for &i in &order {
                 check_interrupt()?;
-                let id = format!("s{size}r{r}");
-                add[i]
-                    .0
-                    .push(chains[i].invoke(&topo, "ADD", &probe[i], &id)?);
+                let run = chains[i].invoke(topo, "ADD", &probe[i], &id, None)?;
+                rss.chain_run(i, "ADD", &chains[i], &run);
+                add[i].0.push(run.total);
+                for (k, s) in run.steps.iter().enumerate() {
+                    step_add[k][i].0.push(s.took);
+                }
+                results[i] = run.result;
             }
             for &i in &order {
-                let id = format!("s{size}r{r}");
-                del[i]
-                    .0
-                    .push(chains[i].invoke(&topo, "DEL", &probe[i], &id)?);
+                let run = chains[i].invoke(topo, "DEL", &probe[i], &id, Some(&results[i]))?;
+                rss.chain_run(i, "DEL", &chains[i], &run);
+                del[i].0.push(run.total);
+                for (k, s) in run.steps.iter().enumerate() {
+                    step_del[k][i].0.push(s.took);
+                }
             }
         }
         let mut padd = [Samples::default(), Samples::default()];
@@ -425,6 +682,9 @@ fn bench(args: &Args) -> BenchResult<()> {
                 args.parallel, args.parallel, BRIDGE_MAX_PORTS
             ));
         }
+        let mut errors = [0usize; 2];
+        let mut dups = [0usize; 2];
+        let mut first_error: [Option<String>; 2] = [None, None];
         for r in 0..args.parallel_rounds * usize::from(burst_fits) {
             let order: [usize; 2] = if r % 2 == 0 { [0, 1] } else { [1, 0] };
             for &i in &order {
@@ -432,21 +692,85 @@ fn bench(args: &Args) -> BenchResult<()> {
                 let ids: Vec<String> = (0..args.parallel)
                     .map(|k| format!("p{size}r{r}k{k}"))
                     .collect();
-                let (lat, wall) = parallel(&topo, &chains[i], "ADD", &burst[i], &ids)?;
-                padd[i].0.extend(lat);
+                let none = vec![None; ids.len()];
+                let (res, wall) = parallel(topo, &chains[i], "ADD", &burst[i], &ids, &none);
                 wall_add[i].0.push(wall);
-                let (lat, wall) = parallel(&topo, &chains[i], "DEL", &burst[i], &ids)?;
-                pdel[i].0.extend(lat);
+                let mut seen = std::collections::HashSet::new();
+                let mut prevs = Vec::new();
+                for r in res {
+                    match r {
+                        Ok(run) => {
+                            rss.chain_run(i, "ADD", &chains[i], &run);
+                            padd[i].0.push(run.total);
+                            for a in addresses(&run.result) {
+                                if !seen.insert(a) {
+                                    dups[i] += 1;
+                                }
+                            }
+                            prevs.push(Some(run.result));
+                        }
+                        Err(e) => {
+                            errors[i] += 1;
+                            first_error[i].get_or_insert(e);
+                            prevs.push(None);
+                        }
+                    }
+                }
+                let (res, wall) = parallel(topo, &chains[i], "DEL", &burst[i], &ids, &prevs);
                 wall_del[i].0.push(wall);
+                for r in res {
+                    match r {
+                        Ok(run) => {
+                            rss.chain_run(i, "DEL", &chains[i], &run);
+                            pdel[i].0.push(run.total);
+                        }
+                        Err(e) => {
+                            errors[i] += 1;
+                            first_error[i].get_or_insert(e);
+                        }
+                    }
+                }
             }
         }
+        if burst_fits && args.parallel_rounds > 0 {
+            for (i, c) in chains.iter().enumerate() {
+                burst_report.push(format!(
+                    "# {} x{} parallel at {size} attached: {} errors, {} duplicate addresses{}",
+                    c.label,
+                    args.parallel,
+                    errors[i],
+                    dups[i],
+                    first_error[i]
+                        .as_ref()
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        scaling.push((
+            size,
+            [0, 1].map(|i| {
+                [
+                    add[i].pct(50.0),
+                    del[i].pct(50.0),
+                    step_add[1][i].pct(50.0),
+                    step_del[1][i].pct(50.0),
+                ]
+            }),
+        ));
         let p = args.parallel;
+        let [bridge_add, fw_add] = step_add;
+        let [bridge_del, fw_del] = step_del;
         for (op, set) in [
-            (format!("ADD, {size} attached"), add),
-            (format!("DEL, {size} attached"), del),
-            (format!("ADD x{p} parallel, {size} att."), padd),
+            (format!("chain ADD, {size} attached"), add),
+            ("  bridge(+ipam) ADD".to_string(), bridge_add),
+            ("  firewall ADD".to_string(), fw_add),
+            (format!("chain DEL, {size} attached"), del),
+            ("  bridge(+ipam) DEL".to_string(), bridge_del),
+            ("  firewall DEL".to_string(), fw_del),
+            (format!("chain ADD x{p} parallel, {size} att."), padd),
             (format!("  wall time of {p} ADDs"), wall_add),
-            (format!("DEL x{p} parallel, {size} att."), pdel),
+            (format!("chain DEL x{p} parallel, {size} att."), pdel),
             (format!("  wall time of {p} DELs"), wall_del),
         ] {
             if set.iter().all(|s| s.0.is_empty()) {
@@ -462,9 +786,59 @@ fn bench(args: &Args) -> BenchResult<()> {
         }
     }
 
+    // The IPAM plugins alone, called with the bridge's config as the
+    // delegating plugin calls them: their own RSS (and time).
+    let mut ipam_time = [Samples::default(), Samples::default()];
+    for r in 0..args.rounds.clamp(1, 5) {
+        for (i, c) in chains.iter().enumerate() {
+            let conf = serde_json::to_vec(&c.steps[0].config).expect("json");
+            let id = format!("ipam{r}");
+            let run = c.exec(topo, &c.ipam, "ADD", &probe[i], &id, &conf)?;
+            rss.note(i, "ipam ADD (alone)", run.maxrss_kib);
+            ipam_time[i].0.push(run.took);
+            let run = c.exec(topo, &c.ipam, "DEL", &probe[i], &id, &conf)?;
+            rss.note(i, "ipam DEL (alone)", run.maxrss_kib);
+        }
+    }
+    let [ia, ib] = ipam_time;
+    rows.push(Row {
+        op: "ipam ADD alone".into(),
+        label: chains[0].label,
+        samples: ia,
+    });
+    rows.push(Row {
+        op: "ipam ADD alone".into(),
+        label: chains[1].label,
+        samples: ib,
+    });
+
+    print_report(args, bin_dir, load_before, &chains, &rows, &scaling, &rss);
+    for n in burst_report.iter().chain(notes.iter()) {
+        println!("{n}");
+    }
+    Ok(())
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}x", a / b)
+    }
+}
+
+fn print_report(
+    args: &Args,
+    bin_dir: &Path,
+    load_before: &str,
+    chains: &[Chain; 2],
+    rows: &[Row],
+    scaling: &[(usize, [[Duration; 4]; 2])],
+    rss: &Rss,
+) {
     println!(
-        "# bridge6+ipam-prefix ({}) vs reference bridge+host-local ({}); kernel {}; \
-         {} CPUs; load average before {} / after {}",
+        "# bridge6+ipam-prefix+firewall6 ({}) vs reference bridge+host-local+firewall ({}); \
+         kernel {}; {} CPUs; load average before {} / after {}",
         bin_dir.display(),
         args.reference_dir.display(),
         read_trimmed("/proc/sys/kernel/osrelease"),
@@ -473,17 +847,18 @@ fn bench(args: &Args) -> BenchResult<()> {
         read_trimmed("/proc/loadavg"),
     );
     println!(
-        "# rounds {} sequential + {} x {} parallel per chain and size; times from spawn to exit",
+        "# rounds {} sequential + {} x {} parallel per chain and size; times from spawn to exit \
+         (a chain = the sum of its plugin processes)",
         args.rounds, args.parallel_rounds, args.parallel
     );
     println!(
-        "{:<32} {:<10} {:>5} {:>10} {:>10} {:>10}",
+        "{:<34} {:<10} {:>5} {:>10} {:>10} {:>10}",
         "operation", "chain", "n", "p50", "p95", "max"
     );
     for pair in rows.chunks(2) {
         for r in pair {
             println!(
-                "{:<32} {:<10} {:>5} {:>10} {:>10} {:>10}",
+                "{:<34} {:<10} {:>5} {:>10} {:>10} {:>10}",
                 r.op,
                 r.label,
                 r.samples.0.len(),
@@ -492,30 +867,73 @@ fn bench(args: &Args) -> BenchResult<()> {
                 ms(r.samples.max())
             );
         }
-        let ratio = |f: &dyn Fn(&Samples) -> Duration| {
-            let (a, b) = (f(&pair[0].samples), f(&pair[1].samples));
-            if b.is_zero() {
-                "-".to_string()
-            } else {
-                format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
-            }
+        let f = |g: &dyn Fn(&Samples) -> Duration| {
+            ratio(
+                g(&pair[0].samples).as_secs_f64(),
+                g(&pair[1].samples).as_secs_f64(),
+            )
         };
         println!(
-            "{:<32} {:<10} {:>5} {:>10} {:>10} {:>10}",
+            "{:<34} {:<10} {:>5} {:>10} {:>10} {:>10}",
             "",
             "cni6/ref",
             "",
-            ratio(&|s| s.pct(50.0)),
-            ratio(&|s| s.pct(95.0)),
-            ratio(&|s| s.max())
+            f(&|s| s.pct(50.0)),
+            f(&|s| s.pct(95.0)),
+            f(&|s| s.max())
         );
     }
-    for n in &notes {
-        println!("{n}");
+    if let (Some((small, a)), Some((big, b))) = (scaling.first(), scaling.last()) {
+        if small != big {
+            println!("# scaling: p50 at {big} attached / p50 at {small} attached");
+            println!(
+                "{:<10} {:>10} {:>10} {:>12} {:>12}",
+                "chain", "chain ADD", "chain DEL", "firewall ADD", "firewall DEL"
+            );
+            for (i, c) in chains.iter().enumerate() {
+                let r: Vec<String> = (0..4)
+                    .map(|k| ratio(b[i][k].as_secs_f64(), a[i][k].as_secs_f64()))
+                    .collect();
+                println!(
+                    "{:<10} {:>10} {:>10} {:>12} {:>12}",
+                    c.label, r[0], r[1], r[2], r[3]
+                );
+            }
+        }
     }
-    let t = Instant::now();
-    let base = topo.base().to_string();
-    topo.teardown().map_err(|e| e.to_string())?;
-    eprintln!("bench: removed {base} ({:.1}s)", t.elapsed().as_secs_f64());
-    Ok(())
+    println!("# peak RSS (wait4 ru_maxrss: the process or the largest child it waited for)");
+    println!(
+        "{:<22} {:>10} {:>10} {:>9}",
+        "process", "cni6", "reference", "cni6/ref"
+    );
+    let m = rss.0.lock().unwrap();
+    let kinds: std::collections::BTreeSet<&String> = m.keys().map(|(_, k)| k).collect();
+    for k in kinds {
+        let a = m.get(&(0, k.clone())).copied().unwrap_or(0);
+        let b = m.get(&(1, k.clone())).copied().unwrap_or(0);
+        println!(
+            "{:<22} {:>8}Ki {:>8}Ki {:>9}",
+            k,
+            a,
+            b,
+            ratio(a as f64, b as f64)
+        );
+    }
+    println!("# binary sizes (as installed)");
+    for (ours, theirs) in [
+        (&chains[0].steps[0].plugin, &chains[1].steps[0].plugin),
+        (&chains[0].ipam, &chains[1].ipam),
+        (&chains[0].steps[1].plugin, &chains[1].steps[1].plugin),
+    ] {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let (a, b) = (size(ours), size(theirs));
+        println!(
+            "{:<12} {:>9.2}MiB   {:<12} {:>9.2}MiB {:>9}",
+            ours.file_name().unwrap().to_string_lossy(),
+            a as f64 / 1048576.0,
+            theirs.file_name().unwrap().to_string_lossy(),
+            b as f64 / 1048576.0,
+            ratio(a as f64, b as f64)
+        );
+    }
 }

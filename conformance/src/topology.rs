@@ -306,6 +306,39 @@ impl Topology {
         Ok(())
     }
 
+    /// Make the underlay namespace a host OUTSIDE the cluster: an address
+    /// on the fabric (`<underlay>::ff`, outside the cluster ULA and the
+    /// provider GUA space) and one route per node prefix via that node, as
+    /// an internet router in front of the nodes would have. Returns the
+    /// namespace path and the address. For firewall checks ("the internet
+    /// must not reach a pod's GUA on a closed port").
+    pub fn add_outside_host(&self) -> Result<(PathBuf, Ipv6Addr)> {
+        let addr = nth(&self.spec.underlay, 0xff);
+        write_sysctl(
+            &self.underlay_file,
+            &format!("net/ipv6/conf/{}/disable_ipv6", self.bridge),
+            "0",
+        )?;
+        let mut cmds = vec![format!(
+            "addr add {addr}/{} dev {} nodad",
+            self.spec.underlay.prefix_len(),
+            self.bridge
+        )];
+        for n in &self.nodes {
+            for p in [n.ula_prefix, n.gua_prefix] {
+                cmds.push(format!(
+                    "route add {p} via {} dev {}",
+                    n.underlay_addr, self.bridge
+                ));
+            }
+        }
+        ip_batch(Some(&self.underlay_ns), &cmds)?;
+        Ok((
+            PathBuf::from("/var/run/netns").join(&self.underlay_ns),
+            addr,
+        ))
+    }
+
     /// On every node, one route per other node per prefix (ULA /80, GUA /80)
     /// via that node's underlay address.
     fn install_routes(&self) -> Result<()> {

@@ -65,6 +65,18 @@ fn check_cluster(doc: &Value) {
     assert_eq!(doc["capture"]["encapsulated"], 0, "{doc}");
     assert!(doc["capture"]["podPackets"].as_u64().unwrap() > 0, "{doc}");
     assert_eq!(doc["unreachable"], 0);
+    // firewall6 in the chain (br_netfilter is loaded on the test machines):
+    // from outside the cluster every pod's GUA answers on the allowed port
+    // and on no other.
+    let probes = doc["outside"]["probes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the demo ran without firewall6: {doc}"));
+    assert_eq!(probes.len(), 4 * 2, "{doc}");
+    for pr in probes {
+        let want_open = pr["expected"] == "open";
+        assert_eq!(pr["open"], want_open, "{pr}");
+        assert_eq!(pr["port"], if want_open { 443 } else { 8080 }, "{pr}");
+    }
 }
 
 #[test]

@@ -568,6 +568,20 @@ impl Skeleton<'_> {
         out
     }
 
+    /// `-C` lines that make a restore batch fail (atomically, nothing
+    /// applied) unless the skeleton rules ADD relies on are present: the
+    /// FORWARD jump, the admin jump and dispatch rules of CNI6-FORWARD,
+    /// FROM-POD and the policy chain (a rule cannot jump to a missing
+    /// chain, so these also prove the dispatch and admin chains exist).
+    /// Presence only: extra or reordered rules are CHECK's to report.
+    pub fn presence_checks(&self) -> Vec<String> {
+        let mut all = vec![Self::forward_jump(), self.admin_jump()];
+        all.extend(Self::forward_rules());
+        all.extend(Self::from_pod_rules());
+        all.extend(self.policy_rules());
+        all.iter().map(|r| check_of(r)).collect()
+    }
+
     /// The batch lines that make the skeleton whole from `s`, which must
     /// come from a full listing (`chains` known). Bucket chains that exist
     /// hold pod rules and the admin chain is the operator's: neither is
@@ -628,6 +642,11 @@ fn insert_first(rule: &str) -> String {
     let rest = rule.strip_prefix("-A ").expect("rules start with -A");
     let (chain, spec) = rest.split_once(' ').expect("rule has a spec");
     format!("-I {chain} 1 {spec}")
+}
+
+/// `-A CHAIN rest` → `-C CHAIN rest`.
+pub fn check_of(rule: &str) -> String {
+    format!("-C {}", rule.strip_prefix("-A ").unwrap_or(rule))
 }
 
 /// `-A CHAIN rest` → `-D CHAIN rest`.

@@ -96,6 +96,9 @@ struct Chain {
 /// One finished plugin process.
 struct Run {
     took: Duration,
+    /// User + system CPU of the process and the children it waited for
+    /// (robust to a loaded machine, unlike wall time).
+    cpu: Duration,
     /// ru_maxrss of wait4 in KiB.
     maxrss_kib: i64,
     stdout: Vec<u8>,
@@ -104,6 +107,8 @@ struct Run {
 /// One chain invocation: total time, per-step runs, the final result.
 struct ChainRun {
     total: Duration,
+    /// CPU of all its plugin processes and their children.
+    cpu: Duration,
     steps: Vec<Run>,
     result: Value,
 }
@@ -198,6 +203,7 @@ impl Chain {
         }
         Ok(Run {
             took,
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
             maxrss_kib: usage.ru_maxrss,
             stdout,
         })
@@ -216,6 +222,7 @@ impl Chain {
     ) -> BenchResult<ChainRun> {
         let mut runs = Vec::new();
         let mut total = Duration::ZERO;
+        let mut cpu = Duration::ZERO;
         let mut result = Value::Null;
         let order: Vec<&Step> = if verb == "DEL" {
             self.steps.iter().rev().collect()
@@ -235,6 +242,7 @@ impl Chain {
             let conf = serde_json::to_vec(&conf).expect("json");
             let run = self.exec(topo, &step.plugin, verb, pod, id, &conf)?;
             total += run.took;
+            cpu += run.cpu;
             if verb == "ADD" {
                 result = serde_json::from_slice(&run.stdout).map_err(|e| {
                     format!(
@@ -255,10 +263,15 @@ impl Chain {
         }
         Ok(ChainRun {
             total,
+            cpu,
             steps: runs,
             result,
         })
     }
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
 fn pod_ranges(node: &Node) -> (ipnet::Ipv6Net, ipnet::Ipv6Net) {
@@ -646,6 +659,10 @@ fn run_bench(
             [Samples::default(), Samples::default()],
         ];
         let mut step_del = step_add.clone();
+        let mut cpu_add = [Samples::default(), Samples::default()];
+        let mut cpu_del = [Samples::default(), Samples::default()];
+        let mut fw_cpu_add = [Samples::default(), Samples::default()];
+        let mut fw_cpu_del = [Samples::default(), Samples::default()];
         for r in 0..args.rounds {
             let order: [usize; 2] = if r % 2 == 0 { [0, 1] } else { [1, 0] };
             let mut results = [Value::Null, Value::Null];
@@ -655,6 +672,8 @@ fn run_bench(
                 let run = chains[i].invoke(topo, "ADD", &probe[i], &id, None)?;
                 rss.chain_run(i, "ADD", &chains[i], &run);
                 add[i].0.push(run.total);
+                cpu_add[i].0.push(run.cpu);
+                fw_cpu_add[i].0.push(run.steps[1].cpu);
                 for (k, s) in run.steps.iter().enumerate() {
                     step_add[k][i].0.push(s.took);
                 }
@@ -664,6 +683,8 @@ fn run_bench(
                 let run = chains[i].invoke(topo, "DEL", &probe[i], &id, Some(&results[i]))?;
                 rss.chain_run(i, "DEL", &chains[i], &run);
                 del[i].0.push(run.total);
+                cpu_del[i].0.push(run.cpu);
+                fw_cpu_del[i].0.push(run.steps[1].cpu);
                 for (k, s) in run.steps.iter().enumerate() {
                     step_del[k][i].0.push(s.took);
                 }
@@ -763,11 +784,15 @@ fn run_bench(
         let [bridge_del, fw_del] = step_del;
         for (op, set) in [
             (format!("chain ADD, {size} attached"), add),
+            ("  CPU of the chain ADD".to_string(), cpu_add),
             ("  bridge(+ipam) ADD".to_string(), bridge_add),
             ("  firewall ADD".to_string(), fw_add),
+            ("  CPU of the firewall ADD".to_string(), fw_cpu_add),
             (format!("chain DEL, {size} attached"), del),
+            ("  CPU of the chain DEL".to_string(), cpu_del),
             ("  bridge(+ipam) DEL".to_string(), bridge_del),
             ("  firewall DEL".to_string(), fw_del),
+            ("  CPU of the firewall DEL".to_string(), fw_cpu_del),
             (format!("chain ADD x{p} parallel, {size} att."), padd),
             (format!("  wall time of {p} ADDs"), wall_add),
             (format!("chain DEL x{p} parallel, {size} att."), pdel),
@@ -848,7 +873,8 @@ fn print_report(
     );
     println!(
         "# rounds {} sequential + {} x {} parallel per chain and size; times from spawn to exit \
-         (a chain = the sum of its plugin processes)",
+         (a chain = the sum of its plugin processes); CPU = user+system of the plugin processes \
+         and their children (wait4 rusage)",
         args.rounds, args.parallel_rounds, args.parallel
     );
     println!(

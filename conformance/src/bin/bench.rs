@@ -91,6 +91,37 @@ struct Chain {
     steps: Vec<Step>,
     /// The IPAM plugin, called alone (for its own RSS and time).
     ipam: PathBuf,
+    /// The node's network namespace, entered by each child before exec.
+    ns: std::fs::File,
+}
+
+/// Spawn `cmd` with the calling thread inside `ns` for the moment of the
+/// spawn (the child inherits the thread's namespace), then return the
+/// thread to where it was. So std can spawn with posix_spawn (clone with
+/// CLONE_VM|CLONE_VFORK, as Go runtimes like containerd do) instead of
+/// fork + a pre_exec hook: a fork of this multi-threaded benchmark, or
+/// `ip netns exec` (which also remounts /sys), would add milliseconds to
+/// every plugin call and measure the harness, not the plugins. None of the
+/// six plugins reads /sys.
+fn spawn_in(
+    ns: &std::fs::File,
+    cmd: &mut std::process::Command,
+) -> std::io::Result<std::process::Child> {
+    use std::os::fd::AsRawFd;
+    let here = std::fs::File::open("/proc/thread-self/ns/net")?;
+    // SAFETY: setns on this thread with namespace fds we hold open.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let child = cmd.spawn();
+    // SAFETY: as above; back to the namespace the thread came from.
+    if unsafe { libc::setns(here.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        panic!(
+            "bench: cannot return to the original netns: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    child
 }
 
 /// One finished plugin process.
@@ -132,14 +163,13 @@ impl Chain {
     /// exit and reaped with wait4 for its rusage.
     fn exec(
         &self,
-        topo: &Topology,
         plugin: &Path,
         verb: &str,
         pod: &Pod,
         id: &str,
         config: &[u8],
     ) -> BenchResult<Run> {
-        let mut cmd = topo.node_command(self.node, plugin);
+        let mut cmd = std::process::Command::new(plugin);
         cmd.env("CNI_COMMAND", verb)
             .env("CNI_CONTAINERID", id)
             .env("CNI_NETNS", &pod.path)
@@ -153,8 +183,7 @@ impl Chain {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let start = Instant::now();
-        let mut child = cmd
-            .spawn()
+        let mut child = spawn_in(&self.ns, &mut cmd)
             .map_err(|e| format!("{}: spawn {}: {e}", self.label, plugin.display()))?;
         child
             .stdin
@@ -214,7 +243,6 @@ impl Chain {
     /// result) as prevResult.
     fn invoke(
         &self,
-        topo: &Topology,
         verb: &str,
         pod: &Pod,
         id: &str,
@@ -240,7 +268,7 @@ impl Chain {
                 conf["prevResult"] = p.clone();
             }
             let conf = serde_json::to_vec(&conf).expect("json");
-            let run = self.exec(topo, &step.plugin, verb, pod, id, &conf)?;
+            let run = self.exec(&step.plugin, verb, pod, id, &conf)?;
             total += run.took;
             cpu += run.cpu;
             if verb == "ADD" {
@@ -374,6 +402,7 @@ fn chains(topo: &Topology, bin_dir: &Path, reference_dir: &Path) -> BenchResult<
                 },
             ],
             ipam: bin_dir.join("ipam-prefix"),
+            ns: open_ns(ours_node)?,
         },
         Chain {
             label: "reference",
@@ -392,8 +421,14 @@ fn chains(topo: &Topology, bin_dir: &Path, reference_dir: &Path) -> BenchResult<
                 },
             ],
             ipam: reference_dir.join("host-local"),
+            ns: open_ns(ref_node)?,
         },
     ])
+}
+
+fn open_ns(node: &Node) -> BenchResult<std::fs::File> {
+    std::fs::File::open(node.netns_path())
+        .map_err(|e| format!("open {}: {e}", node.netns_path().display()))
 }
 
 fn nth(net: &ipnet::Ipv6Net, k: u128) -> String {
@@ -447,14 +482,7 @@ impl Rss {
 }
 
 /// Attach pods through a chain with a few workers (not timed).
-fn fill(
-    topo: &Topology,
-    chain: &Chain,
-    pods: &[Pod],
-    workers: usize,
-    rss: &Rss,
-    idx: usize,
-) -> BenchResult<()> {
+fn fill(chain: &Chain, pods: &[Pod], workers: usize, rss: &Rss, idx: usize) -> BenchResult<()> {
     let next = AtomicUsize::new(0);
     let err: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
@@ -465,7 +493,7 @@ fn fill(
                     return;
                 }
                 match check_interrupt()
-                    .and_then(|_| chain.invoke(topo, "ADD", &pods[i], &pods[i].name, None))
+                    .and_then(|_| chain.invoke("ADD", &pods[i], &pods[i].name, None))
                 {
                     Ok(r) => rss.chain_run(idx, "ADD", chain, &r),
                     Err(e) => {
@@ -484,7 +512,6 @@ fn fill(
 
 /// `n` simultaneous chain invocations; each one's outcome and the wall time.
 fn parallel(
-    topo: &Topology,
     chain: &Chain,
     verb: &str,
     pods: &[Pod],
@@ -502,7 +529,7 @@ fn parallel(
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
-                    chain.invoke(topo, verb, pod, id, prev.as_ref())
+                    chain.invoke(verb, pod, id, prev.as_ref())
                 })
             })
             .collect();
@@ -643,7 +670,7 @@ fn run_bench(
             if more > 0 {
                 let t = Instant::now();
                 let pods = topo.add_pods(c.node, more).map_err(|e| e.to_string())?;
-                fill(topo, c, &pods, args.fill_workers, &rss, i)?;
+                fill(c, &pods, args.fill_workers, &rss, i)?;
                 background[i] = size;
                 eprintln!(
                     "bench: {}: {size} background pods attached ({:.1}s)",
@@ -669,7 +696,7 @@ fn run_bench(
             let id = format!("s{size}r{r}");
             for &i in &order {
                 check_interrupt()?;
-                let run = chains[i].invoke(topo, "ADD", &probe[i], &id, None)?;
+                let run = chains[i].invoke("ADD", &probe[i], &id, None)?;
                 rss.chain_run(i, "ADD", &chains[i], &run);
                 add[i].0.push(run.total);
                 cpu_add[i].0.push(run.cpu);
@@ -680,7 +707,7 @@ fn run_bench(
                 results[i] = run.result;
             }
             for &i in &order {
-                let run = chains[i].invoke(topo, "DEL", &probe[i], &id, Some(&results[i]))?;
+                let run = chains[i].invoke("DEL", &probe[i], &id, Some(&results[i]))?;
                 rss.chain_run(i, "DEL", &chains[i], &run);
                 del[i].0.push(run.total);
                 cpu_del[i].0.push(run.cpu);
@@ -714,7 +741,7 @@ fn run_bench(
                     .map(|k| format!("p{size}r{r}k{k}"))
                     .collect();
                 let none = vec![None; ids.len()];
-                let (res, wall) = parallel(topo, &chains[i], "ADD", &burst[i], &ids, &none);
+                let (res, wall) = parallel(&chains[i], "ADD", &burst[i], &ids, &none);
                 wall_add[i].0.push(wall);
                 let mut seen = std::collections::HashSet::new();
                 let mut prevs = Vec::new();
@@ -737,7 +764,7 @@ fn run_bench(
                         }
                     }
                 }
-                let (res, wall) = parallel(topo, &chains[i], "DEL", &burst[i], &ids, &prevs);
+                let (res, wall) = parallel(&chains[i], "DEL", &burst[i], &ids, &prevs);
                 wall_del[i].0.push(wall);
                 for r in res {
                     match r {
@@ -818,10 +845,10 @@ fn run_bench(
         for (i, c) in chains.iter().enumerate() {
             let conf = serde_json::to_vec(&c.steps[0].config).expect("json");
             let id = format!("ipam{r}");
-            let run = c.exec(topo, &c.ipam, "ADD", &probe[i], &id, &conf)?;
+            let run = c.exec(&c.ipam, "ADD", &probe[i], &id, &conf)?;
             rss.note(i, "ipam ADD (alone)", run.maxrss_kib);
             ipam_time[i].0.push(run.took);
-            let run = c.exec(topo, &c.ipam, "DEL", &probe[i], &id, &conf)?;
+            let run = c.exec(&c.ipam, "DEL", &probe[i], &id, &conf)?;
             rss.note(i, "ipam DEL (alone)", run.maxrss_kib);
         }
     }
@@ -837,11 +864,161 @@ fn run_bench(
         samples: ib,
     });
 
+    let floor = floor(topo, &chains[0], &probe[0], args.rounds.clamp(1, 10))?;
+
     print_report(args, bin_dir, load_before, &chains, &rows, &scaling, &rss);
+    if let Some((size, p50)) = scaling.first() {
+        let ours = p50[0][0];
+        println!(
+            "# floor of one ADD in cni6's node: the same kernel work without plugins (p50 of {} runs)",
+            floor.n
+        );
+        for (what, d) in [
+            ("process start (/bin/true)", floor.spawn),
+            (
+                "ip -batch, node side (veth into the pod, master, up)",
+                floor.node,
+            ),
+            (
+                "ip -n pod -batch (mtu, up, 2 addresses, default route)",
+                floor.pod,
+            ),
+            ("ip6tables-restore of the pod's 5 rules", floor.rules),
+        ] {
+            println!("{what:<58} {:>10}", ms(d));
+        }
+        let sum = floor.node + floor.pod + floor.rules;
+        println!(
+            "{:<58} {:>10}   cni6 chain ADD at {size} attached {} = {}",
+            "floor (sum of the three)",
+            ms(sum),
+            ms(ours),
+            ratio(ours.as_secs_f64(), sum.as_secs_f64())
+        );
+    }
     for n in burst_report.iter().chain(notes.iter()) {
         println!("{n}");
     }
     Ok(())
+}
+
+/// p50s of the floor's pieces.
+struct Floor {
+    n: usize,
+    spawn: Duration,
+    node: Duration,
+    pod: Duration,
+    rules: Duration,
+}
+
+/// One command in the node, stdin fed, timed from spawn to exit.
+fn timed(chain: &Chain, argv: &[&str], stdin: &str) -> BenchResult<Duration> {
+    let mut cmd = std::process::Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child =
+        spawn_in(&chain.ns, &mut cmd).map_err(|e| format!("floor: spawn {}: {e}", argv[0]))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .map_err(|e| format!("floor: write to {}: {e}", argv[0]))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("floor: wait for {}: {e}", argv[0]))?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "floor: {argv:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(took)
+}
+
+/// The kernel work of one attachment issued by `ip -batch` (one run on the
+/// node's side, one in the pod: `ip` cannot switch namespaces inside one
+/// batch) and one `ip6tables-restore` of five rules like a pod's, in our
+/// node with our bridge; undone after each run.
+fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<Floor> {
+    let node = chain.node;
+    let bridge = chain.steps[0].config["bridge"]
+        .as_str()
+        .expect("bridge name")
+        .to_string();
+    let (ula, gua) = pod_ranges(topo.node(node));
+    let (a1, a2) = (nth(&ula, 0xfff0), nth(&gua, 0xfff0));
+    let host = topo.link_name("fl").map_err(|e| e.to_string())?;
+    let chain_name = "C6BENCH-FLOOR";
+    let node_batch = format!(
+        "link add {host} mtu 1420 type veth peer name eth0 netns {}\nlink set {host} master {bridge} up\n",
+        pod.name
+    );
+    let pod_batch = format!(
+        "link set eth0 mtu 1420 up\naddr add {a1}/96 dev eth0 nodad\naddr add {a2}/96 dev eth0 nodad\n\
+         route add default via {} dev eth0\n",
+        gateway(&ula)
+    );
+    let c = |s: &str| format!("-m comment --comment \"firewall6 net=floor if=eth0 id={s}\"");
+    let rules = format!(
+        "*filter\n\
+         -A {chain_name} -s {a1}/128 -m physdev --physdev-in {host} {} -j ACCEPT\n\
+         -A {chain_name} -s {a2}/128 -m physdev --physdev-in {host} {} -j ACCEPT\n\
+         -A {chain_name} -m physdev --physdev-in {host} {} -j DROP\n\
+         -A {chain_name} -d {a1}/128 {} -j ACCEPT\n\
+         -A {chain_name} -d {a2}/128 {} -j ACCEPT\nCOMMIT\n",
+        c("a"),
+        c("b"),
+        c("c"),
+        c("d"),
+        c("e")
+    );
+    timed(chain, &["ip6tables", "-w", "-N", chain_name], "")?;
+    let mut spawn = Samples::default();
+    let mut nodes = Samples::default();
+    let mut pods = Samples::default();
+    let mut rule_runs = Samples::default();
+    let mut outcome = Ok(());
+    for _ in 0..runs {
+        let r = (|| -> BenchResult<()> {
+            spawn.0.push(timed(chain, &["/bin/true"], "")?);
+            nodes
+                .0
+                .push(timed(chain, &["ip", "-batch", "-"], &node_batch)?);
+            pods.0.push(timed(
+                chain,
+                &["ip", "-n", &pod.name, "-batch", "-"],
+                &pod_batch,
+            )?);
+            rule_runs.0.push(timed(
+                chain,
+                &["ip6tables-restore", "-w", "--noflush"],
+                &rules,
+            )?);
+            Ok(())
+        })();
+        // Undo whatever part ran (the veth pair goes with its host end).
+        let _ = timed(chain, &["ip", "link", "del", &host], "");
+        let _ = timed(chain, &["ip6tables", "-w", "-F", chain_name], "");
+        if r.is_err() {
+            outcome = r;
+            break;
+        }
+    }
+    let _ = timed(chain, &["ip6tables", "-w", "-X", chain_name], "");
+    outcome?;
+    Ok(Floor {
+        n: runs,
+        spawn: spawn.pct(50.0),
+        node: nodes.pct(50.0),
+        pod: pods.pct(50.0),
+        rules: rule_runs.pct(50.0),
+    })
 }
 
 fn ratio(a: f64, b: f64) -> String {

@@ -130,7 +130,8 @@ struct Run {
     /// User + system CPU of the process and the children it waited for
     /// (robust to a loaded machine, unlike wall time).
     cpu: Duration,
-    /// ru_maxrss of wait4 in KiB.
+    /// Peak RSS in KiB (GNU time's %M = its child's ru_maxrss), -1 when
+    /// not measured.
     maxrss_kib: i64,
     stdout: Vec<u8>,
 }
@@ -145,6 +146,9 @@ struct ChainRun {
 }
 
 type BenchResult<T> = Result<T, String>;
+
+/// GNU time, which reports its child's ru_maxrss (`%M`).
+const GNU_TIME: &str = "/usr/bin/time";
 
 /// Raised by SIGINT/SIGTERM; checked between samples so the topology is
 /// removed by the normal path.
@@ -168,8 +172,29 @@ impl Chain {
         pod: &Pod,
         id: &str,
         config: &[u8],
+        rss: bool,
     ) -> BenchResult<Run> {
-        let mut cmd = std::process::Command::new(plugin);
+        // RSS runs go through GNU time: wait4's ru_maxrss of a child
+        // started with posix_spawn (CLONE_VM|CLONE_VFORK) counts the
+        // parent's memory too (exec_mmap records the shared mm's high
+        // water mark), so the plugin is started by a small process that
+        // forks. Such runs are not timed.
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let rss_file = rss.then(|| {
+            std::env::temp_dir().join(format!(
+                "cni6-bench-rss-{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ))
+        });
+        let mut cmd = match &rss_file {
+            Some(f) => {
+                let mut c = std::process::Command::new(GNU_TIME);
+                c.args(["-f", "%M", "-o"]).arg(f).arg(plugin);
+                c
+            }
+            None => std::process::Command::new(plugin),
+        };
         cmd.env("CNI_COMMAND", verb)
             .env("CNI_CONTAINERID", id)
             .env("CNI_NETNS", &pod.path)
@@ -230,10 +255,22 @@ impl Chain {
                 String::from_utf8_lossy(&stderr)
             ));
         }
+        let maxrss_kib = match &rss_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f);
+                let _ = std::fs::remove_file(f);
+                let text =
+                    text.map_err(|e| format!("{}: read {}: {e}", self.label, f.display()))?;
+                text.trim().parse().map_err(|e| {
+                    format!("{}: {GNU_TIME} printed {text:?} for %M: {e}", self.label)
+                })?
+            }
+            None => -1,
+        };
         Ok(Run {
             took,
             cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-            maxrss_kib: usage.ru_maxrss,
+            maxrss_kib,
             stdout,
         })
     }
@@ -247,6 +284,7 @@ impl Chain {
         pod: &Pod,
         id: &str,
         prev: Option<&Value>,
+        rss: bool,
     ) -> BenchResult<ChainRun> {
         let mut runs = Vec::new();
         let mut total = Duration::ZERO;
@@ -268,7 +306,7 @@ impl Chain {
                 conf["prevResult"] = p.clone();
             }
             let conf = serde_json::to_vec(&conf).expect("json");
-            let run = self.exec(&step.plugin, verb, pod, id, &conf)?;
+            let run = self.exec(&step.plugin, verb, pod, id, &conf, rss)?;
             total += run.took;
             cpu += run.cpu;
             if verb == "ADD" {
@@ -470,6 +508,9 @@ struct Rss(Mutex<BTreeMap<(usize, String), i64>>);
 
 impl Rss {
     fn note(&self, chain: usize, what: &str, kib: i64) {
+        if kib < 0 {
+            return; // not measured (a timed run)
+        }
         let mut m = self.0.lock().unwrap();
         let e = m.entry((chain, what.to_string())).or_insert(0);
         *e = (*e).max(kib);
@@ -493,7 +534,7 @@ fn fill(chain: &Chain, pods: &[Pod], workers: usize, rss: &Rss, idx: usize) -> B
                     return;
                 }
                 match check_interrupt()
-                    .and_then(|_| chain.invoke("ADD", &pods[i], &pods[i].name, None))
+                    .and_then(|_| chain.invoke("ADD", &pods[i], &pods[i].name, None, false))
                 {
                     Ok(r) => rss.chain_run(idx, "ADD", chain, &r),
                     Err(e) => {
@@ -529,7 +570,7 @@ fn parallel(
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
-                    chain.invoke(verb, pod, id, prev.as_ref())
+                    chain.invoke(verb, pod, id, prev.as_ref(), false)
                 })
             })
             .collect();
@@ -664,6 +705,7 @@ fn run_bench(
     // (size, chain) -> p50 of chain ADD, chain DEL, firewall ADD, firewall DEL
     let mut scaling: Vec<(usize, [[Duration; 4]; 2])> = Vec::new();
     let mut burst_report = Vec::new();
+    let mut floors: Vec<(usize, Floor)> = Vec::new();
     for &size in sizes {
         for (i, c) in chains.iter().enumerate() {
             let more = size.saturating_sub(background[i]);
@@ -696,7 +738,7 @@ fn run_bench(
             let id = format!("s{size}r{r}");
             for &i in &order {
                 check_interrupt()?;
-                let run = chains[i].invoke("ADD", &probe[i], &id, None)?;
+                let run = chains[i].invoke("ADD", &probe[i], &id, None, false)?;
                 rss.chain_run(i, "ADD", &chains[i], &run);
                 add[i].0.push(run.total);
                 cpu_add[i].0.push(run.cpu);
@@ -707,7 +749,7 @@ fn run_bench(
                 results[i] = run.result;
             }
             for &i in &order {
-                let run = chains[i].invoke("DEL", &probe[i], &id, Some(&results[i]))?;
+                let run = chains[i].invoke("DEL", &probe[i], &id, Some(&results[i]), false)?;
                 rss.chain_run(i, "DEL", &chains[i], &run);
                 del[i].0.push(run.total);
                 cpu_del[i].0.push(run.cpu);
@@ -795,6 +837,10 @@ fn run_bench(
                 ));
             }
         }
+        floors.push((
+            size,
+            floor(topo, &chains[0], &probe[0], args.rounds.clamp(1, 10))?,
+        ));
         scaling.push((
             size,
             [0, 1].map(|i| {
@@ -845,11 +891,25 @@ fn run_bench(
         for (i, c) in chains.iter().enumerate() {
             let conf = serde_json::to_vec(&c.steps[0].config).expect("json");
             let id = format!("ipam{r}");
-            let run = c.exec(&c.ipam, "ADD", &probe[i], &id, &conf)?;
-            rss.note(i, "ipam ADD (alone)", run.maxrss_kib);
+            let run = c.exec(&c.ipam, "ADD", &probe[i], &id, &conf, false)?;
             ipam_time[i].0.push(run.took);
-            let run = c.exec(&c.ipam, "DEL", &probe[i], &id, &conf)?;
+            c.exec(&c.ipam, "DEL", &probe[i], &id, &conf, false)?;
+        }
+    }
+    // Peak RSS: untimed runs through GNU time (see Chain::exec), with the
+    // largest background in place.
+    for r in 0..3 {
+        for (i, c) in chains.iter().enumerate() {
+            let conf = serde_json::to_vec(&c.steps[0].config).expect("json");
+            let id = format!("rss{r}");
+            let run = c.exec(&c.ipam, "ADD", &probe[i], &id, &conf, true)?;
+            rss.note(i, "ipam ADD (alone)", run.maxrss_kib);
+            let run = c.exec(&c.ipam, "DEL", &probe[i], &id, &conf, true)?;
             rss.note(i, "ipam DEL (alone)", run.maxrss_kib);
+            let add = c.invoke("ADD", &probe[i], &id, None, true)?;
+            rss.chain_run(i, "ADD", c, &add);
+            let del = c.invoke("DEL", &probe[i], &id, Some(&add.result), true)?;
+            rss.chain_run(i, "DEL", c, &del);
         }
     }
     let [ia, ib] = ipam_time;
@@ -864,38 +924,36 @@ fn run_bench(
         samples: ib,
     });
 
-    let floor = floor(topo, &chains[0], &probe[0], args.rounds.clamp(1, 10))?;
-
     print_report(args, bin_dir, load_before, &chains, &rows, &scaling, &rss);
-    if let Some((size, p50)) = scaling.first() {
+    println!(
+        "# floor of one ADD in cni6's node: the same kernel work without plugins (p50 of {} runs \
+         at each size)",
+        args.rounds.clamp(1, 10)
+    );
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>14} {:>8}",
+        "attached", "spawn", "ip node", "ip pod", "restore", "floor", "cni6 chain ADD", "ratio"
+    );
+    for ((size, f), (_, p50)) in floors.iter().zip(&scaling) {
+        let sum = f.node + f.pod + f.rules;
         let ours = p50[0][0];
         println!(
-            "# floor of one ADD in cni6's node: the same kernel work without plugins (p50 of {} runs)",
-            floor.n
-        );
-        for (what, d) in [
-            ("process start (/bin/true)", floor.spawn),
-            (
-                "ip -batch, node side (veth into the pod, master, up)",
-                floor.node,
-            ),
-            (
-                "ip -n pod -batch (mtu, up, 2 addresses, default route)",
-                floor.pod,
-            ),
-            ("ip6tables-restore of the pod's 5 rules", floor.rules),
-        ] {
-            println!("{what:<58} {:>10}", ms(d));
-        }
-        let sum = floor.node + floor.pod + floor.rules;
-        println!(
-            "{:<58} {:>10}   cni6 chain ADD at {size} attached {} = {}",
-            "floor (sum of the three)",
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>14} {:>8}",
+            size,
+            ms(f.spawn),
+            ms(f.node),
+            ms(f.pod),
+            ms(f.rules),
             ms(sum),
             ms(ours),
             ratio(ours.as_secs_f64(), sum.as_secs_f64())
         );
     }
+    println!(
+        "# spawn = /bin/true; ip node = ip -batch in the node (veth with its peer into the pod, \
+         master, up); ip pod = ip -n <pod> -batch (mtu, up, 2 addresses, default route); \
+         restore = ip6tables-restore of 5 rules like a pod's; floor = ip node + ip pod + restore"
+    );
     for n in burst_report.iter().chain(notes.iter()) {
         println!("{n}");
     }
@@ -904,7 +962,6 @@ fn run_bench(
 
 /// p50s of the floor's pieces.
 struct Floor {
-    n: usize,
     spawn: Duration,
     node: Duration,
     pod: Duration,
@@ -1013,7 +1070,6 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
     let _ = timed(chain, &["ip6tables", "-w", "-X", chain_name], "");
     outcome?;
     Ok(Floor {
-        n: runs,
         spawn: spawn.pct(50.0),
         node: nodes.pct(50.0),
         pod: pods.pct(50.0),
@@ -1104,7 +1160,10 @@ fn print_report(
             }
         }
     }
-    println!("# peak RSS (wait4 ru_maxrss: the process or the largest child it waited for)");
+    println!(
+        "# peak RSS (GNU time %M = ru_maxrss: the process or the largest child it waited for; \
+         a bridge includes its IPAM, a firewall its ip6tables runs)"
+    );
     println!(
         "{:<22} {:>10} {:>10} {:>9}",
         "process", "cni6", "reference", "cni6/ref"

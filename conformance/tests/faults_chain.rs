@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const PREFIX: &str = "c6f";
+const PREFIX: &str = "c6z";
 
 fn write_script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/bash\n{body}\n")).unwrap();
@@ -294,7 +294,7 @@ fn pod_netns_vanishes_mid_add() {
 #[test]
 fn ip6tables_missing_for_firewall_add() {
     let chain = Chain::new(PREFIX);
-    let scratch = TempDir::new("c6fscr");
+    let scratch = TempDir::new("c6zscr");
     let pod = Netns::new(PREFIX);
     let cid = harness::container_id("ipm");
     let b = chain
@@ -333,7 +333,7 @@ fn ip6tables_missing_for_firewall_add() {
 #[test]
 fn ip6tables_restore_fails_for_firewall_add() {
     let chain = Chain::new(PREFIX);
-    let scratch = TempDir::new("c6fscr");
+    let scratch = TempDir::new("c6zscr");
     let pod = Netns::new(PREFIX);
     let cid = harness::container_id("ipf");
     // One good pod first, so the node-wide chains exist and the failing

@@ -19,6 +19,7 @@ pkgs=(
   libc6-dev                     # libc.a for gcc -static
   python3                       # runs the CRI client (testdata/runtimes/cri_client.py)
   python3-pip                   # installs its gRPC stubs when no pip is on PATH
+  time                          # GNU time: peak RSS of each plugin process in the benchmark
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -25,6 +25,20 @@ fn run(target: &str, f: fn(&[u8]), name: &str, data: &[u8]) -> Option<String> {
     }
 }
 
+/// store_record's scratch stores (one per thread of this process).
+fn remove_scratch_stores() {
+    let mine = format!("cni6-fuzz-store-{}-", std::process::id());
+    for e in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with(&mine) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .into_iter()
@@ -65,6 +79,7 @@ fn kept_crash_inputs_do_not_crash() {
         }
     }
     eprintln!("{n} regression input(s)");
+    remove_scratch_stores();
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -146,5 +161,6 @@ fn seeds_pass_every_target() {
             failures.extend(run(target, *f, &name, &data));
         }
     }
+    remove_scratch_stores();
     assert!(failures.is_empty(), "{failures:#?}");
 }

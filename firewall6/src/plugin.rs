@@ -211,16 +211,23 @@ pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -
     remove_tagged(t, &stale, listing)
 }
 
+/// The prevResult ADD and CHECK need (error 7 without it, checklist 32)
+/// and the pod it describes.
+fn prev_pod(req: &Request, verb: &'static str) -> Result<(CniResult, Pod)> {
+    let prev = req
+        .config
+        .prev_result
+        .as_ref()
+        .ok_or(Error::MissingPrevResult(verb))?;
+    let res = CniResult::parse(prev)?;
+    let pod = Pod::from_result(&res)?;
+    Ok((res, pod))
+}
+
 impl Firewall6 {
     fn add_inner(&self, req: &Request) -> Result<CniResult> {
         let conf = FirewallConf::from_raw(&req.config.raw)?;
-        let prev = req
-            .config
-            .prev_result
-            .as_ref()
-            .ok_or(Error::MissingPrevResult("ADD"))?;
-        let res = CniResult::parse(prev)?;
-        let pod = Pod::from_result(&res)?;
+        let (res, pod) = prev_pod(req, "ADD")?;
         let ipt = Ip6tables::locate()?;
         if let Some(HostSide::BridgePort(_)) = pod.host_side {
             bridge_netfilter()?;
@@ -262,13 +269,7 @@ impl Firewall6 {
 
     fn check_inner(&self, req: &Request) -> Result<()> {
         let conf = FirewallConf::from_raw(&req.config.raw)?;
-        let prev = req
-            .config
-            .prev_result
-            .as_ref()
-            .ok_or(Error::MissingPrevResult("CHECK"))?;
-        let res = CniResult::parse(prev)?;
-        let pod = Pod::from_result(&res)?;
+        let (_, pod) = prev_pod(req, "CHECK")?;
         let ipt = Ip6tables::locate()?;
         let mut defects = Vec::new();
         if let Some(HostSide::BridgePort(_)) = pod.host_side {

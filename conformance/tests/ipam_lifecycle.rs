@@ -961,7 +961,6 @@ fn another_boots_records_are_released_by_any_call_that_touches_the_store() {
 }
 
 #[test]
-#[ignore = "ipam-prefix bug: fromInterface takes the first address of the scope in kernel order, also a deprecated one (IFA_F_DEPRECATED, preferred_lft 0): after a provider renumbering new pods get the old prefix"]
 fn from_interface_skips_deprecated_addresses() {
     // design.md: "build what an operator would expect". When the provider
     // renumbers, the old prefix stays on the uplink as deprecated (valid,

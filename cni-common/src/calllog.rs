@@ -38,7 +38,12 @@ const MAX_MSG: usize = 1024;
 /// `logFile` from the raw stdin, when set. `Err` is a note for stderr: the
 /// key is present but unusable (not a string, not absolute).
 pub fn configured(stdin: &[u8]) -> Result<Option<PathBuf>, String> {
-    let Ok(v) = serde_json::from_slice::<Value>(stdin) else {
+    configured_in(serde_json::from_slice::<Value>(stdin).ok().as_ref())
+}
+
+/// [`configured`] on the config the dispatcher already decoded.
+pub fn configured_in(doc: Option<&Value>) -> Result<Option<PathBuf>, String> {
+    let Some(v) = doc else {
         return Ok(None);
     };
     match v.get(KEY) {
@@ -130,18 +135,32 @@ pub fn append(path: &std::path::Path, line: &str) -> Result<(), String> {
     }
 }
 
+/// The part of the config [`record`] reads (`logFile` and `name`), taken
+/// before the dispatcher hands the decoded document on; `None` when the
+/// config has no `logFile` (the usual case: nothing is copied).
+pub fn wanted(doc: Option<&Value>) -> Option<Value> {
+    let v = doc?;
+    let file = v.get(KEY)?;
+    let mut m = serde_json::Map::new();
+    m.insert(KEY.into(), file.clone());
+    if let Some(n) = v.get("name") {
+        m.insert("name".into(), n.clone());
+    }
+    Some(Value::Object(m))
+}
+
 /// Log one finished call when the config asks for it; notes go to stderr.
 /// `plugin` is the binary's name, `get_env` reads the call's environment.
 pub fn record(
     plugin: &str,
     command: Option<&str>,
-    stdin: &[u8],
+    doc: Option<&Value>,
     get_env: impl Fn(&str) -> Option<String>,
     started: SystemTime,
     duration: Duration,
     outcome: &Outcome,
 ) {
-    let path = match configured(stdin) {
+    let path = match configured_in(doc) {
         Ok(Some(p)) => p,
         Ok(None) => return,
         Err(note) => {
@@ -149,10 +168,10 @@ pub fn record(
             return;
         }
     };
-    let network = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default();
+    let network = doc
+        .and_then(|v| v.get("name").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string();
     let container_id = get_env("CNI_CONTAINERID").unwrap_or_default();
     let ifname = get_env("CNI_IFNAME").unwrap_or_default();
     let entry = Entry {
@@ -175,6 +194,23 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::collections::HashMap;
+
+    fn parsed(stdin: &str) -> Option<Value> {
+        serde_json::from_str(stdin).ok()
+    }
+
+    #[test]
+    fn wanted_keeps_only_what_a_line_needs() {
+        assert_eq!(wanted(None), None);
+        assert_eq!(
+            wanted(parsed(r#"{"name":"n","prevResult":{}}"#).as_ref()),
+            None
+        );
+        let w = wanted(parsed(r#"{"name":"n","logFile":3,"prevResult":{}}"#).as_ref()).unwrap();
+        assert_eq!(w, json!({"name": "n", "logFile": 3}));
+        // An unusable value still reaches record(), which notes it on stderr.
+        assert!(configured_in(Some(&w)).is_err());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs
@@ -219,7 +255,7 @@ mod tests {
         record(
             "p",
             Some("ADD"),
-            stdin.as_bytes(),
+            parsed(&stdin).as_ref(),
             &e,
             t0,
             Duration::from_micros(1500),
@@ -233,7 +269,7 @@ mod tests {
         record(
             "p",
             Some("DEL"),
-            stdin.as_bytes(),
+            parsed(&stdin).as_ref(),
             &e,
             t0,
             Duration::ZERO,
@@ -259,7 +295,7 @@ mod tests {
         record(
             "p",
             Some("ADD"),
-            b"{}",
+            parsed("{}").as_ref(),
             env(&[]),
             SystemTime::now(),
             Duration::ZERO,
@@ -274,7 +310,7 @@ mod tests {
         record(
             "p",
             Some("ADD"),
-            stdin.as_bytes(),
+            parsed(&stdin).as_ref(),
             env(&[]),
             SystemTime::now(),
             Duration::ZERO,
@@ -308,7 +344,7 @@ mod tests {
                         record(
                             "p",
                             Some("ADD"),
-                            stdin.as_bytes(),
+                            parsed(&stdin).as_ref(),
                             env(&[("CNI_CONTAINERID", &cid)]),
                             SystemTime::now(),
                             Duration::ZERO,

@@ -28,6 +28,12 @@ impl NetConf {
     pub fn parse(stdin: &[u8]) -> Result<NetConf> {
         let raw: Value = serde_json::from_slice(stdin)
             .map_err(|e| Error::decode("network configuration on stdin", e))?;
+        NetConf::from_value(raw)
+    }
+
+    /// The same from a document already decoded (the dispatcher decodes
+    /// stdin once per call and shares it).
+    pub fn from_value(raw: Value) -> Result<NetConf> {
         if !raw.is_object() {
             return Err(Error::decode(
                 "network configuration on stdin",

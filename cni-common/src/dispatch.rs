@@ -109,8 +109,12 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let command = std::env::var("CNI_COMMAND").ok();
+    // stdin is decoded once per call: the log target and network name are
+    // taken from the document before it moves on to become the NetConf.
+    let doc = serde_json::from_slice::<Value>(&stdin).ok();
+    let log_doc = crate::calllog::wanted(doc.as_ref());
     let outcome = match read {
-        Ok(_) => handle(plugin, command.as_deref(), &stdin, |k| {
+        Ok(_) => handle_decoded(plugin, command.as_deref(), &stdin, doc, |k| {
             std::env::var(k).ok()
         }),
         Err(e) => Outcome {
@@ -127,7 +131,7 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
     crate::calllog::record(
         &name,
         command.as_deref(),
-        &stdin,
+        log_doc.as_ref(),
         |k| std::env::var(k).ok(),
         started,
         clock.elapsed(),
@@ -168,6 +172,19 @@ pub fn handle<P: Plugin>(
     stdin: &[u8],
     get_env: impl Fn(&str) -> Option<String>,
 ) -> Outcome {
+    let doc = serde_json::from_slice::<Value>(stdin).ok();
+    handle_decoded(plugin, command, stdin, doc, get_env)
+}
+
+/// [`handle`] with stdin already decoded (`None`: it is not JSON; the
+/// bytes are decoded again only to report why).
+fn handle_decoded<P: Plugin>(
+    plugin: &P,
+    command: Option<&str>,
+    stdin: &[u8],
+    doc: Option<Value>,
+    get_env: impl Fn(&str) -> Option<String>,
+) -> Outcome {
     let command = match command {
         None | Some("") => {
             return Outcome {
@@ -183,14 +200,10 @@ pub fn handle<P: Plugin>(
         Some(c) => c,
     };
     // The version to answer errors in: the config's, if it is one we know.
-    let answer_version = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .and_then(|s| Version::parse(&s, version::ALL).ok())
+    let answer_version = doc
+        .as_ref()
+        .and_then(|v| v.get("cniVersion").and_then(Value::as_str))
+        .and_then(|s| Version::parse(s, version::ALL).ok())
         .unwrap_or(version::LATEST);
     let fail = |e: Error| Outcome {
         stdout: Some(e.to_json(answer_version.as_str())),
@@ -211,7 +224,7 @@ pub fn handle<P: Plugin>(
             exit_code: 0,
         };
     }
-    match prepare(plugin, cmd, stdin, get_env).and_then(|req| execute(plugin, &req)) {
+    match prepare(plugin, cmd, stdin, doc, get_env).and_then(|req| execute(plugin, &req)) {
         Ok(stdout) => Outcome {
             stdout,
             stderr: None,
@@ -225,10 +238,14 @@ fn prepare<P: Plugin>(
     plugin: &P,
     cmd: Command,
     stdin: &[u8],
+    doc: Option<Value>,
     get_env: impl Fn(&str) -> Option<String>,
 ) -> Result<Request> {
     let env = Env::load(cmd, get_env)?;
-    let config = NetConf::parse(stdin)?;
+    let config = match doc {
+        Some(v) => NetConf::from_value(v)?,
+        None => NetConf::parse(stdin)?,
+    };
     let version = config.version(plugin.supported_versions())?;
     match cmd {
         Command::Check if !version.has_check() => {

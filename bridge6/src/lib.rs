@@ -14,15 +14,26 @@
 //!   gets `accept_dad=0` before it comes up: its link-local address is the
 //!   source of the node's neighbour solicitations towards pods, and while
 //!   tentative, traffic forwarded to a new pod would wait. The only wait in
-//!   ADD is on netlink events: the new veth must carry traffic before the
-//!   pod's unsolicited neighbour advertisement ([`ndisc`]) can get out,
-//!   bounded by [`plugin::PORT_FORWARDING_LIMIT`]; if it cannot, only the
-//!   advertisement is skipped (e.g. an operator's bridge running STP).
+//!   ADD is on netlink events: ADD returns once the new veth carries
+//!   traffic, bounded by [`plugin::PORT_FORWARDING_LIMIT`] (e.g. an
+//!   operator's bridge running STP is not waited for, only logged).
+//! - **Nothing flooded per ADD** (issue 7). The host end of the veth gets
+//!   `disable_ipv6=1` before it comes up: a bridge port needs no IPv6 of
+//!   its own, and otherwise each port adds a link-local address, routes
+//!   and MLD reports, and each port going up or down walks the node's
+//!   routing table. A stale node neighbour entry for a pod address (a
+//!   dead pod's MAC) is rewritten over netlink, no packet sent. Only when
+//!   the runtime asked for specific addresses, which other pods may still
+//!   cache, does the pod send an unsolicited neighbour advertisement to
+//!   all nodes ([`ndisc`]): the bridge floods it to every port, through
+//!   ip6tables once per port under br_netfilter, which at 1000 pods was
+//!   most of an ADD's CPU. Fresh addresses come from ipam-prefix's cursor,
+//!   which does not reuse a freed slot before the range wraps.
 //! - **Synchronous netlink, one socket per namespace** (cni_common's
 //!   `Netlink`; one socket opened inside the pod netns, one on the host;
 //!   all requests from the main thread). The veth is created with its peer
 //!   already in the pod namespace and its host end already enslaved, in
-//!   one request ([`link`]). Hairpin mode goes on last, after the
+//!   one request ([`link`]). Hairpin mode goes on last, after any
 //!   advertisement, so the pod never receives its own NA back.
 //! - **Names derived, not stored** ([`attachment`]): the host veth is
 //!   `c6` + 13 hex of SHA-256(network, container id, ifname), so DEL, CHECK

@@ -20,7 +20,7 @@ use crate::error::{Bridge6Error, Result};
 use cni_common::netlink::Netlink;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
@@ -28,6 +28,9 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{
     BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage, State,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
@@ -271,6 +274,74 @@ pub fn add_address(
         RouteNetlinkMessage::NewAddress(msg),
         NLM_F_CREATE | NLM_F_EXCL,
     )
+}
+
+/// What [`refresh_neighbour`] found in the node's neighbour cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighbourRefresh {
+    /// No entry for the address: nothing can be stale.
+    Absent,
+    /// The entry already names the new MAC.
+    Current,
+    /// An entry with another MAC now names the new one (state STALE).
+    Replaced,
+    /// A permanent or no-ARP entry: the operator's, left alone.
+    Static,
+}
+
+/// Point the node's neighbour entry for `addr` on `dev` at `mac` when one
+/// exists with another MAC (an address handed out again while the entry
+/// of its previous pod is still cached), as an unsolicited neighbour
+/// advertisement with the Override flag would: state STALE, so the kernel
+/// confirms it with a unicast probe on first use. One RTM_GETNEIGH, plus
+/// one RTM_NEWNEIGH (REPLACE, never CREATE) only when it is stale. No
+/// entry is created and permanent/no-ARP entries are not touched.
+pub fn refresh_neighbour(
+    nl: &mut Netlink,
+    dev: u32,
+    addr: Ipv6Addr,
+    mac: &[u8],
+) -> io::Result<NeighbourRefresh> {
+    let mut get = NeighbourMessage::default();
+    get.header.family = AddressFamily::Inet6;
+    get.header.ifindex = dev;
+    get.attributes = vec![NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+        addr,
+    ))];
+    let replies = match nl.request(RouteNetlinkMessage::GetNeighbour(get), 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(NeighbourRefresh::Absent),
+        other => other?,
+    };
+    let Some(RouteNetlinkMessage::NewNeighbour(found)) = replies.into_iter().next() else {
+        return Ok(NeighbourRefresh::Absent);
+    };
+    if matches!(
+        found.header.state,
+        NeighbourState::Permanent | NeighbourState::Noarp
+    ) {
+        return Ok(NeighbourRefresh::Static);
+    }
+    let cached = found.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(l) => Some(l.as_slice()),
+        _ => None,
+    });
+    if cached == Some(mac) {
+        return Ok(NeighbourRefresh::Current);
+    }
+    let mut set = NeighbourMessage::default();
+    set.header.family = AddressFamily::Inet6;
+    set.header.ifindex = dev;
+    set.header.state = NeighbourState::Stale;
+    set.attributes = vec![
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)),
+        NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+    ];
+    match ack(nl, RouteNetlinkMessage::NewNeighbour(set), NLM_F_REPLACE) {
+        // Gone between the two requests: nothing stale left.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(NeighbourRefresh::Absent),
+        Err(e) => Err(e),
+        Ok(()) => Ok(NeighbourRefresh::Replaced),
+    }
 }
 
 /// An IPv6 route of the main table, as bridge6 compares them.

@@ -1,9 +1,13 @@
-//! Unsolicited neighbour advertisements for a pod's new addresses.
+//! Unsolicited neighbour advertisements for a pod's requested addresses.
 //!
 //! An address handed out again soon after its previous pod died may still
-//! sit in the node's (or other pods') neighbour caches with the old pod's
-//! MAC; until that entry times out, traffic to the new pod is lost. An
-//! unsolicited NA with the Override flag replaces such entries at once.
+//! sit in other pods' neighbour caches with the old pod's MAC; until that
+//! entry times out, traffic to the new pod is lost. An unsolicited NA with
+//! the Override flag replaces such entries at once. Only addresses the
+//! runtime asked for can come back that soon (ipam-prefix's cursor does
+//! not reuse fresh slots), so only those are announced: the all-nodes NA
+//! is flooded to every bridge port. The node's own cache is fixed without
+//! a packet ([`crate::link::refresh_neighbour`]).
 //!
 //! Why we send it ourselves: the kernel's `ndisc_notify=1` announces an
 //! address only when DAD completes on a tentative address, or at

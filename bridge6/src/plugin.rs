@@ -174,7 +174,12 @@ fn pod_routes(
     (out, skipped_default && want_default)
 }
 
-fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: u32) -> Result<link::Link> {
+fn ensure_bridge(
+    nl: &mut Netlink,
+    conf: &sysctl::Conf,
+    name: &str,
+    mtu: u32,
+) -> Result<link::Link> {
     let existing = link::by_name(nl, name)?;
     let br = match existing {
         Some(l) => l,
@@ -205,8 +210,8 @@ fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: u32) -> Result<link::Link> {
     // the node cannot send neighbour solicitations on it, so traffic routed
     // to a new pod from elsewhere waits in the neighbour queue (found by
     // the multinode suite). Both are set before the bridge is up.
-    sysctl::ensure(name, "accept_ra", 0)?;
-    sysctl::ensure(name, "accept_dad", 0)?;
+    conf.ensure(name, "accept_ra", 0)?;
+    conf.ensure(name, "accept_dad", 0)?;
     let mtu_change = (br.mtu != mtu).then_some(mtu);
     if !br.up || mtu_change.is_some() {
         link::set_link(nl, br.index, true, mtu_change)
@@ -219,7 +224,8 @@ fn add(req: &Request) -> Result<CniResult> {
     let cfg = Config::parse(&req.config)?;
     let mac = config::requested_mac(&req.config, &req.env.args)?;
     let att = Attachment::new(&cfg.network, req.container_id(), req.ifname());
-    sysctl::require_ipv6()?;
+    let conf = sysctl::Conf::open()?;
+    conf.require_ipv6()?;
     let netns = netns_path(req)?;
     let pod_ns = NetNs::open(netns)?;
     let mut a = Adding {
@@ -227,6 +233,7 @@ fn add(req: &Request) -> Result<CniResult> {
         host_name: att.host_veth(),
         pod_nl: pod_netlink(&pod_ns)?,
         host_nl: host_netlink()?,
+        conf,
         pod_ns,
         cfg,
         att,
@@ -236,8 +243,8 @@ fn add(req: &Request) -> Result<CniResult> {
     a.refuse_existing()?;
 
     let mtu = link::default_mtu(&mut a.host_nl, a.cfg.mtu)?;
-    let bridge = ensure_bridge(&mut a.host_nl, &a.cfg.bridge, mtu)?;
-    let fwd = sysctl::ensure_forwarding()?;
+    let bridge = ensure_bridge(&mut a.host_nl, &a.conf, &a.cfg.bridge, mtu)?;
+    let fwd = sysctl::ensure_forwarding(&a.conf)?;
     if fwd.enabled || !fwd.raised_accept_ra.is_empty() {
         log(format!(
             "enabled net.ipv6.conf.all.forwarding; raised accept_ra 1 -> 2 first on [{}] so they keep accepting router advertisements",
@@ -266,6 +273,8 @@ struct Adding<'a> {
     pod_ns: NetNs,
     pod_nl: Netlink,
     host_nl: Netlink,
+    /// The node's IPv6 sysctls.
+    conf: sysctl::Conf,
     /// The pod interface's MAC, if the runtime asked for one.
     mac: Option<[u8; 6]>,
     made_veth: bool,
@@ -393,11 +402,18 @@ impl Adding<'_> {
         let ifname = self.att.ifname.clone();
         let ifname = ifname.as_str();
 
-        // Host end: no RAs (§3 #10), then alias + up in one request.
-        // Hairpin comes last, after the neighbour advertisements: a hairpin
-        // port reflects the pod's own NA back to it, and the pod's kernel
-        // then logs "NA: … advertised our address" for every ADD.
-        sysctl::ensure(&host_name, "accept_ra", 0)?;
+        // Host end: IPv6 off before it comes up. A bridge port never
+        // sends or receives IPv6 itself (the bridge does), and with IPv6
+        // on it would get a link-local address, three routes in the node's
+        // table and MLD reports of its own, and every port coming up or
+        // going down walks the node's whole IPv6 routing table
+        // (fib6_ifup/fib6_ifdown): per-pod work that grew with the pods
+        // (issue 7). It also covers "no RAs" (§3 #10). Then alias + up in
+        // one request. Hairpin comes last, after the neighbour
+        // advertisements: a hairpin port reflects the pod's own NA back to
+        // it, and the pod's kernel then logs "NA: … advertised our
+        // address" for every such ADD.
+        self.conf.ensure(&host_name, "disable_ipv6", 1)?;
         link::configure_port(&mut self.host_nl, host.index, &self.att.alias())
             .map_err(|e| Bridge6Error::netlink(format!("bring up bridge port {host_name}"), e))?;
 
@@ -408,11 +424,12 @@ impl Adding<'_> {
         // The same visit opens the pod's link-event socket, before the
         // link goes up (see link::wait_usable).
         let mut pod_events = self.pod_ns.run(|| -> Result<link::LinkEvents> {
-            sysctl::ensure(ifname, "disable_ipv6", 0)?;
-            sysctl::ensure(ifname, "keep_addr_on_down", 1)?;
-            sysctl::ensure(ifname, "accept_dad", 0)?;
-            sysctl::ensure(ifname, "accept_ra", 0)?;
-            sysctl::ensure(ifname, "autoconf", 0)?;
+            let conf = sysctl::Conf::open()?;
+            conf.ensure(ifname, "disable_ipv6", 0)?;
+            conf.ensure(ifname, "keep_addr_on_down", 1)?;
+            conf.ensure(ifname, "accept_dad", 0)?;
+            conf.ensure(ifname, "accept_ra", 0)?;
+            conf.ensure(ifname, "autoconf", 0)?;
             link::LinkEvents::open()
                 .map_err(|e| Bridge6Error::netlink("subscribe to link events in the pod", e))
         })??;
@@ -451,10 +468,30 @@ impl Adding<'_> {
             })?;
         }
 
-        // The announcement only gets out once the pod end is operational
-        // and through a forwarding port. If that does not happen in time,
-        // the pod loses nothing but the NA: addresses and routes are in
-        // place, so ADD does not fail for it.
+        // A neighbour entry the node still holds for one of these addresses
+        // (its previous pod's MAC) now names this pod: written directly,
+        // no packet on the bridge. Only a failure to do so is worth a line.
+        for (net, _) in &addressing.ips {
+            if let Err(e) =
+                link::refresh_neighbour(&mut self.host_nl, bridge.index, net.addr(), &pod.mac)
+            {
+                log(format!(
+                    "could not refresh the node's neighbour entry for {} on {}: {e}",
+                    net.addr(),
+                    bridge.name
+                ));
+            }
+        }
+
+        // ADD returns once the pod end is operational and the port
+        // forwards. Addresses the runtime asked for may sit in other pods'
+        // caches too: for those (only) the pod announces itself to all
+        // nodes on the link. A fresh address needs no announcement, and an
+        // all-nodes packet is flooded to every port of the bridge, through
+        // ip6tables once per port with br_netfilter: at 1000 pods that
+        // flood was most of an ADD's CPU (issue 7). If the port does not
+        // forward in time, the pod loses nothing but the NA: addresses and
+        // routes are in place, so ADD does not fail for it.
         let port = link::wait_usable(
             &mut self.host_nl,
             &mut host_events,
@@ -463,7 +500,18 @@ impl Adding<'_> {
             pod.index,
             PORT_FORWARDING_LIMIT,
         )?;
-        if port == link::PortOutcome::Forwarding {
+        let announce = config::ips_requested(&self.req.config, &self.req.env.args);
+        if port != link::PortOutcome::Forwarding {
+            log(format!(
+                "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP){}",
+                bridge.name,
+                if announce {
+                    ": no unsolicited neighbour advertisement"
+                } else {
+                    ""
+                }
+            ));
+        } else if announce {
             let mut pod_mac = [0u8; 6];
             if pod.mac.len() == 6 {
                 pod_mac.copy_from_slice(&pod.mac);
@@ -483,12 +531,6 @@ impl Adding<'_> {
             if let Err(e) = sent.map_err(Bridge6Error::from).and_then(|r| r) {
                 log(e);
             }
-        } else {
-            log(format!(
-                "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP): \
-                 no unsolicited neighbour advertisement",
-                bridge.name
-            ));
         }
 
         if self.cfg.hairpin {
@@ -699,7 +741,8 @@ fn check(req: &Request) -> Result<()> {
 /// Checklist 1.G: own conditions first, then IPAM STATUS (43). Read-only.
 fn status(req: &Request) -> Result<()> {
     let cfg = Config::parse(&req.config)?;
-    sysctl::require_ipv6()?;
+    let conf = sysctl::Conf::open()?;
+    conf.require_ipv6()?;
     let mut nl = host_netlink()?;
     if let Some(l) = link::by_name(&mut nl, &cfg.bridge)? {
         if !l.is_bridge() {
@@ -714,7 +757,7 @@ fn status(req: &Request) -> Result<()> {
     // holds RA-learned state (a SLAAC/DHCPv6 address or an RA route) that
     // will now expire unrenewed; a statically configured uplink is the
     // operator's deliberate state and must not make the node NotReady.
-    for iface in sysctl::ra_ignoring()? {
+    for iface in sysctl::ra_ignoring(&conf)? {
         if link::ra_dependent(&mut nl, &iface)? {
             return Err(Bridge6Error::RaIgnored { iface });
         }

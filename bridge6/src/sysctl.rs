@@ -7,8 +7,18 @@
 //! because interface names may contain dots. A value is written only when
 //! it differs (writing `forwarding` or `accept_ra` has side effects even
 //! when unchanged, and a read is cheaper than a write).
+//!
+//! Why [`Conf`] opens `conf/` once and every key relative to it: each
+//! network namespace has its own dentries for `/proc/sys/net`, all with the
+//! same name under the same parent, so every path lookup from `/proc/sys`
+//! compares against the `net` of every namespace on the machine
+//! (`proc_sys_compare` in `__d_lookup`). With 1000 pods that was ~14 % of
+//! bridge6's CPU in an ADD (perf, issue 7); below `conf/` names are unique.
 
 use crate::error::{Bridge6Error, Result};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 const CONF: &str = "/proc/sys/net/ipv6/conf";
@@ -24,43 +34,104 @@ fn err(p: &std::path::Path, source: std::io::Error) -> Bridge6Error {
     }
 }
 
-pub fn read(iface: &str, key: &str) -> Result<i64> {
-    let p = path(iface, key);
-    let s = std::fs::read_to_string(&p).map_err(|e| err(&p, e))?;
-    s.trim().parse::<i64>().map_err(|e| {
-        err(
-            &p,
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{s:?}: {e}")),
-        )
-    })
+/// `/proc/sys/net/ipv6/conf` of the calling thread's network namespace.
+/// Use it on the thread that opened it (a thread in another namespace
+/// would not see its entries).
+pub struct Conf {
+    dir: OwnedFd,
 }
 
-/// Set `key` on `iface` to `value` unless it already has it. Returns
-/// whether it wrote.
-pub fn ensure(iface: &str, key: &str, value: i64) -> Result<bool> {
-    if read(iface, key)? == value {
-        return Ok(false);
+impl Conf {
+    /// Open `conf/`; fails (code 50) when the kernel has no IPv6 at all
+    /// (checklist §3 #9): better than a sysctl ENOENT halfway through ADD.
+    pub fn open() -> Result<Conf> {
+        let c = std::ffi::CString::new(CONF).expect("no NUL");
+        // SAFETY: a NUL-terminated path; the fd is owned below.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Err(Bridge6Error::Ipv6Disabled(
+                    "/proc/sys/net/ipv6 is missing; the kernel was booted with ipv6.disable=1"
+                        .into(),
+                ));
+            }
+            return Err(err(std::path::Path::new(CONF), e));
+        }
+        // SAFETY: fd was just returned by open() and is ours alone.
+        Ok(Conf {
+            dir: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
-    let p = path(iface, key);
-    std::fs::write(&p, format!("{value}\n")).map_err(|e| err(&p, e))?;
-    Ok(true)
-}
 
-/// Fails (code 50) when the kernel has no IPv6 at all or it is disabled
-/// for every interface (checklist §3 #9): better than a sysctl ENOENT
-/// halfway through ADD.
-pub fn require_ipv6() -> Result<()> {
-    if !std::path::Path::new("/proc/sys/net/ipv6").is_dir() {
-        return Err(Bridge6Error::Ipv6Disabled(
-            "/proc/sys/net/ipv6 is missing; the kernel was booted with ipv6.disable=1".into(),
-        ));
+    fn open_key(&self, iface: &str, key: &str, write: bool) -> Result<File> {
+        let rel = format!("{iface}/{key}");
+        let c = std::ffi::CString::new(rel.as_str()).map_err(|_| {
+            err(
+                &path(iface, key),
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            )
+        })?;
+        let mode = if write {
+            libc::O_WRONLY
+        } else {
+            libc::O_RDONLY
+        };
+        // SAFETY: a valid directory fd we hold and a NUL-terminated path.
+        let fd = unsafe {
+            libc::openat(
+                std::os::fd::AsRawFd::as_raw_fd(&self.dir.as_fd()),
+                c.as_ptr(),
+                mode | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(err(&path(iface, key), std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd was just returned by openat() and is ours alone.
+        Ok(unsafe { File::from_raw_fd(fd) })
     }
-    if read("all", "disable_ipv6").unwrap_or(0) == 1 {
-        return Err(Bridge6Error::Ipv6Disabled(
-            "net.ipv6.conf.all.disable_ipv6=1".into(),
-        ));
+
+    pub fn read(&self, iface: &str, key: &str) -> Result<i64> {
+        let mut s = String::new();
+        self.open_key(iface, key, false)?
+            .read_to_string(&mut s)
+            .map_err(|e| err(&path(iface, key), e))?;
+        s.trim().parse::<i64>().map_err(|e| {
+            err(
+                &path(iface, key),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{s:?}: {e}")),
+            )
+        })
     }
-    Ok(())
+
+    /// Set `key` on `iface` to `value` unless it already has it. Returns
+    /// whether it wrote.
+    pub fn ensure(&self, iface: &str, key: &str, value: i64) -> Result<bool> {
+        if self.read(iface, key)? == value {
+            return Ok(false);
+        }
+        self.open_key(iface, key, true)?
+            .write_all(format!("{value}\n").as_bytes())
+            .map_err(|e| err(&path(iface, key), e))?;
+        Ok(true)
+    }
+
+    /// Fails (code 50) when IPv6 is disabled for every interface
+    /// (`all.disable_ipv6=1`, checklist §3 #9).
+    pub fn require_ipv6(&self) -> Result<()> {
+        if self.read("all", "disable_ipv6").unwrap_or(0) == 1 {
+            return Err(Bridge6Error::Ipv6Disabled(
+                "net.ipv6.conf.all.disable_ipv6=1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Interfaces whose `accept_ra` matters for the forwarding decision: every
@@ -94,15 +165,15 @@ pub struct ForwardingChange {
 /// interface that has 1 (and on `default`), then set `all.forwarding=1`.
 /// Once forwarding is on this costs one read per ADD. An interface that
 /// appears later with `accept_ra=1` is STATUS's business ([`ra_ignoring`]).
-pub fn ensure_forwarding() -> Result<ForwardingChange> {
+pub fn ensure_forwarding(conf: &Conf) -> Result<ForwardingChange> {
     let mut change = ForwardingChange::default();
-    if read("all", "forwarding")? == 1 {
+    if conf.read("all", "forwarding")? == 1 {
         return Ok(change);
     }
     for iface in ra_candidates()? {
-        match read(&iface, "accept_ra") {
+        match conf.read(&iface, "accept_ra") {
             Ok(1) => {
-                ensure(&iface, "accept_ra", 2)?;
+                conf.ensure(&iface, "accept_ra", 2)?;
                 change.raised_accept_ra.push(iface);
             }
             Ok(_) => {}
@@ -111,7 +182,7 @@ pub fn ensure_forwarding() -> Result<ForwardingChange> {
             Err(e) => return Err(e),
         }
     }
-    change.enabled = ensure("all", "forwarding", 1)?;
+    change.enabled = conf.ensure("all", "forwarding", 1)?;
     Ok(change)
 }
 
@@ -120,8 +191,8 @@ pub fn ensure_forwarding() -> Result<ForwardingChange> {
 /// advertisements. Whether that matters is decided by the caller: only an
 /// interface that holds state learned from RAs depends on them
 /// ([`crate::link::ra_dependent`]).
-pub fn ra_ignoring() -> Result<Vec<String>> {
-    if read("all", "forwarding")? != 1 {
+pub fn ra_ignoring(conf: &Conf) -> Result<Vec<String>> {
+    if conf.read("all", "forwarding")? != 1 {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
@@ -129,7 +200,7 @@ pub fn ra_ignoring() -> Result<Vec<String>> {
         if iface == "default" {
             continue;
         }
-        match read(&iface, "accept_ra") {
+        match conf.read(&iface, "accept_ra") {
             Ok(1) => out.push(iface),
             Ok(_) => {}
             Err(e) if e.is_gone() => {}
@@ -155,8 +226,10 @@ mod tests {
     fn reads_this_namespace() {
         // Readable by anyone where IPv6 exists; skip silently nowhere: the
         // build hosts of this project all have IPv6.
-        let v = read("lo", "mtu").unwrap();
+        let conf = Conf::open().unwrap();
+        let v = conf.read("lo", "mtu").unwrap();
         assert!(v >= 1280);
-        assert!(read("no-such-if0", "mtu").unwrap_err().is_gone());
+        assert!(conf.read("no-such-if0", "mtu").unwrap_err().is_gone());
+        conf.require_ipv6().unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! Several attachments in one pod (multus `net1`, podman `--network A
 //! --network B`): eth0 on network A / bridge A, net1 on network B / bridge
 //! B. Only the first gets `::/0` (never an ECMP default); each tears down
-//! independently. And the unsolicited neighbour advertisement per address.
+//! independently. And the unsolicited neighbour advertisement per requested
+//! address (none for a fresh one), and the node's stale neighbour entries.
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
 use conformance::harness;
@@ -106,23 +107,37 @@ fn default_route_false_and_reverse_order() {
 }
 
 #[test]
-fn unsolicited_na_for_every_pod_address() {
-    // A second pod's ADD is announced on the bridge: one NA per address,
-    // target = the address (an address reused from a dead pod must not be
-    // held back by stale neighbour entries).
+fn unsolicited_na_for_every_requested_pod_address() {
+    // A pod that asks for specific addresses (args.cni.ips, checklist 16)
+    // may get ones a dead pod held, still cached by other pods with the old
+    // MAC: its ADD is announced on the bridge, one NA per address, target =
+    // the address.
     let node = Node::new();
     let net = BridgeNet::new("brna");
     let first = bh::new_pod();
     let cid1 = harness::container_id("b6na");
     net.add(&node, V, &cid1, &first, "eth0").assert_ok();
+    let gone = bh::new_pod();
+    let cid0 = harness::container_id("b6na");
+    let r0 = net.add(&node, V, &cid0, &gone, "eth0").assert_ok().clone();
+    net.del(&node, V, &cid0, &gone.path_str(), "eth0")
+        .assert_silent_ok();
+    let addrs: Vec<_> = ipam::result_addrs(&r0).iter().map(|a| a.addr()).collect();
+    let ips: Vec<String> = ipam::result_addrs(&r0)
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+
     let cap = bh::Capture::start(&node.ns, "brna");
     let second = bh::new_pod();
     let cid2 = harness::container_id("b6na");
-    let r = net
+    let again = net.clone().key("args", json!({"cni": {"ips": ips}}));
+    let r = again
         .add(&node, V, &cid2, &second, "eth0")
         .assert_ok()
         .clone();
-    let addrs: Vec<_> = ipam::result_addrs(&r).iter().map(|a| a.addr()).collect();
+    let got: Vec<_> = ipam::result_addrs(&r).iter().map(|a| a.addr()).collect();
+    assert_eq!(got, addrs, "the requested addresses");
     let want = addrs.clone();
     let lines = cap.collect_until(Duration::from_secs(3), |ls| {
         want.iter().all(|a| ls.iter().any(|l| bh::is_na_for(l, *a)))
@@ -131,6 +146,50 @@ fn unsolicited_na_for_every_pod_address() {
         assert!(
             lines.iter().any(|l| bh::is_na_for(l, *a)),
             "no NA for {a} on the bridge; captured:\n{}",
+            lines.join("\n")
+        );
+    }
+    for (cid, pod) in [(&cid1, &first), (&cid2, &second)] {
+        net.del(&node, V, cid, &pod.path_str(), "eth0")
+            .assert_silent_ok();
+    }
+}
+
+#[test]
+fn no_na_flood_for_a_fresh_address() {
+    // A fresh address (IPAM's cursor, nothing requested) cannot be in any
+    // cache: no all-nodes NA, which the bridge would flood to every port
+    // (through ip6tables once per port with br_netfilter; issue 7).
+    let node = Node::new();
+    let net = BridgeNet::new("brnf");
+    let first = bh::new_pod();
+    let cid1 = harness::container_id("b6nf");
+    net.add(&node, V, &cid1, &first, "eth0").assert_ok();
+    let cap = bh::Capture::start(&node.ns, "brnf");
+    let second = bh::new_pod();
+    let cid2 = harness::container_id("b6nf");
+    let r = net
+        .add(&node, V, &cid2, &second, "eth0")
+        .assert_ok()
+        .clone();
+    let addrs: Vec<_> = ipam::result_addrs(&r).iter().map(|a| a.addr()).collect();
+    // Give a late packet time to show up. Positive control, so a capture
+    // that sees nothing cannot pass: the new pod talks to its gateway,
+    // whose neighbour discovery the capture must see.
+    let gw = ipam::gateway(ipam::result_addrs(&r)[0]);
+    bh::tcp_round_trip(&second, &node.ns, gw);
+    let lines = cap.collect_until(Duration::from_secs(1), |_| false);
+    assert!(
+        lines.iter().any(|l| l.contains("neighbor solicitation")),
+        "the capture saw no neighbour discovery; captured:\n{}",
+        lines.join("\n")
+    );
+    for a in &addrs {
+        assert!(
+            !lines
+                .iter()
+                .any(|l| bh::is_na_for(l, *a) && l.contains("> ff02::1:")),
+            "an unsolicited all-nodes NA for fresh {a}; captured:\n{}",
             lines.join("\n")
         );
     }
@@ -206,4 +265,87 @@ fn reused_address_replaces_a_stale_neighbour_entry() {
         .assert_silent_ok();
     net.del(&node, V, &keeper_cid, "", "eth0")
         .assert_silent_ok();
+}
+
+#[test]
+fn node_neighbour_entry_is_refreshed_without_a_packet() {
+    // A stale node entry for an address IPAM hands out fresh (no NA is
+    // sent for those) points at the new pod when ADD returns: bridge6
+    // writes it directly. An operator's permanent entry is left alone.
+    let node = Node::new();
+    let net = BridgeNet::new("brnr");
+    let keeper = bh::new_pod();
+    let keeper_cid = harness::container_id("b6nr");
+    let rk = net
+        .add(&node, V, &keeper_cid, &keeper, "eth0")
+        .assert_ok()
+        .clone();
+    // ipam-prefix's cursor hands out the next slot: predict it.
+    let next = |r: &serde_json::Value| {
+        std::net::Ipv6Addr::from(u128::from(ipam::result_addrs(r)[0].addr()) + 1)
+    };
+    let neigh = |addr: std::net::Ipv6Addr| {
+        node.ns.exec_ok(&[
+            "ip",
+            "-6",
+            "neigh",
+            "show",
+            &addr.to_string(),
+            "dev",
+            "brnr",
+        ])
+    };
+    let set = |addr: std::net::Ipv6Addr, nud: &str| {
+        node.ns.exec_ok(&[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            &addr.to_string(),
+            "lladdr",
+            "02:00:00:00:0b:ad",
+            "dev",
+            "brnr",
+            "nud",
+            nud,
+        ]);
+    };
+
+    let want = next(&rk);
+    set(want, "stale");
+    let pod = bh::new_pod();
+    let cid = harness::container_id("b6nr");
+    let r = net.add(&node, V, &cid, &pod, "eth0").assert_ok().clone();
+    assert_eq!(ipam::result_addrs(&r)[0].addr(), want, "cursor order");
+    let mac = r["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let entry = neigh(want);
+    assert!(
+        entry.contains(&mac) && entry.contains("STALE"),
+        "not refreshed by ADD: {entry}"
+    );
+
+    let fixed = next(&r);
+    set(fixed, "permanent");
+    let pod2 = bh::new_pod();
+    let cid2 = harness::container_id("b6nr");
+    let r2 = net.add(&node, V, &cid2, &pod2, "eth0").assert_ok().clone();
+    assert_eq!(ipam::result_addrs(&r2)[0].addr(), fixed, "cursor order");
+    let entry = neigh(fixed);
+    assert!(
+        entry.contains("02:00:00:00:0b:ad") && entry.contains("PERMANENT"),
+        "an operator's permanent entry was changed: {entry}"
+    );
+    node.ns.exec_ok(&[
+        "ip",
+        "-6",
+        "neigh",
+        "del",
+        &fixed.to_string(),
+        "dev",
+        "brnr",
+    ]);
+    for (c, p) in [(&cid2, &pod2), (&cid, &pod), (&keeper_cid, &keeper)] {
+        net.del(&node, V, c, &p.path_str(), "eth0")
+            .assert_silent_ok();
+    }
 }

@@ -592,12 +592,27 @@ fn del(req: &Request) -> Result<()> {
     let host_name = att.host_veth();
     let mut errors: Vec<cni_common::Error> = Vec::new();
 
-    if let Err(e) = delete_host_veth(&host_name) {
+    // The IPAM DEL (a process) runs while the kernel tears the veth down:
+    // deleting a link waits for RCU (rcu_barrier in netdev_run_todo,
+    // ~10-20 ms here) and the IPAM plugin needs nothing from the link.
+    // The reference bridge releases the address first too.
+    let (veth, ipam) = std::thread::scope(|s| {
+        let ipam =
+            s.spawn(|| delegate::ipam(&req.config.raw, &req.env.path, Command::Del, &req.stdin));
+        let veth = delete_host_veth(&host_name);
+        let ipam = ipam.join().unwrap_or_else(|_| {
+            Err(cni_common::Error::Internal(
+                "the IPAM DEL thread panicked".into(),
+            ))
+        });
+        (veth, ipam)
+    });
+    if let Err(e) = veth {
         if !e.is_gone() {
             errors.push(e.into());
         }
     }
-    if let Err(e) = delegate::ipam(&req.config.raw, &req.env.path, Command::Del, &req.stdin) {
+    if let Err(e) = ipam {
         errors.push(e);
     }
     if errors.is_empty() {

@@ -1001,7 +1001,8 @@ fn timed(chain: &Chain, argv: &[&str], stdin: &str) -> BenchResult<Duration> {
 /// The kernel work of one attachment issued by `ip -batch` (one run on the
 /// node's side, one in the pod: `ip` cannot switch namespaces inside one
 /// batch) and one `ip6tables-restore` of five rules like a pod's, in our
-/// node with our bridge; undone after each run.
+/// node with our bridge; undone after each run. The sysctls bridge6 writes
+/// are namespace defaults set beforehand, so the devices end up the same.
 fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<Floor> {
     let node = chain.node;
     let bridge = chain.steps[0].config["bridge"]
@@ -1036,6 +1037,21 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
         c("e")
     );
     timed(chain, &["ip6tables", "-w", "-N", chain_name], "")?;
+    // The same end state as bridge6's, whose sysctl writes ip(8) cannot
+    // express: the new devices inherit them from the namespaces' defaults,
+    // set here beforehand (untimed) and restored afterwards. Without them
+    // the floor's pod would run DAD, send router solicitations and MLD
+    // reports, flooded to every port of the bridge.
+    let pod_defaults =
+        ["accept_dad", "accept_ra", "autoconf"].map(|k| format!("net.ipv6.conf.default.{k}=0"));
+    let mut set_pod = vec!["ip", "netns", "exec", &pod.name, "sysctl", "-qw"];
+    set_pod.extend(pod_defaults.iter().map(String::as_str));
+    timed(chain, &set_pod, "")?;
+    timed(
+        chain,
+        &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+        "",
+    )?;
     let mut spawn = Samples::default();
     let mut nodes = Samples::default();
     let mut pods = Samples::default();
@@ -1068,6 +1084,18 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
         }
     }
     let _ = timed(chain, &["ip6tables", "-w", "-X", chain_name], "");
+    // Back to the kernel's defaults (the bench made both namespaces), so
+    // later samples of the chain in this pod start from the usual state.
+    let _ = timed(
+        chain,
+        &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0"],
+        "",
+    );
+    let pod_back =
+        ["accept_dad", "accept_ra", "autoconf"].map(|k| format!("net.ipv6.conf.default.{k}=1"));
+    let mut reset_pod = vec!["ip", "netns", "exec", &pod.name, "sysctl", "-qw"];
+    reset_pod.extend(pod_back.iter().map(String::as_str));
+    let _ = timed(chain, &reset_pod, "");
     outcome?;
     Ok(Floor {
         spawn: spawn.pct(50.0),

@@ -152,6 +152,35 @@ impl RulesNode {
         self.ns.exec_ok(&cmd)
     }
 
+    /// Apply `batch` with `ip6tables-restore --noflush` inside the node.
+    pub fn restore(&self, batch: &str) {
+        let mut child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.ns.name(),
+                "ip6tables-restore",
+                "-w",
+                "--noflush",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ip6tables-restore");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(batch.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip6tables-restore: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn set_bridge_nf(&self, value: &str) {
         self.ns.exec_ok(&[
             "sysctl",
@@ -493,4 +522,45 @@ fn connect_from(src: Ipv6Addr, dst: SocketAddr, timeout: Duration) -> std::io::R
         stream.set_nonblocking(false)?;
         Ok(stream)
     }
+}
+
+/// The dispatch of firewall6 before the dispatch tree (issue 7), written
+/// from that version's text: CNI6-ANTISPOOF with 256 `--physdev-in c6XX+`
+/// rules and a catch-all, CNI6-INGRESS with 256 `-d ::XX/::ff` rules, each
+/// jumping straight to its bucket. As an `ip6tables-restore --noflush`
+/// batch that turns a node with the current layout into the old one: the
+/// two dispatch chains rewritten, the 32 group chains of the tree flushed
+/// and deleted, the buckets (and the pods' rules in them) left alone.
+pub fn flat_dispatch_batch() -> String {
+    let mut b = String::from("*filter\n:CNI6-ANTISPOOF - [0:0]\n:CNI6-INGRESS - [0:0]\n");
+    let groups: Vec<String> = (0..16)
+        .flat_map(|g| [format!("CNI6-PX-{g:x}"), format!("CNI6-DX-{g:x}")])
+        .collect();
+    for g in &groups {
+        b.push_str(&format!(":{g} - [0:0]\n"));
+    }
+    for g in &groups {
+        b.push_str(&format!("-X {g}\n"));
+    }
+    b.push_str(&flat_dispatch_rules().join("\n"));
+    b.push_str("\nCOMMIT\n");
+    b
+}
+
+/// The `-A` lines of the old flat dispatch (see [`flat_dispatch_batch`]).
+pub fn flat_dispatch_rules() -> Vec<String> {
+    let mut v: Vec<String> = (0..256)
+        .map(|b| format!("-A CNI6-ANTISPOOF -m physdev --physdev-in c6{b:02x}+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-{b:02x}"))
+        .collect();
+    v.push(
+        "-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER"
+            .into(),
+    );
+    v.extend((0..256u128).map(|b| {
+        format!(
+            "-A CNI6-INGRESS -d {}/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-{b:02x}",
+            Ipv6Addr::from(b)
+        )
+    }));
+    v
 }

@@ -5,15 +5,23 @@
 //! survive the upgrade, checklist 28) leaves an empty store and no per-pod
 //! rule, the node-wide skeleton stays. A record of a newer format version
 //! is refused, not released (ipam-prefix's lib.rs, "Format version").
+//! The fixture's ruleset has the flat firewall dispatch of that release:
+//! the next ADD converts it to the dispatch tree (firewall6's lib.rs,
+//! "Chain layout"), the earlier pods' rules stay where DEL finds them.
 //!
 //! Regenerate (only when the on-disk format changes on purpose, keeping the
 //! old fixture as a second directory):
 //! `cargo test -p conformance --test faults_upgrade -- --ignored regenerate_fixture`
 
 use conformance::chain::{assert_spec_error, names, Chain};
+use conformance::firewall_helpers::{
+    conf as fw_conf, firewall6, flat_dispatch_batch, flat_dispatch_rules, Lab, LabPod, Listener,
+};
 use conformance::harness::{self, Netns};
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const PREFIX: &str = "c6u";
 const NETWORK: &str = "upgrade";
@@ -160,6 +168,194 @@ fn current_code_cleans_the_fixture() {
         assert!(o.success(), "{}", o.stderr);
     }
     chain.assert_clean("at the end");
+}
+
+/// The flat firewall dispatch of an earlier release (the fixture's
+/// ruleset): the next ADD converts it to the dispatch tree in its repair
+/// path, leaving the pods' rules of the earlier release in their buckets,
+/// where DEL without prevResult still finds and removes them.
+#[test]
+fn fixture_ruleset_is_converted_by_the_next_add() {
+    let chain = chain();
+    install_store(&chain, true);
+    restore_rules(&chain);
+    let dispatch = |rules: &[String]| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| r.starts_with("-A CNI6-ANTISPOOF ") || r.starts_with("-A CNI6-INGRESS "))
+            .cloned()
+            .collect()
+    };
+    // The hand-written old layout the Lab test below uses is the fixture's.
+    assert_eq!(
+        dispatch(&chain.rules()),
+        flat_dispatch_rules(),
+        "fixture dispatch"
+    );
+    let old_pod_rules = chain.pod_rules();
+    assert_eq!(old_pod_rules.len(), 3 * 3, "{old_pod_rules:#?}");
+
+    let pod = Netns::new(PREFIX);
+    let cid = harness::container_id("upc");
+    for o in chain.add(&cid, &pod.path_str()) {
+        assert!(
+            o.success(),
+            "ADD on the old layout: {} / {}",
+            o.stdout,
+            o.stderr
+        );
+    }
+    let rules = chain.rules();
+    let d = dispatch(&rules);
+    assert_eq!(d.len(), 17 + 17, "converted dispatch: {d:#?}");
+    assert!(d
+        .iter()
+        .any(|r| r.contains("-d ff00::/8 ") && r.ends_with("-j RETURN")));
+    for g in 0..16 {
+        for prefix in ["CNI6-PX", "CNI6-DX"] {
+            let n = format!("-A {prefix}-{g:x} ");
+            assert_eq!(
+                rules.iter().filter(|r| r.starts_with(&n)).count(),
+                16,
+                "{n}"
+            );
+        }
+    }
+    let now = chain.pod_rules();
+    for r in &old_pod_rules {
+        assert!(now.contains(r), "earlier release's rule kept: {r}");
+    }
+    assert_eq!(now.len(), old_pod_rules.len() + 3, "{now:#?}");
+    for c in &attachments() {
+        for o in chain.del(c, &gone_netns()) {
+            assert!(o.success(), "DEL {c}: {} / {}", o.stdout, o.stderr);
+        }
+    }
+    let left = chain.pod_rules();
+    assert!(
+        left.iter().all(|r| r.contains(&format!("id={cid}"))),
+        "{left:#?}"
+    );
+    for o in chain.del(&cid, &pod.path_str()) {
+        assert!(o.success(), "{}", o.stderr);
+    }
+    chain.assert_clean("at the end");
+}
+
+/// The same upgrade with real traffic: pod a's rules are made by the
+/// current code, then the node's dispatch is turned into the flat one of
+/// the earlier release by hand (the bucket rules are the same in both).
+/// CHECK reports the old layout; the ADD of pod b converts it; a's rules
+/// still decide its traffic (policy and source check), CHECK passes, DEL
+/// removes them.
+#[test]
+fn flat_dispatch_with_traffic_is_converted_by_the_next_add() {
+    let lab = Lab::new();
+    let fw = firewall6();
+    let add = |pod: &LabPod, cid: &str| {
+        let c = fw_conf(
+            "1.0.0",
+            "up",
+            json!({}),
+            &pod.prev_result("1.0.0", &lab.bridge),
+        );
+        lab.node.call(&fw, "ADD", cid, &pod.path(), &c).assert_ok();
+        c
+    };
+    let (ca, cb) = (harness::container_id("upa"), harness::container_id("upb"));
+    let conf_a = add(&lab.a, &ca);
+    lab.node.restore(&flat_dispatch_batch());
+    let rules = lab.node.rules();
+    assert!(!rules
+        .iter()
+        .any(|r| r.starts_with("-N CNI6-PX-") || r.starts_with("-N CNI6-DX-")));
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| r.starts_with("-A CNI6-INGRESS "))
+            .count(),
+        256
+    );
+    let a_rules = lab.node.pod_rules("up", &ca);
+    assert_eq!(a_rules.len(), 5);
+    let check = lab.node.call(&fw, "CHECK", &ca, &lab.a.path(), &conf_a);
+    assert!(!check.success());
+    assert!(check.stdout.contains("flat layout"), "{}", check.stdout);
+    // The old layout enforces a's policy too (the control for below).
+    let t = Duration::from_millis(1500);
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8081);
+    assert!(
+        l.probe(lab.outside.path(), None, t).is_err(),
+        "old layout: outside → a:8081"
+    );
+
+    let conf_b = add(&lab.b, &cb);
+    let rules = lab.node.rules();
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| r.starts_with("-A CNI6-INGRESS "))
+            .count(),
+        17
+    );
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| r.starts_with("-A CNI6-ANTISPOOF "))
+            .count(),
+        17
+    );
+    assert_eq!(
+        lab.node.pod_rules("up", &ca),
+        a_rules,
+        "a's rules untouched"
+    );
+    for (cid, pod, c) in [(&ca, &lab.a, &conf_a), (&cb, &lab.b, &conf_b)] {
+        lab.node
+            .call(&fw, "CHECK", cid, &pod.path(), c)
+            .assert_silent_ok();
+    }
+    // a's policy (cluster-only, 443 open) through the tree.
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8082);
+    assert!(
+        l.probe(lab.outside.path(), None, t).is_err(),
+        "outside → a:8082"
+    );
+    let l443 = Listener::new(lab.a.ns.path(), lab.a.gua, 443);
+    l443.probe_retry(lab.outside.path(), None, t, 3)
+        .expect("outside → a:443");
+    // Pod to pod inside the cluster, both ways; b's spoofed source dropped.
+    let la = Listener::new(lab.a.ns.path(), lab.a.ula, 8083);
+    assert_eq!(
+        la.probe_retry(lab.b.ns.path(), None, t, 3).unwrap(),
+        lab.b.ula
+    );
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 8084);
+    assert_eq!(
+        lb.probe_retry(lab.a.ns.path(), None, t, 3).unwrap(),
+        lab.a.ula
+    );
+    // (Added only now: as a /128 the kernel would prefer it as source.)
+    let foreign: Ipv6Addr = "fd00:f6::1:1:0:99".parse().unwrap();
+    lab.b.ns.add_addr("eth0", &format!("{foreign}/128"));
+    assert!(
+        la.probe(lab.b.ns.path(), Some(foreign), t).is_err(),
+        "spoofed b → a"
+    );
+
+    // DEL of the pod added under the old layout removes its rules: a is
+    // open again.
+    lab.node
+        .call(&fw, "DEL", &ca, "", &conf_a)
+        .assert_silent_ok();
+    assert!(lab.node.pod_rules("up", &ca).is_empty());
+    let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8085);
+    l.probe_retry(lab.outside.path(), None, t, 3)
+        .expect("after DEL: outside → a");
+    lab.node
+        .call(&fw, "DEL", &cb, "", &conf_b)
+        .assert_silent_ok();
+    assert!(lab.node.pod_rules("up", &cb).is_empty());
 }
 
 /// Upgrade across a reboot: the fixture's records carry an earlier boot id,

@@ -306,6 +306,18 @@ fn check_reports_drift_and_changes_nothing() {
         node.fw("ADD", &container_id("fw6r"), &c).assert_ok();
         node.fw("CHECK", &cid, &c).assert_silent_ok();
 
+        // The dispatch group leading to the pod's address buckets (low
+        // byte 0x60: group 6) flushed.
+        node.ip6tables(&["-F", "CNI6-DX-6"]);
+        let broken = node.save();
+        let out = node.fw("CHECK", &cid, &c);
+        out.assert_error(102);
+        assert!(out.msg().contains("CNI6-DX-6"), "{}", out.msg());
+        assert_eq!(node.save(), broken);
+        node.ip6tables(&["-D", "FORWARD", "1"]);
+        node.fw("ADD", &container_id("fw6r"), &c).assert_ok();
+        node.fw("CHECK", &cid, &c).assert_silent_ok();
+
         // The policy chain altered (an allowed port removed by hand).
         let pol = node
             .rules()
@@ -526,8 +538,9 @@ fn del_leaves_only_skeleton() {
         "{rules:#?}"
     );
     let chains: Vec<&str> = rules.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
-    // 5 fixed chains + policy + 256 port buckets + catch-all + 256 address buckets.
-    assert_eq!(chains.len(), 6 + 513, "{chains:?}");
+    // 5 fixed chains + policy + 256 port buckets + catch-all + 256 address
+    // buckets + 16 port groups + 16 address groups.
+    assert_eq!(chains.len(), 6 + 513 + 32, "{chains:?}");
     for c in [
         "CNI6-ADMIN",
         "CNI6-ANTISPOOF",
@@ -537,6 +550,8 @@ fn del_leaves_only_skeleton() {
         "CNI6-P-OTHER",
         "CNI6-P-00",
         "CNI6-D-ff",
+        "CNI6-PX-0",
+        "CNI6-DX-f",
     ] {
         assert!(chains.contains(&c), "{c} missing: {chains:?}");
     }
@@ -682,7 +697,10 @@ fn concurrent_first_adds() {
     let count = |needle: &str| rules.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(count("-A FORWARD "), 1, "{rules:#?}");
     assert_eq!(count("-j CNI6-ADMIN"), 1, "{rules:#?}");
-    assert_eq!(count("-A CNI6-INGRESS "), 256);
+    assert_eq!(count("-A CNI6-INGRESS "), 17);
+    assert_eq!(count("-A CNI6-ANTISPOOF "), 17);
+    assert_eq!(count("-A CNI6-PX-"), 256);
+    assert_eq!(count("-A CNI6-DX-"), 256);
     for (cid, c) in &pods {
         assert_eq!(node.pod_rules(NET, cid).len(), 5);
         node.fw("CHECK", cid, c).assert_silent_ok();

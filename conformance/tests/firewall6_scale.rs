@@ -258,9 +258,10 @@ fn thousand_pods_and_reference() {
         .filter(|l| l.starts_with("-A "))
         .collect();
     // FORWARD jump, CNI6-FORWARD (admin, 2 link-local, 2 dispatch), the
-    // dispatch chains (256 + catch-all, 256), FROM-POD, policy (replies,
+    // dispatch chains (16 groups + catch-all, multicast + 16 groups), the
+    // 32 group chains (16 buckets each), FROM-POD, policy (replies,
     // cluster prefix, port 443, drop).
-    assert_eq!(left.len(), 1 + 5 + 257 + 256 + 2 + 4, "{left:#?}");
+    assert_eq!(left.len(), 1 + 5 + 17 + 17 + 32 * 16 + 2 + 4, "{left:#?}");
 
     println!(
         "FW6-SCALE firewall6 ADD cpu/wall median: 10 pods {} / {}, 1000 pods {} / {}; CHECK@1000 cpu {}; \

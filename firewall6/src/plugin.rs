@@ -162,24 +162,44 @@ pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<Vec<String>
 }
 
 /// CHECK's work: what is wrong with the skeleton and one pod's rules.
-/// Read-only and O(1): the skeleton chains and the pod's buckets, one small
-/// listing each (bucket chains exist when the dispatch rules that jump to
-/// them do).
+/// Read-only and O(1): the skeleton chains, the dispatch groups that lead
+/// to the pod's buckets and those buckets, one small listing each (bucket
+/// chains exist when the dispatch rules that jump to them do).
 pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<Vec<String>> {
     let policy_chain = skel.policy_chain();
-    let [forward, cni6_forward, antispoof, ingress, from_pod, policy, admin]: [Option<Vec<String>>;
-        7] = t
-        .list_chains(&[
-            FORWARD,
-            FORWARD_CHAIN,
-            ANTISPOOF_CHAIN,
-            INGRESS_CHAIN,
-            FROM_POD_CHAIN,
-            &policy_chain,
-            &skel.conf.admin_chain,
-        ])?
-        .try_into()
-        .expect("seven listings for seven chains");
+    let buckets = rules::chains_of(pod_rules);
+    let mut groups: Vec<String> = Vec::new();
+    for g in buckets.iter().filter_map(|b| rules::group_of_bucket(b)) {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut names: Vec<&str> = vec![
+        FORWARD,
+        FORWARD_CHAIN,
+        ANTISPOOF_CHAIN,
+        INGRESS_CHAIN,
+        FROM_POD_CHAIN,
+        &policy_chain,
+        &skel.conf.admin_chain,
+    ];
+    names.extend(groups.iter().map(String::as_str));
+    names.extend(buckets.iter().map(String::as_str));
+    let mut listings = t.list_chains(&names)?.into_iter();
+    let mut next = || listings.next().expect("one listing per chain");
+    let forward = next();
+    let cni6_forward = next();
+    let antispoof = next();
+    let ingress = next();
+    let from_pod = next();
+    let policy = next();
+    let admin = next();
+    let groups: BTreeMap<String, Option<Vec<String>>> =
+        groups.into_iter().map(|g| (g, next())).collect();
+    let listings: BTreeMap<String, Vec<String>> = buckets
+        .into_iter()
+        .map(|b| (b, next().unwrap_or_default()))
+        .collect();
     let state = SkeletonState {
         forward: forward.unwrap_or_default(),
         cni6_forward,
@@ -187,11 +207,11 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Resu
         ingress,
         from_pod,
         policy,
+        groups,
         admin_exists: admin.is_some(),
         chains: None,
     };
     let mut out = skel.defects(&state);
-    let listings = list_chains(t, &rules::chains_of(pod_rules))?;
     out.extend(rules::pod_defects(pod_rules, &listings));
     Ok(out)
 }
@@ -605,6 +625,70 @@ mod tests {
         );
         install(&t, &skel, &a).unwrap();
         assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
+    }
+
+    /// A node with the flat dispatch of the previous version: the next ADD
+    /// converts it (groups made, dispatch chains rewritten) in the repair
+    /// path, the pods added before keep their rules, which CHECK and DEL
+    /// still find.
+    #[test]
+    fn install_converts_the_flat_layout_of_an_earlier_version() {
+        let t = FakeTables::new();
+        let conf = FirewallConf::from_raw(&json!({})).unwrap();
+        let skel = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        let a = rules::pod_rules(
+            &tag("a"),
+            &pod(0x10, "c6ab00000000001"),
+            &skel.policy_chain(),
+        );
+        install(&t, &skel, &a).unwrap();
+        {
+            let mut c = t.chains.borrow_mut();
+            c.retain(|name, _| !name.starts_with("CNI6-PX-") && !name.starts_with("CNI6-DX-"));
+            let anti: Vec<String> = (0..256)
+                .map(|b| format!("-A CNI6-ANTISPOOF -m physdev --physdev-in c6{b:02x}+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-{b:02x}"))
+                .chain(["-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER".to_string()])
+                .collect();
+            let ingress: Vec<String> = (0..256u128)
+                .map(|b| format!("-A CNI6-INGRESS -d {}/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-{b:02x}", std::net::Ipv6Addr::from(b)))
+                .collect();
+            c.insert(ANTISPOOF_CHAIN.into(), anti);
+            c.insert(INGRESS_CHAIN.into(), ingress);
+        }
+        let d = defects_of(&t, &skel, &a).unwrap();
+        assert!(d.iter().any(|x| x.contains("flat layout")), "{d:?}");
+        let b = rules::pod_rules(
+            &tag("b"),
+            &pod(0x11, "c6ab00000000002"),
+            &skel.policy_chain(),
+        );
+        let before = t.restores.get();
+        install(&t, &skel, &b).unwrap();
+        assert_eq!(
+            t.restores.get() - before,
+            3,
+            "failed fast batch, repair, pod"
+        );
+        assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
+        assert!(defects_of(&t, &skel, &b).unwrap().is_empty());
+        assert_eq!(t.chains.borrow()[ANTISPOOF_CHAIN].len(), 17);
+        assert_eq!(t.chains.borrow()[INGRESS_CHAIN].len(), 17);
+        assert_eq!(t.tagged(&tag("a")), 5);
+        remove_attachment(&t, &tag("a"), Some(a)).unwrap();
+        assert_eq!(t.tagged(&tag("a")), 0);
+        assert_eq!(t.tagged(&tag("b")), 5);
+        // Converted: the next ADD is one restore again.
+        let c = rules::pod_rules(
+            &tag("c"),
+            &pod(0x12, "c6ab00000000003"),
+            &skel.policy_chain(),
+        );
+        let before = t.restores.get();
+        install(&t, &skel, &c).unwrap();
+        assert_eq!(t.restores.get() - before, 1);
     }
 
     #[test]

@@ -19,11 +19,13 @@ use std::net::{IpAddr, Ipv6Addr};
 pub const FORWARD: &str = "FORWARD";
 /// Jumped to from FORWARD; holds only node-wide dispatch rules.
 pub const FORWARD_CHAIN: &str = "CNI6-FORWARD";
-/// Node-wide: dispatches traffic entering from a pod's host-side port to
-/// the port bucket `CNI6-P-xx` (by the port name) or `CNI6-P-OTHER`.
+/// Node-wide: dispatches traffic entering from a pod's host-side port,
+/// through the port group `CNI6-PX-x`, to the port bucket `CNI6-P-xx` (by
+/// the port name) or to `CNI6-P-OTHER`.
 pub const ANTISPOOF_CHAIN: &str = "CNI6-ANTISPOOF";
-/// Node-wide: dispatches traffic by the low byte of its destination to the
-/// address bucket `CNI6-D-xx`.
+/// Node-wide: returns multicast, dispatches the rest by the low byte of
+/// its destination, through the address group `CNI6-DX-x`, to the address
+/// bucket `CNI6-D-xx`.
 pub const INGRESS_CHAIN: &str = "CNI6-INGRESS";
 /// Node-wide: traffic from a pod with a genuine source: the destination
 /// pod's policy applies first, then it may leave.
@@ -40,6 +42,18 @@ pub const ADDR_BUCKET_PREFIX: &str = "CNI6-D-";
 /// digits after the prefix spread them evenly over 256 port buckets.
 pub const BRIDGE6_VETH_PREFIX: &str = "c6";
 pub const BUCKETS: usize = 256;
+/// The dispatch to the buckets is a two-level tree: 16 groups (the high
+/// hex digit) of 16 buckets, so a packet passes at most 16 + 16 dispatch
+/// rules instead of up to 256.
+pub const GROUPS: usize = 16;
+/// Port groups: `CNI6-PX-0` … `CNI6-PX-f`, by the first hex digit after
+/// `c6` (not a bucket: no pod rule lives there).
+pub const PORT_GROUP_PREFIX: &str = "CNI6-PX-";
+/// Address groups: `CNI6-DX-0` … `CNI6-DX-f`, by the high nibble of the
+/// destination's low byte.
+pub const ADDR_GROUP_PREFIX: &str = "CNI6-DX-";
+/// Multicast destinations: no pod policy applies to them.
+pub const MULTICAST: &str = "ff00::/8";
 
 /// The comment word that marks a rule as ours.
 pub const TAG_WORD: &str = "firewall6";
@@ -56,6 +70,8 @@ pub fn is_internal_chain(name: &str) -> bool {
     ]
     .contains(&name)
         || name.starts_with(POLICY_PREFIX)
+        || name.starts_with(PORT_GROUP_PREFIX)
+        || name.starts_with(ADDR_GROUP_PREFIX)
         || name.starts_with(PORT_BUCKET_PREFIX)
         || name.starts_with(ADDR_BUCKET_PREFIX)
 }
@@ -71,6 +87,33 @@ pub fn port_bucket(b: usize) -> String {
 
 pub fn addr_bucket(b: usize) -> String {
     format!("{ADDR_BUCKET_PREFIX}{b:02x}")
+}
+
+pub fn port_group(g: usize) -> String {
+    format!("{PORT_GROUP_PREFIX}{g:x}")
+}
+
+pub fn addr_group(g: usize) -> String {
+    format!("{ADDR_GROUP_PREFIX}{g:x}")
+}
+
+/// The dispatch group that leads to a bucket chain (`CNI6-P-ab` →
+/// `CNI6-PX-a`, `CNI6-D-ab` → `CNI6-DX-a`); `None` for `CNI6-P-OTHER` and
+/// anything else.
+pub fn group_of_bucket(bucket: &str) -> Option<String> {
+    let digit = |rest: &str| -> Option<usize> {
+        (rest.len() == 2)
+            .then(|| usize::from_str_radix(rest, 16).ok())
+            .flatten()
+            .map(|b| b >> 4)
+    };
+    if let Some(rest) = bucket.strip_prefix(PORT_BUCKET_PREFIX) {
+        digit(rest).map(port_group)
+    } else if let Some(rest) = bucket.strip_prefix(ADDR_BUCKET_PREFIX) {
+        digit(rest).map(addr_group)
+    } else {
+        None
+    }
 }
 
 /// The bucket of a pod's traffic by its host-side port name.
@@ -310,14 +353,17 @@ impl Skeleton<'_> {
         ]
     }
 
-    /// CNI6-ANTISPOOF: one rule per port bucket, then the catch-all.
+    /// CNI6-ANTISPOOF: one rule per port group (`c6` + its first hex
+    /// digit), then the catch-all. A port with a bridge6 name that has no
+    /// rules in its bucket comes back from the group and reaches the
+    /// catch-all, as ports of other names do.
     pub fn antispoof_rules() -> Vec<String> {
-        let mut v: Vec<String> = (0..BUCKETS)
-            .map(|b| {
+        let mut v: Vec<String> = (0..GROUPS)
+            .map(|g| {
                 format!(
-                    "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{b:02x}+ {} -j {}",
-                    comment("firewall6: port bucket"),
-                    port_bucket(b)
+                    "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{g:x}+ {} -j {}",
+                    comment("firewall6: port bucket group"),
+                    port_group(g)
                 )
             })
             .collect();
@@ -328,19 +374,64 @@ impl Skeleton<'_> {
         v
     }
 
-    /// CNI6-INGRESS: one rule per address bucket (a non-contiguous mask
-    /// on the low byte).
-    pub fn ingress_rules() -> Vec<String> {
-        (0..BUCKETS)
+    /// CNI6-PX-g: one rule per port bucket of the group.
+    pub fn port_group_rules(g: usize) -> Vec<String> {
+        let chain = port_group(g);
+        (g * GROUPS..(g + 1) * GROUPS)
             .map(|b| {
                 format!(
-                    "-A {INGRESS_CHAIN} -d {}/::ff {} -j {}",
+                    "-A {chain} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{b:02x}+ {} -j {}",
+                    comment("firewall6: port bucket"),
+                    port_bucket(b)
+                )
+            })
+            .collect()
+    }
+
+    /// CNI6-INGRESS: multicast returns at once (no pod policy matches a
+    /// multicast destination: without this rule it would walk the dispatch
+    /// and a bucket for nothing, once per flooded copy), then one rule per
+    /// address group (the high nibble of the low byte, a non-contiguous
+    /// mask). Goto, not jump: a packet that finds no pod in its bucket is
+    /// done with CNI6-INGRESS, as the buckets are disjoint.
+    pub fn ingress_rules() -> Vec<String> {
+        let mut v = vec![format!(
+            "-A {INGRESS_CHAIN} -d {MULTICAST} {} -j RETURN",
+            comment("firewall6: no pod policy for multicast")
+        )];
+        v.extend((0..GROUPS).map(|g| {
+            format!(
+                "-A {INGRESS_CHAIN} -d {}/::f0 {} -g {}",
+                Ipv6Addr::from((g << 4) as u128),
+                comment("firewall6: address bucket group"),
+                addr_group(g)
+            )
+        }));
+        v
+    }
+
+    /// CNI6-DX-g: one rule per address bucket of the group (the low byte).
+    pub fn addr_group_rules(g: usize) -> Vec<String> {
+        let chain = addr_group(g);
+        (g * GROUPS..(g + 1) * GROUPS)
+            .map(|b| {
+                format!(
+                    "-A {chain} -d {}/::ff {} -g {}",
                     Ipv6Addr::from(b as u128),
                     comment("firewall6: address bucket"),
                     addr_bucket(b)
                 )
             })
             .collect()
+    }
+
+    /// Every group chain with its rules, port groups first.
+    pub fn group_chains() -> Vec<(String, Vec<String>)> {
+        let mut v: Vec<(String, Vec<String>)> = (0..GROUPS)
+            .map(|g| (port_group(g), Self::port_group_rules(g)))
+            .collect();
+        v.extend((0..GROUPS).map(|g| (addr_group(g), Self::addr_group_rules(g))));
+        v
     }
 
     /// Every bucket chain name.
@@ -463,6 +554,10 @@ pub struct SkeletonState {
     pub ingress: Option<Vec<String>>,
     pub from_pod: Option<Vec<String>>,
     pub policy: Option<Vec<String>>,
+    /// The group chains read (`CNI6-PX-g`, `CNI6-DX-g`): `None` = missing.
+    /// A full listing holds all 32; CHECK reads only the pod's. Groups not
+    /// in the map are not judged.
+    pub groups: BTreeMap<String, Option<Vec<String>>>,
     pub admin_exists: bool,
     /// Every user chain of the table, when read from a full listing. When
     /// `None`, bucket chains count as present if the dispatch rules are
@@ -498,6 +593,13 @@ impl SkeletonState {
             ingress: rules_of(INGRESS_CHAIN),
             from_pod: rules_of(FROM_POD_CHAIN),
             policy: rules_of(policy_chain),
+            groups: Skeleton::group_chains()
+                .into_iter()
+                .map(|(g, _)| {
+                    let r = rules_of(&g);
+                    (g, r)
+                })
+                .collect(),
             admin_exists: chains.contains(admin_chain),
             chains: Some(chains),
         }
@@ -537,15 +639,34 @@ impl Skeleton<'_> {
         if !s.admin_exists {
             out.push(format!("admin chain {} is missing", self.conf.admin_chain));
         }
-        if s.antispoof.as_deref() != Some(&Self::antispoof_rules()[..]) {
-            out.push(format!(
-                "dispatch chain {ANTISPOOF_CHAIN} is missing or altered"
-            ));
+        // The flat dispatch of earlier versions jumps straight from the
+        // dispatch chains to the buckets; the next ADD converts it.
+        let flat = |rules: &Option<Vec<String>>| {
+            rules.as_ref().is_some_and(|r| {
+                r.iter().any(|l| {
+                    l.ends_with(&format!(" -j {}", port_bucket(0)))
+                        || l.ends_with(&format!(" -j {}", addr_bucket(0)))
+                })
+            })
+        };
+        for (name, have, want) in [
+            (ANTISPOOF_CHAIN, &s.antispoof, Self::antispoof_rules()),
+            (INGRESS_CHAIN, &s.ingress, Self::ingress_rules()),
+        ] {
+            if flat(have) {
+                out.push(format!(
+                    "dispatch chain {name} has the flat layout of an earlier firewall6 (the next ADD converts it)"
+                ));
+            } else if have.as_deref() != Some(&want[..]) {
+                out.push(format!("dispatch chain {name} is missing or altered"));
+            }
         }
-        if s.ingress.as_deref() != Some(&Self::ingress_rules()[..]) {
-            out.push(format!(
-                "dispatch chain {INGRESS_CHAIN} is missing or altered"
-            ));
+        for (name, want) in Self::group_chains() {
+            if let Some(have) = s.groups.get(&name) {
+                if have.as_deref() != Some(&want[..]) {
+                    out.push(format!("dispatch chain {name} is missing or altered"));
+                }
+            }
         }
         if let Some(chains) = &s.chains {
             let missing: Vec<String> = Self::bucket_chains()
@@ -571,12 +692,18 @@ impl Skeleton<'_> {
     /// `-C` lines that make a restore batch fail (atomically, nothing
     /// applied) unless the skeleton rules ADD relies on are present: the
     /// FORWARD jump, the admin jump and dispatch rules of CNI6-FORWARD,
-    /// FROM-POD and the policy chain (a rule cannot jump to a missing
-    /// chain, so these also prove the dispatch and admin chains exist).
-    /// Presence only: extra or reordered rules are CHECK's to report.
+    /// the multicast rule of CNI6-INGRESS and the first group rule of
+    /// CNI6-ANTISPOOF
+    /// (absent from the flat dispatch of earlier versions, so an old node
+    /// takes the repair path, which converts it), FROM-POD and the policy
+    /// chain (a rule cannot jump to a missing chain, so these also prove
+    /// the dispatch and admin chains exist). Presence only: extra or
+    /// reordered rules are CHECK's to report.
     pub fn presence_checks(&self) -> Vec<String> {
         let mut all = vec![Self::forward_jump(), self.admin_jump()];
         all.extend(Self::forward_rules());
+        all.push(Self::ingress_rules().swap_remove(0));
+        all.push(Self::antispoof_rules().swap_remove(0));
         all.extend(Self::from_pod_rules());
         all.extend(self.policy_rules());
         all.iter().map(|r| check_of(r)).collect()
@@ -587,7 +714,10 @@ impl Skeleton<'_> {
     /// hold pod rules and the admin chain is the operator's: neither is
     /// ever declared when present (a declaration flushes). The dispatch
     /// chains, FROM-POD and the policy chain hold only derived rules and
-    /// are rewritten when altered.
+    /// are rewritten when altered. The group chains count as altered when
+    /// absent from `s.groups` too: a flat dispatch of an earlier version
+    /// becomes the tree in this one batch, its buckets (and the pod rules
+    /// in them) untouched.
     pub fn repair(&self, s: &SkeletonState) -> Vec<String> {
         let chains = s.chains.clone().unwrap_or_default();
         let mut decl = Vec::new();
@@ -599,6 +729,15 @@ impl Skeleton<'_> {
         for c in Self::bucket_chains() {
             if !chains.contains(&c) {
                 declare(&mut decl, &c);
+            }
+        }
+        // Groups before the dispatch chains that jump to them (rules are
+        // applied in order within the batch).
+        for (name, want) in Self::group_chains() {
+            let have = s.groups.get(&name).cloned().flatten();
+            if have.as_deref() != Some(&want[..]) {
+                declare(&mut decl, &name);
+                rules.extend(want);
             }
         }
         for (name, have, want) in [
@@ -922,15 +1061,60 @@ mod tests {
             "CNI6-D-ab"
         );
         assert_eq!(addr_bucket_of(&"fd00::100".parse().unwrap()), "CNI6-D-00");
-        let a = Skeleton::antispoof_rules();
-        assert_eq!(a.len(), 257);
-        assert_eq!(a[0xab], "-A CNI6-ANTISPOOF -m physdev --physdev-in c6ab+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-ab");
-        let i = Skeleton::ingress_rules();
-        assert_eq!(i[0], "-A CNI6-INGRESS -d ::/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-00");
-        assert_eq!(i[0xab], "-A CNI6-INGRESS -d ::ab/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-ab");
         assert_eq!(Skeleton::bucket_chains().len(), 513);
         assert!(is_internal_chain("CNI6-P-OTHER") && is_bucket_chain("CNI6-D-00"));
         assert!(!is_bucket_chain("CNI6-FORWARD"));
+    }
+
+    /// The dispatch tree: 16 group rules (+ catch-all / multicast) in the
+    /// dispatch chains, 16 bucket rules in each group, every bucket reached
+    /// from exactly one group rule of its own high digit.
+    #[test]
+    fn dispatch_tree() {
+        let a = Skeleton::antispoof_rules();
+        assert_eq!(a.len(), 17);
+        assert_eq!(a[0xa], "-A CNI6-ANTISPOOF -m physdev --physdev-in c6a+ -m comment --comment \"firewall6: port bucket group\" -j CNI6-PX-a");
+        assert_eq!(
+            a[16],
+            "-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER"
+        );
+        let pa = Skeleton::port_group_rules(0xa);
+        assert_eq!(pa.len(), 16);
+        assert_eq!(pa[0xb], "-A CNI6-PX-a -m physdev --physdev-in c6ab+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-ab");
+        let i = Skeleton::ingress_rules();
+        assert_eq!(i.len(), 17);
+        assert_eq!(i[0], "-A CNI6-INGRESS -d ff00::/8 -m comment --comment \"firewall6: no pod policy for multicast\" -j RETURN");
+        assert_eq!(i[1], "-A CNI6-INGRESS -d ::/::f0 -m comment --comment \"firewall6: address bucket group\" -g CNI6-DX-0");
+        assert_eq!(i[1 + 0xa], "-A CNI6-INGRESS -d ::a0/::f0 -m comment --comment \"firewall6: address bucket group\" -g CNI6-DX-a");
+        let da = Skeleton::addr_group_rules(0xa);
+        assert_eq!(da[0], "-A CNI6-DX-a -d ::a0/::ff -m comment --comment \"firewall6: address bucket\" -g CNI6-D-a0");
+        assert_eq!(da[0xb], "-A CNI6-DX-a -d ::ab/::ff -m comment --comment \"firewall6: address bucket\" -g CNI6-D-ab");
+        let groups = Skeleton::group_chains();
+        assert_eq!(groups.len(), 32);
+        let mut reached: Vec<String> = groups
+            .iter()
+            .flat_map(|(g, rules)| {
+                rules.iter().map(move |r| {
+                    let bucket = r.rsplit(' ').next().unwrap().to_string();
+                    assert_eq!(group_of_bucket(&bucket).as_deref(), Some(g.as_str()));
+                    assert!(r.starts_with(&format!("-A {g} ")));
+                    bucket
+                })
+            })
+            .collect();
+        reached.push(PORT_OTHER.to_string());
+        reached.sort();
+        let mut all = Skeleton::bucket_chains();
+        all.sort();
+        assert_eq!(reached, all);
+        assert_eq!(group_of_bucket("CNI6-P-OTHER"), None);
+        assert_eq!(group_of_bucket("CNI6-D-0f").as_deref(), Some("CNI6-DX-0"));
+        assert_eq!(group_of_bucket("CNI6-P-f0").as_deref(), Some("CNI6-PX-f"));
+        for g in ["CNI6-PX-0", "CNI6-DX-f"] {
+            assert!(is_internal_chain(g) && !is_bucket_chain(g), "{g}");
+        }
+        // Names fit iptables' 28 characters.
+        assert!(groups.iter().all(|(g, _)| g.len() <= 28));
     }
 
     #[test]
@@ -986,11 +1170,14 @@ mod tests {
         }
         lines.push(format!("-N {}", s.policy_chain()));
         lines.extend(Skeleton::bucket_chains().iter().map(|c| format!("-N {c}")));
+        let groups = Skeleton::group_chains();
+        lines.extend(groups.iter().map(|(g, _)| format!("-N {g}")));
         lines.push(Skeleton::forward_jump());
         lines.push(s.admin_jump());
         lines.extend(Skeleton::forward_rules());
         lines.extend(Skeleton::antispoof_rules());
         lines.extend(Skeleton::ingress_rules());
+        lines.extend(groups.into_iter().flat_map(|(_, r)| r));
         lines.extend(Skeleton::from_pod_rules());
         lines.extend(s.policy_rules());
         lines
@@ -1039,7 +1226,22 @@ mod tests {
         let fix = s.repair(&st);
         let decls: Vec<&String> = fix.iter().filter(|l| l.starts_with(':')).collect();
         assert_eq!(decls, [":CNI6-P-07 - [0:0]", ":CNI6-INGRESS - [0:0]"]);
-        assert_eq!(fix.len(), 2 + 256);
+        assert_eq!(fix.len(), 2 + 17);
+
+        // A flushed group: only it is rewritten.
+        let broken: Vec<String> = lines
+            .iter()
+            .filter(|l| !l.starts_with("-A CNI6-DX-3 "))
+            .cloned()
+            .collect();
+        let st = SkeletonState::from_listing(&broken, "CNI6-ADMIN", &s.policy_chain());
+        assert_eq!(
+            s.defects(&st),
+            ["dispatch chain CNI6-DX-3 is missing or altered"]
+        );
+        let fix = s.repair(&st);
+        assert_eq!(fix[0], ":CNI6-DX-3 - [0:0]");
+        assert_eq!(fix[1..], Skeleton::addr_group_rules(3)[..]);
 
         // Another network's admin chain: ours is inserted first, theirs kept.
         let other = conf(json!({"adminChain": "OTHER-ADMIN"}));
@@ -1056,6 +1258,101 @@ mod tests {
         assert!(!fix
             .iter()
             .any(|l| l == ":CNI6-FORWARD - [0:0]" || l == ":CNI6-ADMIN - [0:0]"));
+    }
+
+    /// The flat dispatch of the previous version (256 bucket rules in
+    /// each dispatch chain, no groups), written here from that version's
+    /// text so the conversion is tested against what old nodes hold.
+    fn old_flat_dispatch() -> Vec<String> {
+        let mut v: Vec<String> = (0..BUCKETS)
+            .map(|b| format!("-A CNI6-ANTISPOOF -m physdev --physdev-in c6{b:02x}+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-{b:02x}"))
+            .collect();
+        v.push("-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER".into());
+        v.extend((0..BUCKETS).map(|b| {
+            format!(
+                "-A CNI6-INGRESS -d {}/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-{b:02x}",
+                Ipv6Addr::from(b as u128)
+            )
+        }));
+        v
+    }
+
+    #[test]
+    fn flat_layout_of_earlier_version_is_converted_in_one_batch() {
+        let c = conf(json!({}));
+        let s = Skeleton {
+            network: "n",
+            conf: &c,
+        };
+        let pod = "-A CNI6-P-ab -m physdev --physdev-in c6ab00000000001 -m comment --comment \"firewall6 net=n if=eth0 id=a\" -j DROP".to_string();
+        let old: Vec<String> = intact_listing(&s)
+            .into_iter()
+            .filter(|l| {
+                !l.starts_with("-N CNI6-PX-")
+                    && !l.starts_with("-N CNI6-DX-")
+                    && !l.starts_with("-A CNI6-PX-")
+                    && !l.starts_with("-A CNI6-DX-")
+                    && !l.starts_with("-A CNI6-ANTISPOOF ")
+                    && !l.starts_with("-A CNI6-INGRESS ")
+            })
+            .chain(old_flat_dispatch())
+            .chain([pod])
+            .collect();
+        let st = SkeletonState::from_listing(&old, "CNI6-ADMIN", &s.policy_chain());
+        let d = s.defects(&st);
+        assert!(
+            d.iter()
+                .any(|x| x.contains("CNI6-INGRESS has the flat layout"))
+                && d.iter()
+                    .any(|x| x.contains("CNI6-ANTISPOOF has the flat layout")),
+            "{d:?}"
+        );
+        // The ADD batch's `-C` lead fails on it: the multicast rule and the
+        // first group rule are absent from a flat layout.
+        let checks = s.presence_checks();
+        let present: BTreeSet<String> = old.iter().map(|l| check_of(l)).collect();
+        assert!(checks.iter().any(|c| !present.contains(c)));
+        let fix = s.repair(&st);
+        let decls: Vec<&String> = fix.iter().filter(|l| l.starts_with(':')).collect();
+        assert_eq!(decls.len(), 32 + 2, "{decls:?}");
+        assert!(decls.contains(&&":CNI6-ANTISPOOF - [0:0]".to_string()));
+        assert!(decls.contains(&&":CNI6-INGRESS - [0:0]".to_string()));
+        assert!(!decls
+            .iter()
+            .any(|d| d.starts_with(":CNI6-P-") || d.starts_with(":CNI6-D-")));
+        assert_eq!(fix.len(), 34 + 17 + 17 + 32 * 16);
+        // Applying it gives the intact skeleton, the pod's rule untouched.
+        let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in &old {
+            if let Some(r) = parse_rule(l) {
+                chains
+                    .entry(r.chain.to_string())
+                    .or_default()
+                    .push(l.clone());
+            }
+        }
+        for l in &fix {
+            if let Some(d) = l.strip_prefix(':') {
+                chains.insert(d.split(' ').next().unwrap().to_string(), vec![]);
+            } else {
+                let r = parse_rule(l).expect("repair of a present chain appends only");
+                chains.get_mut(r.chain).unwrap().push(l.clone());
+            }
+        }
+        let mut after: Vec<String> = old
+            .iter()
+            .filter(|l| !l.starts_with("-A "))
+            .cloned()
+            .collect();
+        after.extend(
+            Skeleton::group_chains()
+                .iter()
+                .map(|(g, _)| format!("-N {g}")),
+        );
+        after.extend(chains.into_values().flatten());
+        let st = SkeletonState::from_listing(&after, "CNI6-ADMIN", &s.policy_chain());
+        assert!(s.defects(&st).is_empty(), "{:?}", s.defects(&st));
+        assert!(after.iter().any(|l| l.contains("id=a")));
     }
 
     #[test]

@@ -954,6 +954,28 @@ fn run_bench(
          master, up); ip pod = ip -n <pod> -batch (mtu, up, 2 addresses, default route); \
          restore = ip6tables-restore of 5 rules like a pod's; floor = ip node + ip pod + restore"
     );
+    println!("# floor of one DEL: the same undone (p50 at each size)");
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>14} {:>8}",
+        "attached", "ip del", "restore", "floor", "cni6 chain DEL", "ratio"
+    );
+    for ((size, f), (_, p50)) in floors.iter().zip(&scaling) {
+        let sum = f.del_link + f.del_rules;
+        let ours = p50[0][1];
+        println!(
+            "{:<10} {:>10} {:>10} {:>10} {:>14} {:>8}",
+            size,
+            ms(f.del_link),
+            ms(f.del_rules),
+            ms(sum),
+            ms(ours),
+            ratio(ours.as_secs_f64(), sum.as_secs_f64())
+        );
+    }
+    println!(
+        "# ip del = ip link del of the host end (the kernel waits for RCU before it returns); \
+         restore = ip6tables-restore deleting the 5 rules"
+    );
     for n in burst_report.iter().chain(notes.iter()) {
         println!("{n}");
     }
@@ -966,6 +988,10 @@ struct Floor {
     node: Duration,
     pod: Duration,
     rules: Duration,
+    /// `ip link del` of the host end (the pair goes with it).
+    del_link: Duration,
+    /// ip6tables-restore deleting the five rules.
+    del_rules: Duration,
 }
 
 /// One command in the node, stdin fed, timed from spawn to exit.
@@ -1036,6 +1062,7 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
         c("d"),
         c("e")
     );
+    let del_rules = rules.replace("\n-A ", "\n-D ");
     timed(chain, &["ip6tables", "-w", "-N", chain_name], "")?;
     // The same end state as bridge6's, whose sysctl writes ip(8) cannot
     // express: the new devices inherit them from the namespaces' defaults,
@@ -1056,6 +1083,8 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
     let mut nodes = Samples::default();
     let mut pods = Samples::default();
     let mut rule_runs = Samples::default();
+    let mut del_links = Samples::default();
+    let mut del_rule_runs = Samples::default();
     let mut outcome = Ok(());
     for _ in 0..runs {
         let r = (|| -> BenchResult<()> {
@@ -1073,11 +1102,23 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
                 &["ip6tables-restore", "-w", "--noflush"],
                 &rules,
             )?);
+            // The DEL floor: what undoing it costs, timed.
+            del_rule_runs.0.push(timed(
+                chain,
+                &["ip6tables-restore", "-w", "--noflush"],
+                &del_rules,
+            )?);
+            del_links
+                .0
+                .push(timed(chain, &["ip", "link", "del", &host], "")?);
             Ok(())
         })();
-        // Undo whatever part ran (the veth pair goes with its host end).
-        let _ = timed(chain, &["ip", "link", "del", &host], "");
-        let _ = timed(chain, &["ip6tables", "-w", "-F", chain_name], "");
+        // Undo whatever part did not run or failed (the veth pair goes
+        // with its host end).
+        if r.is_err() {
+            let _ = timed(chain, &["ip", "link", "del", &host], "");
+            let _ = timed(chain, &["ip6tables", "-w", "-F", chain_name], "");
+        }
         if r.is_err() {
             outcome = r;
             break;
@@ -1102,6 +1143,8 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
         node: nodes.pct(50.0),
         pod: pods.pct(50.0),
         rules: rule_runs.pct(50.0),
+        del_link: del_links.pct(50.0),
+        del_rules: del_rule_runs.pct(50.0),
     })
 }
 

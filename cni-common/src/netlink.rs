@@ -54,8 +54,19 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        // Built once and re-sent with a new sequence number on EINTR (an
+        // interrupted dump): no clone of the message, whose Clone impls
+        // for every rtnetlink type cost ~20 KiB of each binary.
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        nl.finalize();
+        let mut out = vec![0u8; nl.buffer_len()];
         for _ in 0..5 {
-            match self.request_once(msg.clone(), flags) {
+            self.seq = self.seq.wrapping_add(1);
+            nl.header.sequence_number = self.seq;
+            nl.serialize(&mut out);
+            match self.request_once(&out, flags) {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 other => return other,
             }
@@ -63,21 +74,9 @@ impl Netlink {
         Err(io::Error::from_raw_os_error(libc::EINTR))
     }
 
-    fn request_once(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
+    fn request_once(&mut self, out: &[u8], flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
         let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        nl.finalize();
-        let mut out = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut out);
-        self.sock.send(&out, 0)?;
+        self.sock.send(out, 0)?;
 
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut replies = Vec::new();

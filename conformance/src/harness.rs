@@ -136,6 +136,47 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// Name prefixes of namespaces [`install_cleanup_panic_hook`] removes
+/// besides this process's [`Netns`] ones (e.g. a topology's base).
+static REMOVE_ON_PANIC: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Have the panic hook also remove namespaces named `prefix…`.
+pub fn remove_on_panic(prefix: &str) {
+    if let Ok(mut v) = REMOVE_ON_PANIC.lock() {
+        v.push(prefix.to_string());
+    }
+}
+
+/// For the bench and soak binaries: the release profile aborts on panic
+/// (no unwinding, so no Drop removes what they made). This hook prints the
+/// panic as usual, then deletes every namespace this process made with
+/// [`Netns::new`] (`<prefix>-<pid>-<n>`) or under a prefix registered
+/// with [`remove_on_panic`].
+pub fn install_cleanup_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let mine = format!("-{}-", std::process::id());
+        let extra = REMOVE_ON_PANIC
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let Ok(rd) = std::fs::read_dir("/var/run/netns") else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(&mine) || extra.iter().any(|p| name.starts_with(p.as_str())) {
+                let _ = Command::new(ip_bin())
+                    .args(["netns", "del", &name])
+                    .stderr(Stdio::null())
+                    .status();
+                eprintln!("removed netns {name} after the panic");
+            }
+        }
+    }));
+}
+
 /// A container id as runtimes make them (hex-ish, unique).
 pub fn container_id(tag: &str) -> String {
     format!(

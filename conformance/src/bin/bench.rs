@@ -659,7 +659,9 @@ fn bench(args: &Args) -> BenchResult<()> {
     let load_before = read_trimmed("/proc/loadavg");
     let mut spec = Spec::new("c6b", 2);
     spec.state_root = PathBuf::from("/run/cni6-bench");
+    conformance::harness::install_cleanup_panic_hook();
     let mut topo = Topology::build(spec).map_err(|e| e.to_string())?;
+    conformance::harness::remove_on_panic(topo.base());
     let outcome = run_bench(args, &bin_dir, &sizes, &mut topo, &mut notes, &load_before);
     let t = Instant::now();
     let base = topo.base().to_string();

@@ -38,6 +38,7 @@ struct Args {
 
 fn main() {
     let a = Args::parse();
+    conformance::harness::install_cleanup_panic_hook();
     assert!(a.max_concurrency >= 1 && (0.0..=1.0).contains(&a.kill_rate));
     std::thread::spawn(|| {
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])

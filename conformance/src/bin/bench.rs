@@ -708,6 +708,7 @@ fn run_bench(
     let mut scaling: Vec<(usize, [[Duration; 4]; 2])> = Vec::new();
     let mut burst_report = Vec::new();
     let mut floors: Vec<(usize, Floor)> = Vec::new();
+    let mut alone: Vec<(usize, Alone)> = Vec::new();
     for &size in sizes {
         for (i, c) in chains.iter().enumerate() {
             let more = size.saturating_sub(background[i]);
@@ -721,6 +722,21 @@ fn run_bench(
                     c.label,
                     t.elapsed().as_secs_f64()
                 );
+            }
+            if i == 0 {
+                // Ours alone, before the reference's pods reach this size:
+                // its pods keep sending router solicitations, DAD probes
+                // and MLD reports that its bridge floods to every port
+                // (through ip6tables once per port), which at 1000 pods
+                // keeps both CPUs busy and would be measured as ours.
+                alone.push((
+                    size,
+                    sample_alone(&chains[0], &probe[0], size, args.rounds)?,
+                ));
+                floors.push((
+                    size,
+                    floor(topo, &chains[0], &probe[0], args.rounds.clamp(1, 10))?,
+                ));
             }
         }
         let mut add = [Samples::default(), Samples::default()];
@@ -839,10 +855,6 @@ fn run_bench(
                 ));
             }
         }
-        floors.push((
-            size,
-            floor(topo, &chains[0], &probe[0], args.rounds.clamp(1, 10))?,
-        ));
         scaling.push((
             size,
             [0, 1].map(|i| {
@@ -927,18 +939,19 @@ fn run_bench(
     });
 
     print_report(args, bin_dir, load_before, &chains, &rows, &scaling, &rss);
+    print_alone(&alone);
     println!(
         "# floor of one ADD in cni6's node: the same kernel work without plugins (p50 of {} runs \
-         at each size)",
+         at each size, taken with \"cni6 alone\")",
         args.rounds.clamp(1, 10)
     );
     println!(
         "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>14} {:>8}",
-        "attached", "spawn", "ip node", "ip pod", "restore", "floor", "cni6 chain ADD", "ratio"
+        "attached", "spawn", "ip node", "ip pod", "restore", "floor", "cni6 alone ADD", "ratio"
     );
-    for ((size, f), (_, p50)) in floors.iter().zip(&scaling) {
+    for ((size, f), (_, a)) in floors.iter().zip(&alone) {
         let sum = f.node + f.pod + f.rules;
-        let ours = p50[0][0];
+        let ours = a.add;
         println!(
             "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>14} {:>8}",
             size,
@@ -959,11 +972,11 @@ fn run_bench(
     println!("# floor of one DEL: the same undone (p50 at each size)");
     println!(
         "{:<10} {:>10} {:>10} {:>10} {:>14} {:>8}",
-        "attached", "ip del", "restore", "floor", "cni6 chain DEL", "ratio"
+        "attached", "ip del", "restore", "floor", "cni6 alone DEL", "ratio"
     );
-    for ((size, f), (_, p50)) in floors.iter().zip(&scaling) {
+    for ((size, f), (_, a)) in floors.iter().zip(&alone) {
         let sum = f.del_link + f.del_rules;
-        let ours = p50[0][1];
+        let ours = a.del;
         println!(
             "{:<10} {:>10} {:>10} {:>10} {:>14} {:>8}",
             size,
@@ -1148,6 +1161,78 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
         del_link: del_links.pct(50.0),
         del_rules: del_rule_runs.pct(50.0),
     })
+}
+
+/// p50s of cni6's chain sampled alone (see the call in run_bench).
+struct Alone {
+    add: Duration,
+    del: Duration,
+    fw_add: Duration,
+    fw_del: Duration,
+    cpu_add: Duration,
+    cpu_del: Duration,
+}
+
+fn sample_alone(chain: &Chain, pod: &Pod, size: usize, rounds: usize) -> BenchResult<Alone> {
+    let mut s: [Samples; 6] = Default::default();
+    for r in 0..rounds {
+        check_interrupt()?;
+        let id = format!("a{size}r{r}");
+        let add = chain.invoke("ADD", pod, &id, None, false)?;
+        let del = chain.invoke("DEL", pod, &id, Some(&add.result), false)?;
+        for (k, d) in [
+            add.total,
+            del.total,
+            add.steps[1].took,
+            del.steps[1].took,
+            add.cpu,
+            del.cpu,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s[k].0.push(d);
+        }
+    }
+    let [add, del, fw_add, fw_del, cpu_add, cpu_del] = s.map(|x| x.pct(50.0));
+    Ok(Alone {
+        add,
+        del,
+        fw_add,
+        fw_del,
+        cpu_add,
+        cpu_del,
+    })
+}
+
+fn print_alone(alone: &[(usize, Alone)]) {
+    println!(
+        "# cni6 alone: sampled right after its own pods were attached, while the reference's \
+         node still held the previous size (p50)"
+    );
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "attached", "chain ADD", "chain DEL", "fw ADD", "fw DEL", "CPU ADD", "CPU DEL"
+    );
+    let row = |label: String, v: [String; 6]| {
+        println!(
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            label, v[0], v[1], v[2], v[3], v[4], v[5]
+        );
+    };
+    let fields = |a: &Alone| [a.add, a.del, a.fw_add, a.fw_del, a.cpu_add, a.cpu_del];
+    for (size, a) in alone {
+        row(size.to_string(), fields(a).map(ms));
+    }
+    if let (Some((small, a)), Some((big, b))) = (alone.first(), alone.last()) {
+        if big > small {
+            let (a, b) = (fields(a), fields(b));
+            row(
+                format!("{big}/{small}"),
+                std::array::from_fn(|k| ratio(b[k].as_secs_f64(), a[k].as_secs_f64())),
+            );
+        }
+    }
 }
 
 fn ratio(a: f64, b: f64) -> String {

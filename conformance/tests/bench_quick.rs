@@ -33,6 +33,10 @@ fn bench_quick_runs_both_chains_without_errors() {
         "# scaling: p50 at 4 attached / p50 at 2 attached",
         "# peak RSS",
         "# binary sizes",
+        "# cni6 alone",
+        "4/2 ",
+        "# floor of one ADD",
+        "# floor of one DEL",
     ] {
         assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
     }

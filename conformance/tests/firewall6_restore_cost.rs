@@ -11,39 +11,10 @@
 //! the numbers.
 
 use conformance::firewall_helpers::RulesNode;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const SAMPLES: usize = 7;
-
-fn restore(node: &RulesNode, batch: &str) {
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.ns.name(),
-            "ip6tables-restore",
-            "-w",
-            "--noflush",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ip6tables-restore");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(batch.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn children_cpu() -> Duration {
     // SAFETY: getrusage writes into the struct we pass.
@@ -121,19 +92,19 @@ fn batch(body: &str) -> String {
 /// already there.
 fn measure(layout: Layout, present: u32) -> (Duration, Duration) {
     let node = RulesNode::new();
-    restore(&node, &skeleton(layout));
+    node.restore(&skeleton(layout));
     if present > 0 {
         let body: String = (0..present)
             .map(|i| pod(layout, 100_000 + i, "-A"))
             .collect();
-        restore(&node, &batch(&body));
+        node.restore(&batch(&body));
     }
     let (mut add, mut del) = (Vec::new(), Vec::new());
     for k in 0..SAMPLES as u32 {
         let c0 = children_cpu();
-        restore(&node, &batch(&pod(layout, k, "-A")));
+        node.restore(&batch(&pod(layout, k, "-A")));
         let c1 = children_cpu();
-        restore(&node, &batch(&pod(layout, k, "-D")));
+        node.restore(&batch(&pod(layout, k, "-D")));
         let c2 = children_cpu();
         add.push(c1 - c0);
         del.push(c2 - c1);

@@ -155,29 +155,6 @@ fn pod_lines(node: &RulesNode) -> BTreeSet<String> {
         .collect()
 }
 
-fn restore(node: &RulesNode, batch: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.ns.name(),
-            "ip6tables-restore",
-            "-w",
-            "--noflush",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ip6tables-restore");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(batch.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "preload restore failed");
-}
-
 #[test]
 fn thousand_pods_and_reference() {
     // checklist 81
@@ -291,7 +268,7 @@ fn thousand_pods_and_reference() {
         }
     }
     batch.push_str("COMMIT\n");
-    restore(&rnode, &batch);
+    rnode.restore(&batch);
     let ref_rules = rnode
         .rules()
         .iter()

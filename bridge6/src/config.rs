@@ -123,24 +123,6 @@ pub fn requested_mac(conf: &NetConf, args: &CniArgs) -> Result<Option<[u8; 6]>, 
     Ok(mac)
 }
 
-/// Whether the runtime asked for specific pod addresses (`CNI_ARGS IP=`,
-/// `args.cni.ips`, `runtimeConfig.ips` with the capability: the sources
-/// the IPAM plugin reads, checklist 16/73/74). Only such an address can
-/// come back while other pods still cache it with a dead pod's MAC:
-/// ipam-prefix hands out fresh slots from a cursor that does not reuse a
-/// freed one before the range wraps. The IPAM plugin validates them;
-/// here any non-empty value counts.
-pub fn ips_requested(conf: &NetConf, args: &CniArgs) -> bool {
-    let given = |v: Option<&Value>| match v {
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::String(s)) => !s.is_empty(),
-        _ => false,
-    };
-    args.get("IP").is_some_and(|s| !s.is_empty())
-        || given(conf.cni_arg("ips"))
-        || given(conf.capability("ips"))
-}
-
 const MAC_EXPECTED: &str = "a unicast MAC address like \"02:42:ac:11:00:02\"";
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -278,26 +260,6 @@ mod tests {
         let e = requested_mac(&conf(r#"{"name":"n"}"#), &args).unwrap_err();
         assert_eq!(e.code(), 4);
         assert!(e.to_string().contains("MAC=nope"), "{e}");
-    }
-
-    #[test]
-    fn requested_ips_from_every_source() {
-        let conf = |json: &str| NetConf::parse(json.as_bytes()).unwrap();
-        let none = CniArgs::default();
-        assert!(!ips_requested(&conf(r#"{"name":"n"}"#), &none));
-        let ip = CniArgs::parse("IgnoreUnknown=1;IP=fd00::30").unwrap();
-        assert!(ips_requested(&conf(r#"{"name":"n"}"#), &ip));
-        let c = conf(r#"{"name":"n","args":{"cni":{"ips":["fd00::20/96"]}}}"#);
-        assert!(ips_requested(&c, &none));
-        let c = conf(r#"{"name":"n","args":{"cni":{"ips":[]}}}"#);
-        assert!(!ips_requested(&c, &none), "an empty list asks for nothing");
-        let c = conf(
-            r#"{"name":"n","capabilities":{"ips":true},"runtimeConfig":{"ips":["fd00::40"]}}"#,
-        );
-        assert!(ips_requested(&c, &none));
-        // Not declared: runtimeConfig.ips is not passed on by a runtime.
-        let c = conf(r#"{"name":"n","runtimeConfig":{"ips":["fd00::40"]}}"#);
-        assert!(!ips_requested(&c, &none));
     }
 
     #[test]

@@ -500,7 +500,10 @@ impl Adding<'_> {
             pod.index,
             PORT_FORWARDING_LIMIT,
         )?;
-        let announce = config::ips_requested(&self.req.config, &self.req.env.args);
+        // Only addresses the runtime asked for can come back while other
+        // pods still cache them: ipam-prefix's cursor does not reuse a
+        // freed slot before the range wraps.
+        let announce = self.req.config.requested_ips(&self.req.env.args).is_some();
         if port != link::PortOutcome::Forwarding {
             log(format!(
                 "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP){}",

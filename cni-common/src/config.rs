@@ -4,10 +4,20 @@
 //! live the keys the runtime inserts or owns. Unknown keys are ignored
 //! (checklist 14), malformed known keys are error 7 naming the key.
 
+use crate::env::CniArgs;
 use crate::error::{Error, Result};
 use crate::result::Dns;
 use crate::version::Version;
 use serde_json::Value;
+
+/// Where [`NetConf::requested_ips`] found the requested addresses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RequestedIps<'a> {
+    /// `args.cni.ips` or `runtimeConfig.ips` (the key) and its value.
+    List(&'static str, &'a Value),
+    /// CNI_ARGS `IP=`: comma-separated addresses.
+    CniArgs(&'a str),
+}
 
 #[derive(Debug, Clone)]
 pub struct NetConf {
@@ -102,6 +112,25 @@ impl NetConf {
         self.args.get("cni").and_then(|c| c.get(key))
     }
 
+    /// The pod addresses the runtime asked for, from the first source that
+    /// has any, in this order: `args.cni.ips`, `runtimeConfig.ips`
+    /// (declared capability), CNI_ARGS `IP=` (checklist 16, 73, 74). Not validated: the IPAM
+    /// plugin parses them (ipam-prefix), the main plugin only needs to know
+    /// that there are some (bridge6 announces such addresses). An empty
+    /// list, or `IP=` with no address, asks for nothing.
+    pub fn requested_ips<'a>(&'a self, args: &'a CniArgs) -> Option<RequestedIps<'a>> {
+        let given = |v: &&Value| !v.is_null() && !matches!(v.as_array(), Some(a) if a.is_empty());
+        if let Some(v) = self.cni_arg("ips").filter(given) {
+            return Some(RequestedIps::List("args.cni.ips", v));
+        }
+        if let Some(v) = self.capability("ips").filter(given) {
+            return Some(RequestedIps::List("runtimeConfig.ips", v));
+        }
+        args.get("IP")
+            .filter(|s| s.split(',').any(|p| !p.is_empty()))
+            .map(RequestedIps::CniArgs)
+    }
+
     /// `runtimeConfig.<key>` when the config declares the capability
     /// (checklist 71: libcni only inserts declared ones; we check too).
     pub fn capability(&self, key: &str) -> Option<&Value> {
@@ -173,6 +202,41 @@ pub fn join_key(path: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requested_ips_from_every_source() {
+        let conf = |json: &str| NetConf::parse(json.as_bytes()).unwrap();
+        let none = CniArgs::default();
+        assert_eq!(conf(r#"{"name":"n"}"#).requested_ips(&none), None);
+        let ip = CniArgs::parse("IgnoreUnknown=1;IP=fd00::30").unwrap();
+        assert_eq!(
+            conf(r#"{"name":"n"}"#).requested_ips(&ip),
+            Some(RequestedIps::CniArgs("fd00::30"))
+        );
+        let empty_ip = CniArgs::parse("IgnoreUnknown=1;IP=").unwrap();
+        assert_eq!(conf(r#"{"name":"n"}"#).requested_ips(&empty_ip), None);
+        let c = conf(r#"{"name":"n","args":{"cni":{"ips":["fd00::20/96"]}}}"#);
+        assert!(matches!(
+            c.requested_ips(&ip),
+            Some(RequestedIps::List("args.cni.ips", _))
+        ));
+        let c = conf(r#"{"name":"n","args":{"cni":{"ips":[]}}}"#);
+        assert_eq!(
+            c.requested_ips(&none),
+            None,
+            "an empty list asks for nothing"
+        );
+        let c = conf(
+            r#"{"name":"n","capabilities":{"ips":true},"runtimeConfig":{"ips":["fd00::40"]}}"#,
+        );
+        assert!(matches!(
+            c.requested_ips(&none),
+            Some(RequestedIps::List("runtimeConfig.ips", _))
+        ));
+        // Not declared: runtimeConfig.ips is not passed on by a runtime.
+        let c = conf(r#"{"name":"n","runtimeConfig":{"ips":["fd00::40"]}}"#);
+        assert_eq!(c.requested_ips(&none), None);
+    }
 
     #[test]
     fn parse_minimal() {

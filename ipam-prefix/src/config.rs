@@ -7,7 +7,7 @@
 
 use crate::error::{IpamError, Result};
 use crate::plan::{NodePrefix, SubnetId, DEFAULT_NODE_LEN, MAX_NODE_LEN, MAX_POD_RANGE_LEN};
-use cni_common::config::NetConf;
+use cni_common::config::{NetConf, RequestedIps};
 use cni_common::env::CniArgs;
 use cni_common::result::{Dns, Route};
 use ipnet::{IpNet, Ipv6Net};
@@ -282,10 +282,10 @@ pub struct RequestedIp {
     pub prefix_len: Option<u8>,
 }
 
-/// The requested addresses of an ADD, from the first source that has any:
-/// `args.cni.ips` > `runtimeConfig.ips` (declared capability) > CNI_ARGS
-/// `IP=` (comma-separated, as host-local reads it). Strings are `addr` or
-/// `addr/len`.
+/// The requested addresses of an ADD, from the first source that has any
+/// ([`NetConf::requested_ips`]: `args.cni.ips` > `runtimeConfig.ips` >
+/// CNI_ARGS `IP=`, comma-separated as host-local reads it), parsed.
+/// Strings are `addr` or `addr/len`.
 pub fn requested_ips(conf: &NetConf, args: &CniArgs) -> Result<Vec<RequestedIp>> {
     let from_list = |base: &str, v: &Value| -> Result<Vec<RequestedIp>> {
         let arr = v.as_array().ok_or_else(|| {
@@ -306,22 +306,15 @@ pub fn requested_ips(conf: &NetConf, args: &CniArgs) -> Result<Vec<RequestedIp>>
             })
             .collect()
     };
-    // An empty list is no request: the next source may still have one.
-    let given = |v: &&Value| !v.is_null() && !matches!(v.as_array(), Some(a) if a.is_empty());
-    if let Some(v) = conf.cni_arg("ips").filter(given) {
-        return from_list("args.cni.ips", v);
-    }
-    if let Some(v) = conf.capability("ips").filter(given) {
-        return from_list("runtimeConfig.ips", v);
-    }
-    if let Some(s) = args.get("IP") {
-        return s
+    match conf.requested_ips(args) {
+        Some(RequestedIps::List(key, v)) => from_list(key, v),
+        Some(RequestedIps::CniArgs(s)) => s
             .split(',')
             .filter(|p| !p.is_empty())
             .map(|p| parse_requested("CNI_ARGS IP".to_string(), p))
-            .collect();
+            .collect(),
+        None => Ok(vec![]),
     }
-    Ok(vec![])
 }
 
 fn parse_requested(key: String, s: &str) -> Result<RequestedIp> {

@@ -16,9 +16,12 @@
 //! bridge6's CPU in an ADD (perf, issue 7); below `conf/` names are unique.
 
 use crate::error::{Bridge6Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::Mode;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 const CONF: &str = "/proc/sys/net/ipv6/conf";
@@ -45,56 +48,34 @@ impl Conf {
     /// Open `conf/`; fails (code 50) when the kernel has no IPv6 at all
     /// (checklist §3 #9): better than a sysctl ENOENT halfway through ADD.
     pub fn open() -> Result<Conf> {
-        let c = std::ffi::CString::new(CONF).expect("no NUL");
-        // SAFETY: a NUL-terminated path; the fd is owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Err(Bridge6Error::Ipv6Disabled(
-                    "/proc/sys/net/ipv6 is missing; the kernel was booted with ipv6.disable=1"
-                        .into(),
-                ));
-            }
-            return Err(err(std::path::Path::new(CONF), e));
-        }
-        // SAFETY: fd was just returned by open() and is ours alone.
-        Ok(Conf {
-            dir: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let dir = open(
+            CONF,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::ENOENT => Bridge6Error::Ipv6Disabled(
+                "/proc/sys/net/ipv6 is missing; the kernel was booted with ipv6.disable=1".into(),
+            ),
+            e => err(std::path::Path::new(CONF), e.into()),
+        })?;
+        Ok(Conf { dir })
     }
 
     fn open_key(&self, iface: &str, key: &str, write: bool) -> Result<File> {
-        let rel = format!("{iface}/{key}");
-        let c = std::ffi::CString::new(rel.as_str()).map_err(|_| {
-            err(
-                &path(iface, key),
-                std::io::Error::from_raw_os_error(libc::EINVAL),
-            )
-        })?;
         let mode = if write {
-            libc::O_WRONLY
+            OFlag::O_WRONLY
         } else {
-            libc::O_RDONLY
+            OFlag::O_RDONLY
         };
-        // SAFETY: a valid directory fd we hold and a NUL-terminated path.
-        let fd = unsafe {
-            libc::openat(
-                std::os::fd::AsRawFd::as_raw_fd(&self.dir.as_fd()),
-                c.as_ptr(),
-                mode | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(err(&path(iface, key), std::io::Error::last_os_error()));
-        }
-        // SAFETY: fd was just returned by openat() and is ours alone.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        openat(
+            &self.dir,
+            format!("{iface}/{key}").as_str(),
+            mode | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(File::from)
+        .map_err(|e| err(&path(iface, key), e.into()))
     }
 
     pub fn read(&self, iface: &str, key: &str) -> Result<i64> {

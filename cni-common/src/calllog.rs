@@ -192,8 +192,8 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::env_of as env;
     use serde_json::json;
-    use std::collections::HashMap;
 
     fn parsed(stdin: &str) -> Option<Value> {
         serde_json::from_str(stdin).ok()
@@ -210,14 +210,6 @@ mod tests {
         assert_eq!(w, json!({"name": "n", "logFile": 3}));
         // An unusable value still reaches record(), which notes it on stderr.
         assert!(configured_in(Some(&w)).is_err());
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     fn ok() -> Outcome {

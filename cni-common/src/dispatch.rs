@@ -286,7 +286,7 @@ fn execute<P: Plugin>(plugin: &P, req: &Request) -> Result<Option<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::test_support::env_of as env;
 
     struct Echo;
     impl Plugin for Echo {
@@ -311,14 +311,6 @@ mod tests {
         fn status(&self, _: &Request) -> Result<()> {
             Err(Error::Unavailable("pool full".into()))
         }
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     const ADD_ENV: &[(&str, &str)] = &[

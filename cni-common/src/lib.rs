@@ -22,3 +22,18 @@ pub mod runtime;
 pub mod version;
 
 pub use error::{Error, Result};
+
+/// Helpers shared by this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::HashMap;
+
+    /// An environment lookup (as the dispatcher takes it) over `pairs`.
+    pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+}

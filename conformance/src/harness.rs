@@ -177,6 +177,19 @@ pub fn install_cleanup_panic_hook() {
     }));
 }
 
+/// User + system CPU from getrusage(`who`): `libc::RUSAGE_CHILDREN` for
+/// the waited-for children so far, `libc::RUSAGE_THREAD` for this thread.
+pub fn rusage_cpu(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage writes into the struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// A container id as runtimes make them (hex-ish, unique).
 pub fn container_id(tag: &str) -> String {
     format!(

@@ -25,7 +25,7 @@
 //! `cargo test --release -p conformance --test firewall6_flood_cost -- --ignored --nocapture`
 
 use conformance::firewall_helpers::{conf, firewall6, flat_dispatch_batch, prev_result, RulesNode};
-use conformance::harness::{Invocation, Netns};
+use conformance::harness::{self, Invocation, Netns};
 use serde_json::json;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::time::{Duration, Instant};
@@ -89,17 +89,6 @@ fn pod_rules(i: u32, policy: &str) -> Vec<String> {
     ]
 }
 
-fn thread_cpu() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// utime + stime of every ksoftirqd thread, in clock ticks.
 fn ksoftirqd_ticks() -> u64 {
     let mut total = 0;
@@ -134,7 +123,7 @@ fn blast(pod: &Netns, src: Ipv6Addr) -> (Duration, Duration, u32) {
             .collect();
         let mut errors = 0;
         let k0 = ksoftirqd_ticks();
-        let c0 = thread_cpu();
+        let c0 = harness::rusage_cpu(libc::RUSAGE_THREAD);
         let t0 = Instant::now();
         for i in 0..PACKETS {
             if sock.send_to(b"flood", dsts[(i % 256) as usize]).is_err() {
@@ -142,7 +131,7 @@ fn blast(pod: &Netns, src: Ipv6Addr) -> (Duration, Duration, u32) {
             }
         }
         let wall = t0.elapsed();
-        let cpu = thread_cpu() - c0;
+        let cpu = harness::rusage_cpu(libc::RUSAGE_THREAD) - c0;
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
         let soft = Duration::from_micros((ksoftirqd_ticks() - k0) * 1_000_000 / hz);

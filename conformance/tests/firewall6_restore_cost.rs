@@ -11,21 +11,11 @@
 //! the numbers.
 
 use conformance::firewall_helpers::RulesNode;
+use conformance::harness;
 use std::process::Command;
 use std::time::Duration;
 
 const SAMPLES: usize = 7;
-
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Layout {
@@ -101,11 +91,11 @@ fn measure(layout: Layout, present: u32) -> (Duration, Duration) {
     }
     let (mut add, mut del) = (Vec::new(), Vec::new());
     for k in 0..SAMPLES as u32 {
-        let c0 = children_cpu();
+        let c0 = harness::rusage_cpu(libc::RUSAGE_CHILDREN);
         node.restore(&batch(&pod(layout, k, "-A")));
-        let c1 = children_cpu();
+        let c1 = harness::rusage_cpu(libc::RUSAGE_CHILDREN);
         node.restore(&batch(&pod(layout, k, "-D")));
-        let c2 = children_cpu();
+        let c2 = harness::rusage_cpu(libc::RUSAGE_CHILDREN);
         add.push(c1 - c0);
         del.push(c2 - c1);
     }

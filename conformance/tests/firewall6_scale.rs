@@ -68,27 +68,16 @@ fn call(node: &RulesNode, bin: &Path, cmd: &str, i: u32, c: &Value) -> Output {
         .run()
 }
 
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Median CPU and wall time of `SAMPLES` sequential calls.
 fn timed(mut f: impl FnMut(u32) -> Output, first: u32) -> (Duration, Duration) {
     let mut cpu = Vec::new();
     let mut wall = Vec::new();
     for k in 0..SAMPLES {
-        let c0 = children_cpu();
+        let c0 = harness::rusage_cpu(libc::RUSAGE_CHILDREN);
         let t0 = Instant::now();
         let out = f(first + k);
         wall.push(t0.elapsed());
-        cpu.push(children_cpu() - c0);
+        cpu.push(harness::rusage_cpu(libc::RUSAGE_CHILDREN) - c0);
         assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
     }
     cpu.sort();

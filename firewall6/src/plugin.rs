@@ -523,6 +523,12 @@ mod tests {
         .tag()
     }
 
+    /// The rules of pod `id` (address slot `last`, host port `port`) under
+    /// the skeleton's policy.
+    fn rules_of(skel: &Skeleton, id: &str, last: u16, port: &str) -> Vec<String> {
+        rules::pod_rules(&tag(id), &pod(last, port), &skel.policy_chain())
+    }
+
     #[test]
     fn install_check_remove_on_a_fresh_table() {
         let t = FakeTables::new();
@@ -531,12 +537,8 @@ mod tests {
             network: "n",
             conf: &conf,
         };
-        let a = rules::pod_rules(
-            &tag("a"),
-            &pod(0x10, "c6ab00000000001"),
-            &skel.policy_chain(),
-        );
-        let b = rules::pod_rules(&tag("b"), &pod(0x11, "veth-b"), &skel.policy_chain());
+        let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
+        let b = rules_of(&skel, "b", 0x11, "veth-b");
         install(&t, &skel, &a).unwrap();
         install(&t, &skel, &b).unwrap();
         assert_eq!(t.chains.borrow()[FORWARD].len(), 1);
@@ -545,16 +547,7 @@ mod tests {
         assert_eq!(t.tagged(&tag("a")), 5);
         // The second ADD found the skeleton whole: one restore for its pod.
         let before = t.restores.get();
-        install(
-            &t,
-            &skel,
-            &rules::pod_rules(
-                &tag("c"),
-                &pod(0x12, "c6ab00000000002"),
-                &skel.policy_chain(),
-            ),
-        )
-        .unwrap();
+        install(&t, &skel, &rules_of(&skel, "c", 0x12, "c6ab00000000002")).unwrap();
         assert_eq!(t.restores.get() - before, 1);
         remove_attachment(&t, &tag("a"), Some(a.clone())).unwrap();
         remove_attachment(&t, &tag("b"), None).unwrap();
@@ -588,11 +581,7 @@ mod tests {
                 .get_mut(&chain)
                 .unwrap()
                 .retain(|r| *r != rule);
-            let p = rules::pod_rules(
-                &tag(&format!("p{k}")),
-                &pod(0x10 + k as u16, "c6ab00000000001"),
-                &skel.policy_chain(),
-            );
+            let p = rules_of(&skel, &format!("p{k}"), 0x10 + k as u16, "c6ab00000000001");
             let before = t.restores.get();
             install(&t, &skel, &p).unwrap();
             assert!(t.restores.get() - before >= 3, "{rule}: not repaired");
@@ -618,11 +607,7 @@ mod tests {
         };
         install(&t, &skel, &[]).unwrap();
         t.chains.borrow_mut().remove("CNI6-D-10");
-        let a = rules::pod_rules(
-            &tag("a"),
-            &pod(0x10, "c6ab00000000001"),
-            &skel.policy_chain(),
-        );
+        let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         install(&t, &skel, &a).unwrap();
         assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
     }
@@ -639,11 +624,7 @@ mod tests {
             network: "n",
             conf: &conf,
         };
-        let a = rules::pod_rules(
-            &tag("a"),
-            &pod(0x10, "c6ab00000000001"),
-            &skel.policy_chain(),
-        );
+        let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         install(&t, &skel, &a).unwrap();
         {
             let mut c = t.chains.borrow_mut();
@@ -660,11 +641,7 @@ mod tests {
         }
         let d = defects_of(&t, &skel, &a).unwrap();
         assert!(d.iter().any(|x| x.contains("flat layout")), "{d:?}");
-        let b = rules::pod_rules(
-            &tag("b"),
-            &pod(0x11, "c6ab00000000002"),
-            &skel.policy_chain(),
-        );
+        let b = rules_of(&skel, "b", 0x11, "c6ab00000000002");
         let before = t.restores.get();
         install(&t, &skel, &b).unwrap();
         assert_eq!(
@@ -681,11 +658,7 @@ mod tests {
         assert_eq!(t.tagged(&tag("a")), 0);
         assert_eq!(t.tagged(&tag("b")), 5);
         // Converted: the next ADD is one restore again.
-        let c = rules::pod_rules(
-            &tag("c"),
-            &pod(0x12, "c6ab00000000003"),
-            &skel.policy_chain(),
-        );
+        let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
         let before = t.restores.get();
         install(&t, &skel, &c).unwrap();
         assert_eq!(t.restores.get() - before, 1);
@@ -699,11 +672,7 @@ mod tests {
             network: "n",
             conf: &conf,
         };
-        let a = rules::pod_rules(
-            &tag("a"),
-            &pod(0x10, "c6ab00000000001"),
-            &skel.policy_chain(),
-        );
+        let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         install(&t, &skel, &a).unwrap();
         t.fail_on("-D ", 1);
         remove_attachment(&t, &tag("a"), Some(a)).unwrap();
@@ -721,11 +690,7 @@ mod tests {
             conf: &conf,
         };
         for (i, id) in ["a", "b", "c", "keep"].iter().enumerate() {
-            let r = rules::pod_rules(
-                &tag(id),
-                &pod(0x10 + i as u16, "c6ab00000000001"),
-                &skel.policy_chain(),
-            );
+            let r = rules_of(&skel, id, 0x10 + i as u16, "c6ab00000000001");
             install(&t, &skel, &r).unwrap();
         }
         let other_conf = FirewallConf::from_raw(&json!({})).unwrap();

@@ -242,25 +242,53 @@ fn add(req: &Request) -> Result<CniResult> {
     };
     a.refuse_existing()?;
 
-    let mtu = link::default_mtu(&mut a.host_nl, a.cfg.mtu)?;
-    let bridge = ensure_bridge(&mut a.host_nl, &a.conf, &a.cfg.bridge, mtu)?;
-    let fwd = sysctl::ensure_forwarding(&a.conf)?;
-    if fwd.enabled || !fwd.raised_accept_ra.is_empty() {
-        log(format!(
-            "enabled net.ipv6.conf.all.forwarding; raised accept_ra 1 -> 2 first on [{}] so they keep accepting router advertisements",
-            fwd.raised_accept_ra.join(", ")
-        ));
-    }
-
-    let ipam = delegate::ipam(&req.config.raw, &req.env.path, Command::Add, &req.stdin)?
-        .ok_or_else(|| Bridge6Error::IpamResult("a result from IPAM ADD".into()))?;
-    match a.attach(&bridge, mtu, &ipam) {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            a.rollback(&e);
-            Err(e)
+    // IPAM ADD (a process, and an fdatasync in ipam-prefix's store) runs
+    // while this thread makes the bridge, the veth pair and the pod-side
+    // sysctls, none of which needs an address: on an idle node it hid
+    // ~1 ms of the chain's ADD (issue 7). Addresses, routes and gateways
+    // wait for it.
+    let (prepared, ipam) = std::thread::scope(|s| {
+        let ipam =
+            s.spawn(|| delegate::ipam(&req.config.raw, &req.env.path, Command::Add, &req.stdin));
+        let prepared = a.prepare();
+        let ipam = ipam.join().unwrap_or_else(|_| {
+            Err(cni_common::Error::Internal(
+                "the IPAM ADD thread panicked".into(),
+            ))
+        });
+        (prepared, ipam)
+    });
+    let ipam = ipam
+        .map_err(Bridge6Error::from)
+        .and_then(|r| r.ok_or_else(|| Bridge6Error::IpamResult("a result from IPAM ADD".into())));
+    let outcome = match (prepared, ipam) {
+        (Ok(p), Ok(ipam)) => a.attach(p, &ipam),
+        (Err(e), ipam) => {
+            // What this thread hit comes first; a failed IPAM ADD as well
+            // is only logged, and has nothing to release.
+            if let Err(i) = &ipam {
+                log(format!("IPAM ADD failed too: {i}"));
+            }
+            a.rollback(&e, ipam.is_ok());
+            return Err(e);
         }
-    }
+        // IPAM failed and allocated nothing: only the veth goes.
+        (Ok(_), Err(e)) => {
+            a.rollback(&e, false);
+            return Err(e);
+        }
+    };
+    outcome.inspect_err(|e| a.rollback(e, true))
+}
+
+/// What ADD builds before it has addresses (see [`Adding::prepare`]).
+struct Prepared {
+    bridge: link::Link,
+    mtu: u32,
+    host: link::Link,
+    pod: link::Link,
+    /// Link events in the pod, subscribed before its interface goes up.
+    pod_events: link::LinkEvents,
 }
 
 /// One ADD in progress: the attachment, its two netlink sockets, and what
@@ -306,10 +334,11 @@ impl Adding<'_> {
         Ok(())
     }
 
-    /// Checklist 23: undo this call's veth and release the addresses. A
-    /// failure because the attachment already exists (a concurrent
-    /// duplicate ADD) releases nothing: the addresses belong to that one.
-    fn rollback(&mut self, e: &Bridge6Error) {
+    /// Checklist 23: undo this call's veth and, when IPAM ADD allocated
+    /// (`release`), release the addresses. A failure because the
+    /// attachment already exists (a concurrent duplicate ADD) releases
+    /// nothing: the addresses belong to that one.
+    fn rollback(&mut self, e: &Bridge6Error, release: bool) {
         let host_name = &self.host_name;
         if self.made_veth {
             match link::by_name(&mut self.host_nl, host_name) {
@@ -322,7 +351,7 @@ impl Adding<'_> {
                 Err(d) => log(format!("rollback: look up host veth {host_name}: {d}")),
             }
         }
-        if matches!(e, Bridge6Error::AttachmentExists { .. }) {
+        if !release || matches!(e, Bridge6Error::AttachmentExists { .. }) {
             return;
         }
         let req = self.req;
@@ -394,10 +423,20 @@ impl Adding<'_> {
         Ok((host, pod))
     }
 
-    fn attach(&mut self, bridge: &link::Link, mtu: u32, ipam: &CniResult) -> Result<CniResult> {
-        let addressing = pod_addressing(ipam)?;
-        self.gateways(bridge, &addressing)?;
-        let (host, pod) = self.veth(bridge, mtu)?;
+    /// Everything ADD does before it has addresses: the bridge (made or
+    /// checked, up), forwarding, the veth pair, the host port and the pod
+    /// interface's sysctls.
+    fn prepare(&mut self) -> Result<Prepared> {
+        let mtu = link::default_mtu(&mut self.host_nl, self.cfg.mtu)?;
+        let bridge = ensure_bridge(&mut self.host_nl, &self.conf, &self.cfg.bridge, mtu)?;
+        let fwd = sysctl::ensure_forwarding(&self.conf)?;
+        if fwd.enabled || !fwd.raised_accept_ra.is_empty() {
+            log(format!(
+                "enabled net.ipv6.conf.all.forwarding; raised accept_ra 1 -> 2 first on [{}] so they keep accepting router advertisements",
+                fwd.raised_accept_ra.join(", ")
+            ));
+        }
+        let (host, pod) = self.veth(&bridge, mtu)?;
         let host_name = self.host_name.clone();
         let ifname = self.att.ifname.clone();
         let ifname = ifname.as_str();
@@ -423,7 +462,7 @@ impl Adding<'_> {
         // our static addresses survive the pod taking its link down and up.
         // The same visit opens the pod's link-event socket, before the
         // link goes up (see link::wait_usable).
-        let mut pod_events = self.pod_ns.run(|| -> Result<link::LinkEvents> {
+        let pod_events = self.pod_ns.run(|| -> Result<link::LinkEvents> {
             let conf = sysctl::Conf::open()?;
             conf.ensure(ifname, "disable_ipv6", 0)?;
             conf.ensure(ifname, "keep_addr_on_down", 1)?;
@@ -433,6 +472,32 @@ impl Adding<'_> {
             link::LinkEvents::open()
                 .map_err(|e| Bridge6Error::netlink("subscribe to link events in the pod", e))
         })??;
+        Ok(Prepared {
+            bridge,
+            mtu,
+            host,
+            pod,
+            pod_events,
+        })
+    }
+
+    /// The rest of ADD, with IPAM's result: gateways, the pod's addresses
+    /// and routes, the port forwarding, the CNI result.
+    fn attach(&mut self, p: Prepared, ipam: &CniResult) -> Result<CniResult> {
+        let Prepared {
+            bridge,
+            mtu,
+            host,
+            pod,
+            mut pod_events,
+        } = p;
+        let bridge = &bridge;
+        let addressing = pod_addressing(ipam)?;
+        self.gateways(bridge, &addressing)?;
+        let host_name = self.host_name.clone();
+        let ifname = self.att.ifname.clone();
+        let ifname = ifname.as_str();
+
         for (net, _) in &addressing.ips {
             link::add_address(
                 &mut self.pod_nl,

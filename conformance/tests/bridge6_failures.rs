@@ -106,6 +106,29 @@ fn late_failure_releases_the_address_and_the_veth() {
 }
 
 #[test]
+fn ipam_failure_removes_the_veth_made_meanwhile() {
+    // checklist 23: bridge6 makes the veth while IPAM ADD runs (issue 7);
+    // when IPAM fails, its error is the answer and the veth goes again.
+    let node = Node::new();
+    let pod = bh::new_pod();
+    let ipam_net = ipam::demo_net().set_ipam("subnetId", json!("one"));
+    let net = BridgeNet::with_ipam(ipam_net, "br23i");
+    let cid = harness::container_id("b6ipf");
+    let out = net.add(&node, V, &cid, &pod, "eth0");
+    out.assert_error(7);
+    assert!(
+        out.msg().contains("subnetId"),
+        "IPAM's error: {}",
+        out.msg()
+    );
+    assert!(net.ipam.store().is_empty(), "an allocation was made");
+    assert!(bh::link(&pod, "eth0").is_none(), "pod interface left");
+    assert!(node_veths(&node).is_empty(), "host veth left");
+    net.del(&node, V, &cid, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+}
+
+#[test]
 fn not_a_netns_fails_cleanly() {
     // checklist 6: a regular file and the plugin's own namespace.
     let node = Node::new();

@@ -420,19 +420,16 @@ pub struct Capture {
 impl Capture {
     /// Start and wait until tcpdump reports that it is listening.
     pub fn start(ns: &Netns, dev: &str) -> Capture {
+        Capture::start_with(ns, dev, &["icmp6"])
+    }
+
+    /// [`Capture::start`] with another tcpdump filter (`icmp6` does not
+    /// match ICMPv6 behind a hop-by-hop header, such as MLD).
+    pub fn start_with(ns: &Netns, dev: &str, filter: &[&str]) -> Capture {
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns.name(),
-                "tcpdump",
-                "-i",
-                dev,
-                "-n",
-                "-l",
-                "-U",
-                "icmp6",
-            ])
+            .args(["netns", "exec", ns.name(), "tcpdump", "-i", dev])
+            .args(["-n", "-l", "-U"])
+            .args(filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -23,7 +23,7 @@ pub const SEARCH_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin"];
 /// so two first ADDs cannot both insert the FORWARD jump.
 pub const SKELETON_LOCK: &str = "/run/cni6/firewall6.lock";
 
-/// What the verbs need from the filter table. [`Ip6tables`] is the real
+/// What the verbs need from the filter (and raw) table. [`Ip6tables`] is the real
 /// one; the plugin's unit tests drive the same logic against a fake.
 pub trait Tables {
     /// The `-A` lines of one chain, `None` when it does not exist.
@@ -35,6 +35,9 @@ pub trait Tables {
     }
     /// Every line of `-S` (`-P`, `-N`, `-A`).
     fn list_all(&self) -> Result<Vec<String>>;
+    /// The `-A` lines of one chain of the raw table, `None` when it does
+    /// not exist.
+    fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>>;
     /// Apply one batch atomically, or nothing of it.
     fn restore(&self, batch: &str) -> Result<()>;
     /// Held while the node-wide skeleton is read and repaired.
@@ -52,6 +55,10 @@ impl Tables for Ip6tables {
 
     fn list_all(&self) -> Result<Vec<String>> {
         Ip6tables::list_all(self)
+    }
+
+    fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
+        Self::chain_listing(chain, self.run(&["-t", "raw", "-S", chain])?)
     }
 
     fn restore(&self, batch: &str) -> Result<()> {

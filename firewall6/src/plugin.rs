@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::iptables::{Ip6tables, Tables};
 use crate::rules::{
     self, Attachment, HostSide, Pod, Skeleton, SkeletonState, ANTISPOOF_CHAIN, FORWARD,
-    FORWARD_CHAIN, FROM_POD_CHAIN, INGRESS_CHAIN,
+    FORWARD_CHAIN, FROM_POD_CHAIN, INGRESS_CHAIN, MLD_CHAIN, RAW_PREROUTING,
 };
 use cni_common::dispatch::{Plugin, Request};
 use cni_common::result::CniResult;
@@ -57,31 +57,50 @@ fn bridge_netfilter_at(path: &Path) -> Result<()> {
 
 /// Make the skeleton whole, under the lock so concurrent first ADDs do not
 /// both insert the same jump. Reads the whole table (one exec): this is
-/// the rare path (first pod of a node, or damage).
+/// the rare path (first pod of a node, or damage). The MLD drop in the raw
+/// table follows in its own batch and only as a best effort: it saves
+/// work, it decides nothing, and a node without a usable raw table must
+/// still get its pods' rules.
 fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<()> {
     let _lock = t.skeleton_lock()?;
     let state =
         SkeletonState::from_listing(&t.list_all()?, &skel.conf.admin_chain, &skel.policy_chain());
     let fix = skel.repair(&state);
+    if !fix.is_empty() {
+        t.restore(&rules::batch(&fix))?;
+    }
+    if let Err(e) = ensure_mld_drop(t) {
+        eprintln!("firewall6: could not install the MLD drop in the raw table (pods' MLD reports keep being flooded to every bridge port): {e}");
+    }
+    Ok(())
+}
+
+fn ensure_mld_drop(t: &dyn Tables) -> Result<()> {
+    let prerouting = t.list_raw_chain(RAW_PREROUTING)?.unwrap_or_default();
+    let chain = t.list_raw_chain(MLD_CHAIN)?;
+    let fix = rules::mld_repair(&prerouting, chain.as_deref());
     if fix.is_empty() {
         return Ok(());
     }
-    t.restore(&rules::batch(&fix))
+    t.restore(&rules::table_batch("raw", &fix))
 }
 
 /// ADD's work in one ip6tables-restore process when the node is set up:
 /// the pod's rules as one atomic batch of appends to bucket chains, whose
 /// cost does not depend on how many pods exist, led by `-C` lines for the
-/// skeleton rules ADD relies on ([`Skeleton::presence_checks`]). A missing
-/// skeleton rule or chain (first pod of a node, or damage) fails the whole
-/// batch, nothing applied; then the full path reads the table, repairs
-/// (under the lock) and the pod's batch runs once more. Before issue 7 four
-/// `ip6tables -S` processes read FORWARD, CNI6-FORWARD, FROM-POD and the
-/// policy chain first: ~1.5 ms of CPU each, most of firewall6's ADD.
+/// skeleton rules ADD relies on ([`Skeleton::presence_checks`]) and for
+/// the MLD drop in the raw table ([`rules::mld_presence_checks`]). A
+/// missing skeleton rule or chain (first pod of a node, damage, or a node
+/// set up by an earlier release) fails the whole batch, nothing applied;
+/// then the full path reads the table, repairs (under the lock) and the
+/// pod's batch runs once more. Before issue 7 four `ip6tables -S`
+/// processes read FORWARD, CNI6-FORWARD, FROM-POD and the policy chain
+/// first: ~1.5 ms of CPU each, most of firewall6's ADD.
 pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
     let mut fast = skel.presence_checks();
     fast.extend_from_slice(pod_rules);
-    if t.restore(&rules::batch(&fast)).is_ok() {
+    let batch = rules::table_batch("raw", &rules::mld_presence_checks()) + &rules::batch(&fast);
+    if t.restore(&batch).is_ok() {
         return Ok(());
     }
     ensure_skeleton(t, skel)?;
@@ -403,6 +422,7 @@ mod tests {
         fn new() -> FakeTables {
             let t = FakeTables::default();
             t.chains.borrow_mut().insert(FORWARD.into(), vec![]);
+            t.chains.borrow_mut().insert(raw(RAW_PREROUTING), vec![]);
             t
         }
 
@@ -421,6 +441,11 @@ mod tests {
         }
     }
 
+    /// The fake's key for a raw-table chain (filter chains go by name).
+    fn raw(chain: &str) -> String {
+        format!("raw:{chain}")
+    }
+
     fn bad(batch: &str, why: &str) -> Error {
         Error::Exec {
             what: "fake restore".into(),
@@ -437,14 +462,18 @@ mod tests {
         fn list_all(&self) -> Result<Vec<String>> {
             let chains = self.chains.borrow();
             let mut out = vec!["-P FORWARD ACCEPT".to_string()];
+            let filter = || chains.iter().filter(|(c, _)| !c.starts_with("raw:"));
             out.extend(
-                chains
-                    .keys()
-                    .filter(|c| *c != FORWARD)
-                    .map(|c| format!("-N {c}")),
+                filter()
+                    .filter(|(c, _)| *c != FORWARD)
+                    .map(|(c, _)| format!("-N {c}")),
             );
-            out.extend(chains.values().flatten().cloned());
+            out.extend(filter().flat_map(|(_, r)| r.iter().cloned()));
             Ok(out)
+        }
+
+        fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
+            Ok(self.chains.borrow().get(&raw(chain)).cloned())
         }
 
         fn restore(&self, batch: &str) -> Result<()> {
@@ -456,13 +485,23 @@ mod tests {
                 }
             }
             let mut next = self.chains.borrow().clone();
+            // Chains of the current section's table, by the fake's key.
+            let mut key: fn(&str) -> String = |c| c.to_string();
             for line in batch.lines() {
-                if line == "*filter" || line == "COMMIT" {
+                if let Some(table) = line.strip_prefix('*') {
+                    key = if table == "raw" {
+                        raw
+                    } else {
+                        |c| c.to_string()
+                    };
+                    continue;
+                }
+                if line == "COMMIT" {
                     continue;
                 }
                 if let Some(decl) = line.strip_prefix(':') {
-                    let name = decl.split(' ').next().unwrap().to_string();
-                    next.insert(name, vec![]);
+                    let name = decl.split(' ').next().unwrap();
+                    next.insert(key(name), vec![]);
                     continue;
                 }
                 let (op, rest) = line.split_at(3);
@@ -473,14 +512,14 @@ mod tests {
                     .unwrap_or(spec);
                 let rule = format!("-A {chain} {spec}");
                 let target = spec.rsplit(' ').next().unwrap();
-                if !next.contains_key(chain)
+                if !next.contains_key(&key(chain))
                     || (op != "-D "
                         && !["ACCEPT", "DROP", "RETURN"].contains(&target)
-                        && !next.contains_key(target))
+                        && !next.contains_key(&key(target)))
                 {
                     return Err(bad(batch, "no chain/target by that name"));
                 }
-                let rules = next.get_mut(chain).unwrap();
+                let rules = next.get_mut(&key(chain)).unwrap();
                 match op {
                     "-A " => rules.push(rule),
                     "-I " => rules.insert(0, rule),
@@ -527,6 +566,64 @@ mod tests {
     /// the skeleton's policy.
     fn rules_of(skel: &Skeleton, id: &str, last: u16, port: &str) -> Vec<String> {
         rules::pod_rules(&tag(id), &pod(last, port), &skel.policy_chain())
+    }
+
+    /// Issue 7: the first ADD also puts the MLD drop into the raw table;
+    /// later ADDs check it in their one batch and put it back when it is
+    /// gone, without touching the filter table's skeleton.
+    #[test]
+    fn mld_drop_installed_checked_and_repaired() {
+        let t = FakeTables::new();
+        let conf = FirewallConf::from_raw(&json!({})).unwrap();
+        let skel = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        let raw_chain = |c: &str| t.list_raw_chain(c).unwrap();
+        assert_eq!(raw_chain(RAW_PREROUTING), Some(vec![rules::mld_jump()]));
+        assert_eq!(raw_chain(MLD_CHAIN), Some(rules::mld_rules()));
+        let before = t.restores.get();
+        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
+        assert_eq!(
+            t.restores.get() - before,
+            1,
+            "one batch with the raw checks"
+        );
+
+        t.chains.borrow_mut().insert(raw(RAW_PREROUTING), vec![]);
+        let filter_before = t.list_all().unwrap();
+        install(&t, &skel, &rules_of(&skel, "c", 0x12, "c6ab00000000003")).unwrap();
+        assert_eq!(raw_chain(RAW_PREROUTING), Some(vec![rules::mld_jump()]));
+        assert_eq!(raw_chain(MLD_CHAIN), Some(rules::mld_rules()));
+        let added: BTreeSet<String> = t
+            .list_all()
+            .unwrap()
+            .into_iter()
+            .filter(|l| !filter_before.contains(l))
+            .collect();
+        let c: BTreeSet<String> = rules_of(&skel, "c", 0x12, "c6ab00000000003")
+            .into_iter()
+            .collect();
+        assert_eq!(added, c, "the filter table gained c's rules only");
+    }
+
+    /// A raw table that cannot be written costs the MLD drop, never the
+    /// pod's rules.
+    #[test]
+    fn unusable_raw_table_does_not_fail_add() {
+        let t = FakeTables::new();
+        t.fail_on("*raw", u32::MAX);
+        let conf = FirewallConf::from_raw(&json!({})).unwrap();
+        let skel = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
+        install(&t, &skel, &a).unwrap();
+        assert_eq!(t.tagged(&tag("a")), a.len());
+        assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
+        assert_eq!(t.list_raw_chain(MLD_CHAIN).unwrap(), None);
     }
 
     #[test]

@@ -73,6 +73,11 @@
 //! `::/0` out of its result — never an ECMP default route. The config key
 //! `defaultRoute: false` suppresses it (also one IPAM asked for).
 //!
+//! ADD runs IPAM ADD (a process) on a second thread while it makes the
+//! bridge, the veth pair and the pod-side sysctls, none of which needs an
+//! address; a failure on either side undoes the veth, and the addresses
+//! are released only when IPAM ADD allocated them (issue 7).
+//!
 //! DEL deletes the host end of the veth by its derived name, which removes
 //! the pod end with it; it never deletes an interface in the pod that is
 //! not our veth's peer (such as the one that made a duplicate ADD fail,

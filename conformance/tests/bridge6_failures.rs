@@ -3,7 +3,7 @@
 //! is already gone (25–30).
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
-use conformance::harness::{self, snapshot, Invocation};
+use conformance::harness::{self, snapshot, Invocation, Netns};
 use conformance::ipam;
 use serde_json::json;
 
@@ -15,6 +15,13 @@ fn node_veths(node: &Node) -> Vec<String> {
         .into_iter()
         .filter(|n| n.starts_with("c6") && n.len() == 15)
         .collect()
+}
+
+/// A failed ADD left nothing: no allocation, no pod interface, no host veth.
+fn assert_rolled_back(node: &Node, net: &BridgeNet, pod: &Netns) {
+    assert!(net.ipam.store().is_empty(), "address not released");
+    assert!(bh::link(pod, "eth0").is_none(), "pod interface left");
+    assert!(node_veths(node).is_empty(), "host veth left");
 }
 
 #[test]
@@ -91,9 +98,7 @@ fn late_failure_releases_the_address_and_the_veth() {
         "the error names the route: {}",
         out.msg()
     );
-    assert!(net.ipam.store().is_empty(), "address not released");
-    assert!(bh::link(&pod, "eth0").is_none(), "pod interface left");
-    assert!(node_veths(&node).is_empty(), "host veth left");
+    assert_rolled_back(&node, &net, &pod);
     // The runtime's DEL after a failed ADD (checklist 82) still succeeds.
     net.del(&node, V, &cid, &pod.path_str(), "eth0")
         .assert_silent_ok();
@@ -121,9 +126,7 @@ fn ipam_failure_removes_the_veth_made_meanwhile() {
         "IPAM's error: {}",
         out.msg()
     );
-    assert!(net.ipam.store().is_empty(), "an allocation was made");
-    assert!(bh::link(&pod, "eth0").is_none(), "pod interface left");
-    assert!(node_veths(&node).is_empty(), "host veth left");
+    assert_rolled_back(&node, &net, &pod);
     net.del(&node, V, &cid, &pod.path_str(), "eth0")
         .assert_silent_ok();
 }

@@ -562,6 +562,13 @@ mod tests {
         .tag()
     }
 
+    /// Network "n" with the default policy (the config lives for the test
+    /// process).
+    fn default_skel() -> Skeleton<'static> {
+        let conf = Box::leak(Box::new(FirewallConf::from_raw(&json!({})).unwrap()));
+        Skeleton { network: "n", conf }
+    }
+
     /// The rules of pod `id` (address slot `last`, host port `port`) under
     /// the skeleton's policy.
     fn rules_of(skel: &Skeleton, id: &str, last: u16, port: &str) -> Vec<String> {
@@ -574,11 +581,7 @@ mod tests {
     #[test]
     fn mld_drop_installed_checked_and_repaired() {
         let t = FakeTables::new();
-        let conf = FirewallConf::from_raw(&json!({})).unwrap();
-        let skel = Skeleton {
-            network: "n",
-            conf: &conf,
-        };
+        let skel = default_skel();
         install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
         let raw_chain = |c: &str| t.list_raw_chain(c).unwrap();
         assert_eq!(raw_chain(RAW_PREROUTING), Some(vec![rules::mld_jump()]));
@@ -614,11 +617,7 @@ mod tests {
     fn unusable_raw_table_does_not_fail_add() {
         let t = FakeTables::new();
         t.fail_on("*raw", u32::MAX);
-        let conf = FirewallConf::from_raw(&json!({})).unwrap();
-        let skel = Skeleton {
-            network: "n",
-            conf: &conf,
-        };
+        let skel = default_skel();
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         install(&t, &skel, &a).unwrap();
         assert_eq!(t.tagged(&tag("a")), a.len());
@@ -697,11 +696,7 @@ mod tests {
     #[test]
     fn install_repairs_a_lost_bucket_and_retries() {
         let t = FakeTables::new();
-        let conf = FirewallConf::from_raw(&json!({})).unwrap();
-        let skel = Skeleton {
-            network: "n",
-            conf: &conf,
-        };
+        let skel = default_skel();
         install(&t, &skel, &[]).unwrap();
         t.chains.borrow_mut().remove("CNI6-D-10");
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
@@ -716,11 +711,7 @@ mod tests {
     #[test]
     fn install_converts_the_flat_layout_of_an_earlier_version() {
         let t = FakeTables::new();
-        let conf = FirewallConf::from_raw(&json!({})).unwrap();
-        let skel = Skeleton {
-            network: "n",
-            conf: &conf,
-        };
+        let skel = default_skel();
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         install(&t, &skel, &a).unwrap();
         {
@@ -764,11 +755,7 @@ mod tests {
     #[test]
     fn del_retries_when_a_batch_fails_once() {
         let t = FakeTables::new();
-        let conf = FirewallConf::from_raw(&json!({})).unwrap();
-        let skel = Skeleton {
-            network: "n",
-            conf: &conf,
-        };
+        let skel = default_skel();
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         install(&t, &skel, &a).unwrap();
         t.fail_on("-D ", 1);
@@ -781,11 +768,7 @@ mod tests {
     #[test]
     fn gc_keeps_going_and_reports_every_failure() {
         let t = FakeTables::new();
-        let conf = FirewallConf::from_raw(&json!({})).unwrap();
-        let skel = Skeleton {
-            network: "n",
-            conf: &conf,
-        };
+        let skel = default_skel();
         for (i, id) in ["a", "b", "c", "keep"].iter().enumerate() {
             let r = rules_of(&skel, id, 0x10 + i as u16, "c6ab00000000001");
             install(&t, &skel, &r).unwrap();

@@ -806,11 +806,13 @@ pub fn mld_rules() -> Vec<String> {
         .collect()
 }
 
-/// `-C` lines (raw table) that hold when the MLD drop is in place.
+/// The `-C` line (raw table) ADD's batch carries for the MLD drop: the
+/// jump, which also proves [`MLD_CHAIN`] exists. Its four rules are not
+/// checked on every ADD (+0.13 ms of ip6tables-restore at 10 pods: the
+/// icmp6 extension and four more comparisons); an altered chain is
+/// rewritten whenever the repair path runs.
 pub fn mld_presence_checks() -> Vec<String> {
-    let mut all = vec![mld_jump()];
-    all.extend(mld_rules());
-    all.iter().map(|r| check_of(r)).collect()
+    vec![check_of(&mld_jump())]
 }
 
 /// Raw-table batch lines that make the MLD drop whole, from the listings

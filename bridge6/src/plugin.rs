@@ -247,17 +247,13 @@ fn add(req: &Request) -> Result<CniResult> {
     // sysctls, none of which needs an address: at 10 pods bridge(+ipam)
     // ADD p50 went 3.31 -> 2.99 ms (issue 7). Addresses, routes and
     // gateways wait for it.
-    let (prepared, ipam) = std::thread::scope(|s| {
-        let ipam =
-            s.spawn(|| delegate::ipam(&req.config.raw, &req.env.path, Command::Add, &req.stdin));
-        let prepared = a.prepare();
-        let ipam = ipam.join().unwrap_or_else(|_| {
-            Err(cni_common::Error::Internal(
-                "the IPAM ADD thread panicked".into(),
-            ))
-        });
-        (prepared, ipam)
-    });
+    let (prepared, ipam) = delegate::ipam_alongside(
+        &req.config.raw,
+        &req.env.path,
+        Command::Add,
+        &req.stdin,
+        || a.prepare(),
+    );
     let ipam = ipam
         .map_err(Bridge6Error::from)
         .and_then(|r| r.ok_or_else(|| Bridge6Error::IpamResult("a result from IPAM ADD".into())));
@@ -664,17 +660,13 @@ fn del(req: &Request) -> Result<()> {
     // deleting a link waits for RCU (rcu_barrier in netdev_run_todo,
     // ~10-20 ms here) and the IPAM plugin needs nothing from the link.
     // The reference bridge releases the address first too.
-    let (veth, ipam) = std::thread::scope(|s| {
-        let ipam =
-            s.spawn(|| delegate::ipam(&req.config.raw, &req.env.path, Command::Del, &req.stdin));
-        let veth = delete_host_veth(&host_name);
-        let ipam = ipam.join().unwrap_or_else(|_| {
-            Err(cni_common::Error::Internal(
-                "the IPAM DEL thread panicked".into(),
-            ))
-        });
-        (veth, ipam)
-    });
+    let (veth, ipam) = delegate::ipam_alongside(
+        &req.config.raw,
+        &req.env.path,
+        Command::Del,
+        &req.stdin,
+        || delete_host_veth(&host_name),
+    );
     if let Err(e) = veth {
         if !e.is_gone() {
             errors.push(e.into());

@@ -117,6 +117,30 @@ pub fn ipam(
     exec(&bin, command, stdin)
 }
 
+/// [`ipam`] on a second thread while `work` runs on this one: the IPAM
+/// plugin is a process of its own, so a main plugin overlaps it with
+/// kernel work that does not need its answer (bridge6 makes the veth
+/// during IPAM ADD and deletes it during IPAM DEL). Returns both outcomes.
+pub fn ipam_alongside<T>(
+    raw: &Value,
+    path: &[PathBuf],
+    command: Command,
+    stdin: &[u8],
+    work: impl FnOnce() -> T,
+) -> (T, Result<Option<CniResult>>) {
+    std::thread::scope(|s| {
+        let ipam = s.spawn(|| ipam(raw, path, command, stdin));
+        let done = work();
+        let ipam = ipam.join().unwrap_or_else(|_| {
+            Err(Error::Internal(format!(
+                "the IPAM {} thread panicked",
+                command.as_str()
+            )))
+        });
+        (done, ipam)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

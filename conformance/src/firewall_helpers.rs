@@ -154,31 +154,8 @@ impl RulesNode {
 
     /// Apply `batch` with `ip6tables-restore --noflush` inside the node.
     pub fn restore(&self, batch: &str) {
-        let mut child = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                self.ns.name(),
-                "ip6tables-restore",
-                "-w",
-                "--noflush",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn ip6tables-restore");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(batch.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "ip6tables-restore: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.ns
+            .exec_ok_input(&["ip6tables-restore", "-w", "--noflush"], batch.as_bytes());
     }
 
     pub fn set_bridge_nf(&self, value: &str) {
@@ -524,43 +501,80 @@ fn connect_from(src: Ipv6Addr, dst: SocketAddr, timeout: Duration) -> std::io::R
     }
 }
 
-/// The dispatch of firewall6 before the dispatch tree (issue 7), written
-/// from that version's text: CNI6-ANTISPOOF with 256 `--physdev-in c6XX+`
-/// rules and a catch-all, CNI6-INGRESS with 256 `-d ::XX/::ff` rules, each
-/// jumping straight to its bucket. As an `ip6tables-restore --noflush`
-/// batch that turns a node with the current layout into the old one: the
-/// two dispatch chains rewritten, the 32 group chains of the tree flushed
-/// and deleted, the buckets (and the pods' rules in them) left alone.
+/// An `ip6tables-restore --noflush` batch that turns a node with the
+/// current layout into the one of the release before the dispatch tree
+/// (`firewall6::rules::flat_dispatch_of_earlier_release`): the two
+/// dispatch chains rewritten, the 32 group chains of the tree flushed and
+/// deleted, the buckets (and the pods' rules in them) left alone.
 pub fn flat_dispatch_batch() -> String {
-    let mut b = String::from("*filter\n:CNI6-ANTISPOOF - [0:0]\n:CNI6-INGRESS - [0:0]\n");
-    let groups: Vec<String> = (0..16)
-        .flat_map(|g| [format!("CNI6-PX-{g:x}"), format!("CNI6-DX-{g:x}")])
+    use ::firewall6::rules::{self, Skeleton, ANTISPOOF_CHAIN, INGRESS_CHAIN};
+    let groups: Vec<String> = Skeleton::group_chains()
+        .into_iter()
+        .map(|(g, _)| g)
         .collect();
-    for g in &groups {
-        b.push_str(&format!(":{g} - [0:0]\n"));
-    }
-    for g in &groups {
-        b.push_str(&format!("-X {g}\n"));
-    }
-    b.push_str(&flat_dispatch_rules().join("\n"));
-    b.push_str("\nCOMMIT\n");
-    b
+    let mut lines: Vec<String> = [ANTISPOOF_CHAIN.to_string(), INGRESS_CHAIN.to_string()]
+        .into_iter()
+        .chain(groups.iter().cloned())
+        .map(|c| format!(":{c} - [0:0]"))
+        .collect();
+    lines.extend(groups.iter().map(|g| format!("-X {g}")));
+    lines.extend(rules::flat_dispatch_of_earlier_release());
+    rules::batch(&lines)
 }
 
-/// The `-A` lines of the old flat dispatch (see [`flat_dispatch_batch`]).
-pub fn flat_dispatch_rules() -> Vec<String> {
-    let mut v: Vec<String> = (0..256)
-        .map(|b| format!("-A CNI6-ANTISPOOF -m physdev --physdev-in c6{b:02x}+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-{b:02x}"))
-        .collect();
-    v.push(
-        "-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER"
-            .into(),
-    );
-    v.extend((0..256u128).map(|b| {
-        format!(
-            "-A CNI6-INGRESS -d {}/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-{b:02x}",
-            Ipv6Addr::from(b)
-        )
-    }));
-    v
+/// ULA of fabricated pod `i` in the rule-scale tests (slot `0x10 + i` of
+/// the labs' ULA pod range; no namespace behind it).
+pub fn fake_ula(i: u32) -> Ipv6Addr {
+    fake_addr([0xfd00, 0xf6, 0, 0, 1, 1], i)
+}
+
+/// GUA of fabricated pod `i` (the same slot in the labs' GUA pod range).
+pub fn fake_gua(i: u32) -> Ipv6Addr {
+    fake_addr([0x2001, 0xdb8, 7, 1, 0, 1], i)
+}
+
+fn fake_addr(high: [u16; 6], i: u32) -> Ipv6Addr {
+    let slot = 0x10 + i;
+    let [a, b, c, d, e, f] = high;
+    Ipv6Addr::new(a, b, c, d, e, f, (slot >> 16) as u16, slot as u16)
+}
+
+/// A bridge6-style host port name (`c6` + 13 hex) for fabricated pod `i`,
+/// spread over the 256 port buckets.
+pub fn fake_veth(i: u32) -> String {
+    format!("c6{:02x}{:011x}", (i.wrapping_mul(0x9e37) >> 3) & 0xff, i)
+}
+
+/// The five rules firewall6 must give a bridged pod with these addresses,
+/// written from the documented layout (firewall6's lib.rs), not from the
+/// plugin's code: the tests compare them with what ADD made.
+pub fn documented_pod_rules(
+    net: &str,
+    cid: &str,
+    veth: &str,
+    [ula, gua]: [Ipv6Addr; 2],
+    policy: &str,
+) -> Vec<String> {
+    let c = format!("-m comment --comment \"firewall6 net={net} if=eth0 id={cid}\"");
+    let p = format!("CNI6-P-{}", &veth[2..4]);
+    let d = format!("CNI6-D-{:02x}", ula.octets()[15]);
+    vec![
+        format!("-A {p} -s {ula}/128 -m physdev --physdev-in {veth} {c} -g CNI6-FROM-POD"),
+        format!("-A {p} -s {gua}/128 -m physdev --physdev-in {veth} {c} -g CNI6-FROM-POD"),
+        format!("-A {p} -m physdev --physdev-in {veth} {c} -j DROP"),
+        format!("-A {d} -d {ula}/128 {c} -j {policy}"),
+        format!("-A {d} -d {gua}/128 {c} -j {policy}"),
+    ]
+}
+
+/// Each rule line of an `ip6tables -v -S` listing with its packet counter
+/// (`… -c <packets> <bytes> …`).
+pub fn packet_counts(listing: &str) -> Vec<(&str, u64)> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let n = l.split(" -c ").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((l, n))
+        })
+        .collect()
 }

@@ -263,7 +263,34 @@ impl Netns {
 
     /// [`Netns::exec`] that panics with stderr on failure; returns stdout.
     pub fn exec_ok(&self, cmd: &[&str]) -> String {
-        let out = self.exec(cmd);
+        self.checked(cmd, self.exec(cmd))
+    }
+
+    /// [`Netns::exec_ok`] with `input` on the command's stdin (e.g. an
+    /// `ip6tables-restore` batch).
+    pub fn exec_ok_input(&self, cmd: &[&str], input: &[u8]) -> String {
+        assert!(!cmd.is_empty(), "empty command");
+        let mut child = Command::new(ip_bin())
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn ip netns exec {} {cmd:?}: {e}", self.name));
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input)
+            .unwrap_or_else(|e| panic!("write to {cmd:?} in {}: {e}", self.name));
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("wait for {cmd:?} in {}: {e}", self.name));
+        self.checked(cmd, out)
+    }
+
+    fn checked(&self, cmd: &[&str], out: std::process::Output) -> String {
         assert!(
             out.status.success(),
             "in netns {}: {cmd:?} failed ({}): {}",

@@ -8,10 +8,36 @@ use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
 use conformance::harness;
 use conformance::ipam::{self, IpamNet};
 use serde_json::json;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 const V: &str = "1.0.0";
+
+/// The MAC the neighbour tests plant as a dead pod's.
+const OLD_MAC: &str = "02:00:00:00:0b:ad";
+
+/// The node's neighbour entry for `addr` on `dev` (`ip -6 neigh show`).
+fn neigh_show(node: &Node, dev: &str, addr: Ipv6Addr) -> String {
+    let a = addr.to_string();
+    node.ns
+        .exec_ok(&["ip", "-6", "neigh", "show", &a, "dev", dev])
+}
+
+/// Plant a node neighbour entry for `addr` with [`OLD_MAC`] in state `nud`.
+fn neigh_set(node: &Node, dev: &str, addr: Ipv6Addr, nud: &str) {
+    let a = addr.to_string();
+    node.ns.exec_ok(&[
+        "ip", "-6", "neigh", "replace", &a, "lladdr", OLD_MAC, "dev", dev, "nud", nud,
+    ]);
+}
+
+/// A result's addresses as `args.cni.ips` asks for them again.
+fn as_requested(r: &serde_json::Value) -> Vec<String> {
+    ipam::result_addrs(r)
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+}
 
 #[test]
 fn two_networks_one_pod_one_default_route() {
@@ -123,10 +149,7 @@ fn unsolicited_na_for_every_requested_pod_address() {
     net.del(&node, V, &cid0, &gone.path_str(), "eth0")
         .assert_silent_ok();
     let addrs: Vec<_> = ipam::result_addrs(&r0).iter().map(|a| a.addr()).collect();
-    let ips: Vec<String> = ipam::result_addrs(&r0)
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let ips = as_requested(&r0);
 
     let cap = bh::Capture::start(&node.ns, "brna");
     let second = bh::new_pod();
@@ -218,24 +241,9 @@ fn reused_address_replaces_a_stale_neighbour_entry() {
     net.del(&node, V, &cid, &pod.path_str(), "eth0")
         .assert_silent_ok();
     let addr = ipam::result_addrs(&r0)[0].addr();
-    node.ns.exec_ok(&[
-        "ip",
-        "-6",
-        "neigh",
-        "replace",
-        &addr.to_string(),
-        "lladdr",
-        "02:00:00:00:0b:ad",
-        "dev",
-        "brre",
-        "nud",
-        "stale",
-    ]);
+    neigh_set(&node, "brre", addr, "stale");
     // The new pod asks for the same addresses (args.cni.ips, checklist 16).
-    let ips: Vec<String> = ipam::result_addrs(&r0)
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let ips = as_requested(&r0);
     let net2 = net.clone().key("args", json!({"cni": {"ips": ips}}));
     let cid2 = harness::container_id("b6re");
     let r = net2.add(&node, V, &cid2, &pod, "eth0").assert_ok().clone();
@@ -243,15 +251,7 @@ fn reused_address_replaces_a_stale_neighbour_entry() {
     let mac = r["interfaces"][2]["mac"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let neigh = node.ns.exec_ok(&[
-            "ip",
-            "-6",
-            "neigh",
-            "show",
-            &addr.to_string(),
-            "dev",
-            "brre",
-        ]);
+        let neigh = neigh_show(&node, "brre", addr);
         if neigh.contains(&mac) {
             break;
         }
@@ -281,35 +281,10 @@ fn node_neighbour_entry_is_refreshed_without_a_packet() {
         .assert_ok()
         .clone();
     // ipam-prefix's cursor hands out the next slot: predict it.
-    let next = |r: &serde_json::Value| {
-        std::net::Ipv6Addr::from(u128::from(ipam::result_addrs(r)[0].addr()) + 1)
-    };
-    let neigh = |addr: std::net::Ipv6Addr| {
-        node.ns.exec_ok(&[
-            "ip",
-            "-6",
-            "neigh",
-            "show",
-            &addr.to_string(),
-            "dev",
-            "brnr",
-        ])
-    };
-    let set = |addr: std::net::Ipv6Addr, nud: &str| {
-        node.ns.exec_ok(&[
-            "ip",
-            "-6",
-            "neigh",
-            "replace",
-            &addr.to_string(),
-            "lladdr",
-            "02:00:00:00:0b:ad",
-            "dev",
-            "brnr",
-            "nud",
-            nud,
-        ]);
-    };
+    let next =
+        |r: &serde_json::Value| Ipv6Addr::from(u128::from(ipam::result_addrs(r)[0].addr()) + 1);
+    let neigh = |addr| neigh_show(&node, "brnr", addr);
+    let set = |addr, nud| neigh_set(&node, "brnr", addr, nud);
 
     let want = next(&rk);
     set(want, "stale");
@@ -332,7 +307,7 @@ fn node_neighbour_entry_is_refreshed_without_a_packet() {
     assert_eq!(ipam::result_addrs(&r2)[0].addr(), fixed, "cursor order");
     let entry = neigh(fixed);
     assert!(
-        entry.contains("02:00:00:00:0b:ad") && entry.contains("PERMANENT"),
+        entry.contains(OLD_MAC) && entry.contains("PERMANENT"),
         "an operator's permanent entry was changed: {entry}"
     );
     node.ns.exec_ok(&[

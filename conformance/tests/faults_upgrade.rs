@@ -15,7 +15,7 @@
 
 use conformance::chain::{assert_spec_error, names, Chain};
 use conformance::firewall_helpers::{
-    conf as fw_conf, firewall6, flat_dispatch_batch, flat_dispatch_rules, Lab, LabPod, Listener,
+    conf as fw_conf, firewall6, flat_dispatch_batch, Lab, LabPod, Listener,
 };
 use conformance::harness::{self, Netns};
 use serde_json::{json, Value};
@@ -97,23 +97,10 @@ fn install_store(chain: &Chain, this_boot: bool) {
 }
 
 fn restore_rules(chain: &Chain) {
-    let rules = fixture_dir().join("rules.v6");
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            chain.node.name(),
-            "ip6tables-restore",
-            "-w",
-        ])
-        .stdin(std::fs::File::open(&rules).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let rules = std::fs::read(fixture_dir().join("rules.v6")).unwrap();
+    chain
+        .node
+        .exec_ok_input(&["ip6tables-restore", "-w"], &rules);
 }
 
 fn gone_netns() -> String {
@@ -189,7 +176,7 @@ fn fixture_ruleset_is_converted_by_the_next_add() {
     // The hand-written old layout the Lab test below uses is the fixture's.
     assert_eq!(
         dispatch(&chain.rules()),
-        flat_dispatch_rules(),
+        firewall6::rules::flat_dispatch_of_earlier_release(),
         "fixture dispatch"
     );
     let old_pod_rules = chain.pod_rules();

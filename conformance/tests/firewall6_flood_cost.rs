@@ -24,8 +24,12 @@
 //! measurement, ~1 min):
 //! `cargo test --release -p conformance --test firewall6_flood_cost -- --ignored --nocapture`
 
-use conformance::firewall_helpers::{conf, firewall6, flat_dispatch_batch, prev_result, RulesNode};
+use conformance::firewall_helpers::{
+    conf, documented_pod_rules, fake_gua as gua, fake_ula as ula, fake_veth, firewall6,
+    flat_dispatch_batch, prev_result, RulesNode,
+};
 use conformance::harness::{self, Invocation, Netns};
+use firewall6::rules::{self, Skeleton};
 use serde_json::json;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::time::{Duration, Instant};
@@ -37,33 +41,13 @@ const PACKETS: u32 = 1500;
 const ROUNDS: u32 = 3;
 const SENDER_PORT: &str = "c6800000000c0de";
 
-fn ula(i: u32) -> Ipv6Addr {
-    format!(
-        "fd00:f6::1:1:{:x}:{:x}",
-        (0x10 + i) >> 16,
-        (0x10 + i) & 0xffff
-    )
-    .parse()
-    .unwrap()
-}
-
-fn gua(i: u32) -> Ipv6Addr {
-    format!(
-        "2001:db8:7:1:0:1:{:x}:{:x}",
-        (0x10 + i) >> 16,
-        (0x10 + i) & 0xffff
-    )
-    .parse()
-    .unwrap()
-}
-
 /// bridge6-style port names spread over the port buckets; pod 0 is the
 /// sender.
 fn veth(i: u32) -> String {
     if i == 0 {
         return SENDER_PORT.to_string();
     }
-    format!("c6{:02x}{:011x}", (i.wrapping_mul(0x9e37) >> 3) & 0xff, i)
+    fake_veth(i)
 }
 
 fn cid(i: u32) -> String {
@@ -72,21 +56,7 @@ fn cid(i: u32) -> String {
 
 /// The per-pod rules of pod `i` in the documented format.
 fn pod_rules(i: u32, policy: &str) -> Vec<String> {
-    let c = format!(
-        "-m comment --comment \"firewall6 net={NET} if=eth0 id={}\"",
-        cid(i)
-    );
-    let v = veth(i);
-    let p = format!("CNI6-P-{}", &v[2..4]);
-    let (u, g) = (ula(i), gua(i));
-    let d = format!("CNI6-D-{:02x}", u.octets()[15]);
-    vec![
-        format!("-A {p} -s {u}/128 -m physdev --physdev-in {v} {c} -g CNI6-FROM-POD"),
-        format!("-A {p} -s {g}/128 -m physdev --physdev-in {v} {c} -g CNI6-FROM-POD"),
-        format!("-A {p} -m physdev --physdev-in {v} {c} -j DROP"),
-        format!("-A {d} -d {u}/128 {c} -j {policy}"),
-        format!("-A {d} -d {g}/128 {c} -j {policy}"),
-    ]
+    documented_pod_rules(NET, &cid(i), &veth(i), [ula(i), gua(i)], policy)
 }
 
 /// utime + stime of every ksoftirqd thread, in clock ticks.
@@ -259,14 +229,11 @@ fn flooded_multicast_per_copy_cost_flat_vs_tree() {
         assert_eq!(node.ip6tables(&["-S", "CNI6-INGRESS"]).lines().count(), 18);
     };
     let flat = || node.restore(&flat_dispatch_batch());
-    let jump = "-m comment --comment \"firewall6: cni6 pod firewall\" -j CNI6-FORWARD";
-    let none = || {
-        node.ns
-            .exec_ok(&["sh", "-c", &format!("ip6tables -w -D FORWARD {jump}")]);
-    };
+    let jump = Skeleton::forward_jump();
+    let none = || node.restore(&rules::batch(&[rules::delete_of(&jump)]));
     let restore_jump = || {
-        node.ns
-            .exec_ok(&["sh", "-c", &format!("ip6tables -w -I FORWARD 1 {jump}")]);
+        let spec = jump.strip_prefix("-A FORWARD ").expect("a FORWARD rule");
+        node.restore(&rules::batch(&[format!("-I FORWARD 1 {spec}")]));
     };
     let copies = (PACKETS * (PORTS - 1)) as f64;
     let mut results: Vec<(String, String, Vec<f64>)> = Vec::new();

@@ -6,6 +6,7 @@
 
 use conformance::bridge_helpers::{self as bh, Capture};
 use conformance::chain::Chain;
+use conformance::firewall_helpers::packet_counts;
 use conformance::harness::{self, Netns};
 use serde_json::Value;
 use std::time::Duration;
@@ -33,13 +34,10 @@ fn add(chain: &Chain, pod: &Netns) -> (String, Value) {
 
 /// Packet counters of the CNI6-MLD rules, summed.
 fn mld_drops(chain: &Chain) -> u64 {
-    chain
+    let listing = chain
         .node
-        .exec_ok(&["ip6tables", "-w", "-t", "raw", "-v", "-S", "CNI6-MLD"])
-        .lines()
-        .filter_map(|l| l.split(" -c ").nth(1))
-        .filter_map(|c| c.split(' ').next()?.parse::<u64>().ok())
-        .sum()
+        .exec_ok(&["ip6tables", "-w", "-t", "raw", "-v", "-S", "CNI6-MLD"]);
+    packet_counts(&listing).iter().map(|(_, n)| n).sum()
 }
 
 /// A pod's link-local address (the source of its MLD messages).

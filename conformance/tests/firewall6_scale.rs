@@ -6,7 +6,10 @@
 //! Run with `--nocapture` to see the numbers (`FW6-SCALE ...` lines); the
 //! crate doc of firewall6 records them.
 
-use conformance::firewall_helpers::{conf, firewall6, prev_result, RulesNode};
+use conformance::firewall_helpers::{
+    conf, documented_pod_rules, fake_gua as gua, fake_ula as ula, fake_veth as veth, firewall6,
+    prev_result, RulesNode,
+};
 use conformance::harness::{self, Invocation, Output};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -16,27 +19,6 @@ use std::time::{Duration, Instant};
 const NET: &str = "scale";
 const PODS: u32 = 1000;
 const SAMPLES: u32 = 7;
-
-fn ula(i: u32) -> String {
-    format!(
-        "fd00:f6::1:1:{:x}:{:x}",
-        (0x10 + i) >> 16,
-        (0x10 + i) & 0xffff
-    )
-}
-
-fn gua(i: u32) -> String {
-    format!(
-        "2001:db8:7:1:0:1:{:x}:{:x}",
-        (0x10 + i) >> 16,
-        (0x10 + i) & 0xffff
-    )
-}
-
-/// bridge6-style names (`c6` + 13 hex) spread over the port buckets.
-fn veth(i: u32) -> String {
-    format!("c6{:02x}{:011x}", (i.wrapping_mul(0x9e37) >> 3) & 0xff, i)
-}
 
 fn cid(i: u32) -> String {
     format!("scale{}x{i:05}", std::process::id())
@@ -112,29 +94,9 @@ fn parallel(
     t0.elapsed()
 }
 
-/// The rules one pod must have, written from the documented layout (not
-/// from the plugin's code).
+/// The rules pod `i` must have (the documented layout).
 fn expected_rules(i: u32, policy: &str) -> Vec<String> {
-    let c = format!(
-        "-m comment --comment \"firewall6 net={NET} if=eth0 id={}\"",
-        cid(i)
-    );
-    let v = veth(i);
-    let p = format!("CNI6-P-{}", &v[2..4]);
-    let d = format!("CNI6-D-{:02x}", (0x10 + i) & 0xff);
-    vec![
-        format!(
-            "-A {p} -s {}/128 -m physdev --physdev-in {v} {c} -g CNI6-FROM-POD",
-            ula(i)
-        ),
-        format!(
-            "-A {p} -s {}/128 -m physdev --physdev-in {v} {c} -g CNI6-FROM-POD",
-            gua(i)
-        ),
-        format!("-A {p} -m physdev --physdev-in {v} {c} -j DROP"),
-        format!("-A {d} -d {}/128 {c} -j {policy}", ula(i)),
-        format!("-A {d} -d {}/128 {c} -j {policy}", gua(i)),
-    ]
+    documented_pod_rules(NET, &cid(i), &veth(i), [ula(i), gua(i)], policy)
 }
 
 fn pod_lines(node: &RulesNode) -> BTreeSet<String> {

@@ -4,7 +4,7 @@
 //! the node (see conformance::firewall_helpers::Lab). Every probe is a TCP
 //! exchange that must also carry the reply back.
 
-use conformance::firewall_helpers::{conf, Lab, Listener};
+use conformance::firewall_helpers::{conf, packet_counts, Lab, Listener};
 use conformance::harness::container_id;
 use serde_json::json;
 use std::net::Ipv6Addr;
@@ -327,12 +327,11 @@ fn received(sock: &std::net::UdpSocket) -> u32 {
 /// `needle` (`ip6tables -v -S`: `… -c <packets> <bytes>`).
 fn counter(lab: &Lab, chain: &str, needle: &str) -> u64 {
     let out = lab.node.ip6tables(&["-v", "-S", chain]);
-    let line = out
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no rule with {needle:?} in {out}"));
-    let at = line.find(" -c ").expect("counters") + 4;
-    line[at..].split(' ').next().unwrap().parse().unwrap()
+    packet_counts(&out)
+        .into_iter()
+        .find(|(l, _)| l.contains(needle))
+        .unwrap_or_else(|| panic!("no rule with {needle:?} in {out}"))
+        .1
 }
 
 /// Issue 7: multicast destinations leave CNI6-INGRESS at its first rule,
@@ -365,14 +364,10 @@ fn multicast_skips_pod_dispatch_but_not_the_source_check() {
         "spoofed copies reached CNI6-INGRESS: {mc} → {after}"
     );
     let drop = format!("--physdev-in {} ", lab.a.veth);
-    let dropped = lab
-        .node
-        .ip6tables(&["-v", "-S", "CNI6-P-OTHER"])
-        .lines()
-        .find(|l| l.contains(&drop) && l.ends_with("-j DROP"))
-        .and_then(|l| l.split(" -c ").nth(1))
-        .and_then(|c| c.split(' ').next())
-        .and_then(|c| c.parse::<u64>().ok())
+    let other = lab.node.ip6tables(&["-v", "-S", "CNI6-P-OTHER"]);
+    let (_, dropped) = packet_counts(&other)
+        .into_iter()
+        .find(|(l, _)| l.contains(&drop) && l.ends_with("-j DROP"))
         .expect("a's DROP rule");
     assert!(dropped >= 20, "a's source check dropped {dropped}");
     del(&lab, &added);

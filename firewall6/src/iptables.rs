@@ -23,8 +23,9 @@ pub const SEARCH_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin"];
 /// so two first ADDs cannot both insert the FORWARD jump.
 pub const SKELETON_LOCK: &str = "/run/cni6/firewall6.lock";
 
-/// What the verbs need from the filter (and raw) table. [`Ip6tables`] is the real
-/// one; the plugin's unit tests drive the same logic against a fake.
+/// What the verbs need from the filter (and raw) table. [`Ip6tables`] is
+/// the real one; the plugin's unit tests drive the same logic against a
+/// fake.
 pub trait Tables {
     /// The `-A` lines of one chain, `None` when it does not exist.
     fn list_chain(&self, chain: &str) -> Result<Option<Vec<String>>>;
@@ -58,7 +59,7 @@ impl Tables for Ip6tables {
     }
 
     fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
-        Self::chain_listing(chain, self.run(&["-t", "raw", "-S", chain])?)
+        self.list_table_chain("raw", chain)
     }
 
     fn restore(&self, batch: &str) -> Result<()> {
@@ -197,7 +198,12 @@ impl Ip6tables {
     /// The `-A` lines of one filter chain, `None` when the chain does not
     /// exist.
     pub fn list_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
-        Self::chain_listing(chain, self.run(&["-t", "filter", "-S", chain])?)
+        self.list_table_chain("filter", chain)
+    }
+
+    /// [`Ip6tables::list_chain`] in another table.
+    pub fn list_table_chain(&self, table: &str, chain: &str) -> Result<Option<Vec<String>>> {
+        Self::chain_listing(chain, self.run(&["-t", table, "-S", chain])?)
     }
 
     /// Every line of the filter table (`-N`, `-P` and `-A`), for GC.

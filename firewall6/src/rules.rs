@@ -782,6 +782,38 @@ impl Skeleton<'_> {
     }
 }
 
+/// The dispatch rules of the release before the dispatch tree (issue 7),
+/// as that release wrote them: CNI6-ANTISPOOF with 256 `--physdev-in
+/// c6XX+` rules and a catch-all, CNI6-INGRESS with 256 `-d ::XX/::ff`
+/// rules, each jumping straight to its bucket. Nodes set up by it hold
+/// these until the next ADD's repair converts them ([`Skeleton::repair`]);
+/// the upgrade tests start from this text (the conformance fixture's
+/// ruleset is checked against it).
+pub fn flat_dispatch_of_earlier_release() -> Vec<String> {
+    let mut v: Vec<String> = (0..BUCKETS)
+        .map(|b| {
+            format!(
+                "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{b:02x}+ {} -j {}",
+                comment("firewall6: port bucket"),
+                port_bucket(b)
+            )
+        })
+        .collect();
+    v.push(format!(
+        "-A {ANTISPOOF_CHAIN} {} -j {PORT_OTHER}",
+        comment("firewall6: other port names")
+    ));
+    v.extend((0..BUCKETS).map(|b| {
+        format!(
+            "-A {INGRESS_CHAIN} -d {}/::ff {} -j {}",
+            Ipv6Addr::from(b as u128),
+            comment("firewall6: address bucket"),
+            addr_bucket(b)
+        )
+    }));
+    v
+}
+
 /// The jump in raw PREROUTING that sends ICMPv6 entering from a bridge6
 /// port (`c6…`) to [`MLD_CHAIN`], written as `ip6tables -S` prints it.
 pub fn mld_jump() -> String {
@@ -797,8 +829,8 @@ pub fn mld_jump() -> String {
 /// snooping that forwards by membership (the bridge floods all multicast),
 /// so a pod's reports inform no one; but each of them, sent under RTNL by
 /// the pod's address configuration, went through ip6tables once per
-/// port: at 1000 pods 3.6-4.1 ms of every ADD (issue 7). A pod's query would
-/// make every other pod answer: dropped too.
+/// port: at 1000 pods 3.6-4.1 ms of every ADD (issue 7). A pod's query
+/// would make every other pod answer: dropped too.
 pub fn mld_rules() -> Vec<String> {
     MLD_TYPES
         .iter()
@@ -1320,23 +1352,6 @@ mod tests {
             .any(|l| l == ":CNI6-FORWARD - [0:0]" || l == ":CNI6-ADMIN - [0:0]"));
     }
 
-    /// The flat dispatch of the previous version (256 bucket rules in
-    /// each dispatch chain, no groups), written here from that version's
-    /// text so the conversion is tested against what old nodes hold.
-    fn old_flat_dispatch() -> Vec<String> {
-        let mut v: Vec<String> = (0..BUCKETS)
-            .map(|b| format!("-A CNI6-ANTISPOOF -m physdev --physdev-in c6{b:02x}+ -m comment --comment \"firewall6: port bucket\" -j CNI6-P-{b:02x}"))
-            .collect();
-        v.push("-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER".into());
-        v.extend((0..BUCKETS).map(|b| {
-            format!(
-                "-A CNI6-INGRESS -d {}/::ff -m comment --comment \"firewall6: address bucket\" -j CNI6-D-{b:02x}",
-                Ipv6Addr::from(b as u128)
-            )
-        }));
-        v
-    }
-
     #[test]
     fn flat_layout_of_earlier_version_is_converted_in_one_batch() {
         let c = conf(json!({}));
@@ -1355,7 +1370,7 @@ mod tests {
                     && !l.starts_with("-A CNI6-ANTISPOOF ")
                     && !l.starts_with("-A CNI6-INGRESS ")
             })
-            .chain(old_flat_dispatch())
+            .chain(flat_dispatch_of_earlier_release())
             .chain([pod])
             .collect();
         let st = SkeletonState::from_listing(&old, "CNI6-ADMIN", &s.policy_chain());

@@ -1088,18 +1088,25 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
     // set here beforehand (untimed) and restored afterwards. Without them
     // the floor's pod would run DAD, send router solicitations and MLD
     // reports, flooded to every port of the bridge.
-    let pod_defaults =
-        ["accept_dad", "accept_ra", "autoconf"].map(|k| format!("net.ipv6.conf.default.{k}=0"));
-    let mut set_pod = vec!["ip", "netns", "exec", &pod.name, "sysctl", "-qw"];
-    set_pod.extend(pod_defaults.iter().map(String::as_str));
-    timed(chain, &set_pod, "")?;
+    let pod_ns = std::fs::File::open(&pod.path)
+        .map_err(|e| format!("floor: open {}: {e}", pod.path.display()))?;
+    // In the pod: no DAD, RAs or SLAAC (1 = the kernel's defaults back).
+    let pod_defaults = |v: u8| {
+        let keys = ["accept_dad", "accept_ra", "autoconf"];
+        let mut argv = vec!["sysctl".to_string(), "-qw".to_string()];
+        argv.extend(keys.map(|k| format!("net.ipv6.conf.default.{k}={v}")));
+        timed_in(
+            &pod_ns,
+            &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+            "",
+        )
+    };
+    pod_defaults(0)?;
     timed(
         chain,
         &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
         "",
     )?;
-    let pod_ns = std::fs::File::open(&pod.path)
-        .map_err(|e| format!("floor: open {}: {e}", pod.path.display()))?;
     let mut spawn = Samples::default();
     let mut nodes = Samples::default();
     let mut pods = Samples::default();
@@ -1139,8 +1146,6 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
         if r.is_err() {
             let _ = timed(chain, &["ip", "link", "del", &host], "");
             let _ = timed(chain, &["ip6tables", "-w", "-F", chain_name], "");
-        }
-        if r.is_err() {
             outcome = r;
             break;
         }
@@ -1153,11 +1158,7 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
         &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0"],
         "",
     );
-    let pod_back =
-        ["accept_dad", "accept_ra", "autoconf"].map(|k| format!("net.ipv6.conf.default.{k}=1"));
-    let mut reset_pod = vec!["ip", "netns", "exec", &pod.name, "sysctl", "-qw"];
-    reset_pod.extend(pod_back.iter().map(String::as_str));
-    let _ = timed(chain, &reset_pod, "");
+    let _ = pod_defaults(1);
     outcome?;
     Ok(Floor {
         spawn: spawn.pct(50.0),

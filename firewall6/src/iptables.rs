@@ -12,6 +12,7 @@
 //! time on two cores instead of their sum (issue 7).
 
 use crate::error::{Error, Result};
+use crate::generation::{self, Generation, Verified};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -43,6 +44,17 @@ pub trait Tables {
     fn restore(&self, batch: &str) -> Result<()>;
     /// Held while the node-wide skeleton is read and repaired.
     fn skeleton_lock(&self) -> Result<Box<dyn std::any::Any>>;
+    /// The ruleset's commit counter ([`crate::generation`]); None where
+    /// there is none to trust (then every ADD checks the skeleton).
+    fn generation(&self) -> Option<Generation> {
+        None
+    }
+    /// The record of the last batch that found the skeleton whole.
+    fn verified(&self) -> Option<Verified> {
+        None
+    }
+    /// Record a generation with the skeleton whole.
+    fn set_verified(&self, _v: &Verified) {}
 }
 
 impl Tables for Ip6tables {
@@ -85,6 +97,28 @@ impl Tables for Ip6tables {
             .map_err(|(_, errno)| err(std::io::Error::from(errno)))?;
         Ok(Box::new(lock))
     }
+
+    fn generation(&self) -> Option<Generation> {
+        if !self.is_nft() {
+            return None;
+        }
+        generation::current()
+            .inspect_err(|e| {
+                eprintln!("firewall6: nf_tables generation unknown ({e}): checking the skeleton")
+            })
+            .ok()
+    }
+
+    fn verified(&self) -> Option<Verified> {
+        generation::load(Path::new(generation::VERIFIED))
+    }
+
+    fn set_verified(&self, v: &Verified) {
+        // Not fatal: without the record the next ADD checks, as before.
+        if let Err(e) = generation::store(Path::new(generation::VERIFIED), v) {
+            eprintln!("firewall6: could not record {}: {e}", generation::VERIFIED);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +148,16 @@ fn is_missing_chain(stderr: &str) -> bool {
 }
 
 impl Ip6tables {
+    /// Whether ip6tables-restore is the nf_tables backend
+    /// (xtables-nft-multi, which Debian's and RHEL's alternatives point
+    /// to); legacy or unknown: false.
+    pub fn is_nft(&self) -> bool {
+        std::fs::canonicalize(&self.restore)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().contains("nft")))
+            .unwrap_or(false)
+    }
+
     pub fn locate() -> Result<Ip6tables> {
         Ok(Ip6tables {
             ip6tables: find("ip6tables")?,

@@ -2,6 +2,7 @@
 
 use crate::config::FirewallConf;
 use crate::error::{Error, Result};
+use crate::generation::{self, Generation, Verified};
 use crate::iptables::{Ip6tables, Tables};
 use crate::rules::{
     self, Attachment, HostSide, Pod, Skeleton, SkeletonState, ANTISPOOF_CHAIN, FORWARD,
@@ -87,20 +88,56 @@ fn ensure_mld_drop(t: &dyn Tables) -> Result<()> {
 
 /// ADD's work in one ip6tables-restore process when the node is set up:
 /// the pod's rules as one atomic batch of appends to bucket chains, whose
-/// cost does not depend on how many pods exist, led by `-C` lines for the
-/// skeleton rules ADD relies on ([`Skeleton::presence_checks`]) and for
-/// the MLD drop in the raw table ([`rules::mld_presence_checks`]). A
-/// missing skeleton rule or chain (first pod of a node, damage, or a node
-/// set up by an earlier release) fails the whole batch, nothing applied;
-/// then the full path reads the table, repairs (under the lock) and the
-/// pod's batch runs once more. Before issue 7 four `ip6tables -S`
-/// processes read FORWARD, CNI6-FORWARD, FROM-POD and the policy chain
-/// first: ~1.5 ms of CPU each, most of firewall6's ADD.
+/// cost does not depend on how many pods exist. When the ruleset is still
+/// at the generation recorded after the last batch that found the
+/// skeleton whole ([`crate::generation`]), that is the whole batch;
+/// otherwise [`install_checked`]. If anyone else committed while the
+/// unchecked batch ran, the checks run afterwards.
 pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
+    let checks = rules::table_batch("raw", &rules::mld_presence_checks())
+        + &rules::batch(&skel.presence_checks());
+    let digest = generation::digest(&checks);
+    let before = t.generation();
+    let trusted = match (&before, t.verified()) {
+        (Some(now), Some(v)) => v.at == *now && v.checks == digest,
+        _ => false,
+    };
+    if trusted {
+        if pod_rules.is_empty() {
+            return Ok(());
+        }
+        if t.restore(&rules::batch(pod_rules)).is_ok() {
+            if keep_verified(t, before.as_ref(), 1, &digest) {
+                return Ok(());
+            }
+            return install_checked(t, skel, &[], &digest);
+        }
+    }
+    install_checked(t, skel, pod_rules, &digest)
+}
+
+/// The pod's batch led by `-C` lines for the skeleton rules ADD relies on
+/// ([`Skeleton::presence_checks`]) and for the MLD drop in the raw table
+/// ([`rules::mld_presence_checks`]); `digest` is theirs. A missing
+/// skeleton rule or chain (first pod of a node, damage, or a node set up
+/// by an earlier release) fails the whole batch, nothing applied; then
+/// the full path reads the table, repairs (under the lock) and the pod's
+/// batch runs once more. Before issue 7 four `ip6tables -S` processes
+/// read FORWARD, CNI6-FORWARD, FROM-POD and the policy chain first:
+/// ~1.5 ms of CPU each, most of firewall6's ADD.
+fn install_checked(
+    t: &dyn Tables,
+    skel: &Skeleton,
+    pod_rules: &[String],
+    digest: &str,
+) -> Result<()> {
+    let before = t.generation();
     let mut fast = skel.presence_checks();
     fast.extend_from_slice(pod_rules);
     let batch = rules::table_batch("raw", &rules::mld_presence_checks()) + &rules::batch(&fast);
     if t.restore(&batch).is_ok() {
+        // The raw part only checks; the filter part commits when it appends.
+        keep_verified(t, before.as_ref(), u32::from(!pod_rules.is_empty()), digest);
         return Ok(());
     }
     ensure_skeleton(t, skel)?;
@@ -108,6 +145,30 @@ pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<
         return Ok(());
     }
     t.restore(&rules::batch(pod_rules))
+}
+
+/// After our own `commits` transactions since `before`, with the skeleton
+/// that passed the checks of digest `checks` whole when they were made:
+/// record the generation if nobody else committed meanwhile. Returns
+/// whether it did.
+fn keep_verified(t: &dyn Tables, before: Option<&Generation>, commits: u32, checks: &str) -> bool {
+    match (before, t.generation()) {
+        (Some(before), Some(now)) if before.after(commits) == now => {
+            t.set_verified(&Verified {
+                at: now,
+                checks: checks.to_string(),
+            });
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The record, if the ruleset is still at it (for DEL and GC, which change
+/// only pods' rules and so keep it valid).
+fn still_verified(t: &dyn Tables) -> Option<Verified> {
+    let v = t.verified()?;
+    (Some(&v.at) == t.generation().as_ref()).then_some(v)
 }
 
 /// `-A` lines of our bucket chains in a full listing.
@@ -121,7 +182,8 @@ fn bucket_lines(all: Vec<String>) -> Vec<String> {
 /// `-A` lines of the chains they may be in). A rule that vanished meanwhile
 /// makes a batch fail: re-list the whole table and retry. Keeps going
 /// across tags and reports every failure at the end.
-fn remove_tagged(t: &dyn Tables, tags: &BTreeSet<String>, listing: Vec<String>) -> Result<()> {
+fn remove_tagged(t: &dyn Tables, tags: &BTreeSet<String>, listing: Vec<String>) -> Result<u32> {
+    let mut commits = 0;
     let mut errors = Vec::new();
     let mut pending: BTreeSet<String> = tags.clone();
     let mut listing = listing;
@@ -139,13 +201,16 @@ fn remove_tagged(t: &dyn Tables, tags: &BTreeSet<String>, listing: Vec<String>) 
             if lines.is_empty() {
                 continue;
             }
-            if let Err(e) = t.restore(&rules::batch(&lines)) {
-                errors.push(format!("{tag:?}: {e}"));
-                next.insert(tag.clone());
+            match t.restore(&rules::batch(&lines)) {
+                Ok(()) => commits += 1,
+                Err(e) => {
+                    errors.push(format!("{tag:?}: {e}"));
+                    next.insert(tag.clone());
+                }
             }
         }
         if next.is_empty() {
-            return Ok(());
+            return Ok(commits);
         }
         pending = next;
     }
@@ -167,17 +232,28 @@ fn list_chains(t: &dyn Tables, chains: &[String]) -> Result<BTreeMap<String, Vec
 /// (`expected`) they sit in known buckets: list those few chains only
 /// (O(1)). Without, or when the buckets do not hold all of them (the config
 /// or prevResult changed since ADD, checklist 17), read the whole table
-/// once.
+/// once. Deleting a pod's tagged rules leaves the skeleton as it was, so
+/// a verified generation stays verified when nobody else committed.
 pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<Vec<String>>) -> Result<()> {
+    let before = still_verified(t);
     let tags = BTreeSet::from([tag.to_string()]);
+    let mut listing = None;
     if let Some(expected) = expected.filter(|e| !e.is_empty()) {
         let listings = list_chains(t, &rules::chains_of(&expected))?;
-        let listing: Vec<String> = listings.into_values().flatten().collect();
-        if rules::rules_with_tag(&listing, tag).len() >= expected.len() {
-            return remove_tagged(t, &tags, listing);
+        let found: Vec<String> = listings.into_values().flatten().collect();
+        if rules::rules_with_tag(&found, tag).len() >= expected.len() {
+            listing = Some(found);
         }
     }
-    remove_tagged(t, &tags, bucket_lines(t.list_all()?))
+    let listing = match listing {
+        Some(l) => l,
+        None => bucket_lines(t.list_all()?),
+    };
+    let commits = remove_tagged(t, &tags, listing)?;
+    if let Some(v) = before {
+        keep_verified(t, Some(&v.at), commits, &v.checks);
+    }
+    Ok(())
 }
 
 /// CHECK's work: what is wrong with the skeleton and one pod's rules.
@@ -238,6 +314,7 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Resu
 /// GC's work: remove the rules of every attachment of `network` whose tag
 /// is not in `keep`; keeps going and reports every failure (checklist 49).
 pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -> Result<()> {
+    let before = still_verified(t);
     let listing = bucket_lines(t.list_all()?);
     let stale: BTreeSet<String> = listing
         .iter()
@@ -247,7 +324,11 @@ pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -
     if stale.is_empty() {
         return Ok(());
     }
-    remove_tagged(t, &stale, listing)
+    let commits = remove_tagged(t, &stale, listing)?;
+    if let Some(v) = before {
+        keep_verified(t, Some(&v.at), commits, &v.checks);
+    }
+    Ok(())
 }
 
 /// The prevResult ADD and CHECK need (error 7 without it, checklist 32)
@@ -411,11 +492,23 @@ mod tests {
     /// declaration flushes; `-D` of an absent rule and a jump to a missing
     /// chain fail the batch. `fail` makes batches containing a string fail
     /// (`fail_times` times; u32::MAX = always).
+    type Chains = BTreeMap<String, Vec<String>>;
+    /// What someone else's commit does to the chains.
+    type ForeignCommit = Box<dyn FnOnce(&mut Chains)>;
+
     #[derive(Default)]
     struct FakeTables {
         chains: RefCell<BTreeMap<String, Vec<String>>>,
         fail: RefCell<Option<(String, u32)>>,
         restores: Cell<u32>,
+        /// Commit counter like nf_tables' when `Some` (one per table a
+        /// batch changes); `None`: no generation, as on a legacy node.
+        gen: Cell<Option<u32>>,
+        verified_gen: RefCell<Option<Verified>>,
+        /// Something else commits (and does this to the chains) while the
+        /// next batch runs.
+        meanwhile: RefCell<Option<ForeignCommit>>,
+        batches: RefCell<Vec<String>>,
     }
 
     impl FakeTables {
@@ -478,6 +571,11 @@ mod tests {
 
         fn restore(&self, batch: &str) -> Result<()> {
             self.restores.set(self.restores.get() + 1);
+            self.batches.borrow_mut().push(batch.to_string());
+            if let Some(change) = self.meanwhile.borrow_mut().take() {
+                change(&mut self.chains.borrow_mut());
+                self.gen.set(self.gen.get().map(|g| g + 1));
+            }
             if let Some((needle, times)) = self.fail.borrow_mut().as_mut() {
                 if *times > 0 && batch.contains(needle.as_str()) {
                     *times = times.saturating_sub(1);
@@ -487,7 +585,16 @@ mod tests {
             let mut next = self.chains.borrow().clone();
             // Chains of the current section's table, by the fake's key.
             let mut key: fn(&str) -> String = |c| c.to_string();
+            // Sections that change something: one commit each.
+            let mut commits = 0;
+            let mut changed = false;
             for line in batch.lines() {
+                if !line.starts_with("-C ") && !line.starts_with('*') && line != "COMMIT" {
+                    changed = true;
+                }
+                if line == "COMMIT" && std::mem::take(&mut changed) {
+                    commits += 1;
+                }
                 if let Some(table) = line.strip_prefix('*') {
                     key = if table == "raw" {
                         raw
@@ -535,12 +642,154 @@ mod tests {
                 }
             }
             *self.chains.borrow_mut() = next;
+            self.gen.set(self.gen.get().map(|g| g + commits));
             Ok(())
         }
 
         fn skeleton_lock(&self) -> Result<Box<dyn std::any::Any>> {
             Ok(Box::new(()))
         }
+
+        fn generation(&self) -> Option<Generation> {
+            self.gen.get().map(|gen| Generation {
+                boot: "b".repeat(36),
+                netns: 1,
+                gen,
+            })
+        }
+
+        fn verified(&self) -> Option<Verified> {
+            self.verified_gen.borrow().clone()
+        }
+
+        fn set_verified(&self, v: &Verified) {
+            *self.verified_gen.borrow_mut() = Some(v.clone());
+        }
+    }
+
+    impl FakeTables {
+        /// A fake with a generation counter, as with the nf_tables backend.
+        fn counting() -> FakeTables {
+            let t = FakeTables::new();
+            t.gen.set(Some(1));
+            t
+        }
+
+        fn last_batch(&self) -> String {
+            self.batches.borrow().last().cloned().unwrap_or_default()
+        }
+    }
+
+    /// Issue 7: once a checked batch has found the skeleton whole, ADDs
+    /// skip the `-C` lines while nothing else commits, and DEL keeps the
+    /// record (it removes only a pod's rules).
+    #[test]
+    fn checks_skipped_while_nothing_else_committed() {
+        let t = FakeTables::counting();
+        let skel = default_skel();
+        // The first ADD of a node repairs (no record), the second checks.
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        assert_eq!(t.verified(), None);
+        install(&t, &skel, &rules_of(&skel, "a2", 0x13, "c6ab00000000004")).unwrap();
+        assert!(t.last_batch().contains("-C FORWARD"));
+        assert_eq!(t.verified().map(|v| v.at), t.generation());
+        let b = rules_of(&skel, "b", 0x11, "c6ab00000000002");
+        install(&t, &skel, &b).unwrap();
+        assert_eq!(t.last_batch(), rules::batch(&b), "appends only");
+        assert_eq!(t.verified().map(|v| v.at), t.generation());
+        assert!(defects_of(&t, &skel, &b).unwrap().is_empty());
+        remove_attachment(&t, &tag("b"), Some(b.clone())).unwrap();
+        assert_eq!(t.tagged(&tag("b")), 0);
+        assert_eq!(
+            t.verified().map(|v| v.at),
+            t.generation(),
+            "DEL kept the record"
+        );
+        let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
+        install(&t, &skel, &c).unwrap();
+        assert_eq!(t.last_batch(), rules::batch(&c));
+    }
+
+    /// The record belongs to one network's skeleton (admin chain, policy):
+    /// an ADD of a config whose checks differ checks, and installs what
+    /// its config needs.
+    #[test]
+    fn another_config_checks_again() {
+        let t = FakeTables::counting();
+        let skel = default_skel();
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
+        assert_eq!(t.verified().map(|v| v.at), t.generation());
+        let conf = FirewallConf::from_raw(&json!({"adminChain": "OPS"})).unwrap();
+        let ops = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        let c = rules_of(&ops, "c", 0x12, "c6ab00000000003");
+        install(&t, &ops, &c).unwrap();
+        assert!(defects_of(&t, &ops, &c).unwrap().is_empty());
+        let d = rules_of(&skel, "d", 0x13, "c6ab00000000004");
+        install(&t, &skel, &d).unwrap();
+        assert!(t.last_batch().contains("-C FORWARD"), "{}", t.last_batch());
+        let e = rules_of(&skel, "e", 0x14, "c6ab00000000005");
+        install(&t, &skel, &e).unwrap();
+        assert_eq!(t.last_batch(), rules::batch(&e));
+    }
+
+    /// Without a generation (legacy backend) every ADD checks.
+    #[test]
+    fn no_generation_no_skipping() {
+        let t = FakeTables::new();
+        let skel = default_skel();
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        for (id, last) in [("b", 0x11), ("c", 0x12)] {
+            install(&t, &skel, &rules_of(&skel, id, last, "c6ab00000000001")).unwrap();
+            assert!(t.last_batch().contains("-C FORWARD"), "{}", t.last_batch());
+        }
+        assert_eq!(t.verified(), None);
+    }
+
+    /// Someone else's commit between two ADDs (here one that flushes
+    /// CNI6-FORWARD) brings the checks back, and with them the repair.
+    #[test]
+    fn a_foreign_commit_brings_the_checks_back() {
+        let t = FakeTables::counting();
+        let skel = default_skel();
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
+        assert_eq!(t.verified().map(|v| v.at), t.generation());
+        t.chains.borrow_mut().insert(FORWARD_CHAIN.into(), vec![]);
+        t.gen.set(t.gen.get().map(|g| g + 1));
+        let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
+        install(&t, &skel, &c).unwrap();
+        assert!(defects_of(&t, &skel, &c).unwrap().is_empty(), "repaired");
+        assert_eq!(t.tagged(&tag("c")), c.len());
+    }
+
+    /// A commit by someone else while the unchecked batch runs: the checks
+    /// run right after it, and repair what that commit broke.
+    #[test]
+    fn a_commit_during_the_unchecked_batch_is_checked_after_it() {
+        let t = FakeTables::counting();
+        let skel = default_skel();
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
+        *t.meanwhile.borrow_mut() = Some(Box::new(|chains| {
+            chains.insert(FROM_POD_CHAIN.into(), vec![]);
+        }));
+        let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
+        install(&t, &skel, &c).unwrap();
+        assert!(defects_of(&t, &skel, &c).unwrap().is_empty(), "repaired");
+        assert_eq!(t.tagged(&tag("c")), c.len());
+        assert_ne!(t.verified().map(|v| v.at), t.generation());
+        let d = rules_of(&skel, "d", 0x13, "c6ab00000000004");
+        install(&t, &skel, &d).unwrap();
+        assert!(t.last_batch().contains("-C FORWARD"));
+        assert_eq!(
+            t.verified().map(|v| v.at),
+            t.generation(),
+            "checked, recorded again"
+        );
     }
 
     fn pod(last: u16, port: &str) -> Pod {

@@ -1,0 +1,139 @@
+//! firewall6 skips ADD's skeleton checks while the nf_tables generation
+//! says nobody else committed (issue 7; firewall6's `generation` module).
+//! These tests hold the kernel and ip6tables to the facts that rests on,
+//! in a namespace of their own, and show that damage made between ADDs is
+//! still repaired by the next ADD.
+
+use cni_common::netns::NetNs;
+use conformance::firewall_helpers::{conf, prev_result, RulesNode};
+use conformance::harness::{self, container_id};
+use firewall6::generation::{self, Generation};
+use serde_json::{json, Value};
+
+fn generation_in(node: &RulesNode) -> Generation {
+    NetNs::open(node.ns.path())
+        .unwrap()
+        .run(generation::current)
+        .unwrap()
+        .unwrap()
+}
+
+/// What the skip relies on: one commit per table a restore changes, none
+/// for `-C` lines alone or for a batch whose `-C` fails, none for reads;
+/// the namespace cookie tells namespaces apart.
+#[test]
+fn generation_counts_commits_of_changes_only() {
+    harness::require_root();
+    let node = RulesNode::new();
+    let g0 = generation_in(&node);
+    let step = |batch: &str, commits: u32, ok: bool| {
+        let before = generation_in(&node);
+        let out = node.ns.exec(&[
+            "sh",
+            "-c",
+            &format!("printf '{batch}' | ip6tables-restore -w --noflush"),
+        ]);
+        assert_eq!(out.status.success(), ok, "{batch}: {out:?}");
+        assert_eq!(generation_in(&node), before.after(commits), "{batch}");
+    };
+    step("*filter\\n:GENT - [0:0]\\nCOMMIT\\n", 1, true);
+    step("*filter\\n-A GENT -j RETURN\\nCOMMIT\\n", 1, true);
+    step("*filter\\n-C GENT -j RETURN\\nCOMMIT\\n", 0, true);
+    step(
+        "*raw\\nCOMMIT\\n*filter\\n-C GENT -j RETURN\\nCOMMIT\\n",
+        0,
+        true,
+    );
+    step(
+        "*filter\\n-C GENT -j ACCEPT\\n-A GENT -j RETURN\\nCOMMIT\\n",
+        0,
+        false,
+    );
+    step("*filter\\n-D GENT -j RETURN\\nCOMMIT\\n", 1, true);
+    step(
+        "*raw\\n:GENR - [0:0]\\nCOMMIT\\n*filter\\n-A GENT -j RETURN\\nCOMMIT\\n",
+        2,
+        true,
+    );
+    let before = generation_in(&node);
+    node.ip6tables(&["-S"]);
+    assert_eq!(generation_in(&node), before, "a read commits nothing");
+
+    let other = RulesNode::new();
+    let g_other = generation_in(&other);
+    assert_eq!(g_other.boot, g0.boot);
+    assert_ne!(g_other.netns, g0.netns, "namespaces have their own cookie");
+}
+
+fn pod_conf(last: u16) -> Value {
+    let prev = prev_result(
+        "1.0.0",
+        "cni6br0",
+        &format!("c6ab{last:011x}"),
+        "/var/run/netns/fw6-fake-pod",
+        &[
+            &format!("fd00:f6::1:1:0:{last:x}/96"),
+            &format!("2001:db8:7:1:0:1:0:{last:x}/96"),
+        ],
+    );
+    conf("1.0.0", "gen", json!({}), &prev)
+}
+
+/// ADD after ADD through the binary: every pod gets its rules; an
+/// operator's flush of CNI6-FORWARD between two ADDs (a commit the record
+/// does not know) is repaired by the next ADD, and so is a deleted
+/// FORWARD jump. Other tests share the record file; whichever path an ADD
+/// takes, what it leaves must be whole.
+#[test]
+fn damage_between_adds_is_repaired() {
+    harness::require_root();
+    let node = RulesNode::new();
+    let ids: Vec<String> = (0..6).map(|i| container_id(&format!("gen{i}"))).collect();
+    let add = |i: usize| {
+        node.fw("ADD", &ids[i], &pod_conf(0x10 + i as u16))
+            .assert_ok();
+        assert_eq!(node.pod_rules("gen", &ids[i]).len(), 5, "pod {i}");
+    };
+    let whole = |why: &str| {
+        let rules = node.rules();
+        let has = |needle: &str| rules.iter().any(|r| r.contains(needle));
+        assert!(
+            has("-A FORWARD -m comment --comment \"firewall6: cni6 pod firewall\" -j CNI6-FORWARD"),
+            "{why}: {rules:#?}"
+        );
+        assert!(has("-A CNI6-FORWARD -m comment --comment \"firewall6: source check of pod traffic\" -j CNI6-ANTISPOOF"), "{why}");
+        assert!(has("-A CNI6-FORWARD -m comment --comment \"firewall6: inbound policy of pods\" -j CNI6-INGRESS"), "{why}");
+    };
+    add(0);
+    add(1);
+    add(2);
+    whole("three ADDs");
+    node.ip6tables(&["-F", "CNI6-FORWARD"]);
+    add(3);
+    whole("after a flush of CNI6-FORWARD");
+    node.ip6tables(&[
+        "-D",
+        "FORWARD",
+        "-m",
+        "comment",
+        "--comment",
+        "firewall6: cni6 pod firewall",
+        "-j",
+        "CNI6-FORWARD",
+    ]);
+    add(4);
+    whole("after the FORWARD jump was deleted");
+    node.fw("DEL", &ids[4], &pod_conf(0x14)).assert_silent_ok();
+    assert!(node.pod_rules("gen", &ids[4]).is_empty());
+    add(5);
+    whole("after a DEL");
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| *i != 4) {
+        node.fw("CHECK", id, &pod_conf(0x10 + i as u16))
+            .assert_silent_ok();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        node.fw("DEL", id, &pod_conf(0x10 + i as u16))
+            .assert_silent_ok();
+        assert!(node.pod_rules("gen", id).is_empty());
+    }
+}

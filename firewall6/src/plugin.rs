@@ -91,7 +91,7 @@ fn ensure_mld_drop(t: &dyn Tables) -> Result<()> {
 /// cost does not depend on how many pods exist. When the ruleset is still
 /// at the generation recorded after the last batch that found the
 /// skeleton whole ([`crate::generation`]), that is the whole batch;
-/// otherwise [`install_checked`]. If anyone else committed while the
+/// otherwise the checked batch (`install_checked`). If anyone else committed while the
 /// unchecked batch ran, the checks run afterwards.
 pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
     let checks = rules::table_batch("raw", &rules::mld_presence_checks())

@@ -680,34 +680,40 @@ mod tests {
         }
     }
 
+    /// A counting fake after two ADDs of network "n": the first repairs
+    /// (no record), the second checks and records.
+    fn recorded() -> (FakeTables, Skeleton<'static>) {
+        let t = FakeTables::counting();
+        let skel = default_skel();
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        assert_eq!(t.verified(), None);
+        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
+        assert!(t.last_batch().contains("-C FORWARD"));
+        assert_eq!(t.verified().map(|v| v.at), t.generation());
+        (t, skel)
+    }
+
     /// Issue 7: once a checked batch has found the skeleton whole, ADDs
     /// skip the `-C` lines while nothing else commits, and DEL keeps the
     /// record (it removes only a pod's rules).
     #[test]
     fn checks_skipped_while_nothing_else_committed() {
-        let t = FakeTables::counting();
-        let skel = default_skel();
-        // The first ADD of a node repairs (no record), the second checks.
-        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
-        assert_eq!(t.verified(), None);
-        install(&t, &skel, &rules_of(&skel, "a2", 0x13, "c6ab00000000004")).unwrap();
-        assert!(t.last_batch().contains("-C FORWARD"));
+        let (t, skel) = recorded();
+        let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
+        install(&t, &skel, &c).unwrap();
+        assert_eq!(t.last_batch(), rules::batch(&c), "appends only");
         assert_eq!(t.verified().map(|v| v.at), t.generation());
-        let b = rules_of(&skel, "b", 0x11, "c6ab00000000002");
-        install(&t, &skel, &b).unwrap();
-        assert_eq!(t.last_batch(), rules::batch(&b), "appends only");
-        assert_eq!(t.verified().map(|v| v.at), t.generation());
-        assert!(defects_of(&t, &skel, &b).unwrap().is_empty());
-        remove_attachment(&t, &tag("b"), Some(b.clone())).unwrap();
-        assert_eq!(t.tagged(&tag("b")), 0);
+        assert!(defects_of(&t, &skel, &c).unwrap().is_empty());
+        remove_attachment(&t, &tag("c"), Some(c.clone())).unwrap();
+        assert_eq!(t.tagged(&tag("c")), 0);
         assert_eq!(
             t.verified().map(|v| v.at),
             t.generation(),
             "DEL kept the record"
         );
-        let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
-        install(&t, &skel, &c).unwrap();
-        assert_eq!(t.last_batch(), rules::batch(&c));
+        let d = rules_of(&skel, "d", 0x13, "c6ab00000000004");
+        install(&t, &skel, &d).unwrap();
+        assert_eq!(t.last_batch(), rules::batch(&d));
     }
 
     /// The record belongs to one network's skeleton (admin chain, policy):
@@ -715,11 +721,7 @@ mod tests {
     /// its config needs.
     #[test]
     fn another_config_checks_again() {
-        let t = FakeTables::counting();
-        let skel = default_skel();
-        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
-        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
-        assert_eq!(t.verified().map(|v| v.at), t.generation());
+        let (t, skel) = recorded();
         let conf = FirewallConf::from_raw(&json!({"adminChain": "OPS"})).unwrap();
         let ops = Skeleton {
             network: "n",
@@ -753,11 +755,7 @@ mod tests {
     /// CNI6-FORWARD) brings the checks back, and with them the repair.
     #[test]
     fn a_foreign_commit_brings_the_checks_back() {
-        let t = FakeTables::counting();
-        let skel = default_skel();
-        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
-        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
-        assert_eq!(t.verified().map(|v| v.at), t.generation());
+        let (t, skel) = recorded();
         t.chains.borrow_mut().insert(FORWARD_CHAIN.into(), vec![]);
         t.gen.set(t.gen.get().map(|g| g + 1));
         let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
@@ -770,10 +768,7 @@ mod tests {
     /// run right after it, and repair what that commit broke.
     #[test]
     fn a_commit_during_the_unchecked_batch_is_checked_after_it() {
-        let t = FakeTables::counting();
-        let skel = default_skel();
-        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
-        install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
+        let (t, skel) = recorded();
         *t.meanwhile.borrow_mut() = Some(Box::new(|chains| {
             chains.insert(FROM_POD_CHAIN.into(), vec![]);
         }));

@@ -180,6 +180,16 @@ pub fn current() -> io::Result<Generation> {
     })
 }
 
+/// Errors that mean "this kernel or architecture has no such thing":
+/// no SO_NETNS_COOKIE (Linux < 5.14), no nf_tables, no netfilter netlink.
+pub fn is_unsupported(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::ENOPROTOOPT | libc::EPROTONOSUPPORT | libc::EOPNOTSUPP | libc::ENOENT)
+        )
+}
+
 /// NFTA_GEN_ID out of the kernel's answer to GETGEN.
 fn gen_of(msg: &[u8]) -> io::Result<u32> {
     let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("GETGEN: {why}"));
@@ -300,5 +310,18 @@ mod tests {
         err[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
         assert_eq!(gen_of(&err).unwrap_err().raw_os_error(), Some(libc::EPERM));
         assert!(gen_of(&m[..24]).is_err());
+    }
+
+    #[test]
+    fn unsupported_is_told_from_failure() {
+        for errno in [libc::ENOPROTOOPT, libc::EPROTONOSUPPORT, libc::EOPNOTSUPP] {
+            assert!(is_unsupported(&io::Error::from_raw_os_error(errno)));
+        }
+        assert!(is_unsupported(&io::Error::from(io::ErrorKind::Unsupported)));
+        assert!(!is_unsupported(&io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!is_unsupported(&io::Error::new(
+            io::ErrorKind::InvalidData,
+            "GETGEN: short answer"
+        )));
     }
 }

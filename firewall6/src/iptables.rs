@@ -104,7 +104,13 @@ impl Tables for Ip6tables {
         }
         generation::current()
             .inspect_err(|e| {
-                eprintln!("firewall6: nf_tables generation unknown ({e}): checking the skeleton")
+                // A kernel without the counter or the cookie (before 5.14)
+                // is a fact of the node, not news on every call.
+                if !generation::is_unsupported(e) {
+                    eprintln!(
+                        "firewall6: nf_tables generation unknown ({e}): checking the skeleton"
+                    );
+                }
             })
             .ok()
     }

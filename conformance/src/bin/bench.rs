@@ -729,6 +729,11 @@ fn run_bench(
                 // and MLD reports that its bridge floods to every port
                 // (through ip6tables once per port), which at 1000 pods
                 // keeps both CPUs busy and would be measured as ours.
+                // And only once the kernel's work for the fill has died
+                // down: sampled at once, two runs gave 1.15x and 1.89x.
+                if !args.quick {
+                    settle()?;
+                }
                 alone.push((
                     size,
                     sample_alone(&chains[0], &probe[0], size, args.rounds)?,
@@ -1170,6 +1175,49 @@ fn floor(topo: &Topology, chain: &Chain, pod: &Pod, runs: usize) -> BenchResult<
     })
 }
 
+/// The machine's busy fraction over `over` (all CPUs, /proc/stat).
+fn busy_fraction(over: Duration) -> BenchResult<f64> {
+    let read = || -> BenchResult<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("cpu "))
+            .ok_or("/proc/stat: no cpu line")?
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+        Ok((cpu.iter().take(8).sum(), idle))
+    };
+    let (t0, i0) = read()?;
+    std::thread::sleep(over);
+    let (t1, i1) = read()?;
+    let total = t1.saturating_sub(t0).max(1);
+    Ok(1.0 - i1.saturating_sub(i0) as f64 / total as f64)
+}
+
+/// Wait (at most 60 s) until the machine is at most 15 % busy over a
+/// second: what attaching the background pods set off (the kernel's
+/// address and multicast work for each new interface, deferred frees)
+/// must not be sampled as ours.
+fn settle() -> BenchResult<()> {
+    let t = Instant::now();
+    loop {
+        check_interrupt()?;
+        let busy = busy_fraction(Duration::from_secs(1))?;
+        if busy <= 0.15 || t.elapsed() > Duration::from_secs(60) {
+            eprintln!(
+                "bench: settled after {:.0}s ({:.0} % busy)",
+                t.elapsed().as_secs_f64(),
+                busy * 100.0
+            );
+            return Ok(());
+        }
+    }
+}
+
 /// p50s of cni6's chain sampled alone (see the call in run_bench).
 struct Alone {
     add: Duration,
@@ -1214,8 +1262,8 @@ fn sample_alone(chain: &Chain, pod: &Pod, size: usize, rounds: usize) -> BenchRe
 
 fn print_alone(alone: &[(usize, Alone)]) {
     println!(
-        "# cni6 alone: sampled right after its own pods were attached, while the reference's \
-         node still held the previous size (p50)"
+        "# cni6 alone: sampled once the machine settled after its own pods were attached, while \
+         the reference's node still held the previous size (p50)"
     );
     println!(
         "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",

@@ -730,7 +730,8 @@ fn run_bench(
                 // (through ip6tables once per port), which at 1000 pods
                 // keeps both CPUs busy and would be measured as ours.
                 // And only once the kernel's work for the fill has died
-                // down: sampled at once, two runs gave 1.15x and 1.89x.
+                // down (here that takes a second; the 1000/10 ratios still
+                // spread 1.15x-2.03x between runs: the machine's noise).
                 if !args.quick {
                     settle()?;
                 }

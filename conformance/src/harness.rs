@@ -269,6 +269,11 @@ impl Netns {
     /// [`Netns::exec_ok`] with `input` on the command's stdin (e.g. an
     /// `ip6tables-restore` batch).
     pub fn exec_ok_input(&self, cmd: &[&str], input: &[u8]) -> String {
+        self.checked(cmd, self.exec_input(cmd, input))
+    }
+
+    /// [`Netns::exec`] with `input` on the command's stdin.
+    pub fn exec_input(&self, cmd: &[&str], input: &[u8]) -> std::process::Output {
         assert!(!cmd.is_empty(), "empty command");
         let mut child = Command::new(ip_bin())
             .args(["netns", "exec", &self.name])
@@ -284,10 +289,9 @@ impl Netns {
             .expect("piped")
             .write_all(input)
             .unwrap_or_else(|e| panic!("write to {cmd:?} in {}: {e}", self.name));
-        let out = child
+        child
             .wait_with_output()
-            .unwrap_or_else(|e| panic!("wait for {cmd:?} in {}: {e}", self.name));
-        self.checked(cmd, out)
+            .unwrap_or_else(|e| panic!("wait for {cmd:?} in {}: {e}", self.name))
     }
 
     fn checked(&self, cmd: &[&str], out: std::process::Output) -> String {

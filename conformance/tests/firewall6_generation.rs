@@ -5,7 +5,7 @@
 //! still repaired by the next ADD.
 
 use cni_common::netns::NetNs;
-use conformance::firewall_helpers::{conf, prev_result, RulesNode};
+use conformance::firewall_helpers::{conf, fake_gua, fake_ula, fake_veth, prev_result, RulesNode};
 use conformance::harness::{self, container_id};
 use firewall6::generation::{self, Generation};
 use serde_json::{json, Value};
@@ -28,30 +28,28 @@ fn generation_counts_commits_of_changes_only() {
     let g0 = generation_in(&node);
     let step = |batch: &str, commits: u32, ok: bool| {
         let before = generation_in(&node);
-        let out = node.ns.exec(&[
-            "sh",
-            "-c",
-            &format!("printf '{batch}' | ip6tables-restore -w --noflush"),
-        ]);
+        let out = node
+            .ns
+            .exec_input(&["ip6tables-restore", "-w", "--noflush"], batch.as_bytes());
         assert_eq!(out.status.success(), ok, "{batch}: {out:?}");
         assert_eq!(generation_in(&node), before.after(commits), "{batch}");
     };
-    step("*filter\\n:GENT - [0:0]\\nCOMMIT\\n", 1, true);
-    step("*filter\\n-A GENT -j RETURN\\nCOMMIT\\n", 1, true);
-    step("*filter\\n-C GENT -j RETURN\\nCOMMIT\\n", 0, true);
+    step("*filter\n:GENT - [0:0]\nCOMMIT\n", 1, true);
+    step("*filter\n-A GENT -j RETURN\nCOMMIT\n", 1, true);
+    step("*filter\n-C GENT -j RETURN\nCOMMIT\n", 0, true);
     step(
-        "*raw\\nCOMMIT\\n*filter\\n-C GENT -j RETURN\\nCOMMIT\\n",
+        "*raw\nCOMMIT\n*filter\n-C GENT -j RETURN\nCOMMIT\n",
         0,
         true,
     );
     step(
-        "*filter\\n-C GENT -j ACCEPT\\n-A GENT -j RETURN\\nCOMMIT\\n",
+        "*filter\n-C GENT -j ACCEPT\n-A GENT -j RETURN\nCOMMIT\n",
         0,
         false,
     );
-    step("*filter\\n-D GENT -j RETURN\\nCOMMIT\\n", 1, true);
+    step("*filter\n-D GENT -j RETURN\nCOMMIT\n", 1, true);
     step(
-        "*raw\\n:GENR - [0:0]\\nCOMMIT\\n*filter\\n-A GENT -j RETURN\\nCOMMIT\\n",
+        "*raw\n:GENR - [0:0]\nCOMMIT\n*filter\n-A GENT -j RETURN\nCOMMIT\n",
         2,
         true,
     );
@@ -65,15 +63,16 @@ fn generation_counts_commits_of_changes_only() {
     assert_ne!(g_other.netns, g0.netns, "namespaces have their own cookie");
 }
 
-fn pod_conf(last: u16) -> Value {
+/// Fabricated pod `i` of network "gen" (no namespace behind it).
+fn pod_conf(i: u32) -> Value {
     let prev = prev_result(
         "1.0.0",
         "cni6br0",
-        &format!("c6ab{last:011x}"),
+        &fake_veth(i),
         "/var/run/netns/fw6-fake-pod",
         &[
-            &format!("fd00:f6::1:1:0:{last:x}/96"),
-            &format!("2001:db8:7:1:0:1:0:{last:x}/96"),
+            &format!("{}/96", fake_ula(i)),
+            &format!("{}/96", fake_gua(i)),
         ],
     );
     conf("1.0.0", "gen", json!({}), &prev)
@@ -90,8 +89,7 @@ fn damage_between_adds_is_repaired() {
     let node = RulesNode::new();
     let ids: Vec<String> = (0..6).map(|i| container_id(&format!("gen{i}"))).collect();
     let add = |i: usize| {
-        node.fw("ADD", &ids[i], &pod_conf(0x10 + i as u16))
-            .assert_ok();
+        node.fw("ADD", &ids[i], &pod_conf(i as u32)).assert_ok();
         assert_eq!(node.pod_rules("gen", &ids[i]).len(), 5, "pod {i}");
     };
     let whole = |why: &str| {
@@ -123,17 +121,15 @@ fn damage_between_adds_is_repaired() {
     ]);
     add(4);
     whole("after the FORWARD jump was deleted");
-    node.fw("DEL", &ids[4], &pod_conf(0x14)).assert_silent_ok();
+    node.fw("DEL", &ids[4], &pod_conf(4)).assert_silent_ok();
     assert!(node.pod_rules("gen", &ids[4]).is_empty());
     add(5);
     whole("after a DEL");
     for (i, id) in ids.iter().enumerate().filter(|(i, _)| *i != 4) {
-        node.fw("CHECK", id, &pod_conf(0x10 + i as u16))
-            .assert_silent_ok();
+        node.fw("CHECK", id, &pod_conf(i as u32)).assert_silent_ok();
     }
     for (i, id) in ids.iter().enumerate() {
-        node.fw("DEL", id, &pod_conf(0x10 + i as u16))
-            .assert_silent_ok();
+        node.fw("DEL", id, &pod_conf(i as u32)).assert_silent_ok();
         assert!(node.pod_rules("gen", id).is_empty());
     }
 }

@@ -157,11 +157,15 @@ impl Ip6tables {
     /// Whether ip6tables-restore is the nf_tables backend
     /// (xtables-nft-multi, which Debian's and RHEL's alternatives point
     /// to); legacy or unknown: false.
+    /// Resolved once per process (ADD and DEL ask twice).
     pub fn is_nft(&self) -> bool {
-        std::fs::canonicalize(&self.restore)
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().contains("nft")))
-            .unwrap_or(false)
+        static NFT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *NFT.get_or_init(|| {
+            std::fs::canonicalize(&self.restore)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().contains("nft")))
+                .unwrap_or(false)
+        })
     }
 
     pub fn locate() -> Result<Ip6tables> {

@@ -56,9 +56,10 @@
 //! enter the bridge (raw PREROUTING runs before the bridge forwards): at
 //! 1000 pods an ADD through `cni6 attach` went 20.5 → 16.4 ms wall and
 //! the node's CPU per ADD+DEL 43 → 36 ms (issue 7). Neighbour discovery
-//! is untouched. ADD checks the jump with a `-C` line in its one batch
-//! (~0.14 ms of ip6tables-restore at 10 pods) and repairs this part with
-//! the skeleton, but only as a best effort: a node whose raw table cannot be written still gets its pods'
+//! is untouched. ADD checks the jump with a `-C` line in its batch
+//! whenever it checks the skeleton (~0.14 ms of ip6tables-restore at 10
+//! pods) and repairs this part with the skeleton, but only as a best
+//! effort: a node whose raw table cannot be written still gets its pods'
 //! rules (the failure is logged). CHECK does not look at it (it changes
 //! cost, not what reaches a pod); DEL and GC leave it, like the skeleton.
 //!

@@ -86,20 +86,51 @@ fn ensure_mld_drop(t: &dyn Tables) -> Result<()> {
     t.restore(&rules::table_batch("raw", &fix))
 }
 
+/// The `-C` lines ADD's batch is led by when it checks: the skeleton rules
+/// ADD relies on ([`Skeleton::presence_checks`]) and the MLD jump in the
+/// raw table ([`rules::mld_presence_checks`]), with their digest (what a
+/// [`Verified`] record names). Built once per ADD.
+struct Checks {
+    raw: Vec<String>,
+    filter: Vec<String>,
+    digest: String,
+}
+
+impl Checks {
+    fn of(skel: &Skeleton) -> Checks {
+        let raw = rules::mld_presence_checks();
+        let filter = skel.presence_checks();
+        let digest = generation::digest(&Self::batch(&raw, &filter, &[]));
+        Checks {
+            raw,
+            filter,
+            digest,
+        }
+    }
+
+    /// The checks followed by `pod_rules` in the filter section.
+    fn batch(raw: &[String], filter: &[String], pod_rules: &[String]) -> String {
+        let filter: Vec<String> = filter.iter().chain(pod_rules).cloned().collect();
+        rules::table_batch("raw", raw) + &rules::batch(&filter)
+    }
+
+    fn with(&self, pod_rules: &[String]) -> String {
+        Self::batch(&self.raw, &self.filter, pod_rules)
+    }
+}
+
 /// ADD's work in one ip6tables-restore process when the node is set up:
 /// the pod's rules as one atomic batch of appends to bucket chains, whose
 /// cost does not depend on how many pods exist. When the ruleset is still
 /// at the generation recorded after the last batch that found the
 /// skeleton whole ([`crate::generation`]), that is the whole batch;
-/// otherwise the checked batch (`install_checked`). If anyone else committed while the
-/// unchecked batch ran, the checks run afterwards.
+/// otherwise the checked batch (`install_checked`). If anyone else
+/// committed while the unchecked batch ran, the checks run afterwards.
 pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
-    let checks = rules::table_batch("raw", &rules::mld_presence_checks())
-        + &rules::batch(&skel.presence_checks());
-    let digest = generation::digest(&checks);
+    let checks = Checks::of(skel);
     let before = t.generation();
     let trusted = match (&before, t.verified()) {
-        (Some(now), Some(v)) => v.at == *now && v.checks == digest,
+        (Some(now), Some(v)) => v.at == *now && v.checks == checks.digest,
         _ => false,
     };
     if trusted {
@@ -107,37 +138,33 @@ pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<
             return Ok(());
         }
         if t.restore(&rules::batch(pod_rules)).is_ok() {
-            if keep_verified(t, before.as_ref(), 1, &digest) {
+            if keep_verified(t, before.as_ref(), 1, &checks.digest) {
                 return Ok(());
             }
-            return install_checked(t, skel, &[], &digest);
+            return install_checked(t, skel, &checks, &[]);
         }
     }
-    install_checked(t, skel, pod_rules, &digest)
+    install_checked(t, skel, &checks, pod_rules)
 }
 
-/// The pod's batch led by `-C` lines for the skeleton rules ADD relies on
-/// ([`Skeleton::presence_checks`]) and for the MLD drop in the raw table
-/// ([`rules::mld_presence_checks`]); `digest` is theirs. A missing
-/// skeleton rule or chain (first pod of a node, damage, or a node set up
-/// by an earlier release) fails the whole batch, nothing applied; then
-/// the full path reads the table, repairs (under the lock) and the pod's
-/// batch runs once more. Before issue 7 four `ip6tables -S` processes
-/// read FORWARD, CNI6-FORWARD, FROM-POD and the policy chain first:
-/// ~1.5 ms of CPU each, most of firewall6's ADD.
+/// The pod's batch led by the [`Checks`]. A missing skeleton rule or
+/// chain (first pod of a node, damage, or a node set up by an earlier
+/// release) fails the whole batch, nothing applied; then the full path
+/// reads the table, repairs (under the lock) and the pod's batch runs
+/// once more. Before issue 7 four `ip6tables -S` processes read FORWARD,
+/// CNI6-FORWARD, FROM-POD and the policy chain first: ~1.5 ms of CPU
+/// each, most of firewall6's ADD.
 fn install_checked(
     t: &dyn Tables,
     skel: &Skeleton,
+    checks: &Checks,
     pod_rules: &[String],
-    digest: &str,
 ) -> Result<()> {
     let before = t.generation();
-    let mut fast = skel.presence_checks();
-    fast.extend_from_slice(pod_rules);
-    let batch = rules::table_batch("raw", &rules::mld_presence_checks()) + &rules::batch(&fast);
-    if t.restore(&batch).is_ok() {
+    if t.restore(&checks.with(pod_rules)).is_ok() {
         // The raw part only checks; the filter part commits when it appends.
-        keep_verified(t, before.as_ref(), u32::from(!pod_rules.is_empty()), digest);
+        let commits = u32::from(!pod_rules.is_empty());
+        keep_verified(t, before.as_ref(), commits, &checks.digest);
         return Ok(());
     }
     ensure_skeleton(t, skel)?;

@@ -358,10 +358,28 @@ impl Adding<'_> {
 
     /// Each pod range's gateway on the bridge, without DAD; an address
     /// already there (ours from an earlier pod, or the operator's) is left
-    /// exactly as it is.
+    /// exactly as it is, and not even asked for again: every RTM_NEWADDR
+    /// on an up device, including one refused with EEXIST, makes the
+    /// kernel re-announce all its multicast groups (inet6_rtm_newaddr →
+    /// ipv6_find_idev → ipv6_mc_up), two MLDv2 reports from the bridge
+    /// that it floods to every port and into every pod: per-ADD work
+    /// that grew with the pods (issue 7; ~2000 deliveries per ADD at
+    /// 1000 pods). One address dump of the bridge instead.
     fn gateways(&mut self, bridge: &link::Link, addressing: &PodAddressing) -> Result<()> {
+        let present: Vec<Ipv6Addr> = self
+            .host_nl
+            .ipv6_addresses(bridge.index)
+            .map_err(|e| {
+                Bridge6Error::netlink(format!("list addresses of bridge {}", bridge.name), e)
+            })?
+            .into_iter()
+            .map(|a| a.addr)
+            .collect();
         for (net, gw) in &addressing.ips {
             let Some(gw) = gw else { continue };
+            if present.contains(gw) {
+                continue;
+            }
             match link::add_address(&mut self.host_nl, bridge.index, *gw, net.prefix_len(), true) {
                 Ok(()) => {}
                 Err(e) if is_eexist(&e) => {}

@@ -372,3 +372,54 @@ fn pod_namespace_with_ipv6_off_by_default() {
     net.del(&node, "1.0.0", &cid, &pod.path_str(), "eth0")
         .assert_silent_ok();
 }
+
+/// MLDv2 reports the node's own stack has sent (all its interfaces).
+fn node_mld_reports(node: &Node) -> u64 {
+    let snmp = node.ns.exec_ok(&["cat", "/proc/net/snmp6"]);
+    snmp.lines()
+        .find_map(|l| l.strip_prefix("Icmp6OutMLDv2Reports"))
+        .map(|v| v.trim().parse().unwrap())
+        .expect("Icmp6OutMLDv2Reports in /proc/net/snmp6")
+}
+
+/// The counter once it stopped moving for longer than the kernel's
+/// unsolicited report interval (1 s).
+fn settled_mld_reports(node: &Node) -> u64 {
+    let mut last = node_mld_reports(node);
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(1300));
+        let now = node_mld_reports(node);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the node kept sending MLD reports");
+}
+
+#[test]
+fn a_pod_joining_an_existing_bridge_sends_no_multicast_report_from_it() {
+    // Issue 7: any RTM_NEWADDR on an up device, even one refused with
+    // EEXIST, makes the kernel re-announce all the device's multicast
+    // groups: two MLDv2 reports from the bridge, flooded to every port
+    // and into every pod. A gateway already on the bridge is therefore
+    // not added again. The bridge ports have IPv6 off, so after the
+    // first pod the node sends no report at all.
+    let node = Node::new();
+    let net = BridgeNet::new("c6bmld0");
+    let pods = [bh::new_pod(), bh::new_pod()];
+    let cids: Vec<String> = (0..2)
+        .map(|i| format!("b6mld{i}{}", std::process::id()))
+        .collect();
+    net.add(&node, "1.0.0", &cids[0], &pods[0], "eth0")
+        .assert_ok();
+    let before = settled_mld_reports(&node);
+    assert!(before > 0, "the bridge announced its groups once");
+    net.add(&node, "1.0.0", &cids[1], &pods[1], "eth0")
+        .assert_ok();
+    assert_eq!(settled_mld_reports(&node), before);
+    for (cid, pod) in cids.iter().zip(&pods) {
+        net.del(&node, "1.0.0", cid, &pod.path_str(), "eth0")
+            .assert_silent_ok();
+    }
+}

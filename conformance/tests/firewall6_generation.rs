@@ -65,6 +65,11 @@ fn generation_counts_commits_of_changes_only() {
 
 /// Fabricated pod `i` of network "gen" (no namespace behind it).
 fn pod_conf(i: u32) -> Value {
+    pod_conf_in("gen", json!({}), i)
+}
+
+/// Fabricated pod `i` of network `name` with the config keys `extra`.
+fn pod_conf_in(name: &str, extra: Value, i: u32) -> Value {
     let prev = prev_result(
         "1.0.0",
         "cni6br0",
@@ -75,7 +80,7 @@ fn pod_conf(i: u32) -> Value {
             &format!("{}/96", fake_gua(i)),
         ],
     );
-    conf("1.0.0", "gen", json!({}), &prev)
+    conf("1.0.0", name, extra, &prev)
 }
 
 /// ADD after ADD through the binary: every pod gets its rules; an
@@ -131,5 +136,56 @@ fn damage_between_adds_is_repaired() {
     for (i, id) in ids.iter().enumerate() {
         node.fw("DEL", id, &pod_conf(i as u32)).assert_silent_ok();
         assert!(node.pod_rules("gen", id).is_empty());
+    }
+}
+
+/// Two networks whose configs differ (here: their admin chains) attach in
+/// turn; the record then vouches for both skeletons at once. An operator
+/// deleting one network's admin jump between ADDs is a commit the record
+/// does not know: the other network's ADD leaves it alone (not its
+/// skeleton), the network's own next ADD puts it back.
+#[test]
+fn two_networks_in_turn_stay_whole() {
+    harness::require_root();
+    let node = RulesNode::new();
+    let nets = [
+        ("gena", json!({"adminChain": "GEN-OPS-A"})),
+        ("genb", json!({"adminChain": "GEN-OPS-B"})),
+    ];
+    let ids: Vec<String> = (0..8).map(|i| container_id(&format!("gab{i}"))).collect();
+    let net_of = |i: usize| &nets[i % 2];
+    let pod = |i: usize| pod_conf_in(net_of(i).0, net_of(i).1.clone(), 10 + i as u32);
+    let add = |i: usize| {
+        node.fw("ADD", &ids[i], &pod(i)).assert_ok();
+        assert_eq!(node.pod_rules(net_of(i).0, &ids[i]).len(), 5, "pod {i}");
+    };
+    let jump = |chain: &str| {
+        format!("-A CNI6-FORWARD -m comment --comment \"firewall6: operator overrides first\" -j {chain}")
+    };
+    let has = |rule: &str| node.rules().iter().any(|r| r == rule);
+    for i in 0..6 {
+        add(i);
+    }
+    assert!(has(&jump("GEN-OPS-A")) && has(&jump("GEN-OPS-B")));
+    node.ip6tables(&[
+        "-D",
+        "CNI6-FORWARD",
+        "-m",
+        "comment",
+        "--comment",
+        "firewall6: operator overrides first",
+        "-j",
+        "GEN-OPS-B",
+    ]);
+    add(6);
+    add(7);
+    assert!(has(&jump("GEN-OPS-B")), "network b's ADD repaired its jump");
+    assert!(has(&jump("GEN-OPS-A")));
+    for (i, id) in ids.iter().enumerate() {
+        node.fw("CHECK", id, &pod(i)).assert_silent_ok();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        node.fw("DEL", id, &pod(i)).assert_silent_ok();
+        assert!(node.pod_rules(net_of(i).0, id).is_empty());
     }
 }

@@ -17,12 +17,16 @@
 //!
 //! After a batch whose checks passed, that is a ruleset with the skeleton
 //! whole: firewall6 records (boot id, network namespace cookie,
-//! generation, digest of the checks) in [`VERIFIED`]. An ADD whose own
-//! checks have that digest (same network config) and that finds the
-//! ruleset still at that generation appends the pod's rules without the
-//! checks; a batch that
-//! only appends a pod's rules to buckets (ADD) or deletes tagged pod rules
-//! (DEL) moves the record along when, again, nobody else committed.
+//! generation, digests of the checks that passed) in [`VERIFIED`]. An ADD
+//! whose own checks have one of those digests (a network config seen
+//! before) and that finds the ruleset still at that generation appends
+//! the pod's rules without the checks; a batch that only appends a pod's
+//! rules to buckets (ADD, checked or not) or deletes tagged pod rules
+//! (DEL) changes no skeleton, so it moves the record along, with every
+//! digest it held, when again nobody else committed. So networks whose
+//! configs differ (multus attachments, two conflists on one node) skip
+//! their checks in turn instead of each one's ADD checking after the
+//! other's; up to [`MAX_DIGESTS`] configs, the most recent kept.
 //! Anything else — an operator's `ip6tables -F`, firewalld, kube-proxy,
 //! `nft`, a concurrent firewall6, a reboot (`/run` is per boot, and the
 //! boot id is part of the record) — leaves the record behind, and the next
@@ -67,14 +71,18 @@ const SO_NETNS_COOKIE: Option<libc::c_int> = Some(71);
 )))]
 const SO_NETNS_COOKIE: Option<libc::c_int> = None;
 
-/// A generation at which a batch found the skeleton whole, and which
-/// skeleton: a digest of the `-C` lines it passed (they depend on the
-/// network's config: admin chain, policy). An ADD whose checks differ
-/// (another network, a changed config) checks.
+/// How many configs' digests a record keeps.
+pub const MAX_DIGESTS: usize = 8;
+
+/// A generation at which the skeletons named by `checks` are whole: the
+/// digests of `-C` line sets (they depend on the network's config: admin
+/// chain, policy) that passed at or before it with nobody else committing
+/// since, the most recent first. An ADD whose checks are not among them
+/// (a new network, a changed config) checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub at: Generation,
-    pub checks: String,
+    pub checks: Vec<String>,
 }
 
 /// The digest [`Verified::checks`] holds: 16 hex digits of SHA-256.
@@ -106,10 +114,27 @@ impl Generation {
 }
 
 impl Verified {
+    /// Whether the skeleton whose checks have `digest` is vouched for.
+    pub fn covers(&self, digest: &str) -> bool {
+        self.checks.iter().any(|c| c == digest)
+    }
+
+    /// `digests` that stay valid, with `newest` first (once), at most
+    /// [`MAX_DIGESTS`].
+    pub fn merged(newest: &str, digests: &[String]) -> Vec<String> {
+        std::iter::once(newest.to_string())
+            .chain(digests.iter().filter(|d| *d != newest).cloned())
+            .take(MAX_DIGESTS)
+            .collect()
+    }
+
     fn line(&self) -> String {
         format!(
             "{} {} {} {}\n",
-            self.at.boot, self.at.netns, self.at.gen, self.checks
+            self.at.boot,
+            self.at.netns,
+            self.at.gen,
+            self.checks.join(",")
         )
     }
 
@@ -122,9 +147,14 @@ impl Verified {
                 netns: f.next()?.parse().ok()?,
                 gen: f.next()?.parse().ok()?,
             },
-            checks: f.next()?.to_string(),
+            checks: f.next()?.split(',').map(str::to_string).collect(),
         };
-        (f.next().is_none() && v.at.boot.len() == 36 && v.checks.len() == 16).then_some(v)
+        let digest_ok = |d: &String| d.len() == 16 && d.bytes().all(|b| b.is_ascii_hexdigit());
+        (f.next().is_none()
+            && v.at.boot.len() == 36
+            && v.checks.len() <= MAX_DIGESTS
+            && v.checks.iter().all(digest_ok))
+        .then_some(v)
     }
 }
 
@@ -254,13 +284,19 @@ mod tests {
     fn v(gen: u32) -> Verified {
         Verified {
             at: g(gen),
-            checks: digest("-C FORWARD -j CNI6-FORWARD"),
+            checks: vec![digest("-C FORWARD -j CNI6-FORWARD")],
         }
     }
 
     #[test]
     fn records_round_trip_and_reject_garbage() {
         assert_eq!(Verified::parse(&v(7).line()), Some(v(7)));
+        let two = Verified {
+            checks: vec![digest("a"), digest("b")],
+            ..v(8)
+        };
+        assert_eq!(Verified::parse(&two.line()), Some(two.clone()));
+        assert!(two.covers(&digest("b")) && !two.covers(&digest("c")));
         assert_eq!(g(u32::MAX).after(2), g(1));
         assert_ne!(digest("a"), digest("b"));
         let boot = "0f5c3f4e-2f1a-4c1e-9d43-0a1b2c3d4e5f";
@@ -273,9 +309,29 @@ mod tests {
             format!("{boot} one 2 0123456789abcdef\n"),
             format!("{boot} 1 2 0123\n"),
             format!("{boot} 1 2\n"),
+            format!("{boot} 1 2 0123456789abcdef,\n"),
+            format!("{boot} 1 2 0123456789abcdeg\n"),
+            format!(
+                "{boot} 1 2 {}\n",
+                ["0123456789abcdef"; MAX_DIGESTS + 1].join(",")
+            ),
         ] {
             assert_eq!(Verified::parse(&bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn merged_puts_the_newest_first_once_and_bounds() {
+        let ds: Vec<String> = (0..MAX_DIGESTS).map(|i| digest(&i.to_string())).collect();
+        let m = Verified::merged(&ds[3], &ds);
+        assert_eq!(m.len(), MAX_DIGESTS);
+        assert_eq!(m[0], ds[3]);
+        assert_eq!(m.iter().filter(|d| **d == ds[3]).count(), 1);
+        let n = Verified::merged(&digest("new"), &ds);
+        assert_eq!(n.len(), MAX_DIGESTS);
+        assert_eq!(n[0], digest("new"));
+        assert!(!n.contains(&ds[MAX_DIGESTS - 1]), "the oldest dropped");
+        assert_eq!(Verified::merged(&ds[0], &[]), vec![ds[0].clone()]);
     }
 
     #[test]

@@ -153,9 +153,10 @@
 //! 8.5 ms CPU at 1000). DEL and CHECK start their chain reads at once.
 //! Those `-C` lines cost ~0.7 ms of the restore themselves (seven chains
 //! fetched and compared); while the nf_tables generation shows that
-//! nobody else committed since a batch passed them for the same config,
-//! ADD leaves them out ([`generation`]: any other commit, a reboot or
-//! another network's config brings them back).
+//! nobody else committed since a batch passed them for the same config
+//! (up to eight configs are remembered, so networks take turns without
+//! checking), ADD leaves them out ([`generation`]: any other commit, a
+//! reboot or a config not seen since brings them back).
 //!
 //! The dispatch tree (issue 7) was measured per packet, where the flat
 //! dispatch cost most (conformance/tests/firewall6_flood_cost.rs, ignored

@@ -129,16 +129,13 @@ impl Checks {
 pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
     let checks = Checks::of(skel);
     let before = t.generation();
-    let trusted = match (&before, t.verified()) {
-        (Some(now), Some(v)) => v.at == *now && v.checks == checks.digest,
-        _ => false,
-    };
-    if trusted {
+    let vouched = still_verified_at(t, before.as_ref());
+    if vouched.contains(&checks.digest) {
         if pod_rules.is_empty() {
             return Ok(());
         }
         if t.restore(&rules::batch(pod_rules)).is_ok() {
-            if keep_verified(t, before.as_ref(), 1, &checks.digest) {
+            if keep_verified(t, before.as_ref(), 1, vouched) {
                 return Ok(());
             }
             return install_checked(t, skel, &checks, &[]);
@@ -153,7 +150,9 @@ pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<
 /// reads the table, repairs (under the lock) and the pod's batch runs
 /// once more. Before issue 7 four `ip6tables -S` processes read FORWARD,
 /// CNI6-FORWARD, FROM-POD and the policy chain first: ~1.5 ms of CPU
-/// each, most of firewall6's ADD.
+/// each, most of firewall6's ADD. Other configs' digests the record holds
+/// for the generation found here stay valid beside this batch's own: a
+/// passing batch changes no skeleton.
 fn install_checked(
     t: &dyn Tables,
     skel: &Skeleton,
@@ -161,10 +160,12 @@ fn install_checked(
     pod_rules: &[String],
 ) -> Result<()> {
     let before = t.generation();
+    let vouched = still_verified_at(t, before.as_ref());
     if t.restore(&checks.with(pod_rules)).is_ok() {
         // The raw part only checks; the filter part commits when it appends.
         let commits = u32::from(!pod_rules.is_empty());
-        keep_verified(t, before.as_ref(), commits, &checks.digest);
+        let digests = Verified::merged(&checks.digest, &vouched);
+        keep_verified(t, before.as_ref(), commits, digests);
         return Ok(());
     }
     ensure_skeleton(t, skel)?;
@@ -174,20 +175,31 @@ fn install_checked(
     t.restore(&rules::batch(pod_rules))
 }
 
-/// After our own `commits` transactions since `before`, with the skeleton
-/// that passed the checks of digest `checks` whole when they were made:
-/// record the generation if nobody else committed meanwhile. Returns
-/// whether it did.
-fn keep_verified(t: &dyn Tables, before: Option<&Generation>, commits: u32, checks: &str) -> bool {
+/// After our own `commits` transactions since `before`, none of which
+/// touched a skeleton, with the skeletons whose checks have the digests
+/// `checks` whole at `before`: record the generation if nobody else
+/// committed meanwhile. Returns whether it did.
+fn keep_verified(
+    t: &dyn Tables,
+    before: Option<&Generation>,
+    commits: u32,
+    checks: Vec<String>,
+) -> bool {
     match (before, t.generation()) {
-        (Some(before), Some(now)) if before.after(commits) == now => {
-            t.set_verified(&Verified {
-                at: now,
-                checks: checks.to_string(),
-            });
+        (Some(before), Some(now)) if before.after(commits) == now && !checks.is_empty() => {
+            t.set_verified(&Verified { at: now, checks });
             true
         }
         _ => false,
+    }
+}
+
+/// The digests the record vouches for at generation `now` (none when
+/// anyone else committed since it was written).
+fn still_verified_at(t: &dyn Tables, now: Option<&Generation>) -> Vec<String> {
+    match (now, t.verified()) {
+        (Some(now), Some(v)) if v.at == *now => v.checks,
+        _ => Vec::new(),
     }
 }
 
@@ -278,7 +290,7 @@ pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<Vec<String>
     };
     let commits = remove_tagged(t, &tags, listing)?;
     if let Some(v) = before {
-        keep_verified(t, Some(&v.at), commits, &v.checks);
+        keep_verified(t, Some(&v.at), commits, v.checks);
     }
     Ok(())
 }
@@ -353,7 +365,7 @@ pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -
     }
     let commits = remove_tagged(t, &stale, listing)?;
     if let Some(v) = before {
-        keep_verified(t, Some(&v.at), commits, &v.checks);
+        keep_verified(t, Some(&v.at), commits, v.checks);
     }
     Ok(())
 }
@@ -763,6 +775,47 @@ mod tests {
         let e = rules_of(&skel, "e", 0x14, "c6ab00000000005");
         install(&t, &skel, &e).unwrap();
         assert_eq!(t.last_batch(), rules::batch(&e));
+    }
+
+    /// Two configs on one node (multus, two conflists): once each one's
+    /// checks have passed with nobody else committing, their ADDs in turn
+    /// append only; a foreign commit brings the checks back for both.
+    #[test]
+    fn two_configs_in_turn_both_skip() {
+        let (t, skel) = recorded();
+        let conf = FirewallConf::from_raw(&json!({"adminChain": "OPS"})).unwrap();
+        let ops = Skeleton {
+            network: "n",
+            conf: &conf,
+        };
+        let mut last = 0x12;
+        let mut add = |s: &Skeleton, id: &str| -> String {
+            last += 1;
+            let r = rules_of(s, id, last, &format!("c6ab0000000{last:04x}"));
+            install(&t, s, &r).unwrap();
+            assert!(defects_of(&t, s, &r).unwrap().is_empty());
+            let b = t.last_batch();
+            if b == rules::batch(&r) {
+                "appends".into()
+            } else {
+                assert!(b.contains("-C FORWARD"), "{b}");
+                "checks".into()
+            }
+        };
+        // ops: the first ADD repairs (its admin chain is new), the second
+        // checks; default checks once more after that repair's commits.
+        add(&ops, "c");
+        assert_eq!(add(&ops, "d"), "checks");
+        assert_eq!(add(&skel, "e"), "checks");
+        for id in ["f", "g", "h", "i"] {
+            let s = if matches!(id, "f" | "h") { &ops } else { &skel };
+            assert_eq!(add(s, id), "appends", "{id}");
+        }
+        assert_eq!(t.verified().map(|v| v.checks.len()), Some(2));
+        t.gen.set(t.gen.get().map(|g| g + 1));
+        assert_eq!(add(&ops, "j"), "checks");
+        assert_eq!(add(&skel, "k"), "checks");
+        assert_eq!(add(&ops, "l"), "appends");
     }
 
     /// Without a generation (legacy backend) every ADD checks.

@@ -364,8 +364,12 @@ impl Adding<'_> {
     /// ipv6_find_idev → ipv6_mc_up), two MLDv2 reports from the bridge
     /// that it floods to every port and into every pod: per-ADD work
     /// that grew with the pods (issue 7; ~2000 deliveries per ADD at
-    /// 1000 pods). One address dump of the bridge instead.
+    /// 1000 pods). One address dump of the bridge instead (none when IPAM
+    /// named no gateway).
     fn gateways(&mut self, bridge: &link::Link, addressing: &PodAddressing) -> Result<()> {
+        if addressing.ips.iter().all(|(_, gw)| gw.is_none()) {
+            return Ok(());
+        }
         let present: Vec<Ipv6Addr> = self
             .host_nl
             .ipv6_addresses(bridge.index)

@@ -7,7 +7,8 @@
 //!   with [`calllog`] for the optional per-call `logFile`;
 //! - [`delegate`]: running the IPAM plugin;
 //! - [`netns`], [`netlink`]: safe namespace entry and synchronous netlink;
-//! - [`runtime`]: a libcni-like executor of whole conflists.
+//! - [`runtime`]: a libcni-like executor of whole conflists;
+//! - [`file`]: replacing a small state file atomically.
 
 pub mod calllog;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod delegate;
 pub mod dispatch;
 pub mod env;
 pub mod error;
+pub mod file;
 pub mod netlink;
 pub mod netns;
 pub mod result;

@@ -809,7 +809,7 @@ impl Runtime {
         };
         let bytes = serde_json::to_vec(&rec).expect("a cache record serialises");
         let path = self.cache_path(&list.name, att);
-        write_atomic(&path, &bytes)
+        crate::file::write_atomic(&path, &bytes, true)
             .map_err(|e| Error::io(format!("write cached result {}", path.display()), e))
     }
 
@@ -986,38 +986,6 @@ fn choose_version(obj: &Map<String, Value>) -> Result<String> {
             requested: format!("cniVersions {}", Value::Array(many.clone())),
             supported: format!("this runtime's versions up to {}", version::LATEST),
         })
-}
-
-/// Write `bytes` to `path` via a temp file in the same directory, fsync,
-/// rename: readers see the old file or the new one, never a torn one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir = path.parent().expect("cache path has a parent");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().expect("file name").to_string_lossy(),
-        std::process::id()
-    ));
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }
 
 #[cfg(test)]

@@ -140,10 +140,13 @@ fn damage_between_adds_is_repaired() {
 }
 
 /// Two networks whose configs differ (here: their admin chains) attach in
-/// turn; the record then vouches for both skeletons at once. An operator
-/// deleting one network's admin jump between ADDs is a commit the record
-/// does not know: the other network's ADD leaves it alone (not its
-/// skeleton), the network's own next ADD puts it back.
+/// turn, so the record comes to vouch for both skeletons at once (that
+/// their ADDs then skip the checks is the unit test
+/// `another_config_checks_then_both_take_turns`: the record file is
+/// shared with the other tests here, so this one asserts only what must
+/// hold whichever path each ADD took). An operator deleting one
+/// network's admin jump between ADDs is a commit the record does not
+/// know: the network's own next ADD still puts it back.
 #[test]
 fn two_networks_in_turn_stay_whole() {
     harness::require_root();

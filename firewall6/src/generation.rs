@@ -253,20 +253,11 @@ pub fn load(path: &Path) -> Option<Verified> {
     Verified::parse(&fs::read_to_string(path).ok()?)
 }
 
-/// Record `g` at `path`, replacing the file atomically (a concurrent
-/// reader sees the old record or the new one, never a mix).
+/// Record `v` at `path`, replacing the file atomically (a concurrent
+/// reader sees the old record or the new one, never a mix). Not synced:
+/// the record is advisory and dies with the boot anyway.
 pub fn store(path: &Path, v: &Verified) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("gen"),
-        std::process::id()
-    ));
-    fs::write(&tmp, v.line())?;
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    cni_common::file::write_atomic(path, v.line().as_bytes(), false)
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ impl Checks {
 pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
     let checks = Checks::of(skel);
     let before = t.generation();
-    let vouched = still_verified_at(t, before.as_ref());
+    let vouched = vouched_at(t, before.as_ref());
     if vouched.contains(&checks.digest) {
         if pod_rules.is_empty() {
             return Ok(());
@@ -160,7 +160,7 @@ fn install_checked(
     pod_rules: &[String],
 ) -> Result<()> {
     let before = t.generation();
-    let vouched = still_verified_at(t, before.as_ref());
+    let vouched = vouched_at(t, before.as_ref());
     if t.restore(&checks.with(pod_rules)).is_ok() {
         // The raw part only checks; the filter part commits when it appends.
         let commits = u32::from(!pod_rules.is_empty());
@@ -194,20 +194,16 @@ fn keep_verified(
     }
 }
 
-/// The digests the record vouches for at generation `now` (none when
-/// anyone else committed since it was written).
-fn still_verified_at(t: &dyn Tables, now: Option<&Generation>) -> Vec<String> {
-    match (now, t.verified()) {
-        (Some(now), Some(v)) if v.at == *now => v.checks,
-        _ => Vec::new(),
-    }
+/// The record, if it was written at generation `now` (nobody else
+/// committed since).
+fn verified_at(t: &dyn Tables, now: Option<&Generation>) -> Option<Verified> {
+    let v = t.verified()?;
+    (Some(&v.at) == now).then_some(v)
 }
 
-/// The record, if the ruleset is still at it (for DEL and GC, which change
-/// only pods' rules and so keep it valid).
-fn still_verified(t: &dyn Tables) -> Option<Verified> {
-    let v = t.verified()?;
-    (Some(&v.at) == t.generation().as_ref()).then_some(v)
+/// The digests the record vouches for at generation `now`.
+fn vouched_at(t: &dyn Tables, now: Option<&Generation>) -> Vec<String> {
+    verified_at(t, now).map(|v| v.checks).unwrap_or_default()
 }
 
 /// `-A` lines of our bucket chains in a full listing.
@@ -274,7 +270,8 @@ fn list_chains(t: &dyn Tables, chains: &[String]) -> Result<BTreeMap<String, Vec
 /// once. Deleting a pod's tagged rules leaves the skeleton as it was, so
 /// a verified generation stays verified when nobody else committed.
 pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<Vec<String>>) -> Result<()> {
-    let before = still_verified(t);
+    // DEL and GC change only pods' rules, so they keep a valid record.
+    let before = verified_at(t, t.generation().as_ref());
     let tags = BTreeSet::from([tag.to_string()]);
     let mut listing = None;
     if let Some(expected) = expected.filter(|e| !e.is_empty()) {
@@ -353,7 +350,8 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Resu
 /// GC's work: remove the rules of every attachment of `network` whose tag
 /// is not in `keep`; keeps going and reports every failure (checklist 49).
 pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -> Result<()> {
-    let before = still_verified(t);
+    // DEL and GC change only pods' rules, so they keep a valid record.
+    let before = verified_at(t, t.generation().as_ref());
     let listing = bucket_lines(t.list_all()?);
     let stale: BTreeSet<String> = listing
         .iter()
@@ -755,33 +753,14 @@ mod tests {
         assert_eq!(t.last_batch(), rules::batch(&d));
     }
 
-    /// The record belongs to one network's skeleton (admin chain, policy):
-    /// an ADD of a config whose checks differ checks, and installs what
-    /// its config needs.
+    /// The record vouches for skeletons by config (admin chain, policy):
+    /// an ADD of a config not seen since the last foreign commit checks,
+    /// and installs what its config needs. Two configs on one node
+    /// (multus, two conflists): once each one's checks have passed with
+    /// nobody else committing, their ADDs in turn append only; a foreign
+    /// commit brings the checks back for both.
     #[test]
-    fn another_config_checks_again() {
-        let (t, skel) = recorded();
-        let conf = FirewallConf::from_raw(&json!({"adminChain": "OPS"})).unwrap();
-        let ops = Skeleton {
-            network: "n",
-            conf: &conf,
-        };
-        let c = rules_of(&ops, "c", 0x12, "c6ab00000000003");
-        install(&t, &ops, &c).unwrap();
-        assert!(defects_of(&t, &ops, &c).unwrap().is_empty());
-        let d = rules_of(&skel, "d", 0x13, "c6ab00000000004");
-        install(&t, &skel, &d).unwrap();
-        assert!(t.last_batch().contains("-C FORWARD"), "{}", t.last_batch());
-        let e = rules_of(&skel, "e", 0x14, "c6ab00000000005");
-        install(&t, &skel, &e).unwrap();
-        assert_eq!(t.last_batch(), rules::batch(&e));
-    }
-
-    /// Two configs on one node (multus, two conflists): once each one's
-    /// checks have passed with nobody else committing, their ADDs in turn
-    /// append only; a foreign commit brings the checks back for both.
-    #[test]
-    fn two_configs_in_turn_both_skip() {
+    fn another_config_checks_then_both_take_turns() {
         let (t, skel) = recorded();
         let conf = FirewallConf::from_raw(&json!({"adminChain": "OPS"})).unwrap();
         let ops = Skeleton {

@@ -331,7 +331,9 @@ pub struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    fn write_atomic(&self, dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<()> {
+    /// `bytes` as `dir/name`, fdatasync'ed, by rename from a temp file
+    /// whose name repair recognises ([`is_temp_name`]).
+    fn write_atomic(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
         let dst = dir.join(name);
         let res = (|| -> io::Result<()> {
@@ -342,9 +344,7 @@ impl Locked<'_> {
                 .mode(0o644)
                 .open(&tmp)?;
             f.write_all(bytes)?;
-            if fsync {
-                f.sync_data()?;
-            }
+            f.sync_data()?;
             // No fsync of the directory: see lib.rs ("Boot id").
             fs::rename(&tmp, &dst)
         })();
@@ -397,7 +397,7 @@ impl Locked<'_> {
     fn write_record(&self, r: &Record) -> Result<()> {
         let k = AttachmentKey::new(&r.container_id, &r.ifname)?;
         let json = serde_json::to_vec_pretty(r).expect("record serialises");
-        self.write_atomic(&self.store.attachments(), &k.file_name(), &json, true)
+        self.write_atomic(&self.store.attachments(), &k.file_name(), &json)
     }
 
     /// The text of `slots/<slot>`, or None when free.
@@ -850,7 +850,6 @@ impl Locked<'_> {
             &self.store.root,
             "boot_id",
             format!("{}\n", self.store.boot_id).as_bytes(),
-            true,
         )
     }
 }

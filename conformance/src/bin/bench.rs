@@ -524,7 +524,17 @@ impl Rss {
 
 /// Attach pods through a chain with a few workers (not timed).
 fn fill(chain: &Chain, pods: &[Pod], workers: usize, rss: &Rss, idx: usize) -> BenchResult<()> {
-    let next = AtomicUsize::new(0);
+    // The first pod alone: it sets up the node-wide chains, and the
+    // reference firewall fails an ADD that races another one creating
+    // CNI-FORWARD ("CHAIN_USER_ADD failed (File exists)"), which made
+    // `bench --quick` fail now and then from an empty ruleset.
+    let Some(first) = pods.first() else {
+        return Ok(());
+    };
+    check_interrupt()?;
+    let r = chain.invoke("ADD", first, &first.name, None, false)?;
+    rss.chain_run(idx, "ADD", chain, &r);
+    let next = AtomicUsize::new(1);
     let err: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {

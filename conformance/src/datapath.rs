@@ -45,8 +45,8 @@ pub enum Size {
     /// CI: a few MB per iperf3 run, a few hundred round trips; proves the
     /// table is complete, its figures mean little.
     Tiny,
-    /// The figures for docs/datapath.md: 5 s per iperf3 run, 20000 round
-    /// trips.
+    /// The figures for docs/datapath.md: three rounds of 5 s per iperf3
+    /// run, 20000 round trips.
     Normal,
 }
 
@@ -56,6 +56,21 @@ impl Size {
         match self {
             Size::Tiny => vec!["-n".into(), "16M".into()],
             Size::Normal => vec!["-t".into(), "5".into()],
+        }
+    }
+    /// A profiled run: long enough for perf to sample the transfer rather
+    /// than iperf3 starting.
+    fn profile_bound(self) -> Vec<String> {
+        match self {
+            Size::Tiny => vec!["-t".into(), "1".into()],
+            Size::Normal => vec!["-t".into(), "5".into()],
+        }
+    }
+    /// Rounds over every path (medians need three).
+    fn rounds(self) -> usize {
+        match self {
+            Size::Tiny => 1,
+            Size::Normal => 3,
         }
     }
     fn round_trips(self) -> usize {
@@ -68,12 +83,13 @@ impl Size {
     fn rr_limit(self) -> Duration {
         match self {
             Size::Tiny => Duration::from_secs(3),
-            Size::Normal => Duration::from_secs(10),
+            Size::Normal => Duration::from_secs(5),
         }
     }
     fn describe(self) -> String {
         format!(
-            "iperf3 {} per run, {} round trips of 1 byte",
+            "{} round(s) of iperf3 {} per cell (median), {} round trips of 1 byte",
+            self.rounds(),
             self.iperf_bound().join(" "),
             self.round_trips()
         )
@@ -88,6 +104,9 @@ pub struct Options {
     /// bridge, host-local, firewall (and loopback).
     pub reference_dir: PathBuf,
     pub size: Size,
+    /// Also sample where the CPU goes (perf) on the pod paths and their
+    /// baselines.
+    pub profile: bool,
     /// Raised by SIGINT/SIGTERM: stop between measurements.
     pub interrupted: Option<Arc<AtomicBool>>,
 }
@@ -198,16 +217,44 @@ impl Lab {
 
 /// One iperf3 run.
 #[derive(Debug, Clone, Copy)]
-pub struct Throughput {
+struct Run {
     /// Received by the server, bits per second.
-    pub bits_per_second: f64,
+    bits_per_second: f64,
     /// Received by the server.
-    pub bytes: u64,
+    bytes: u64,
     /// CPU of client, server and ksoftirqd over the run.
+    cpu: Duration,
+}
+
+/// The iperf3 runs of one cell.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Median over the runs.
+    pub bits_per_second: f64,
+    /// Received by the servers, all runs.
+    pub bytes: u64,
+    /// CPU of clients, servers and ksoftirqd, all runs.
     pub cpu: Duration,
+    pub runs: usize,
 }
 
 impl Throughput {
+    fn of(runs: &[Run]) -> Throughput {
+        let mut rates: Vec<f64> = runs.iter().map(|r| r.bits_per_second).collect();
+        rates.sort_by(f64::total_cmp);
+        let median = match rates.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => rates[n / 2],
+            n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
+        };
+        Throughput {
+            bits_per_second: median,
+            bytes: runs.iter().map(|r| r.bytes).sum(),
+            cpu: runs.iter().map(|r| r.cpu).sum(),
+            runs: runs.len(),
+        }
+    }
+
     pub fn gbit(&self) -> f64 {
         self.bits_per_second / 1e9
     }
@@ -227,6 +274,23 @@ pub struct Latency {
     pub p99: Duration,
     /// Round trips sampled (the warm-up excluded).
     pub samples: usize,
+}
+
+impl Latency {
+    fn of(rtts: &mut [Duration]) -> Result<Latency> {
+        if rtts.is_empty() {
+            return Err(Error::Check(
+                "ping-pong: no round trip after the warm-up within the time limit".into(),
+            ));
+        }
+        rtts.sort();
+        let pct = |p: f64| rtts[((p / 100.0) * (rtts.len() - 1) as f64).round() as usize];
+        Ok(Latency {
+            p50: pct(50.0),
+            p99: pct(99.0),
+            samples: rtts.len(),
+        })
+    }
 }
 
 /// Every figure of one path in one chain's topology.
@@ -257,7 +321,11 @@ pub struct Report {
     pub reference_dir: PathBuf,
     /// bridge-nf-call-ip6tables in each chain's nodes.
     pub bridge_nf: Vec<(ChainKind, String)>,
+    /// Load average (1, 5, 15 min) before and after: the machine may be shared.
+    pub load: (String, String),
     pub rows: Vec<Measurement>,
+    /// With [`Options::profile`].
+    pub profiles: Vec<Profile>,
 }
 
 /// Build both topologies, measure every path in each, remove everything.
@@ -265,8 +333,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     require_tools(opts)?;
     let machine = machine()?;
     crate::harness::install_cleanup_panic_hook();
+    let load_before = load_average();
     let mut labs = Vec::new();
-    let outcome = (|| -> Result<Vec<Measurement>> {
+    let outcome = (|| -> Result<(Vec<Measurement>, Vec<Profile>)> {
         for chain in ChainKind::ALL {
             check(opts)?;
             let lab = Lab::build(chain, opts)?;
@@ -275,8 +344,15 @@ pub fn run(opts: &Options) -> Result<Report> {
         for lab in &labs {
             lab.check_paths()?;
         }
-        measure(&labs, opts)
+        let rows = measure(&labs, opts)?;
+        let profiles = if opts.profile {
+            profile(&labs, opts)?
+        } else {
+            Vec::new()
+        };
+        Ok((rows, profiles))
     })();
+    let load = (load_before, load_average());
     let bridge_nf = labs
         .iter()
         .map(|l| (l.chain, l.bridge_nf.clone()))
@@ -289,15 +365,26 @@ pub fn run(opts: &Options) -> Result<Report> {
             teardown = Err(e);
         }
     }
-    let rows = outcome?;
+    let (rows, profiles) = outcome?;
     teardown?;
     Ok(Report {
         machine,
         size: opts.size,
         reference_dir: opts.reference_dir.clone(),
         bridge_nf,
+        load,
         rows,
+        profiles,
     })
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn check(opts: &Options) -> Result<()> {
@@ -312,6 +399,18 @@ fn check(opts: &Options) -> Result<()> {
 }
 
 fn require_tools(opts: &Options) -> Result<()> {
+    if opts.profile {
+        topology::run({
+            let mut c = Command::new("perf");
+            c.arg("--version");
+            c
+        })
+        .map_err(|e| {
+            Error::Check(format!(
+                "perf is needed for --profile (apt-get install linux-perf): {e}"
+            ))
+        })?;
+    }
     for (dir, names) in [
         (
             &opts.bin_dir,
@@ -614,53 +713,78 @@ fn wire_floor(floor: &[Pod]) -> Result<Ipv6Addr> {
     Ok(server)
 }
 
-/// Every path, one stream then eight, then the ping-pong; the two chains
-/// alternate, and which goes first alternates too.
+/// Rounds over every path: one stream, then eight, then a share of the
+/// ping-pong; the two chains alternate, and which goes first alternates
+/// by path and by round, so a burst of load elsewhere on the machine
+/// lands on different cells each round. Throughput is the median over
+/// the rounds; CPU per GB pools every round's CPU and bytes; latency
+/// pools every round's samples.
 fn measure(labs: &[Lab], opts: &Options) -> Result<Vec<Measurement>> {
+    let rounds = opts.size.rounds();
+    let cells = PathKind::ALL.len() * labs.len();
+    let mut single: Vec<Vec<Run>> = vec![Vec::new(); cells];
+    let mut multi: Vec<Vec<Run>> = vec![Vec::new(); cells];
+    let mut rtts: Vec<Vec<Duration>> = vec![Vec::new(); cells];
+    for round in 0..rounds {
+        for (k, path) in PathKind::ALL.into_iter().enumerate() {
+            let mut order: Vec<usize> = (0..labs.len()).collect();
+            if (k + round) % 2 == 1 {
+                order.reverse();
+            }
+            for &i in &order {
+                check(opts)?;
+                single[k * labs.len() + i].push(iperf(
+                    &labs[i],
+                    path,
+                    1,
+                    &opts.size.iperf_bound(),
+                )?);
+            }
+            for &i in order.iter().rev() {
+                check(opts)?;
+                multi[k * labs.len() + i].push(iperf(&labs[i], path, 8, &opts.size.iperf_bound())?);
+            }
+            for &i in &order {
+                check(opts)?;
+                let lab = &labs[i];
+                let count = opts.size.round_trips() / rounds;
+                let samples = ping_pong(lab.route(path), count, opts.size).map_err(|e| {
+                    Error::Check(format!(
+                        "{} {}: ping-pong: {e}",
+                        lab.chain.label(),
+                        path.label()
+                    ))
+                })?;
+                rtts[k * labs.len() + i].extend(samples);
+            }
+        }
+        eprintln!("datapath: round {} of {rounds} done", round + 1);
+    }
     let mut rows = Vec::new();
     for (k, path) in PathKind::ALL.into_iter().enumerate() {
-        let mut order: Vec<&Lab> = labs.iter().collect();
-        if k % 2 == 1 {
-            order.reverse();
-        }
-        let mut single = Vec::new();
-        let mut multi = Vec::new();
-        let mut rr = Vec::new();
-        for lab in &order {
-            check(opts)?;
-            single.push(iperf(lab, path, 1, opts.size)?);
-        }
-        for lab in order.iter().rev() {
-            check(opts)?;
-            multi.push(iperf(lab, path, 8, opts.size)?);
-        }
-        multi.reverse();
-        for lab in &order {
-            check(opts)?;
-            rr.push(ping_pong(lab.route(path), opts.size).map_err(|e| {
-                Error::Check(format!(
-                    "{} {}: ping-pong: {e}",
-                    lab.chain.label(),
-                    path.label()
-                ))
-            })?);
-        }
-        for (i, lab) in order.iter().enumerate() {
-            eprintln!(
-                "datapath: {:<22} {:<9} {:>6.2} / {:>6.2} Gbit/s, RR p50 {:.1} us",
-                path.label(),
-                lab.chain.label(),
-                single[i].gbit(),
-                multi[i].gbit(),
-                rr[i].p50.as_secs_f64() * 1e6
-            );
-            rows.push(Measurement {
+        for (i, lab) in labs.iter().enumerate() {
+            let c = k * labs.len() + i;
+            let row = Measurement {
                 path,
                 chain: lab.chain,
-                single: single[i],
-                multi: multi[i],
-                rr: rr[i],
-            });
+                single: Throughput::of(&single[c]),
+                multi: Throughput::of(&multi[c]),
+                rr: Latency::of(&mut rtts[c])?,
+            };
+            eprintln!(
+                "datapath: {:<22} {:<9} {:>6.2} / {:>6.2} Gbit/s (runs: {}), RR p50 {:.1} us",
+                path.label(),
+                lab.chain.label(),
+                row.single.gbit(),
+                row.multi.gbit(),
+                single[c]
+                    .iter()
+                    .map(|r| format!("{:.1}", r.bits_per_second / 1e9))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                row.rr.p50.as_secs_f64() * 1e6
+            );
+            rows.push(row);
         }
     }
     Ok(rows)
@@ -793,7 +917,7 @@ fn clock_tick() -> Duration {
 
 /// One iperf3 run over `path` in `lab`: a one-off server in the server's
 /// namespace, the client in the client's, both reaped for their CPU.
-fn iperf(lab: &Lab, path: PathKind, streams: u32, size: Size) -> Result<Throughput> {
+fn iperf(lab: &Lab, path: PathKind, streams: u32, bound: &[String]) -> Result<Run> {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let r = lab.route(path);
     let what = format!("{} {} -P {streams}", lab.chain.label(), path.label());
@@ -836,7 +960,7 @@ fn iperf(lab: &Lab, path: PathKind, streams: u32, size: Size) -> Result<Throughp
         ]
         .map(String::from),
     );
-    client_args.extend(size.iperf_bound());
+    client_args.extend(bound.iter().cloned());
     let out = dir.join(format!("iperf-c{n}.json"));
     let soft0 = ksoftirqd_ticks();
     let mut client = spawn_in(&r.client, &client_args, &out)?;
@@ -866,7 +990,7 @@ fn iperf(lab: &Lab, path: PathKind, streams: u32, size: Size) -> Result<Throughp
             recv
         )));
     }
-    Ok(Throughput {
+    Ok(Run {
         bits_per_second,
         bytes,
         cpu: client_cpu + server_cpu + soft,
@@ -877,7 +1001,7 @@ fn iperf(lab: &Lab, path: PathKind, streams: u32, size: Size) -> Result<Throughp
 /// client's namespace and a server socket made in the server's, each
 /// driven by a thread of this process. A warm-up is not sampled; the
 /// series stops at its count or its time limit, whichever comes first.
-fn ping_pong(r: &Route, size: Size) -> Result<Latency> {
+fn ping_pong(r: &Route, count: usize, size: Size) -> Result<Vec<Duration>> {
     let server_ns = NetNs::open(&r.server.path)?;
     let client_ns = NetNs::open(&r.client.path)?;
     let io = |context: String| move |e: std::io::Error| Error::Io { context, source: e };
@@ -892,7 +1016,6 @@ fn ping_pong(r: &Route, size: Size) -> Result<Latency> {
         .set_nonblocking(true)
         .map_err(io("listener".into()))?;
     let limit = size.rr_limit();
-    let count = size.round_trips();
     let warmup = (count / 10).min(200);
     std::thread::scope(|s| {
         let server = s.spawn(move || -> Result<()> {
@@ -956,20 +1079,9 @@ fn ping_pong(r: &Route, size: Size) -> Result<Latency> {
         let served = server
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        let mut rtts = client?;
+        let rtts = client?;
         served?;
-        if rtts.is_empty() {
-            return Err(Error::Check(
-                "ping-pong: no round trip after the warm-up within the time limit".into(),
-            ));
-        }
-        rtts.sort();
-        let pct = |p: f64| rtts[((p / 100.0) * (rtts.len() - 1) as f64).round() as usize];
-        Ok(Latency {
-            p50: pct(50.0),
-            p99: pct(99.0),
-            samples: rtts.len(),
-        })
+        Ok(rtts)
     })
 }
 
@@ -1034,6 +1146,11 @@ impl Report {
         );
         let _ = writeln!(
             o,
+            "# load average before {} / after {} (throughput falls with load from elsewhere; CPU per GB much less)",
+            self.load.0, self.load.1
+        );
+        let _ = writeln!(
+            o,
             "{:<22} {:<9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
             "path",
             "chain",
@@ -1069,6 +1186,9 @@ impl Report {
             }
         }
         self.render_ratios(&mut o);
+        if !self.profiles.is_empty() {
+            render_profiles(&self.profiles, &mut o);
+        }
         o
     }
 
@@ -1118,6 +1238,24 @@ impl Report {
                 &v,
                 target,
             );
+        }
+        header(
+            o,
+            "# CPU per GB ratios (lower is better)",
+            ["cni6 1x", "cni6 8x", "ref 1x", "ref 8x"],
+        );
+        for (pod, base, _) in tput {
+            let mut v = Vec::new();
+            for chain in ChainKind::ALL {
+                let (Some(a), Some(b)) = (self.get(pod, chain), self.get(base, chain)) else {
+                    continue;
+                };
+                v.push(ratio(a.single.cpu_per_gb(), b.single.cpu_per_gb()));
+                v.push(ratio(a.multi.cpu_per_gb(), b.multi.cpu_per_gb()));
+            }
+            let cells: Vec<String> = v.iter().map(|x| format!("{x:>8.2}")).collect();
+            let label = format!("{} / {}", pod.label(), base.label());
+            let _ = writeln!(o, "{label:<42} {} {:>8}  -", cells.join(" "), "-");
         }
         header(
             o,
@@ -1195,5 +1333,260 @@ impl Report {
             cells.join(" "),
             target.label()
         );
+    }
+}
+
+/// Where the CPU of one path goes: perf's cpu-clock samples of the
+/// iperf3 processes and ksoftirqd during a one-stream run, each sample's
+/// function put in one area of the stack.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub path: PathKind,
+    pub chain: ChainKind,
+    /// Samples of iperf3 and ksoftirqd.
+    pub samples: u64,
+    /// Samples per area, in [`Area::ALL`] order.
+    pub areas: Vec<u64>,
+    /// CPU seconds per GB of the profiled run.
+    pub cpu_per_gb: f64,
+}
+
+/// A part of the stack a sampled function belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Copy,
+    Tcp,
+    Ipv6,
+    Netfilter,
+    BrNetfilter,
+    Bridge,
+    Veth,
+    Device,
+    Memory,
+    Kernel,
+    User,
+}
+
+impl Area {
+    pub const ALL: [Area; 11] = [
+        Area::Copy,
+        Area::Tcp,
+        Area::Ipv6,
+        Area::Netfilter,
+        Area::BrNetfilter,
+        Area::Bridge,
+        Area::Veth,
+        Area::Device,
+        Area::Memory,
+        Area::Kernel,
+        Area::User,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Area::Copy => "copy",
+            Area::Tcp => "tcp",
+            Area::Ipv6 => "ipv6",
+            Area::Netfilter => "netfilt",
+            Area::BrNetfilter => "br_nf",
+            Area::Bridge => "bridge",
+            Area::Veth => "veth",
+            Area::Device => "dev/gro",
+            Area::Memory => "skb/mem",
+            Area::Kernel => "other-k",
+            Area::User => "user",
+        }
+    }
+
+    /// The area of a kernel function (`kernel` false: a user-space one).
+    pub fn of(symbol: &str, kernel: bool) -> Area {
+        if !kernel {
+            return Area::User;
+        }
+        let s = symbol.trim_start_matches('_');
+        let starts = |prefixes: &[&str]| prefixes.iter().any(|p| s.starts_with(p));
+        if starts(&["br_nf", "br_netfilter", "brnf"]) {
+            Area::BrNetfilter
+        } else if starts(&[
+            "nf_", "nft_", "ip6t_", "ipt_", "xt_", "ip6table", "iptable", "nf6_",
+        ]) || s.contains("conntrack")
+            || s.contains("physdev")
+        {
+            Area::Netfilter
+        } else if starts(&["br_", "nbp_", "fdb_"]) {
+            Area::Bridge
+        } else if starts(&["veth"]) {
+            Area::Veth
+        } else if starts(&["copy_", "rep_mov", "memcpy", "csum_partial_copy"])
+            || s.contains("copy_to_iter")
+            || s.contains("copy_from_iter")
+            || s.contains("copy_datagram")
+        {
+            Area::Copy
+        } else if starts(&[
+            "tcp",
+            "inet_",
+            "inet6_",
+            "sk_",
+            "sock_",
+            "release_sock",
+            "lock_sock",
+            "bbr",
+        ]) {
+            Area::Tcp
+        } else if starts(&[
+            "ip6", "ipv6", "fib6", "rt6", "ndisc", "icmp6", "dst_", "raw6",
+        ]) {
+            Area::Ipv6
+        } else if starts(&[
+            "netif_",
+            "napi_",
+            "net_rx",
+            "dev_",
+            "process_backlog",
+            "skb_gro",
+            "gro_",
+            "skb_gso",
+            "gso_",
+            "validate_xmit",
+            "sch_direct",
+            "qdisc",
+        ]) || s.contains("_gro_")
+        {
+            Area::Device
+        } else if starts(&[
+            "skb_",
+            "kfree",
+            "kmalloc",
+            "kmem_",
+            "alloc_skb",
+            "consume_skb",
+            "page_",
+            "free_",
+            "build_skb",
+            "pskb_",
+            "slab",
+        ]) {
+            Area::Memory
+        } else {
+            Area::Kernel
+        }
+    }
+}
+
+/// Which commands' samples belong to the measured path.
+fn ours(comm: &str) -> bool {
+    comm == "iperf3" || comm.starts_with("ksoftirqd/")
+}
+
+/// Profile the pod paths and their baselines in each chain's topology.
+fn profile(labs: &[Lab], opts: &Options) -> Result<Vec<Profile>> {
+    let mut out = Vec::new();
+    for path in [
+        PathKind::PodPodSameNode,
+        PathKind::VethPair,
+        PathKind::PodPodAcrossNodes,
+        PathKind::NodeNode,
+    ] {
+        for lab in labs {
+            check(opts)?;
+            out.push(profile_one(lab, path, opts.size)?);
+        }
+    }
+    Ok(out)
+}
+
+fn profile_one(lab: &Lab, path: PathKind, size: Size) -> Result<Profile> {
+    let what = format!("{} {}: perf", lab.chain.label(), path.label());
+    let data = lab
+        .topo
+        .dir()
+        .join(format!("perf-{}-{:?}.data", lab.chain.label(), path));
+    let mut perf = Reaped {
+        child: Command::new("perf")
+            .args(["record", "-q", "-a", "-e", "cpu-clock", "-F", "997", "-o"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Io {
+                context: "start perf record".into(),
+                source: e,
+            })?,
+        done: false,
+    };
+    // perf opens its events per CPU before sampling; give it that moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let run = iperf(lab, path, 1, &size.profile_bound());
+    // SAFETY: signalling our own child by pid; SIGINT makes perf write its file.
+    unsafe { libc::kill(perf.child.id() as libc::pid_t, libc::SIGINT) };
+    perf.wait(&what, Instant::now() + Duration::from_secs(30))?;
+    let run = run?;
+    let report = topology::run({
+        let mut c = Command::new("perf");
+        c.args(["report", "-i"]).arg(&data).args([
+            "--stdio",
+            "-n",
+            "--no-children",
+            "--sort",
+            "comm,dso,sym",
+            "-g",
+            "none",
+        ]);
+        c
+    })?;
+    let _ = std::fs::remove_file(&data);
+    let mut areas = vec![0u64; Area::ALL.len()];
+    let mut samples = 0;
+    for line in report.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // "12.34%  567  iperf3  [kernel.kallsyms]  [k] tcp_sendmsg"
+        if f.len() < 6 || !f[0].ends_with('%') || !ours(f[2]) {
+            continue;
+        }
+        let Ok(n) = f[1].parse::<u64>() else {
+            continue;
+        };
+        let area = Area::of(f[5], f[4] == "[k]");
+        areas[Area::ALL.iter().position(|a| *a == area).expect("listed")] += n;
+        samples += n;
+    }
+    if samples == 0 {
+        return Err(Error::Check(format!(
+            "{what}: no sample of iperf3 or ksoftirqd in the profile"
+        )));
+    }
+    Ok(Profile {
+        path,
+        chain: lab.chain,
+        samples,
+        areas,
+        cpu_per_gb: Throughput::of(&[run]).cpu_per_gb(),
+    })
+}
+
+fn render_profiles(profiles: &[Profile], o: &mut String) {
+    let _ = writeln!(
+        o,
+        "# profile, 1 stream: CPU ms per GB by area of the stack (perf cpu-clock samples of iperf3 and ksoftirqd x the run's CPU s/GB)"
+    );
+    let mut head = format!("{:<22} {:<9} {:>7}", "path", "chain", "samples");
+    for a in Area::ALL {
+        let _ = write!(head, " {:>7}", a.label());
+    }
+    let _ = writeln!(o, "{head}");
+    for p in profiles {
+        let mut line = format!(
+            "{:<22} {:<9} {:>7}",
+            p.path.label(),
+            p.chain.label(),
+            p.samples
+        );
+        for n in &p.areas {
+            let ms = *n as f64 / p.samples as f64 * p.cpu_per_gb * 1e3;
+            let _ = write!(line, " {ms:>7.1}");
+        }
+        let _ = writeln!(o, "{line}");
     }
 }

@@ -1,8 +1,9 @@
-//! The data-path benchmark at CI size (`bench --datapath --size tiny`), so
-//! it cannot rot: both chains attach their pods, every path carries
-//! traffic, and the table has every row with positive figures and every
-//! ratio. The figures themselves are not asserted (a shared 2-core machine
-//! and a few MB per run make them noise).
+//! The data-path benchmark at CI size (`bench --datapath --size tiny
+//! --profile`), so it cannot rot: both chains attach their pods, every
+//! path carries traffic, the table has every row with positive figures,
+//! every ratio and the perf profile of the pod paths. The figures
+//! themselves are not asserted (a shared 2-core machine and a few MB per
+//! run make them noise).
 
 use std::process::Command;
 
@@ -26,7 +27,7 @@ fn figures(line: &str, label: &str) -> Vec<f64> {
 #[test]
 fn bench_datapath_tiny_prints_a_complete_table() {
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--datapath", "--size", "tiny", "--bin-dir"])
+        .args(["--datapath", "--size", "tiny", "--profile", "--bin-dir"])
         .arg(conformance::harness::bin_dir())
         .output()
         .expect("run bench");
@@ -100,5 +101,23 @@ fn bench_datapath_tiny_prints_a_complete_table() {
         let v = figures(line, path);
         assert_eq!(v.len(), 5, "{line}");
         assert!(v.iter().all(|x| *x > 0.0), "{line}");
+    }
+    // The profile: every profiled path in both chains, samples > 0 and
+    // areas that add up to the CPU per GB (each area >= 0).
+    let profile: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("# profile"))
+        .skip(2)
+        .collect();
+    assert_eq!(profile.len(), 8, "4 paths x 2 chains:\n{stdout}");
+    for line in profile {
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(v.len(), 12, "samples and 11 areas: {line}");
+        assert!(v[0] > 0.0, "no samples: {line}");
+        assert!(v[1..].iter().all(|x| *x >= 0.0), "{line}");
+        assert!(v[1..].iter().sum::<f64>() > 0.0, "{line}");
     }
 }

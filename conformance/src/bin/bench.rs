@@ -75,6 +75,9 @@ struct Args {
     /// Size of the --datapath run (tiny: a few seconds, for CI).
     #[arg(long, value_enum, default_value = "normal")]
     size: conformance::datapath::Size,
+    /// With --datapath: also profile the pod paths with perf.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Ports of one Linux bridge: port numbers are 10 bits and 0 is reserved
@@ -659,6 +662,7 @@ fn datapath(args: &Args) -> std::process::ExitCode {
             .unwrap_or_else(conformance::harness::bin_dir),
         reference_dir: args.reference_dir.clone(),
         size: args.size,
+        profile: args.profile,
         interrupted: INTERRUPTED.get().cloned(),
     };
     match conformance::datapath::run(&opts) {

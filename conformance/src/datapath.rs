@@ -23,8 +23,10 @@
 //! softirq work to the task it interrupts, and a veth delivers in the
 //! sender's context, so the receive path is in those figures. Cycles are
 //! that times the clock /proc/cpuinfo states: perf has no hardware
-//! counters in a VM. Measurements alternate between the chains (and which
-//! goes first) so drift in the machine's load hits both alike.
+//! counters in a VM. Rounds over every path alternate the chains (and
+//! which goes first), so drift in the machine's load hits both alike;
+//! throughput is the median of the rounds, CPU per GB and latency pool
+//! them. `--profile` adds perf's view of where that CPU goes.
 
 use crate::topology::{self, Binaries, Error, Pod, Result, Spec, Topology};
 use cni_common::netns::NetNs;
@@ -1588,5 +1590,130 @@ fn render_profiles(profiles: &[Profile], o: &mut String) {
             let _ = write!(line, " {ms:>7.1}");
         }
         let _ = writeln!(o, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(gbit: f64, bytes: u64, cpu_ms: u64) -> Run {
+        Run {
+            bits_per_second: gbit * 1e9,
+            bytes,
+            cpu: Duration::from_millis(cpu_ms),
+        }
+    }
+
+    #[test]
+    fn throughput_takes_the_median_rate_and_pools_cpu_and_bytes() {
+        let t = Throughput::of(&[
+            run(30.0, 1_000_000_000, 200),
+            run(1.0, 500_000_000, 100),
+            run(20.0, 500_000_000, 100),
+        ]);
+        assert_eq!(t.gbit(), 20.0);
+        assert_eq!(t.runs, 3);
+        assert!((t.cpu_per_gb() - 0.2).abs() < 1e-9, "{}", t.cpu_per_gb());
+        let even = Throughput::of(&[run(10.0, 1, 0), run(20.0, 1, 0)]);
+        assert_eq!(even.gbit(), 15.0);
+        assert_eq!(Throughput::of(&[]).cpu_per_gb(), 0.0);
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_the_sorted_samples() {
+        let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        let l = Latency::of(&mut v).unwrap();
+        assert_eq!(l.p50, Duration::from_micros(51));
+        assert_eq!(l.p99, Duration::from_micros(99));
+        assert_eq!(l.samples, 100);
+        assert!(Latency::of(&mut []).is_err());
+    }
+
+    #[test]
+    fn sampled_functions_land_in_their_area() {
+        for (sym, area) in [
+            ("_copy_to_iter", Area::Copy),
+            ("tcp_sendmsg_locked", Area::Tcp),
+            ("__inet6_lookup_established", Area::Tcp),
+            ("ip6_forward", Area::Ipv6),
+            ("ip6t_do_table", Area::Netfilter),
+            ("nf_conntrack_in", Area::Netfilter),
+            ("nft_do_chain", Area::Netfilter),
+            ("br_nf_pre_routing", Area::BrNetfilter),
+            ("br_handle_frame", Area::Bridge),
+            ("veth_xmit", Area::Veth),
+            ("__netif_receive_skb_core", Area::Device),
+            ("kmem_cache_alloc_node", Area::Memory),
+            ("handle_softirqs", Area::Kernel),
+        ] {
+            assert_eq!(Area::of(sym, true), area, "{sym}");
+        }
+        assert_eq!(Area::of("tcp_sendmsg", false), Area::User);
+    }
+
+    fn report() -> Report {
+        let t = Throughput::of(&[run(10.0, 1_000_000_000, 250)]);
+        let rr = Latency {
+            p50: Duration::from_micros(7),
+            p99: Duration::from_micros(15),
+            samples: 10,
+        };
+        Report {
+            machine: Machine {
+                cores: 2,
+                kernel: "6.18".into(),
+                cpu_mhz: Some(2100.0),
+                iperf3: "3.12".into(),
+            },
+            size: Size::Tiny,
+            reference_dir: PathBuf::from("/usr/lib/cni"),
+            bridge_nf: vec![(ChainKind::Cni6, "1".into())],
+            load: ("1 1 1".into(), "1 1 1".into()),
+            rows: PathKind::ALL
+                .into_iter()
+                .flat_map(|path| {
+                    ChainKind::ALL.map(|chain| Measurement {
+                        path,
+                        chain,
+                        single: t,
+                        multi: t,
+                        rr,
+                    })
+                })
+                .collect(),
+            profiles: vec![Profile {
+                path: PathKind::PodPodSameNode,
+                chain: ChainKind::Cni6,
+                samples: 4,
+                areas: vec![1, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+                cpu_per_gb: 0.2,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_table_has_every_row_ratio_and_profile_area() {
+        let text = report().render();
+        for path in PathKind::ALL {
+            for chain in ChainKind::ALL {
+                let label = format!("{:<22} {:<9}", path.label(), chain.label());
+                assert!(text.contains(&label), "{label:?} in:\n{text}");
+            }
+        }
+        // Equal figures everywhere: every ratio is 1.00 and every
+        // throughput target is met, the latency one (<= 1.20) too.
+        assert!(text.contains("pod->pod across nodes / node->node (fabric)     1.00     1.00     1.00     1.00  >= 0.85  met"), "{text}");
+        assert!(!text.contains("missed"), "{text}");
+        // 200 ms of CPU per GB split 1:1:2 over copy, tcp, netfilter.
+        let profile = text.lines().last().unwrap();
+        assert!(
+            profile.contains("   50.0    50.0     0.0   100.0"),
+            "{profile}"
+        );
+        assert!(
+            text.contains("2100 MHz") && text.contains("kernel 6.18"),
+            "{text}"
+        );
     }
 }

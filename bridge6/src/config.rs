@@ -125,7 +125,7 @@ pub fn requested_mac(conf: &NetConf, args: &CniArgs) -> Result<Option<[u8; 6]>, 
 
 const MAC_EXPECTED: &str = "a unicast MAC address like \"02:42:ac:11:00:02\"";
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
         return None;

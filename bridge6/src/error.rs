@@ -21,15 +21,6 @@ pub enum Bridge6Error {
         source: io::Error,
     },
 
-    /// Sending the unsolicited neighbour advertisement failed.
-    #[error("unsolicited neighbour advertisement for {addr} on {ifname}: {source}")]
-    Announce {
-        addr: std::net::Ipv6Addr,
-        ifname: String,
-        #[source]
-        source: io::Error,
-    },
-
     /// The configured bridge name is taken by a link of another kind.
     #[error("bridge={name}: expected a bridge (or no link of that name), found a {kind} link")]
     NotABridge { name: String, kind: String },
@@ -129,14 +120,6 @@ impl From<Bridge6Error> for cni_common::Error {
             Bridge6Error::Check(m) => E::CheckFailed(m),
             Bridge6Error::Netlink { op, source } => E::kernel(op, source),
             Bridge6Error::Sysctl { path, source } => E::kernel(format!("sysctl {path}"), source),
-            Bridge6Error::Announce {
-                addr,
-                ifname,
-                source,
-            } => E::kernel(
-                format!("unsolicited neighbour advertisement for {addr} on {ifname}"),
-                source,
-            ),
         }
     }
 }

@@ -142,6 +142,24 @@ fn lifecycle(version: &str) {
         hv["linkinfo"]["info_slave_data"]["state"], "forwarding",
         "{hv}"
     );
+    // Pods share no layer 2: the port is isolated, locked, learns nothing
+    // and floods no unknown unicast; the pod's MAC is its static entry.
+    let slave = &hv["linkinfo"]["info_slave_data"];
+    for (flag, want) in [
+        ("isolated", true),
+        ("locked", true),
+        ("learning", false),
+        ("flood", false),
+    ] {
+        assert_eq!(slave[flag], want, "{flag}: {hv}");
+    }
+    let fdb = node.ns.exec_ok(&["bridge", "fdb", "show", "brport", &host]);
+    let pod_mac = r["interfaces"][2]["mac"].as_str().unwrap();
+    assert!(
+        fdb.lines()
+            .any(|l| l.starts_with(pod_mac) && l.contains("static")),
+        "no static FDB entry for {pod_mac}: {fdb}"
+    );
     assert_eq!(hv["address"], r["interfaces"][1]["mac"]);
     assert_eq!(node.sysctl(&host, "disable_ipv6"), "1");
     assert_eq!(node.sysctl("all", "forwarding"), "1");
@@ -164,17 +182,26 @@ fn lifecycle(version: &str) {
         addrs.len(),
         "addresses lost on down/up: {kept:?}"
     );
-    pod.exec_ok(&[
-        "ip",
-        "-6",
-        "route",
-        "replace",
-        "default",
-        "via",
-        &ula_gw.to_string(),
-        "dev",
-        "eth0",
-    ]);
+    // No route covers the gateway (addresses carry no prefix route, so
+    // pods reach even their own range through it): onlink, as bridge6 does.
+    for (dst, gw) in [
+        ("default".to_string(), ula_gw),
+        (ranges[0].to_string(), ula_gw),
+        (ranges[1].to_string(), gua_gw),
+    ] {
+        pod.exec_ok(&[
+            "ip",
+            "-6",
+            "route",
+            "replace",
+            &dst,
+            "via",
+            &gw.to_string(),
+            "dev",
+            "eth0",
+            "onlink",
+        ]);
+    }
 
     // CHECK right after ADD (checklist 36), from 0.4.0.
     if harness::versions_with_check().contains(&version) {

@@ -187,15 +187,19 @@ impl LabPod {
         self.ns.path_str()
     }
 
-    /// The prevResult bridge6 would have returned for this pod.
+    /// The prevResult bridge6 would have returned for this pod, with the
+    /// pod interface's real MAC (firewall6 binds the pod's sources to it).
     pub fn prev_result(&self, version: &str, bridge: &str) -> Value {
-        prev_result(
+        let mut r = prev_result(
             version,
             bridge,
             &self.veth,
             &self.path(),
             &[&format!("{}/96", self.ula), &format!("{}/96", self.gua)],
-        )
+        );
+        let mac = self.ns.exec_ok(&["cat", "/sys/class/net/eth0/address"]);
+        r["interfaces"][2]["mac"] = json!(mac.trim());
+        r
     }
 }
 

@@ -78,6 +78,9 @@ pub struct FirewallConf {
     pub ingress: Ingress,
     pub allow_ports: Vec<AllowedPorts>,
     pub admin_chain: String,
+    /// When set, a source in `cluster_prefixes` counts as inside only when
+    /// it arrives from a pod (the pod's bridge) or on one of these.
+    pub cluster_interfaces: Vec<String>,
 }
 
 impl FirewallConf {
@@ -87,6 +90,7 @@ impl FirewallConf {
             ingress: ingress(raw.get("ingress"))?,
             allow_ports: allow_ports(raw.get("allowPorts"))?,
             admin_chain: admin_chain(raw.get("adminChain"))?,
+            cluster_interfaces: cluster_interfaces(raw.get("clusterInterfaces"))?,
         })
     }
 }
@@ -126,6 +130,36 @@ fn cluster_prefixes(v: Option<&Value>) -> Result<Vec<Ipv6Net>> {
                     "an IPv6 prefix (firewall6 manages ip6tables only)",
                 ))
             }
+        }
+    }
+    Ok(out)
+}
+
+fn cluster_interfaces(v: Option<&Value>) -> Result<Vec<String>> {
+    const EXPECTED: &str =
+        "an array of interface names (1-15 characters from [A-Za-z0-9_.@-], `+` as a trailing wildcard), e.g. [\"wg0\"]";
+    let Some(v) = present(v) else {
+        return Ok(vec![]);
+    };
+    let items = v
+        .as_array()
+        .ok_or_else(|| Error::config("clusterInterfaces", v, EXPECTED))?;
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("clusterInterfaces[{i}]");
+        let name = item
+            .as_str()
+            .filter(|n| {
+                let body = n.strip_suffix('+').unwrap_or(n);
+                !body.is_empty()
+                    && n.len() <= 15
+                    && body.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@')
+                    })
+            })
+            .ok_or_else(|| Error::config(&key, item, EXPECTED))?;
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
         }
     }
     Ok(out)

@@ -274,7 +274,7 @@ fn check_reports_drift_and_changes_nothing() {
         assert_eq!(node.save(), before, "passing CHECK changed the ruleset");
 
         // One pod rule gone.
-        let victim = node.pod_rules(NET, &cid)[0].clone();
+        let victim = node.pod_rules(NET, &cid).last().unwrap().clone();
         let spec: Vec<&str> = victim.split(' ').skip(1).collect();
         let del = format!("ip6tables -w -D {}", spec.join(" "));
         node.ns.exec_ok(&["sh", "-c", &del]);
@@ -453,32 +453,24 @@ fn status_and_bridge_netfilter() {
     // checklist 44
     // checklist 46
 
+    // Issue 15: the source check lives in raw PREROUTING and needs no
+    // br_netfilter: STATUS and ADD succeed with bridge-nf-call-ip6tables=0.
     let node = RulesNode::new();
     let st = json!({"cniVersion": "1.1.0", "name": NET, "type": "firewall6"});
     node.fw_network("STATUS", &st).assert_silent_ok();
     node.set_bridge_nf("0");
-    let out = node.fw_network("STATUS", &st);
-    out.assert_error(50);
-    assert!(
-        out.msg().contains("bridge-nf-call-ip6tables"),
-        "{}",
-        out.msg()
-    );
+    node.fw_network("STATUS", &st).assert_silent_ok();
     let cid = container_id("fw6s");
     let c = conf("1.1.0", NET, json!({}), &pod_prev("1.1.0", "veths", 0xa0));
-    let before = node.save();
-    let out = node.fw("ADD", &cid, &c);
-    out.assert_error(50);
-    assert!(
-        out.msg().contains("bridge-nf-call-ip6tables"),
-        "{}",
-        out.msg()
-    );
-    assert_eq!(node.save(), before, "failed ADD left rules");
-    node.set_bridge_nf("1");
-    node.fw_network("STATUS", &st).assert_silent_ok();
     node.fw("ADD", &cid, &c).assert_ok();
+    assert_eq!(
+        node.pod_rules(NET, &cid).len(),
+        5,
+        "sources (raw) and policy"
+    );
+    node.fw("CHECK", &cid, &c).assert_silent_ok();
     node.fw("DEL", &cid, &c).assert_silent_ok();
+    assert!(node.pod_rules(NET, &cid).is_empty());
 }
 
 /// checklist 11: works with no PATH at all (absolute ip6tables paths).
@@ -537,16 +529,32 @@ fn del_leaves_only_skeleton() {
             .all(|l| !l.contains("firewall6 net=cluster if=")),
         "{rules:#?}"
     );
+    let raw = node.raw_rules();
+    assert!(
+        raw.iter().all(|l| !l.contains("firewall6 net=cluster if=")),
+        "{raw:#?}"
+    );
     let chains: Vec<&str> = rules.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
-    // 5 fixed chains + policy + 256 port buckets + catch-all + 256 address
+    // 6 fixed chains + policy + 256 port buckets + catch-all + 256 address
     // buckets + 16 port groups + 16 address groups.
-    assert_eq!(chains.len(), 6 + 513 + 32, "{chains:?}");
+    assert_eq!(chains.len(), 7 + 513 + 32, "{chains:?}");
+    // Raw: CNI6-MLD, CNI6-SRC, CNI6-SRC-ICMP, 16 source groups, 256 source
+    // buckets, each still ending in its DROP.
+    let raw_chains: Vec<&str> = raw.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
+    assert_eq!(raw_chains.len(), 3 + 16 + 256, "{raw_chains:?}");
+    assert_eq!(
+        raw.iter()
+            .filter(|l| l.starts_with("-A CNI6-S-") && l.ends_with("-j DROP"))
+            .count(),
+        256
+    );
     for c in [
         "CNI6-ADMIN",
         "CNI6-ANTISPOOF",
         "CNI6-FORWARD",
         "CNI6-FROM-POD",
         "CNI6-INGRESS",
+        "CNI6-PODS",
         "CNI6-P-OTHER",
         "CNI6-P-00",
         "CNI6-D-ff",
@@ -581,10 +589,14 @@ fn repeated_add_then_one_del() {
     node.fw("ADD", &cid, &c).assert_ok();
     node.fw("ADD", &cid, &c).assert_ok();
     assert_eq!(node.pod_rules(NET, &cid).len(), 10);
-    assert!(node
-        .pod_rules(NET, &cid)
-        .iter()
-        .any(|l| l.starts_with("-A CNI6-P-e3 ")));
+    // Its sources in the raw bucket of their low byte (0xd0), twice.
+    assert_eq!(
+        node.pod_rules(NET, &cid)
+            .iter()
+            .filter(|l| l.starts_with("-A CNI6-S-d0 "))
+            .count(),
+        4
+    );
     node.fw("CHECK", &cid, &c).assert_silent_ok();
     node.fw("DEL", &cid, &c).assert_silent_ok();
     assert!(node.pod_rules(NET, &cid).is_empty(), "{:#?}", node.rules());

@@ -4,6 +4,7 @@ use crate::config::FirewallConf;
 use crate::error::{Error, Result};
 use crate::generation::{self, Generation, Verified};
 use crate::iptables::{Ip6tables, Tables};
+use crate::legacy;
 use crate::rules::{
     self, Attachment, HostSide, Pod, Skeleton, SkeletonState, ANTISPOOF_CHAIN, FORWARD,
     FORWARD_CHAIN, FROM_POD_CHAIN, INGRESS_CHAIN, MLD_CHAIN, PODS_CHAIN, RAW_PREROUTING,
@@ -33,10 +34,10 @@ fn attachment(req: &Request) -> Attachment<'_> {
 /// table follows in its own batch and only as a best effort: it saves
 /// work, it decides nothing, and a node without a usable raw table must
 /// still get its pods' rules.
-fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<()> {
+fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<Listing> {
     let _lock = t.skeleton_lock()?;
-    let state =
-        SkeletonState::from_listing(&t.list_all()?, &skel.conf.admin_chain, &skel.policy_chain());
+    let all = t.list_all()?;
+    let state = SkeletonState::from_listing(&all, &skel.conf.admin_chain, &skel.policy_chain());
     let fix = skel.repair(&state);
     if !fix.is_empty() {
         t.restore(&rules::batch(&fix))?;
@@ -44,13 +45,53 @@ fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<()> {
     if let Err(e) = ensure_mld_drop(t) {
         eprintln!("firewall6: could not install the MLD drop in the raw table (pods' MLD reports keep being flooded to every bridge port): {e}");
     }
+    let mut raw = Vec::new();
     if let Some(bridge) = skel.bridge {
-        let fix = rules::raw_repair(&t.list_all_raw()?, bridge);
+        raw = t.list_all_raw()?;
+        let mut fix = rules::raw_repair(&raw, bridge);
+        fix.extend(rules::insert_lines(&legacy_sources(&all, &raw)));
         if !fix.is_empty() {
             t.restore(&rules::table_batch("raw", &fix))?;
         }
     }
-    Ok(())
+    // What the repair read: pods' rules are never touched by it.
+    Ok(Listing {
+        filter: bucket_lines(all),
+        raw: src_bucket_lines(raw),
+    })
+}
+
+/// Raw rules for the pods of an earlier release not bound yet
+/// ([`crate::legacy`]).
+fn legacy_sources(filter: &[String], raw: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for pod in legacy::legacy_pods(filter) {
+        if !rules::rules_with_tag(raw, &pod.tag).is_empty() {
+            continue;
+        }
+        let mac = legacy::learned_mac(&pod.port);
+        if mac.is_none() {
+            eprintln!(
+                "firewall6: {:?} (attached by an earlier release): no MAC learned on {}; its addresses are bound without one and its link-local address is not allowed",
+                pod.tag, pod.port
+            );
+        }
+        out.extend(legacy::source_rules(&pod, mac.as_ref()));
+    }
+    out
+}
+
+/// The repair path: make the skeleton whole, then add what of the pod's
+/// rules is not there yet. ip6tables-restore commits table by table, so a
+/// failed two-table batch may have applied its raw section: a table that
+/// already holds the pod's tag is not written again.
+fn repair_then_apply(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<()> {
+    let listing = ensure_skeleton(t, skel)?;
+    let missing = pod_rules.missing_from(&listing);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    t.restore(&missing.batch())
 }
 
 fn ensure_mld_drop(t: &dyn Tables) -> Result<()> {
@@ -114,6 +155,9 @@ impl Checks {
 pub struct PodRules {
     pub sources: Vec<String>,
     pub filter: Vec<String>,
+    /// Where a release before issue 15 kept this pod's source check (its
+    /// port bucket): DEL looks there too.
+    pub legacy_chain: Option<String>,
 }
 
 impl PodRules {
@@ -121,10 +165,14 @@ impl PodRules {
         PodRules {
             sources: rules::pod_source_rules(tag, pod),
             filter: rules::pod_rules(tag, pod, policy_chain),
+            legacy_chain: match &pod.host_side {
+                Some(h @ HostSide::BridgePort(_)) => Some(rules::port_bucket_of(h)),
+                _ => None,
+            },
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.sources.is_empty() && self.filter.is_empty()
     }
 
@@ -149,6 +197,29 @@ impl PodRules {
         out
     }
 
+    /// The part whose table holds no rule with the pod's tag in `listing`.
+    fn missing_from(&self, listing: &Listing) -> PodRules {
+        let tagged = |rules: &[String], lines: &[String]| {
+            rules
+                .first()
+                .and_then(|r| rules::parse_rule(r).and_then(|p| p.comment))
+                .is_some_and(|tag| !rules::rules_with_tag(lines, &tag).is_empty())
+        };
+        PodRules {
+            legacy_chain: None,
+            sources: if tagged(&self.sources, &listing.raw) {
+                Vec::new()
+            } else {
+                self.sources.clone()
+            },
+            filter: if tagged(&self.filter, &listing.filter) {
+                Vec::new()
+            } else {
+                self.filter.clone()
+            },
+        }
+    }
+
     /// Transactions the batch commits (one per table it changes).
     fn commits(&self) -> u32 {
         u32::from(!self.sources.is_empty()) + u32::from(!self.filter.is_empty())
@@ -170,12 +241,13 @@ pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<
         if pod_rules.is_empty() {
             return Ok(());
         }
-        if t.restore(&pod_rules.batch()).is_ok() {
-            if keep_verified(t, before.as_ref(), pod_rules.commits(), vouched) {
-                return Ok(());
-            }
-            return install_checked(t, skel, &checks, &PodRules::default());
+        if t.restore(&pod_rules.batch()).is_err() {
+            return repair_then_apply(t, skel, pod_rules);
         }
+        if keep_verified(t, before.as_ref(), pod_rules.commits(), vouched) {
+            return Ok(());
+        }
+        return install_checked(t, skel, &checks, &PodRules::default());
     }
     install_checked(t, skel, &checks, pod_rules)
 }
@@ -204,11 +276,7 @@ fn install_checked(
         keep_verified(t, before.as_ref(), commits, digests);
         return Ok(());
     }
-    ensure_skeleton(t, skel)?;
-    if pod_rules.is_empty() {
-        return Ok(());
-    }
-    t.restore(&pod_rules.batch())
+    repair_then_apply(t, skel, pod_rules)
 }
 
 /// After our own `commits` transactions since `before`, none of which
@@ -359,10 +427,9 @@ pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<PodRules>) 
     let tags = BTreeSet::from([tag.to_string()]);
     let mut listing = None;
     if let Some(expected) = expected.filter(|e| !e.is_empty()) {
-        let filter: Vec<String> = list_chains(t, &rules::chains_of(&expected.filter))?
-            .into_values()
-            .flatten()
-            .collect();
+        let mut chains = rules::chains_of(&expected.filter);
+        chains.extend(expected.legacy_chain.clone());
+        let filter: Vec<String> = list_chains(t, &chains)?.into_values().flatten().collect();
         let raw = list_raw_chains(t, &rules::chains_of(&expected.sources))?;
         if rules::rules_with_tag(&filter, tag).len() >= expected.filter.len()
             && rules::rules_with_tag(&raw, tag).len() >= expected.sources.len()

@@ -98,9 +98,19 @@ const HASH_MARK: char = '~';
 
 /// A record name in the hashed form of [`AttachmentKey::file_name`]
 /// (the attachment it stands for is read from the record).
+/// Strict, because a slot link's target (any text) is looked up with it:
+/// one normal path component, nothing that could leave `attachments/`.
 fn is_hashed_name(name: &str) -> bool {
-    name.split_once('@')
-        .is_some_and(|(id, _)| id.contains(HASH_MARK) && !name.starts_with('.'))
+    let Some((id, ifname)) = name.split_once('@') else {
+        return false;
+    };
+    let Some((head, hex)) = id.split_once(HASH_MARK) else {
+        return false;
+    };
+    cni_common::env::validate_container_id(head).is_ok()
+        && hex.len() == 32
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && cni_common::env::validate_ifname(ifname).is_ok()
 }
 
 /// Read a file of the store without following a symlink or blocking on
@@ -1667,6 +1677,21 @@ mod tests {
             l.release(&key).unwrap();
             assert!(fx.link(rec.slot.0).is_none());
             assert!(!fx.root().join("attachments").join(&name).exists());
+        }
+        // Only the exact hashed form counts: a slot link's target is
+        // looked up with it.
+        let hashed = AttachmentKey::new(&long(255, 'a'), "eth0")
+            .unwrap()
+            .file_name();
+        assert!(is_hashed_name(&hashed));
+        for bad in [
+            "../x~0123456789abcdef0123456789abcdef@eth0",
+            "a~0123456789abcdef0123456789abcdef@../../etc",
+            "a~0123456789abcdef@eth0",
+            ".a~0123456789abcdef0123456789abcdef@eth0",
+            "a~0123456789abcdef0123456789abcdeg@eth0",
+        ] {
+            assert!(!is_hashed_name(bad), "{bad}");
         }
         // Same 200-byte head, different tails: different names.
         let a = AttachmentKey::new(&(long(200, 'x') + &long(55, 'a')), "eth0").unwrap();

@@ -53,7 +53,14 @@
 //!   ([`store::RECORD_VERSION`]): fields `version`, `network`,
 //!   `containerId`, `ifname`, `slot` (hex), `addresses`, `podNamespace`,
 //!   `podName`, `bootId`, `created` (Unix seconds); `boot_id` and `cursor`
-//!   are one line of text, a slot link's target is `<cid>@<ifname>`. A
+//!   are one line of text, a slot link's target is the record's name. A
+//!   record name is `<cid>@<ifname>` unless that exceeds NAME_MAX (255
+//!   bytes; a container id may have 255): then it is `<first 200 bytes of
+//!   cid>~<32 hex digits of SHA-256(cid NUL ifname)>@<ifname>` and the
+//!   attachment is read from the record (no earlier release could write
+//!   such a name, so existing stores need no change; an earlier release
+//!   run on a store with hashed names skips them, and its GC frees their
+//!   slots). Temp files are `.<name cut to fit>.tmp.<pid>`. A
 //!   record with a higher version (a newer release wrote it, then the node
 //!   was downgraded) is refused with code 5 naming the version, and never
 //!   released as corrupt: DEL, GC and the new-boot pass leave it and its

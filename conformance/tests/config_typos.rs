@@ -35,7 +35,7 @@ fn each_plugin_refuses_a_typod_key_with_code_7() {
     let ipam = json!({
         "type": "ipam-prefix",
         "dataDir": data.path_str(),
-        "prefixes": [{"node": "fd00:7e57:18:5::/80"}],
+        "prefixes": [{"node": "fd00:7e57:18:0:5::/80"}],
     });
 
     // bridge6: "brigde" would have used the default bridge.
@@ -88,7 +88,7 @@ fn far_unknown_keys_stay_accepted() {
         "someFutureKey": true, "cni.dev/attachments": [],
         "ipam": {
             "type": "ipam-prefix", "dataDir": data.path_str(),
-            "prefixes": [{"node": "fd00:7e57:18:5::/80"}], "ranges": [],
+            "prefixes": [{"node": "fd00:7e57:18:0:5::/80"}], "ranges": [],
         },
     });
     Invocation::network(plugin("ipam-prefix"), "STATUS")

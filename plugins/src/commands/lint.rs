@@ -102,8 +102,11 @@ impl NodeFacts for Host {
     ) -> std::result::Result<NodePrefix, String> {
         let mut nl =
             cni_common::netlink::Netlink::open().map_err(|e| format!("open netlink: {e}"))?;
-        ipam_prefix::iface::resolve(&mut nl, 0, ifname, scope, len)
-            .map_err(|e| cni_common::Error::from(e).to_string())
+        // The caller names the key; only the reason is wanted here.
+        ipam_prefix::iface::resolve(&mut nl, 0, ifname, scope, len).map_err(|e| match e {
+            ipam_prefix::error::IpamError::Resolve { reason, .. } => reason,
+            e => cni_common::Error::from(e).to_string(),
+        })
     }
 
     fn has_ip6tables(&self) -> bool {

@@ -99,6 +99,12 @@ impl NetworkOpts {
     }
 
     pub fn load(&self) -> Result<(ConfList, Runtime)> {
+        if !self.conflist.exists() {
+            return Err(CliError::Usage(format!(
+                "--conflist {}: no such file",
+                self.conflist.display()
+            )));
+        }
         let list = ConfList::from_file(&self.conflist)
             .map_err(|e| CliError::cni(format!("load {}", self.conflist.display()), e))?;
         Ok((list, self.runtime()))

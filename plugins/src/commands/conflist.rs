@@ -311,7 +311,8 @@ impl ConflistOpts {
             "name": self.name,
             "plugins": [Value::Object(bridge), Value::Object(fw)],
         });
-        validate(&list)?;
+        // The options made this list: what the plugins refuse is a usage error.
+        validate(&list).map_err(|e| CliError::Usage(e.report().replacen("cni6: ", "", 1)))?;
         Ok(list)
     }
 }

@@ -106,8 +106,8 @@ impl GcArgs {
                 return Ok(p);
             }
         }
-        Err(CliError::Failed(format!(
-            "no network configuration named {want} in {}",
+        Err(CliError::Usage(format!(
+            "--network {want}: no network configuration of that name in {}",
             self.conf_dir.display()
         )))
     }

@@ -40,6 +40,10 @@ fn node() -> Netns {
 }
 
 fn install(ns: &Netns, root: &Path, extra: &[&str]) -> Output {
+    install_with(ns, root, LIST_OPTS, extra)
+}
+
+fn install_with(ns: &Netns, root: &Path, list_opts: &[&str], extra: &[&str]) -> Output {
     Command::new("ip")
         .args(["netns", "exec", ns.name()])
         .arg(cni6())
@@ -48,7 +52,7 @@ fn install(ns: &Netns, root: &Path, extra: &[&str]) -> Output {
         .arg(root.join("opt/cni/bin"))
         .arg("--conf-dir")
         .arg(root.join("etc/cni/net.d"))
-        .args(LIST_OPTS)
+        .args(list_opts)
         .args(extra)
         .output()
         .expect("run cni6 install")
@@ -258,4 +262,46 @@ fn install_refuses_an_unwritable_directory_before_writing_anything() {
         "no binary installed: {:?}",
         listing(&bin)
     );
+}
+
+#[test]
+fn install_preflight_refuses_what_would_not_work_unless_forced() {
+    harness::require_root();
+    let ns = node();
+    // ens4's ULA is a /64: cut to its first /80 it is the reserved C:0::/80.
+    ns.add_veth("ens4", "ens4peer");
+    ns.add_addr("ens4", "fd8c:1f0a:77e3::5/64");
+    let root = TempDir::new("c6op-pre");
+    let conf = root.join("etc/cni/net.d");
+    let cluster = &LIST_OPTS[..2];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cni-version", "0.3.1"], "firewall6 speaks 0.4.0"),
+        (&["--cni-version", "0.2.0"], "bridge6 speaks 0.3.0"),
+        (
+            &["--ula-from-interface", "ens99"],
+            "\"ens99\" (ula): not resolvable",
+        ),
+        (
+            &["--ula-from-interface", "ens4"],
+            "virtual-IP range C:0::/80",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let o = if extra[0] == "--cni-version" {
+            install(&ns, root.path(), extra)
+        } else {
+            install_with(&ns, root.path(), cluster, extra)
+        };
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(
+            err.contains("preflight failed") && err.contains(needle),
+            "{extra:?}: {err}"
+        );
+        assert!(listing(&conf).is_empty(), "{extra:?}: nothing written");
+    }
+    // --force installs anyway (the operator's call), and says what is wrong.
+    let o = install(&ns, root.path(), &["--cni-version", "0.3.1", "--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("error     cniVersion"));
 }

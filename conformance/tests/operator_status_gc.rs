@@ -483,4 +483,54 @@ fn status_flags_a_stale_gateway_and_gc_cannot_free_a_live_pod() {
         .expect("remove stale gateway");
     let (code, s) = n.status_coded();
     assert_eq!(code, 0, "{}", s["problems"]);
+
+    // A host veth of this network on the bridge that no allocation
+    // explains (what a DEL killed halfway leaves): flagged.
+    let orphan = format!("{}o", &n.bridge[..n.bridge.len().min(13)]);
+    for args in [
+        vec![
+            "link",
+            "add",
+            &orphan,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "c6orphpeer",
+        ],
+        vec![
+            "link",
+            "set",
+            &orphan,
+            "alias",
+            "cni6 net=cluster if=eth0 id=gone",
+        ],
+        vec!["link", "set", &orphan, "master", &n.bridge],
+    ] {
+        n.topo.ip(&node_ns, &args).expect("make orphan veth");
+    }
+    let (code, s) = n.status_coded();
+    assert_eq!(code, 1);
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains(&format!("orphan host veth {orphan}")),
+        "{}",
+        s["problems"]
+    );
+    n.topo
+        .ip(&node_ns, &["link", "del", &orphan])
+        .expect("remove orphan");
+
+    // A network configuration nobody can read: flagged too.
+    std::fs::write(n.conf_dir.join("20-broken.conflist"), "{not json").unwrap();
+    let (code, s) = n.status_coded();
+    assert_eq!(code, 1);
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("unreadable network configuration"),
+        "{}",
+        s["problems"]
+    );
 }

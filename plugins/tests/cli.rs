@@ -431,3 +431,35 @@ fn failed_attach_is_rolled_back_with_del() {
         r.stderr
     );
 }
+
+#[test]
+fn plugin_status_asks_cni6_plugins_at_1_1_whatever_the_list_version() {
+    // A 1.0.0 list is never asked STATUS by a runtime; cni6's own plugins
+    // are asked on a 1.1.0 copy, others are left alone.
+    let n = Node::new("1.0.0");
+    let fw = n.p("bin").join("firewall6");
+    std::fs::write(&fw, FAKE).unwrap();
+    std::fs::set_permissions(&fw, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let list = json!({"cniVersion": "1.0.0", "name": "cluster",
+        "plugins": [{"type": "main"}, {"type": "firewall6"}]});
+    std::fs::write(n.p("net.conflist"), list.to_string()).unwrap();
+    let r = n.cni6(&["plugin-status"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("asked at CNI 1.1.0"), "{}", r.stdout);
+    let calls = n.take_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (calls[0].0.as_str(), calls[0].1.as_str()),
+        ("firewall6", "STATUS")
+    );
+    assert_eq!(calls[0].2["cniVersion"], "1.1.0");
+    n.script(
+        "firewall6",
+        "STATUS",
+        r#"{"code":50,"msg":"ip6tables not found"}"#,
+        1,
+    );
+    let r = n.cni6(&["plugin-status"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("ip6tables not found"), "{}", r.stdout);
+}

@@ -32,9 +32,10 @@ pub const RUNTIME_KEYS: &[&str] = &[
     "logFile",
 ];
 
-/// Unknown keys shorter than this are never called typos (`"ip"`, `"gw"`,
-/// `"mac"` are other plugins' keys, one edit away from many things).
-const MIN_TYPO_LEN: usize = 4;
+/// Keys shorter than this are never called typos, nor typo targets
+/// (`"mac"`, `"gw"`, `"note"` are one edit away from many things: `"node"`
+/// would take a `"note"` comment for a typo); case-only misses still count.
+const MIN_TYPO_LEN: usize = 5;
 
 /// From this length on, two edits still count as a typo
 /// (`"clusterPrefix"` for `"clusterPrefixes"`).
@@ -43,7 +44,7 @@ const TWO_EDITS_FROM: usize = 8;
 /// The known key `key` probably stands for, if it is a near miss of one of
 /// `known`: same letters in another case, or at most 1 edit (insert,
 /// delete, substitute, swap of neighbours) away, 2 for keys of 8 or more
-/// characters. Exact matches, runtime keys and namespaced keys
+/// characters; both keys at least 5 characters long. Exact matches, runtime keys and namespaced keys
 /// (`cni.dev/...`, anything with '/' or '.') are never near misses.
 pub fn near_miss(key: &str, known: &[&'static str]) -> Option<&'static str> {
     if known.contains(&key) || is_runtime_key(key) {
@@ -113,7 +114,9 @@ mod tests {
     use serde_json::json;
 
     const BRIDGE: &[&str] = &["bridge", "mtu", "hairpinMode", "defaultRoute", "ipMasq"];
-    const IPAM: &[&str] = &["type", "dataDir", "subnetId", "prefixes", "routes", "dns"];
+    const IPAM: &[&str] = &[
+        "type", "dataDir", "subnetId", "prefixes", "routes", "dns", "node", "scope",
+    ];
     const FW: &[&str] = &[
         "clusterPrefixes",
         "clusterInterfaces",
@@ -168,6 +171,9 @@ mod tests {
             "kubeconfig",
             "portMappings",
             "bandwidth",
+            "note",
+            "nodes",
+            "comment",
         ] {
             assert_eq!(near_miss(k, BRIDGE), None, "{k} vs bridge6");
             assert_eq!(near_miss(k, IPAM), None, "{k} vs ipam");

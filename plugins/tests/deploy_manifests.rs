@@ -243,6 +243,11 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
     ns.add_addr("ens5", "2001:db8:7:12::1/64");
     let mounts = host_mounts(&ds, main);
 
+    // The node already has a portmap of its own: kept, and kept on uninstall.
+    let bin = root.path().join("opt/cni/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("portmap"), "the node's own").unwrap();
+
     // The init container: forwarding on, first install.
     let args = map_paths(argv(init), &host_mounts(&ds, init), root.path(), &cni6);
     let o = in_ns(&ns, &args).output().unwrap();
@@ -267,10 +272,11 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
         serde_json::json!([{"fromInterface": "ens5", "scope": "ula"},
                            {"fromInterface": "ens5", "scope": "global"}])
     );
-    for p in ["bridge6", "ipam-prefix", "firewall6", "loopback", "portmap"] {
-        assert!(
-            root.path().join("opt/cni/bin").join(p).is_file(),
-            "{p} installed"
+    for p in ["bridge6", "ipam-prefix", "firewall6", "loopback"] {
+        assert_eq!(
+            std::fs::read(bin.join(p)).unwrap(),
+            std::fs::read(image.join(p)).unwrap(),
+            "{p} installed from the image"
         );
     }
 
@@ -335,14 +341,29 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for d in ["etc/cni/net.d", "opt/cni/bin"] {
-        let left: Vec<_> = std::fs::read_dir(root.path().join(d))
+    let listing = |d: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(root.path().join(d))
             .unwrap()
             .flatten()
-            .map(|e| e.file_name())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(left.is_empty(), "{d} still holds {left:?}");
-    }
+        v.sort();
+        v
+    };
+    assert!(
+        listing("etc/cni/net.d").is_empty(),
+        "{:?}",
+        listing("etc/cni/net.d")
+    );
+    assert_eq!(
+        listing("opt/cni/bin"),
+        vec!["portmap"],
+        "only the node's own is left"
+    );
+    assert_eq!(
+        std::fs::read(bin.join("portmap")).unwrap(),
+        b"the node's own"
+    );
 }
 
 #[test]

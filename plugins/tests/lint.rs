@@ -165,6 +165,28 @@ fn lint_dir_reports_a_list_sorting_first_and_exits_1() {
     assert_eq!(code, if errors.is_empty() { 0 } else { 1 }, "{out}{err}");
     assert_eq!(v["sound"], errors.is_empty());
 
+    // A broken list the runtime does not use (it sorts after ours) is
+    // listed, but does not make the node unsound.
+    std::fs::write(
+        d.path().join("87-podman-bridge.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"podman","plugins":[{"type":"bridge"}]}"#,
+    )
+    .unwrap();
+    let (code2, out2, _) = cni6(&["lint", dir, "--bin-dir", bin_s]);
+    assert!(
+        out2.contains("note: (unused: the runtime uses 10-cni6.conflist) plugin bridge not found"),
+        "{out2}"
+    );
+    assert_eq!(code2, code, "{out2}");
+    // multus sorting first delegates: no order error.
+    std::fs::write(
+        d.path().join("00-multus.conf"),
+        r#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus"}"#,
+    )
+    .unwrap();
+    let (_, out3, _) = cni6(&["lint", dir, "--bin-dir", bin_s]);
+    assert!(!out3.contains("sorts before"), "{out3}");
+
     // A path that does not exist is a usage error.
     let (code, _, err) = cni6(&["lint", "/nonexistent/x.conflist"]);
     assert_eq!(code, 2, "{err}");

@@ -224,6 +224,8 @@ pub struct Installed {
     pub findings: Vec<lint::Finding>,
     /// --extra-plugins that were not in --from.
     pub extras_missing: Vec<String>,
+    /// --extra-plugins the node already had from elsewhere (left alone).
+    pub extras_kept: Vec<String>,
 }
 
 /// lint's checks on the list about to be written, with this node's facts.
@@ -321,10 +323,20 @@ pub fn install_on(a: &InstallArgs, node: &dyn lint::NodeFacts) -> Result<Install
             a.conflist_name
         )));
     }
+    // An extra plugin the node already had (the runtime's package ships a
+    // loopback) is left alone: not overwritten, and not uninstalled later.
+    let ours_before = manifest_files(&a.conf_dir);
     let mut files = Vec::new();
+    let mut extras_kept = Vec::new();
     for (name, bytes) in &binaries {
+        let target = a.bin_dir.join(name);
+        let extra = !PLUGINS.contains(&name.as_str());
+        if extra && target.exists() && !ours_before.contains(&target) {
+            extras_kept.push(name.clone());
+            continue;
+        }
         let c = install_file(&a.bin_dir, name, bytes, 0o755)?;
-        files.push((a.bin_dir.join(name), c));
+        files.push((target, c));
     }
     let c = install_file(&a.conf_dir, &a.conflist_name, &conf_bytes, 0o644)?;
     files.push((a.conf_dir.join(&a.conflist_name), c));
@@ -338,7 +350,25 @@ pub fn install_on(a: &InstallArgs, node: &dyn lint::NodeFacts) -> Result<Install
         shadowed_by,
         findings,
         extras_missing,
+        extras_kept,
     })
+}
+
+/// The files a previous install recorded in `conf_dir` (none when the
+/// record is missing or unreadable).
+fn manifest_files(conf_dir: &Path) -> Vec<PathBuf> {
+    fs::read(conf_dir.join(MANIFEST))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map(|v| {
+            v["files"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `--prepare-node`: IPv6 forwarding on, the way bridge6 turns it on.
@@ -480,6 +510,7 @@ fn report(r: &Installed, o: &mut Output) -> Result<()> {
             "changed": r.files.iter().any(|(_, c)| *c != Change::Unchanged),
             "shadowedBy": r.shadowed_by,
             "extrasMissing": r.extras_missing,
+            "extrasKept": r.extras_kept,
             "findings": r.findings.iter().map(|f| json!({"level": f.level.as_str(), "message": f.message})).collect::<Vec<_>>(),
         }));
     }
@@ -488,6 +519,9 @@ fn report(r: &Installed, o: &mut Output) -> Result<()> {
     }
     for m in &r.extras_missing {
         o.line(format!("skipped   {m} (not beside cni6 in --from)"))?;
+    }
+    for m in &r.extras_kept {
+        o.line(format!("kept      {m} (the node's own, left alone)"))?;
     }
     for (p, c) in &r.files {
         o.line(format!("{:<9} {}", c.as_str(), p.display()))?;

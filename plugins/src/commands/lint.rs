@@ -400,18 +400,20 @@ fn node_prefix_findings(l: &mut Lint, k: usize, n: NodePrefix, cluster: Option<I
 }
 
 /// Node-wide findings for a conf dir: loopback beside the plugins, and no
-/// other list sorting before the first one of cni6.
+/// other list sorting before the first one of cni6 (multus first is fine:
+/// it delegates).
 pub fn lint_dir_order(
     dir: &Path,
     names: &[String],
     ours: &[bool],
+    multus_first: bool,
     bin_dir: &Path,
     node: &dyn NodeFacts,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let src = dir.display().to_string();
     if let Some(first_ours) = ours.iter().position(|o| *o) {
-        if first_ours > 0 {
+        if first_ours > 0 && !multus_first {
             out.push(Finding {
                 level: Level::Error,
                 source: src.clone(),
@@ -438,6 +440,11 @@ pub fn lint_dir_order(
     out
 }
 
+/// Is this list multus (which delegates to other lists)?
+fn is_multus(bytes: &[u8]) -> bool {
+    ConfList::parse(bytes).is_ok_and(|l| l.plugin_types().iter().any(|t| t.starts_with("multus")))
+}
+
 /// Is this list one of cni6's (any plugin of ours in it)?
 fn is_cni6_list(bytes: &[u8]) -> bool {
     ConfList::parse(bytes).is_ok_and(|l| l.plugin_types().iter().any(|t| PLUGINS.contains(t)))
@@ -454,12 +461,27 @@ pub fn lint_path(a: &LintArgs, node: &dyn NodeFacts) -> Result<Vec<Finding>> {
         let names = network_configs(&a.path)?;
         let mut findings = Vec::new();
         let mut ours = Vec::new();
-        for n in &names {
+        let multus_first = names
+            .first()
+            .and_then(|n| std::fs::read(a.path.join(n)).ok())
+            .is_some_and(|b| is_multus(&b));
+        for (i, n) in names.iter().enumerate() {
             let p = a.path.join(n);
             match std::fs::read(&p) {
                 Ok(b) => {
                     ours.push(is_cni6_list(&b));
-                    findings.extend(lint_list(&p.display().to_string(), &b, &ctx, node));
+                    let mut f = lint_list(&p.display().to_string(), &b, &ctx, node);
+                    // The runtime uses the first list only: what is wrong in
+                    // a later one does not touch pods (unless multus, first,
+                    // delegates to others).
+                    if i > 0 && !multus_first {
+                        for x in f.iter_mut().filter(|x| x.level != Level::Note) {
+                            x.level = Level::Note;
+                            x.message =
+                                format!("(unused: the runtime uses {}) {}", names[0], x.message);
+                        }
+                    }
+                    findings.extend(f);
                 }
                 Err(e) => {
                     ours.push(false);
@@ -478,7 +500,14 @@ pub fn lint_path(a: &LintArgs, node: &dyn NodeFacts) -> Result<Vec<Finding>> {
                 message: "no network configuration: the runtime has no network for pods".into(),
             });
         }
-        findings.extend(lint_dir_order(&a.path, &names, &ours, &a.bin_dir, node));
+        findings.extend(lint_dir_order(
+            &a.path,
+            &names,
+            &ours,
+            multus_first,
+            &a.bin_dir,
+            node,
+        ));
         Ok(findings)
     } else {
         let b = std::fs::read(&a.path)

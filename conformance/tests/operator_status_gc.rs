@@ -248,7 +248,16 @@ fn status_shows_attachments_and_marks_leaked_ones() {
     let (code, s) = n.status_coded();
     assert_eq!(code, 1, "leaks make status exit 1");
     let problems = s["problems"].to_string();
-    assert!(problems.contains("2 leaked allocation(s)"), "{problems}");
+    // The pod whose netns is gone is for gc --leaked; the one whose veth
+    // alone is gone is broken, not free.
+    assert!(
+        problems.contains("1 leaked allocation(s) whose pod is gone"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!("attachment {}/eth0 is broken", pods[1].name)),
+        "{problems}"
+    );
     assert_eq!(n.store_files(), before, "status changes nothing");
     let allocs = allocations(&s);
     assert_eq!(allocs.len(), 3);

@@ -451,12 +451,38 @@ pub fn run(a: &StatusArgs, o: &mut Output) -> Result<()> {
         let bridge = bridge_addresses(&net.bridge);
         let firewall = net.has_firewall.then(firewall_skeleton);
         let mut found = Vec::new();
-        let leaked = allocs.iter().filter(|a| !a.leaked.is_empty()).count();
-        if leaked > 0 {
+        let gone = allocs.iter().filter(|a| a.pod_gone()).count();
+        if gone > 0 {
             found.push(format!(
-                "{leaked} leaked allocation(s): free them with `cni6 gc --network {} --leaked`",
+                "{gone} leaked allocation(s) whose pod is gone: free them with \
+                 `cni6 gc --network {} --leaked`",
                 net.name
             ));
+        }
+        // The rest: a host veth gone while the pod's netns lives (its
+        // network is broken, its address must not be reused yet), or an
+        // unreadable record.
+        for a in allocs
+            .iter()
+            .filter(|a| !a.leaked.is_empty() && !a.pod_gone())
+        {
+            found.push(match &a.record {
+                Some(r) => format!(
+                    "attachment {}/{} is broken ({}) but its pod's netns still exists: \
+                     delete or restart the pod (its runtime runs DEL), or `cni6 detach \
+                     --id {} --ifname {}` with the network's conflist",
+                    r.container_id,
+                    r.ifname,
+                    a.leaked.join(", "),
+                    r.container_id,
+                    r.ifname
+                ),
+                None => format!(
+                    "unreadable allocation record {} in {}",
+                    a.file,
+                    net.data_dir.join(&net.name).join("attachments").display()
+                ),
+            });
         }
         if let Err(e) = prefixes {
             found.push(format!("node prefixes unknown: {e}"));
@@ -581,7 +607,7 @@ pub fn run(a: &StatusArgs, o: &mut Output) -> Result<()> {
             "  store     {} ({} allocation(s), {} leaked)",
             net.data_dir.join(&net.name).display(),
             allocs.len(),
-            leaked
+            allocs.iter().filter(|a| !a.leaked.is_empty()).count()
         ))?;
         match prefixes {
             Ok(p) => {

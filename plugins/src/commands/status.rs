@@ -762,6 +762,61 @@ pub fn run(a: &StatusArgs, o: &mut Output) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn alloc(netns: Option<&str>, leaked: &[&str]) -> Allocation {
+        let rec: Record = serde_json::from_value(serde_json::json!({
+            "version": 1, "network": "n1", "containerId": "c1", "ifname": "eth0",
+            "slot": "10", "addresses": [], "bootId": "b", "created": 0
+        }))
+        .unwrap();
+        Allocation {
+            file: "c1@eth0".into(),
+            record: Some(rec),
+            host_veth: Some("c6x".into()),
+            netns: netns.map(String::from),
+            leaked: leaked.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_pod_is_gone_only_when_its_netns_is() {
+        // The netns the runtime cached is gone: gone, veth or not.
+        assert!(alloc(Some("/run/netns/x"), &[NETNS_GONE]).pod_gone());
+        assert!(alloc(Some("/run/netns/x"), &[VETH_GONE, NETNS_GONE]).pod_gone());
+        // Its veth is gone but its netns lives: broken, not free.
+        assert!(!alloc(Some("/run/netns/x"), &[VETH_GONE]).pod_gone());
+        // No cache record: the veth (which dies with the netns) decides.
+        assert!(alloc(None, &[VETH_GONE]).pod_gone());
+        assert!(alloc(None, &[EARLIER_BOOT]).pod_gone());
+        assert!(!alloc(None, &[]).pod_gone());
+        // An unreadable record is never freed by --leaked.
+        let mut a = alloc(None, &["unreadable record"]);
+        a.record = None;
+        assert!(!a.pod_gone());
+    }
+
+    #[test]
+    fn stale_addresses_are_those_no_pod_range_explains() {
+        let addrs = vec![
+            "fd00:1:2:3:4:1:0:1/96".to_string(),
+            "fd00:1:2:3:3:1:0:1/96".to_string(),
+        ];
+        let gws = vec!["fd00:1:2:3:4:1:0:1".to_string()];
+        assert_eq!(
+            stale_bridge_addresses(&addrs, &gws),
+            vec!["fd00:1:2:3:3:1:0:1/96"]
+        );
+        assert_eq!(
+            rule_comment(
+                r#"-A CNI6-X -m comment --comment "firewall6 net=n if=eth0 id=c1" -j RETURN"#
+            ),
+            Some("firewall6 net=n if=eth0 id=c1")
+        );
+        assert_eq!(
+            rule_comment("-A X -m comment --comment plain -j RETURN"),
+            Some("plain")
+        );
+    }
+
     #[test]
     fn ages() {
         assert_eq!(age(5), "5s");

@@ -298,8 +298,14 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
     std::fs::write(&conf, "{}").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let restored: Value = serde_json::from_slice(&std::fs::read(&conf).unwrap()).unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // kubelet stops it with SIGTERM: it exits at once, successfully.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "watch loop on SIGTERM: {status:?}");
     assert!(stamp.exists(), "the watch loop stamped a pass");
     assert_eq!(
         restored, list,

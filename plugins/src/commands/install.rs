@@ -483,6 +483,13 @@ pub fn run(a: &InstallArgs, o: &mut Output) -> Result<()> {
     // The DaemonSet's long-running container: a failed pass is reported and
     // retried (the node may get its address later); the stamp is touched
     // only after a good one, so liveness sees a loop that stopped working.
+    // As PID 1 of a container, SIGTERM's default action does nothing: stop
+    // on it explicitly.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let stopping = || stop.load(std::sync::atomic::Ordering::Relaxed);
     loop {
         match install(a) {
             Ok(r) => {
@@ -494,7 +501,13 @@ pub fn run(a: &InstallArgs, o: &mut Output) -> Result<()> {
             Err(e) => eprintln!("{}", e.report()),
         }
         o.out.flush()?;
-        std::thread::sleep(std::time::Duration::from_secs(every));
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(every);
+        while std::time::Instant::now() < until {
+            if stopping() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 }
 

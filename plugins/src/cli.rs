@@ -50,7 +50,7 @@ pub enum Command {
     Lint(commands::lint::LintArgs),
     /// Print a network configuration list for this node, validated by the plugins' own parsers.
     Conflist(commands::conflist::ConflistArgs),
-    /// Show the node's allocations (pod, addresses, host veth, age, leaked?), prefixes, bridge and firewall.
+    /// Health check: the node's allocations, prefixes, bridge and firewall; exit 1 when something is wrong.
     Status(commands::status::StatusArgs),
     /// Print the fabric's routes to every node's pod prefixes (ip, wireguard or BIRD form).
     Routes(commands::routes::RoutesArgs),

@@ -44,12 +44,12 @@ pub const DEFAULT_STAMP: &str = "/run/cni6/installed";
 pub const DEFAULT_CONFLIST_NAME: &str = "10-cni6.conflist";
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Example (what the DaemonSet's init container runs, host paths under /host):\n  \
-    cni6 install --bin-dir /host/opt/cni/bin --conf-dir /host/etc/cni/net.d \\\n    \
-    --cluster-ula fd8c:1f0a:77e3::/64 --ula-from-interface eth0 --gua-from-interface eth0\n\n\
-    Running it again with the same options changes nothing and says so."
-)]
+#[command(after_help = "Example (what the DaemonSet's container runs):\n  \
+    cni6 install --watch 60 --cluster-ula fd8c:1f0a:77e3::/64 \\\n    \
+    --ula-from-interface auto --gua-from-interface auto\n\n\
+    Running it again with the same options changes nothing and says so. Before writing \
+    anything it runs `cni6 lint`'s checks on the list and refuses (exit 1) unless --force. \
+    `cni6 uninstall` removes what it wrote.")]
 pub struct InstallArgs {
     /// Where the runtime looks for plugin binaries (containerd's bin_dir).
     #[arg(long, default_value = "/opt/cni/bin", value_name = "DIR")]
@@ -395,7 +395,9 @@ fn prepare_node(o: &mut Output) -> Result<()> {
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Removes the files listed in <conf-dir>/.cni6-installed (written by     install), then that list. Pods attached keep their interfaces; new pods get no network     from cni6."
+    after_help = "Removes the files listed in <conf-dir>/.cni6-installed (written by \
+    install), then that list. Pods attached keep their interfaces; new pods get no network \
+    from cni6."
 )]
 pub struct UninstallArgs {
     /// The --conf-dir install used.

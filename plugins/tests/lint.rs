@@ -36,9 +36,17 @@ impl NodeFacts for FakeNode {
     }
     fn has_file(&self, p: &Path) -> bool {
         p.parent() == Some(Path::new("/opt/cni/bin"))
-            && ["bridge6", "ipam-prefix", "firewall6", "loopback"]
+            && ["bridge6", "ipam-prefix", "firewall6", "loopback", "portmap"]
                 .iter()
                 .any(|n| p.file_name() == Some(n.as_ref()))
+    }
+    /// Debian bookworm's portmap (1.1.1) speaks up to 1.0.0.
+    fn plugin_versions(&self, bin: &Path) -> Option<Vec<String>> {
+        (bin.file_name() == Some("portmap".as_ref())).then(|| {
+            ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]
+                .map(String::from)
+                .to_vec()
+        })
     }
 }
 

@@ -88,6 +88,10 @@ pub trait NodeFacts {
     fn has_file(&self, p: &Path) -> bool {
         p.is_file()
     }
+    /// The CNI versions a plugin binary answers VERSION with, if it runs.
+    fn plugin_versions(&self, _bin: &Path) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// The node lint runs on.
@@ -117,6 +121,21 @@ impl NodeFacts for Host {
         std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
             .ok()
             .map(|s| s.trim() == "1")
+    }
+
+    fn plugin_versions(&self, bin: &Path) -> Option<Vec<String>> {
+        let dir = bin.parent()?.to_path_buf();
+        let name = bin.file_name()?.to_str()?;
+        let v = cni_common::runtime::Runtime::new(vec![dir])
+            .version(name)
+            .ok()?;
+        Some(
+            v["supportedVersions"]
+                .as_array()?
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+        )
     }
 }
 
@@ -217,6 +236,21 @@ pub fn lint_list(source: &str, bytes: &[u8], ctx: &Context, node: &dyn NodeFacts
                     bin.display()
                 ),
             );
+        } else if !is_ours && !skip {
+            // Another project's plugin: ask the binary which versions it speaks.
+            if let Some(vs) = node.plugin_versions(&bin) {
+                if !vs.contains(&list.cni_version) {
+                    l.push(
+                        Level::Error,
+                        format!(
+                            "cniVersion {:?}: plugin {ptype} at {} speaks {} only",
+                            list.cni_version,
+                            bin.display(),
+                            vs.join(", ")
+                        ),
+                    );
+                }
+            }
         }
         // The object as the runtime sends it.
         let mut obj = plugin.clone();

@@ -39,3 +39,15 @@ if ! python3 -c 'import grpc, cri_api.v1.api_pb2_grpc' 2>/dev/null; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
       'container-runtime-interface-api==2.0.1'
 fi
+
+# The Rust toolchain: the workspace needs rustc >= 1.80 (rust-version in
+# Cargo.toml). Debian bookworm's rustc is 1.63, so it is not installed from
+# apt; say what to do instead of letting cargo fail later. A warning, not an
+# error: the toolchain may be on another PATH than this script's (sudo).
+need_rust="1.80"
+have_rust=$(rustc --version 2>/dev/null | awk '{print $2}')
+if [ -z "$have_rust" ] || [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -n1)" != "$need_rust" ]; then
+  echo "install-deps: warning: Rust >= $need_rust needed, found ${have_rust:-none}." >&2
+  echo "  Install it with rustup (rustup toolchain install stable), or Debian trixie's" >&2
+  echo "  rustc/cargo (1.85); bookworm's 1.63 is too old." >&2
+fi

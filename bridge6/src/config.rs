@@ -16,6 +16,11 @@ pub const FALLBACK_MTU: u32 = 1500;
 /// IPv6 needs at least 1280 (RFC 8200); 65535 is the kernel's veth limit.
 pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 1280..=65535;
 
+/// Every key bridge6 reads from its plugin object, beside the runtime's
+/// ([`cni_common::keys::RUNTIME_KEYS`]): a key one typo away from one of
+/// these is refused, `cni6 lint` lists the others.
+pub const KNOWN_KEYS: &[&str] = &["bridge", "mtu", "hairpinMode", "defaultRoute", "ipMasq"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Network name (the runtime's `name`), part of the attachment key.
@@ -40,6 +45,9 @@ pub struct Config {
 impl Config {
     pub fn parse(conf: &NetConf) -> Result<Config, Error> {
         let raw = &conf.raw;
+        if let Some(obj) = raw.as_object() {
+            cni_common::keys::refuse_near_miss(obj, "", KNOWN_KEYS)?;
+        }
         let bridge = match raw.get("bridge") {
             None | Some(Value::Null) => DEFAULT_BRIDGE.to_string(),
             Some(Value::String(s)) => {
@@ -182,6 +190,15 @@ mod tests {
         assert!(!c.hairpin);
         assert!(!c.default_route);
         assert_eq!(c.dns.unwrap().nameservers, vec!["fd00::53"]);
+    }
+
+    #[test]
+    fn a_typo_of_a_known_key_is_refused() {
+        let e = parse(&format!(r#"{{"name":"n","brigde":"cluster0",{IPAM}}}"#)).unwrap_err();
+        assert_eq!(e.code(), 7);
+        assert!(e.to_string().contains("\"bridge\""), "{e}");
+        // Far unknown keys stay accepted (checklist 14).
+        parse(&format!(r#"{{"name":"n","isGateway":true,{IPAM}}}"#)).unwrap();
     }
 
     #[test]

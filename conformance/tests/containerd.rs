@@ -78,6 +78,9 @@ fn cni6_status(cd: &Containerd) -> Value {
     let out = node_command(&cd.node, bin_dir().join("cni6"))
         .args(["status", "--json", "--conflist"])
         .arg(cd.dir.join("net.d/10-cni6.conflist"))
+        // status asks the plugins for CNI STATUS: containerd's bin_dir.
+        .arg("--cni-path")
+        .arg(cd.dir.join("bin"))
         .output()
         .expect("spawn cni6");
     assert!(

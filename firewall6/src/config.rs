@@ -83,8 +83,22 @@ pub struct FirewallConf {
     pub cluster_interfaces: Vec<String>,
 }
 
+/// Every key firewall6 reads from its plugin object, beside the runtime's
+/// ([`cni_common::keys::RUNTIME_KEYS`]): a key one typo away from one of
+/// these is refused, `cni6 lint` lists the others.
+pub const KNOWN_KEYS: &[&str] = &[
+    "clusterPrefixes",
+    "clusterInterfaces",
+    "ingress",
+    "allowPorts",
+    "adminChain",
+];
+
 impl FirewallConf {
     pub fn from_raw(raw: &Value) -> Result<FirewallConf> {
+        if let Some(obj) = raw.as_object() {
+            cni_common::keys::refuse_near_miss(obj, "", KNOWN_KEYS)?;
+        }
         Ok(FirewallConf {
             cluster_prefixes: cluster_prefixes(raw.get("clusterPrefixes"))?,
             ingress: ingress(raw.get("ingress"))?,
@@ -331,6 +345,18 @@ mod tests {
 
     fn conf(v: Value) -> Result<FirewallConf> {
         FirewallConf::from_raw(&v)
+    }
+
+    #[test]
+    fn a_typo_of_a_known_key_is_refused() {
+        // "clusterPrefix" used to leave clusterPrefixes empty: other
+        // nodes' pods dropped.
+        let e = conf(json!({"clusterPrefix": ["fd00::/64"]})).unwrap_err();
+        let e = cni_common::Error::from(e);
+        assert_eq!(e.code(), 7);
+        assert!(e.to_string().contains("\"clusterPrefixes\""), "{e}");
+        let e = cni_common::Error::from(conf(json!({"clusterInterface": ["wg0"]})).unwrap_err());
+        assert!(e.to_string().contains("\"clusterInterfaces\""), "{e}");
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub enum PrefixSource {
     FromInterface { ifname: String, scope: Scope },
 }
 
+/// Every key ipam-prefix reads from the `ipam` object: a key one typo away
+/// from one of these is refused, `cni6 lint` lists the others.
+pub const KNOWN_KEYS: &[&str] = &["type", "dataDir", "subnetId", "prefixes", "routes", "dns"];
+/// The keys of one `ipam.prefixes[]` entry.
+pub const PREFIX_KEYS: &[&str] = &["node", "fromInterface", "scope"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct IpamConfig {
     pub data_dir: PathBuf,
@@ -90,6 +96,7 @@ fn parse_data_dir(v: Option<&Value>) -> Result<PathBuf> {
 impl IpamConfig {
     pub fn parse(conf: &NetConf) -> Result<IpamConfig> {
         let ipam = ipam_object(conf)?;
+        cni_common::keys::refuse_near_miss(ipam, "ipam.", KNOWN_KEYS)?;
         if let Some(t) = ipam.get("type") {
             if !t.is_string() {
                 return Err(IpamError::config("ipam.type", t, "a string"));
@@ -128,6 +135,7 @@ impl IpamConfig {
                     "an object with either \"node\" or \"fromInterface\"",
                 )
             })?;
+            cni_common::keys::refuse_near_miss(obj, &format!("{key}."), PREFIX_KEYS)?;
             let node = obj.get("node").filter(|v| !v.is_null());
             let iface = obj.get("fromInterface").filter(|v| !v.is_null());
             raw.push(match (node, iface) {
@@ -356,6 +364,20 @@ mod tests {
 
     fn parse(ipam: Value) -> Result<IpamConfig> {
         IpamConfig::parse(&conf(ipam))
+    }
+
+    #[test]
+    fn a_typo_of_a_known_key_is_refused() {
+        // "subnetID" used to fall back to subnet 1: two networks sharing a range.
+        let p = json!([{"node": "fd00:1:2:3:4::/80"}]);
+        let e = err7(json!({"subnetID": 2, "prefixes": p}));
+        assert!(
+            e.contains("ipam.subnetID") && e.contains("\"subnetId\""),
+            "{e}"
+        );
+        let e = err7(json!({"prefixes": [{"fromInterfce": "eth0"}]}));
+        assert!(e.contains("ipam.prefixes[0].fromInterfce"), "{e}");
+        parse(json!({"prefixes": p, "ranges": [], "subnet": "x"})).unwrap();
     }
 
     /// The error's full text, asserting it is code 7 on the wire.

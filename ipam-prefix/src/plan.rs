@@ -68,10 +68,19 @@ impl NodePrefix {
                 "a node prefix of length at most {MAX_NODE_LEN} (the pod range /(L+16) must be at most /{MAX_POD_RANGE_LEN})"
             ));
         }
-        if bits(net.addr()) & !mask(net.prefix_len()) != 0 {
+        let b = bits(net.addr());
+        if b & !mask(net.prefix_len()) != 0 {
+            // The set bits are usually the node's own (C:0:3::/64 written for
+            // node 3's C:0:3::/80): propose the length that keeps them, at a
+            // 16-bit boundary. The truncation (C::/64) would make node 3 hand
+            // out node 1's C:0:1::/80, so it is proposed only as a last resort.
+            let keep = (128 - b.trailing_zeros() as u8).div_ceil(16) * 16;
+            let meant = match Ipv6Net::new(net.addr(), keep) {
+                Ok(n) if keep <= MAX_NODE_LEN => n,
+                _ => net.trunc(),
+            };
             return Err(format!(
-                "a prefix without host bits set (did you mean {}?)",
-                net.trunc()
+                "a prefix without host bits set (did you mean {meant}?)"
             ));
         }
         Ok(NodePrefix(net))
@@ -328,6 +337,19 @@ impl AddressPlan {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn host_bits_hint_keeps_the_node_number() {
+        let e = NodePrefix::new("fd8c:1f0a:77e3:0:3::/64".parse().unwrap()).unwrap_err();
+        assert!(e.contains("did you mean fd8c:1f0a:77e3:0:3::/80?"), "{e}");
+        let e = NodePrefix::new("2001:db8::1/80".parse().unwrap()).unwrap_err();
+        assert!(e.contains("did you mean 2001:db8::/80?"), "{e}");
     }
 }
 

@@ -522,7 +522,14 @@ fn keep_up(topo: Topology, pods: &[(Pod, PodAddresses)], o: &mut Output) -> Resu
             a.gua.addr()
         ),
         "To remove it:".to_string(),
-        "  cni6 demo --cleanup".to_string(),
+        // The path this binary was run from: after `target/release/cni6
+        // demo --keep`, a bare `cni6` is usually not on PATH.
+        format!(
+            "  {} demo --cleanup",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "cni6".into())
+        ),
     ];
     let _manifest = topo.keep();
     for l in lines {

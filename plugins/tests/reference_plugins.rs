@@ -175,7 +175,12 @@ fn reference_chain_through_cni6() {
         .unwrap()
         .to_string();
     assert!(dir.path().join("ipam/c6rt").join(&ip2).exists());
+    // A valid entry that names no attachment is refused (a typo would free
+    // the pod it meant to keep); an empty set needs --all-stale --confirm.
     let out = cni6("gc", &["--valid", "other/eth0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(dir.path().join("ipam/c6rt").join(&ip2).exists());
+    let out = cni6("gc", &["--all-stale", "--confirm"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("pod2/eth0"),

@@ -55,6 +55,28 @@ fn bird_config(topo: &Topology, node: u16, extra: &[String]) -> String {
     cni6(&args)
 }
 
+/// The same, rendered the way a DaemonSet does: inside the node, from
+/// its own conflist (prefixes resolved on the node) and its fabric address.
+fn bird_config_from_conflist(topo: &Topology, node: u16, extra: &[String]) -> String {
+    let n = topo.node(node);
+    let o = topo
+        .node_command(node, harness::plugin("cni6"))
+        .args(["routes", "--format", "bird", "--hold", &HOLD.to_string()])
+        .args(["--self", &format!("node{node}")])
+        .arg("--self-conflist")
+        .arg(topo.conflist_path(node))
+        .args(["--self-underlay", &n.underlay_addr.to_string()])
+        .args(extra)
+        .output()
+        .expect("run cni6 in the node");
+    assert!(
+        o.status.success(),
+        "cni6 routes --self-conflist: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 fn build(tag: &str, nodes: u16) -> (Topology, Binaries) {
     harness::require_root();
     let bins = Binaries::from_dir(&harness::bin_dir()).unwrap_or_else(|e| panic!("{e}"));
@@ -139,7 +161,11 @@ fn reflector_layout_withdraws_stopped_nodes_and_learns_new_ones() {
     let mut pods = Vec::new();
     for n in 1..=3 {
         pods.push(attach_one(&mut topo, &bins, n));
-        let conf = bird_config(&topo, n, &["--peer".into(), peer.clone()]);
+        let extra = ["--peer".to_string(), peer.clone()];
+        let conf = bird_config_from_conflist(&topo, n, &extra);
+        // The node's conflist (a literal ULA /80, the GUA /80 from eth0)
+        // gives the prefixes the operator would have listed by hand.
+        assert_eq!(conf, bird_config(&topo, n, &extra));
         assert!(conf.contains("neighbor fd00:fab::fe as 64512;"), "{conf}");
         fabric::start_bird(&mut topo, n, &conf).expect("bird");
     }

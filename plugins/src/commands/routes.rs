@@ -61,6 +61,17 @@ pub struct RoutesArgs {
     #[arg(long = "self", value_name = "NAME")]
     pub self_name: Option<String>,
 
+    /// Read the --self node's prefixes from this node's conflist, resolved
+    /// here exactly as ipam-prefix resolves them (literal prefixes and
+    /// `fromInterface`): what a DaemonSet renders BIRD's configuration from.
+    #[arg(long, value_name = "FILE", requires_all = ["self_name", "self_underlay"])]
+    pub self_conflist: Option<PathBuf>,
+
+    /// With --self-conflist: the node's address on the fabric (its BGP
+    /// source; in Kubernetes the node's InternalIP, `status.hostIP`).
+    #[arg(long, value_name = "ADDR", requires = "self_conflist")]
+    pub self_underlay: Option<Ipv6Addr>,
+
     /// `ip` form: add `dev IF` to every route.
     #[arg(long, value_name = "IF")]
     pub dev: Option<String>,
@@ -235,14 +246,24 @@ pub fn nodes(a: &RoutesArgs) -> Result<Vec<FabricNode>> {
             }
         }
     }
-    if specs.is_empty() {
+    let mut parsed = Vec::new();
+    if let (Some(f), Some(me), Some(underlay)) = (&a.self_conflist, &a.self_name, a.self_underlay) {
+        parsed.push(FabricNode {
+            name: me.clone(),
+            prefixes: conflist_prefixes(f)?,
+            underlay,
+        });
+    }
+    for s in &specs {
+        parsed.push(s.parse()?);
+    }
+    if parsed.is_empty() {
         return Err(CliError::Usage(
             "no nodes: give --node NAME=PREFIX@UNDERLAY (repeatable) or --nodes-file FILE".into(),
         ));
     }
     let mut out: Vec<FabricNode> = Vec::new();
-    for s in &specs {
-        let n: FabricNode = s.parse()?;
+    for n in parsed {
         if out.iter().any(|o| o.name == n.name) {
             return Err(CliError::Usage(format!("node {} is listed twice", n.name)));
         }
@@ -269,6 +290,39 @@ pub fn nodes(a: &RoutesArgs) -> Result<Vec<FabricNode>> {
                     .join(", ")
             )));
         }
+    }
+    Ok(out)
+}
+
+/// The node prefixes of every ipam-prefix network in a conflist, resolved
+/// on this host by ipam-prefix's own code.
+pub fn conflist_prefixes(path: &std::path::Path) -> Result<Vec<Ipv6Net>> {
+    use cni_common::runtime::ConfList;
+    let list = ConfList::from_file(path)
+        .map_err(|e| CliError::cni(format!("--self-conflist {}", path.display()), e))?;
+    let mut out = Vec::new();
+    for net in crate::commands::status::networks_of(path, &list) {
+        for (prefix, _, _) in crate::commands::status::prefixes(&net).map_err(|e| {
+            CliError::Failed(format!(
+                "--self-conflist {}: the node prefixes of network {} cannot be resolved on \
+                 this host: {e}",
+                path.display(),
+                net.name
+            ))
+        })? {
+            out.push(
+                prefix
+                    .parse::<Ipv6Net>()
+                    .map_err(|e| CliError::Failed(format!("node prefix {prefix:?}: {e}")))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--self-conflist {}: no plugin with ipam-prefix in it (expected the node's cni6 \
+             conflist, e.g. /etc/cni/net.d/10-cni6.conflist)",
+            path.display()
+        )));
     }
     Ok(out)
 }

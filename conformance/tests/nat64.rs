@@ -170,3 +170,37 @@ fn pod_on_another_node_reaches_an_ipv4_only_host_by_name() {
     .expect("ask the IPv4 server through NAT64");
     assert!(direct.is_empty(), "{direct:?}");
 }
+
+/// `cni6 demo --fabric bgp --nat64` as a newcomer runs it: BGP sessions up,
+/// the routes learned, every pod reaching every other, and the IPv4-only
+/// host reached by name from a pod on node 2.
+#[test]
+fn demo_shows_bgp_and_nat64() {
+    harness::require_root();
+    let bin = harness::bin_dir();
+    let out = Command::new(bin.join("cni6"))
+        .args(["--json", "demo", "--fabric", "bgp", "--nat64", "--bin-dir"])
+        .arg(&bin)
+        .output()
+        .expect("run cni6 demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let sessions = doc["bgp"]["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 2, "{doc}");
+    assert!(sessions.iter().all(|s| s["info"] == "Established"), "{doc}");
+    // Each of the 2 nodes learned the other's ULA and GUA /80.
+    assert_eq!(doc["bgp"]["learned"].as_array().unwrap().len(), 4, "{doc}");
+    let reach = doc["reachability"].as_array().unwrap();
+    assert!(!reach.is_empty() && reach.iter().all(|r| r["ok"] == true));
+    assert_eq!(doc["ipv4"]["ok"], true, "{doc}");
+    assert_eq!(doc["ipv4"]["name"], fabric::IPV4_HOST_NAME);
+    assert!(doc["ipv4"]["seenAs"]
+        .as_str()
+        .unwrap()
+        .starts_with(&fabric::UPLINK_NODE.to_string()));
+}

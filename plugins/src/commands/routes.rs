@@ -72,6 +72,11 @@ pub struct RoutesArgs {
     #[arg(long, value_name = "ADDR", requires = "self_conflist")]
     pub self_underlay: Option<Ipv6Addr>,
 
+    /// Write the output to FILE (atomically, unchanged when it already
+    /// holds it) instead of stdout: for a container that cannot redirect.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     /// `ip` form: add `dev IF` to every route.
     #[arg(long, value_name = "IF")]
     pub dev: Option<String>,
@@ -513,6 +518,31 @@ pub fn run(a: &RoutesArgs, o: &mut Output) -> Result<()> {
             })
             .collect();
         return o.json(&json!({"nodes": list, "format": format!("{:?}", a.format).to_lowercase(), "output": text}));
+    }
+    if let Some(path) = &a.output {
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(d), Some(n)) => (
+                if d.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    d
+                },
+                n,
+            ),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--output {}: expected a file path, e.g. /run/bird/bird.conf",
+                    path.display()
+                )))
+            }
+        };
+        crate::commands::install::install_file(
+            dir,
+            &name.to_string_lossy(),
+            text.as_bytes(),
+            0o644,
+        )?;
+        return Ok(());
     }
     o.out.write_all(text.as_bytes())?;
     Ok(())

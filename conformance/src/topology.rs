@@ -14,6 +14,11 @@
 //! bridges, veths and sysctls they make live there and never in the
 //! machine's own namespace.
 //!
+//! Machines that are not nodes (an upstream router, the IPv4 internet) are
+//! [`Host`]s, and long-running processes in the namespaces (BIRD, tayga,
+//! unbound: see [`crate::fabric`]) are daemons the topology ends before it
+//! removes the namespaces.
+//!
 //! Everything is named `<tag><pid><letter>…` so parallel runs never
 //! collide, and removed by `Drop` (also while unwinding from a panic). The
 //! fixture only ever deletes namespaces it recorded as created; a manifest

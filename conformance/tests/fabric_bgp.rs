@@ -375,3 +375,41 @@ fn full_mesh_layout_needs_no_router() {
     }
     matrix(&[pods.remove(0), pods.remove(1)]);
 }
+
+/// A daemon must not outlive the lab: its namespace would live on with it.
+/// Dropping the topology ends it, and so does removing a kept topology by
+/// its manifest (`cni6 demo --cleanup`).
+#[test]
+fn daemons_end_with_the_topology() {
+    let alive = |pid: u64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+    };
+    let pids = |manifest: &std::path::Path| -> Vec<u64> {
+        topology::read_manifest(manifest).unwrap()["daemons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["pid"].as_u64().unwrap())
+            .collect()
+    };
+    for kept in [false, true] {
+        let (mut topo, _) = build("c6bgd", 1);
+        let conf = bird_config(&topo, 1, &[]);
+        fabric::start_bird(&mut topo, 1, &conf).expect("bird");
+        let manifest = topo.dir().join("manifest.json");
+        let before = pids(&manifest);
+        assert_eq!(before.len(), 1);
+        assert!(alive(before[0]));
+        let base = topo.base().to_string();
+        if kept {
+            let m = topo.keep();
+            topology::remove_by_manifest(&m).expect("remove by manifest");
+        } else {
+            drop(topo);
+        }
+        fabric::wait_until(Duration::from_secs(5), || !alive(before[0]))
+            .unwrap_or_else(|_| panic!("BIRD {} outlived its topology (kept: {kept})", before[0]));
+        assert!(Topology::existing_namespaces(&base).unwrap().is_empty());
+    }
+}

@@ -62,6 +62,10 @@ const REFUSED_AFTER: Duration = Duration::from_millis(1500);
         each pod's addresses and a TCP reachability matrix over ULA and GUA, then \
         remove everything (also on Ctrl-C or failure). Exits non-zero if any pod \
         cannot reach another.\n\n\
+        --fabric bgp: the nodes learn each other's prefixes over BGP (BIRD on every \
+        node, a route reflector on the fabric) instead of static routes. --nat64: \
+        node 1 gets IPv4 and runs NAT64 + DNS64, and a pod on node 2 reaches an \
+        IPv4-only host by name (IPv4 only in 192.0.2.0/24 and 198.51.100.0/24).\n\n\
         Only namespaces the demo creates are touched; traffic stays between them \
         (fd00::/8 and 2001:db8::/32 addresses)."
 )]

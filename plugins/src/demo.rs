@@ -642,6 +642,19 @@ fn cleanup(o: &mut Output) -> Result<()> {
     }
 }
 
+/// A program a demo option runs, installed where Debian puts it.
+fn require_tool(option: &str, tool: &str, package: &str) -> Result<()> {
+    if ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(tool).is_file())
+    {
+        return Ok(());
+    }
+    Err(CliError::Failed(format!(
+        "{option} needs {tool}: apt-get install {package} (scripts/install-deps.sh)"
+    )))
+}
+
 /// BGP instead of static routes: a route reflector on the fabric, BIRD on
 /// every node with the configuration `cni6 routes --format bird` prints,
 /// then the sessions and the routes each node learned.
@@ -656,6 +669,7 @@ fn start_bgp(
         hold: HOLD,
         bfd: false,
     };
+    require_tool("--fabric bgp", "bird", "bird2")?;
     fabric::add_router(topo, &router).map_err(|e| failed("start the route reflector", e))?;
     let nodes: Vec<routes::FabricNode> = topo
         .nodes()
@@ -726,16 +740,8 @@ fn start_bgp(
 /// Node 1 becomes IPv4-enabled: its uplink, tayga and unbound's DNS64 with
 /// what `cni6 nat64` prints for it.
 fn start_nat64(topo: &mut Topology, o: &mut Output) -> Result<fabric::Nat64Config> {
-    for tool in ["tayga", "unbound"] {
-        if !["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).is_file())
-        {
-            return Err(CliError::Failed(format!(
-                "--nat64 needs {tool}: apt-get install {tool} (scripts/install-deps.sh)"
-            )));
-        }
-    }
+    require_tool("--nat64", "tayga", "tayga")?;
+    require_tool("--nat64", "unbound", "unbound")?;
     fabric::add_ipv4_internet(topo, 1).map_err(|e| failed("IPv4 uplink of node 1", e))?;
     let (conf, data) = fabric::nat64_paths(topo, 1);
     let args = nat64::Nat64Args {

@@ -176,13 +176,22 @@ impl BgpOptions {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let peers = a
+            .peers
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<Peer>>>()?;
+        for (i, p) in peers.iter().enumerate() {
+            if peers[..i].iter().any(|q| q.addr == p.addr) {
+                return Err(CliError::Usage(format!(
+                    "--peer {}: given twice (one session per router; drop one)",
+                    p.addr
+                )));
+            }
+        }
         Ok(BgpOptions {
             asn: a.asn,
-            peers: a
-                .peers
-                .iter()
-                .map(|p| p.parse())
-                .collect::<Result<Vec<_>>>()?,
+            peers,
             announce,
             hold: a.hold,
             bfd: a.bfd,

@@ -9,7 +9,9 @@ pkgs=(
   tcpdump                       # fabric captures in the multi-node proof
   procps                        # sysctl, ps
   kmod                          # modprobe for br_netfilter where available
-  bird2                         # `bird -p` checks `cni6 routes --format bird`
+  bird2                         # BGP fabric: BIRD in every lab node and the upstream router (fabric_bgp.rs)
+  tayga                         # NAT64 on the lab's IPv4-enabled node (nat64.rs, demo --nat64)
+  unbound                       # DNS64 (dns64 module) and the IPv4 internet's DNS in the lab
   podman                        # real runtime: podman 4.3, CNI backend (conformance/tests/podman.rs)
   runc                          # OCI runtime for podman and containerd
   catatonit                     # podman's init helper

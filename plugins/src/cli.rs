@@ -54,6 +54,8 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Print the fabric's routes to every node's pod prefixes (ip, wireguard or BIRD form).
     Routes(commands::routes::RoutesArgs),
+    /// Print an IPv4-enabled node's NAT64 (tayga) and DNS64 (unbound) configuration.
+    Nat64(commands::nat64::Nat64Args),
     /// Attach a network namespace to the network (CNI ADD through every plugin).
     Attach(commands::attach::AttachArgs),
     /// Verify an attachment is still as it was made (CNI CHECK).
@@ -156,6 +158,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Conflist(a) => commands::conflist::run(&a, &mut o),
         Command::Status(a) => commands::status::run(&a, &mut o),
         Command::Routes(a) => commands::routes::run(&a, &mut o),
+        Command::Nat64(a) => commands::nat64::run(&a, &mut o),
         Command::Attach(a) => commands::attach::attach(&a, &mut o),
         Command::Check(a) => commands::attach::check(&a, &mut o),
         Command::Detach(a) => commands::attach::detach(&a, &mut o),

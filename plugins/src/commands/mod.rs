@@ -5,6 +5,7 @@ pub mod conflist;
 pub mod gc;
 pub mod install;
 pub mod lint;
+pub mod nat64;
 pub mod plugin_status;
 pub mod routes;
 pub mod status;

@@ -1,6 +1,6 @@
 //! Names derived from what the runtime gives us, so every verb finds the
 //! same objects without a record of its own: DEL and GC must work with no
-//! prevResult and no pod namespace (checklist 27, 28; §3 #16).
+//! prevResult and no pod namespace (conformance.md #27, 28; conformance.md §3 #16).
 //!
 //! The host end of a pod's veth is `c6` + 13 hex digits of
 //! SHA-256(network, container id, ifname): 15 bytes, the kernel's limit,

@@ -1,6 +1,6 @@
-//! bridge6's own configuration keys (design.md "Configuration"): one type
-//! owns them, parsed once per call. Unknown keys are ignored (checklist
-//! 14); a malformed known key is error 7 naming the key, the value and what
+//! bridge6's own configuration keys (docs/design.md "Configuration"): one type
+//! owns them, parsed once per call. Unknown keys are ignored (conformance.md
+//! #14); a malformed known key is error 7 naming the key, the value and what
 //! was expected.
 
 use cni_common::config::{opt_key, NetConf};
@@ -82,8 +82,8 @@ impl Config {
         let hairpin = opt_key::<bool>(raw, "", "hairpinMode", "true or false")?.unwrap_or(true);
         let default_route =
             opt_key::<bool>(raw, "", "defaultRoute", "true or false")?.unwrap_or(true);
-        // Checklist 15: a well-known key we cannot honour is rejected, never
-        // silently ignored. IPv6 needs no NAT (design.md).
+        // conformance.md #15: a well-known key we cannot honour is rejected, never
+        // silently ignored. IPv6 needs no NAT (docs/design.md).
         if opt_key::<bool>(raw, "", "ipMasq", "true or false")? == Some(true) {
             return Err(Error::UnsupportedField {
                 key: "ipMasq".into(),
@@ -108,7 +108,7 @@ impl Config {
 /// reference bridge reads it): `CNI_ARGS MAC=`, then `args.cni.mac`, then
 /// `runtimeConfig.mac` when the `mac` capability is declared; the later
 /// source wins. A malformed or multicast MAC is an error naming its
-/// source (checklist 73: act on it or fail, never ignore).
+/// source (conformance.md #73: act on it or fail, never ignore).
 pub fn requested_mac(conf: &NetConf, args: &CniArgs) -> Result<Option<[u8; 6]>, Error> {
     let mut mac = None;
     if let Some(s) = args.get("MAC") {
@@ -197,7 +197,7 @@ mod tests {
         let e = parse(&format!(r#"{{"name":"n","brigde":"cluster0",{IPAM}}}"#)).unwrap_err();
         assert_eq!(e.code(), 7);
         assert!(e.to_string().contains("\"bridge\""), "{e}");
-        // Far unknown keys stay accepted (checklist 14).
+        // Far unknown keys stay accepted (conformance.md #14).
         parse(&format!(r#"{{"name":"n","isGateway":true,{IPAM}}}"#)).unwrap();
     }
 

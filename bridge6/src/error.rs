@@ -25,7 +25,7 @@ pub enum Bridge6Error {
     #[error("bridge={name}: expected a bridge (or no link of that name), found a {kind} link")]
     NotABridge { name: String, kind: String },
 
-    /// Checklist 19/22: the attachment (or its interface) already exists.
+    /// conformance.md #19/22: the attachment (or its interface) already exists.
     #[error("{what} already exists; DEL the attachment first")]
     AttachmentExists { ifname: String, what: String },
 
@@ -33,7 +33,7 @@ pub enum Bridge6Error {
     #[error("IPAM result unusable: {0}")]
     IpamResult(String),
 
-    /// IPv6 is disabled on this host (checklist §3 #9).
+    /// IPv6 is disabled on this host (conformance.md §3 #9).
     #[error("IPv6 is disabled on this host ({0}); bridge6 needs it")]
     Ipv6Disabled(String),
 

@@ -10,7 +10,7 @@
 //!   `accept_dad=0`, `accept_ra=0`, `autoconf=0` (and `disable_ipv6=0`,
 //!   `keep_addr_on_down=1`) before any address (the reference plugin's
 //!   settle wait cost 1–2 s per pod, and its bridge gateway stays tentative
-//!   for about a second after ADD, checklist §3 #1, #6). The bridge itself
+//!   for about a second after ADD, conformance.md §3 #1, #6). The bridge itself
 //!   gets `accept_dad=0` before it comes up: its link-local address is the
 //!   source of the node's neighbour solicitations towards pods, and while
 //!   tentative, traffic forwarded to a new pod would wait. The only wait in
@@ -44,7 +44,7 @@
 //!   network so GC never touches another network's ports on a shared
 //!   bridge.
 //! - Every gateway that is not link-local is routed `onlink` (checklist
-//!   §3 #11): no route of the pod covers it.
+//!   conformance.md §3 #11): no route of the pod covers it.
 //!
 //! Measured (conformance `bridge6_reference::bench_add_del_cycles_vs_reference`,
 //! release build, 200 ADD/DEL cycles each, same run, 2-core shared VM,
@@ -55,7 +55,7 @@
 //! A pod's first TCP connect to its gateway right after ADD took 0.2 ms
 //! with bridge6 and 2.0 s with the reference (tentative gateway).
 //!
-//! Forwarding (checklist §3 #8), decided: a node must forward for its pods,
+//! Forwarding (conformance.md §3 #8), decided: a node must forward for its pods,
 //! but `net.ipv6.conf.all.forwarding=1` makes every interface with
 //! `accept_ra=1` ignore router advertisements, and a node that takes its
 //! default route from RAs would lose it minutes later. So when ADD finds
@@ -84,7 +84,7 @@
 //! DEL deletes the host end of the veth by its derived name, which removes
 //! the pod end with it; it never deletes an interface in the pod that is
 //! not our veth's peer (such as the one that made a duplicate ADD fail,
-//! checklist 19/22). IPAM DEL always runs. The bridge and its gateway
+//! conformance.md #19/22). IPAM DEL always runs. The bridge and its gateway
 //! addresses stay: other pods use them.
 
 pub mod attachment;

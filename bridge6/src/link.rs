@@ -6,7 +6,7 @@
 //! - a veth is created with its peer already inside the pod namespace
 //!   (IFLA_NET_NS_FD in the peer's message) and its host end already
 //!   enslaved (IFLA_MASTER): one RTM_NEWLINK, no create-then-move, which
-//!   serialises concurrent pod creation in the kernel (practices #2);
+//!   serialises concurrent pod creation in the kernel;
 //! - bridge-port options (hairpin) are IFLA_INFO_SLAVE_DATA, which the
 //!   kernel applies through the port's *current* master, so they go in a
 //!   second request after the port is enslaved;
@@ -44,7 +44,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 /// Route protocol number on every route bridge6 installs in a pod, so
-/// `ip -6 route show proto 198` tells ours apart (practices #11; 0xc6).
+/// `ip -6 route show proto 198` tells ours apart (0xc6).
 pub const ROUTE_PROTO: u8 = 198;
 const RT_TABLE_MAIN: u32 = 254;
 
@@ -441,7 +441,7 @@ pub struct Route6 {
 
 /// Add `dst [via gw] dev index` to the main table with our protocol.
 /// `onlink`: the gateway is on the link although no prefix of the link
-/// covers it (an off-prefix gateway, checklist §3 #11); the kernel then
+/// covers it (an off-prefix gateway, conformance.md §3 #11); the kernel then
 /// skips its reachability check.
 pub fn add_route(
     nl: &mut Netlink,

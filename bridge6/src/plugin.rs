@@ -29,7 +29,7 @@ impl Plugin for Bridge6 {
         "bridge6: cni6 main plugin (node bridge, veth into the pod, IPv6 addresses and routes)"
     }
 
-    /// `IP=` is the IPAM plugin's (checklist 74; it gets our whole
+    /// `IP=` is the IPAM plugin's (conformance.md #74; it gets our whole
     /// environment, so it must not be refused here); `MAC=` is ours.
     fn known_args(&self) -> &'static [&'static str] {
         &["IP", "MAC"]
@@ -223,7 +223,7 @@ fn ensure_bridge(
         });
     }
     // We own routing on the bridge: it must never take addresses or a
-    // default route from an RA a pod sends (§3 #10). And no DAD: while the
+    // default route from an RA a pod sends (conformance.md §3 #10). And no DAD: while the
     // bridge's link-local address is tentative (~1-2 s after it comes up)
     // the node cannot send neighbour solicitations on it, so traffic routed
     // to a new pod from elsewhere waits in the neighbour queue (found by
@@ -323,7 +323,7 @@ struct Adding<'a> {
 }
 
 impl Adding<'_> {
-    /// Checklist 19, 22: an existing attachment is an error before anything
+    /// conformance.md #19, 22: an existing attachment is an error before anything
     /// is allocated or created, and nothing is undone for it.
     fn refuse_existing(&mut self) -> Result<()> {
         let ifname = self.att.ifname.as_str();
@@ -348,7 +348,7 @@ impl Adding<'_> {
         Ok(())
     }
 
-    /// Checklist 23: undo this call's veth and, when IPAM ADD allocated
+    /// conformance.md #23: undo this call's veth and, when IPAM ADD allocated
     /// (`release`), release the addresses. A failure because the
     /// attachment already exists (a concurrent duplicate ADD) releases
     /// nothing: the addresses belong to that one.
@@ -483,7 +483,7 @@ impl Adding<'_> {
         // table and MLD reports of its own, and every port coming up or
         // going down walks the node's whole IPv6 routing table
         // (fib6_ifup/fib6_ifdown): per-pod work that grew with the pods
-        // (issue 7). It also covers "no RAs" (§3 #10). Then alias + up in
+        // (issue 7). It also covers "no RAs" (conformance.md §3 #10). Then alias + up in
         // one request. Hairpin comes last, after the neighbour
         // advertisements: a hairpin port reflects the pod's own NA back to
         // it, and the pod's kernel then logs "NA: … advertised our
@@ -501,7 +501,7 @@ impl Adding<'_> {
 
         // Pod end, before any address: IPv6 on (a runtime may create pod
         // namespaces with it off), no DAD (IPAM guarantees uniqueness and
-        // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC, and
+        // hairpin would reflect DAD probes, conformance.md §3 #2), no RAs, no SLAAC, and
         // our static addresses survive the pod taking its link down and up.
         // No redirects: the node forwards same-range traffic back out of
         // the bridge and says so with a redirect, which must not make the
@@ -684,12 +684,12 @@ impl Adding<'_> {
 
 // ------------------------------------------------------------------- DEL
 
-/// Best effort, idempotent (checklist 25–30). The host end of the veth is
+/// Best effort, idempotent (conformance.md #25–30). The host end of the veth is
 /// found by its derived name, so no netns is needed; deleting it removes
 /// the pod end too. IPAM DEL always runs. Every error is collected and
 /// reported once at the end; "already gone" is success. Only the network
 /// name and `ipam` are read: a bridge6 key that changed or broke since ADD
-/// must not stop the cleanup (checklist 17).
+/// must not stop the cleanup (conformance.md #17).
 fn del(req: &Request) -> Result<()> {
     let att = Attachment::new(&req.config.name, req.container_id(), req.ifname());
     let host_name = att.host_veth();
@@ -744,7 +744,7 @@ fn release_host_side(req: &Request, host_name: &str) -> Result<()> {
 }
 
 /// The bridge DEL looks at: the configured one, read leniently (a key that
-/// broke since ADD must not stop the cleanup, checklist 17).
+/// broke since ADD must not stop the cleanup, conformance.md #17).
 fn bridge_name(req: &Request) -> String {
     req.config
         .raw
@@ -786,7 +786,7 @@ fn unpin_pod_neighbours(nl: &mut Netlink, bridge: &str, macs: &[Vec<u8>]) {
 
 // ----------------------------------------------------------------- CHECK
 
-/// Checklist 1.E: IPAM CHECK first, then every prevResult address and route
+/// conformance.md 1.E: IPAM CHECK first, then every prevResult address and route
 /// of this interface must be in the pod (extras tolerated, 35), the host
 /// veth must exist on the bridge with the expected MTU. Read-only.
 fn check(req: &Request) -> Result<()> {
@@ -922,7 +922,7 @@ fn check(req: &Request) -> Result<()> {
 
 // ---------------------------------------------------------------- STATUS
 
-/// Checklist 1.G: own conditions first, then IPAM STATUS (43). Read-only.
+/// conformance.md 1.G: own conditions first, then IPAM STATUS (43). Read-only.
 fn status(req: &Request) -> Result<()> {
     let cfg = Config::parse(&req.config)?;
     let conf = sysctl::Conf::open()?;
@@ -952,7 +952,7 @@ fn status(req: &Request) -> Result<()> {
 
 // -------------------------------------------------------------------- GC
 
-/// Checklist 1.H: forward to IPAM (50); then, only when the runtime sent a
+/// conformance.md 1.H: forward to IPAM (50); then, only when the runtime sent a
 /// valid list, delete this network's host veths on the bridge whose
 /// derived name belongs to no valid attachment. Ports of other networks
 /// sharing the bridge are recognised by their alias and left alone.
@@ -1063,7 +1063,7 @@ mod tests {
 
     #[test]
     fn never_a_second_default_route() {
-        // checklist 60: a pre-existing ::/0 (another network's eth0) wins.
+        // conformance.md #60: a pre-existing ::/0 (another network's eth0) wins.
         let (r, skipped) = pod_routes(
             &addressing(&[("::/0", None), ("fd00::/8", None)]),
             true,

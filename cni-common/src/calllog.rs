@@ -8,7 +8,7 @@
 //! bridge6's object logs both).
 //!
 //! Rules:
-//! - never stdout (it carries exactly one JSON document, checklist 10);
+//! - never stdout (it carries exactly one JSON document, conformance.md #10);
 //! - one `write()` on an `O_APPEND` descriptor per line, so lines of
 //!   concurrent calls never interleave (the kernel serialises the offset
 //!   update and the copy of one append);

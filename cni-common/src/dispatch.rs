@@ -3,10 +3,10 @@
 //!
 //! Handled here: VERSION (answered from stdin alone, touching no other
 //! variable: runtimes send `dummy` there), the about text with no
-//! CNI_COMMAND (checklist 12), environment validation (1.A), version
+//! CNI_COMMAND (conformance.md #12), environment validation (1.A), version
 //! negotiation (1.K), verb/version rules (31, 45, 51), output discipline
 //! (10: one JSON document on stdout, logs on stderr) and a panic hook that
-//! still prints an error JSON (checklist 70), and the optional per-call log
+//! still prints an error JSON (conformance.md #70), and the optional per-call log
 //! (`logFile`, [`crate::calllog`]).
 
 use crate::config::NetConf;
@@ -27,11 +27,11 @@ pub struct Request {
     pub version: Version,
     pub env: Env,
     pub config: NetConf,
-    /// Stdin exactly as received, for delegation (checklist 77).
+    /// Stdin exactly as received, for delegation (conformance.md #77).
     pub stdin: Vec<u8>,
 }
 
-/// An attachment named in GC's valid list (checklist 47).
+/// An attachment named in GC's valid list (conformance.md #47).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct ValidAttachment {
     #[serde(rename = "containerID")]
@@ -71,7 +71,7 @@ impl Request {
 
 /// What a plugin implements. VERSION is not here: the dispatcher answers it.
 pub trait Plugin {
-    /// Printed with no CNI_COMMAND (checklist 12).
+    /// Printed with no CNI_COMMAND (conformance.md #12).
     fn about(&self) -> &'static str;
 
     fn supported_versions(&self) -> &'static [Version] {

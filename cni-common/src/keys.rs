@@ -1,7 +1,7 @@
 //! Near-miss config keys: a key a plugin does not know but that is within a
 //! small edit distance of one it does is a typo (`"brigde"`, `"subnetID"`,
 //! `"clusterPrefix"`) and refused with code 7 naming the key probably
-//! meant; every other unknown key stays accepted (checklist 14: runtimes
+//! meant; every other unknown key stays accepted (conformance.md #14: runtimes
 //! inject keys, and newer configs must run on older binaries).
 //!
 //! Each plugin keeps its list of known keys next to its config type and

@@ -2,7 +2,7 @@
 //!
 //! `setns` switches only the calling thread, so work inside a namespace
 //! runs on a short-lived scoped thread that enters it and then ends: no
-//! thread is ever left behind in a pod namespace (design.md, "the
+//! thread is ever left behind in a pod namespace (docs/design.md, "the
 //! pitfall"). For netlink, open the socket there and use it from anywhere:
 //! a socket stays bound to the namespace it was created in.
 
@@ -25,7 +25,7 @@ pub struct NetNs {
 
 impl NetNs {
     /// Open `path` and make sure it is a network namespace other than our
-    /// own (checklist 6). A missing path is reported as an I/O error whose
+    /// own (conformance.md #6). A missing path is reported as an I/O error whose
     /// [`Error::is_gone`] is true, so DEL can treat it as "already gone".
     pub fn open(path: &Path) -> Result<NetNs> {
         // O_NONBLOCK: opening a FIFO for reading otherwise waits for a

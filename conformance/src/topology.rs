@@ -79,7 +79,7 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What to build. Addresses follow design.md's plan.
+/// What to build. Addresses follow docs/design.md's plan.
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// Short name prefix (letters), e.g. "c6m"; pid and a counter are added.
@@ -1168,7 +1168,7 @@ pub struct PodAddresses {
 }
 
 impl Topology {
-    /// Write each node's conflist: design.md's example minus firewall6
+    /// Write each node's conflist: docs/design.md's example minus firewall6
     /// (bridge6 + ipam-prefix; the node ULA /80 literal, the GUA /80 from
     /// eth0), with the node's own IPAM dataDir and a bridge name unique to
     /// this topology. Also the loopback conf the runtime attaches first.

@@ -19,7 +19,7 @@ fn lifecycle(version: &str) {
         .key("dns", dns.clone());
     let cid = harness::container_id("b6add");
 
-    // checklist 18, 20, 24, 58-63
+    // conformance.md #18, 20, 24, 58-63
     let out = net.add(&node, version, &cid, &pod, "eth0");
     let r = out.assert_ok().clone();
     // The port forwarded in time (nothing logged about it).
@@ -30,7 +30,7 @@ fn lifecycle(version: &str) {
     );
     let addrs = bh::assert_result_schema(&r, version, &pod.path_str(), "eth0");
 
-    // checklist 15: the config's dns is in the result.
+    // conformance.md #15: the config's dns is in the result.
     assert_eq!(r["dns"], dns, "{r}");
 
     // One address per pod range, same interface id, first pod slot ::10.
@@ -86,7 +86,7 @@ fn lifecycle(version: &str) {
         "no extra global addresses: {have:?}"
     );
 
-    // Sysctls in the pod, set before the addresses (checklist §3 #1, #10).
+    // Sysctls in the pod, set before the addresses (conformance.md §3 #1, #10).
     for (k, v) in [
         ("accept_dad", "0"),
         ("accept_ra", "0"),
@@ -203,13 +203,13 @@ fn lifecycle(version: &str) {
         ]);
     }
 
-    // CHECK right after ADD (checklist 36), from 0.4.0.
+    // CHECK right after ADD (conformance.md #36), from 0.4.0.
     if harness::versions_with_check().contains(&version) {
         net.check(&node, version, &cid, &pod, "eth0", &r)
             .assert_silent_ok();
     }
 
-    // DEL x3 (checklist 25, 26): everything of the attachment goes, the
+    // DEL x3 (conformance.md #25, 26): everything of the attachment goes, the
     // bridge and its gateways stay.
     for _ in 0..3 {
         net.del(&node, version, &cid, &pod.path_str(), "eth0")
@@ -249,7 +249,7 @@ fn lifecycle_1_1_0() {
 
 #[test]
 fn version_lists_every_version() {
-    // checklist 40, 41: VERSION lists exactly what the lifecycle tests prove.
+    // conformance.md #40, 41: VERSION lists exactly what the lifecycle tests prove.
     let node = Node::new();
     let out = harness::Invocation::new(node.bin("bridge6"), "VERSION")
         .stdin(r#"{"cniVersion":"1.0.0"}"#)
@@ -334,7 +334,7 @@ fn defaults_bridge_mtu_and_second_pod_reuses_bridge() {
 
 #[test]
 fn requested_mac_is_applied_or_refused() {
-    // checklist 16, 73, 74: args.cni.mac wins over CNI_ARGS MAC=; a bad
+    // conformance.md #16, 73, 74: args.cni.mac wins over CNI_ARGS MAC=; a bad
     // one is refused before anything is allocated.
     let node = Node::new();
     let pod = bh::new_pod();

@@ -57,7 +57,7 @@ fn two_networks_one_pod_one_default_route() {
     bh::assert_result_schema(&rb, V, &pod.path_str(), "net1");
 
     // Exactly one default route, via eth0; net1's result has no ::/0 and
-    // the plugin said why on stderr (checklist 60).
+    // the plugin said why on stderr (conformance.md #60).
     let defaults = bh::default_routes(&pod);
     assert_eq!(defaults.len(), 1, "{defaults:?}");
     assert_eq!(defaults[0]["dev"], "eth0");
@@ -134,7 +134,7 @@ fn default_route_false_and_reverse_order() {
 
 #[test]
 fn requested_address_is_pinned_without_any_announcement() {
-    // A pod that asks for specific addresses (args.cni.ips, checklist 16)
+    // A pod that asks for specific addresses (args.cni.ips, conformance.md #16)
     // may get ones a dead pod held. No pod caches another pod's MAC (pods
     // reach each other through the gateway), so nothing is announced: the
     // node's entry is pinned to the new pod and a neighbour pod reaches it.
@@ -263,7 +263,7 @@ fn reused_address_replaces_a_stale_neighbour_entry() {
         .assert_silent_ok();
     let addr = ipam::result_addrs(&r0)[0].addr();
     neigh_set(&node, "brre", addr, "stale");
-    // The new pod asks for the same addresses (args.cni.ips, checklist 16).
+    // The new pod asks for the same addresses (args.cni.ips, conformance.md #16).
     let ips = as_requested(&r0);
     let net2 = net.clone().key("args", json!({"cni": {"ips": ips}}));
     let cid2 = harness::container_id("b6re");

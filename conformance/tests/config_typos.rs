@@ -2,7 +2,7 @@
 //! naming the key probably meant, by each built binary, before it changes
 //! anything (issue 18: `brigde`, `subnetID` and `clusterPrefix` used to be
 //! ignored and change behaviour). Unknown keys far from every known key
-//! stay accepted (checklist 14).
+//! stay accepted (conformance.md #14).
 
 use conformance::harness::*;
 use serde_json::{json, Value};

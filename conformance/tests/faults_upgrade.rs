@@ -2,7 +2,7 @@
 //! (`testdata/upgrade/`, made by `regenerate_fixture` below with the
 //! binaries of that release) are read and cleaned by the current code:
 //! every attachment DELed without prevResult (a runtime whose cache did not
-//! survive the upgrade, checklist 28) leaves an empty store and no per-pod
+//! survive the upgrade, conformance.md #28) leaves an empty store and no per-pod
 //! rule, the node-wide skeleton stays. A record of a newer format version
 //! is refused, not released (ipam-prefix's lib.rs, "Format version").
 //! The fixture's ruleset has the flat firewall dispatch of that release:
@@ -352,7 +352,7 @@ fn flat_dispatch_with_traffic_is_converted_by_the_next_add() {
 }
 
 /// Upgrade across a reboot: the fixture's records carry an earlier boot id,
-/// so the first call of the new code releases them all (design.md,
+/// so the first call of the new code releases them all (docs/design.md,
 /// "Nothing leaks across a reboot").
 #[test]
 fn fixture_of_an_earlier_boot_is_released_by_the_first_call() {

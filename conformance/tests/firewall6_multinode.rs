@@ -1,5 +1,5 @@
 //! firewall6 in the real chain on a multi-node cluster (conformance::
-//! topology): each node's conflist is design.md's example — bridge6 +
+//! topology): each node's conflist is docs/design.md's example — bridge6 +
 //! ipam-prefix, then firewall6 with the cluster ULA /64 as clusterPrefixes
 //! and 443/tcp allowed — run by `cni6` inside the node exactly as a runtime
 //! would (prevResult from bridge6, cached result for CHECK/DEL). An

@@ -116,7 +116,7 @@ fn pod_lines(node: &RulesNode) -> BTreeSet<String> {
 
 #[test]
 fn thousand_pods_and_reference() {
-    // checklist 81
+    // conformance.md #81
 
     harness::require_root();
     let fw = firewall6();
@@ -164,7 +164,7 @@ fn thousand_pods_and_reference() {
     let par_del = parallel(base..base + 16, 16, |i| {
         call(&node, &fw, "DEL", i, &fw_conf(i))
     });
-    // The rare path (runtime cache lost, checklist 28): DEL without
+    // The rare path (runtime cache lost, conformance.md #28): DEL without
     // prevResult reads the whole table once.
     let bare = conf("1.0.0", NET, json!({}), &Value::Null);
     let par_del_bare = parallel(base + 16..base + 32, 16, |i| {

@@ -198,13 +198,13 @@ fn spoofed_source_reaches_no_one() {
     del(&lab, &added);
 }
 
-/// checklist 56: chained after a foreign interface plugin (the reference
+/// conformance.md #56: chained after a foreign interface plugin (the reference
 /// `ptp` with `host-local`): prevResult names one host interface, a routed
 /// veth, so the source check matches it with `-i` (catch-all port bucket).
 /// Policy and source check hold with real traffic; DEL removes the rules.
 #[test]
 fn chained_after_reference_ptp() {
-    // checklist 56
+    // conformance.md #56
     let lab = Lab::new();
     let pod = conformance::harness::Netns::new(conformance::firewall_helpers::PREFIX);
     let data = conformance::harness::TempDir::new("fw6ptp");

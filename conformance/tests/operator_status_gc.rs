@@ -356,7 +356,7 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
     );
 
     // --leaked frees exactly the leaked allocation: the cached DEL of the
-    // stale attachment, then GC with the others as valid (checklist 88, 48).
+    // stale attachment, then GC with the others as valid (conformance.md #88, 48).
     let v: Value = serde_json::from_str(&n.gc(&["--json", "--leaked"])).unwrap();
     assert_eq!(v["gcSent"], true);
     assert_eq!(
@@ -366,7 +366,7 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
     assert_eq!(v["remaining"], 3);
 
     // --valid: everything not listed is freed, the listed ones stay
-    // (checklist 47, 48: GC with cni.dev/valid-attachments).
+    // (conformance.md #47, 48: GC with cni.dev/valid-attachments).
     let veths: Vec<(String, String)> = allocations(&n.status())
         .iter()
         .map(|a| {

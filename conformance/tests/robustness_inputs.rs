@@ -1,11 +1,11 @@
 //! The smaller defects of issue 15, through the built binaries:
 //! - the longest valid container ids (up to 255 bytes) attach and detach
-//!   through the whole chain, and DEL stays idempotent (checklist 4, 26);
+//!   through the whole chain, and DEL stays idempotent (conformance.md #4, 26);
 //! - a CNI_NETNS that is a FIFO, a directory, a regular file or another
 //!   kind of namespace fails at once with code 4 naming it, and DEL with
-//!   it still succeeds (checklist 6, 27);
+//!   it still succeeds (conformance.md #6, 27);
 //! - a network config above 16 MiB on stdin is refused with code 7 before
-//!   it is all read, at a small peak RSS, by every plugin (checklist 9);
+//!   it is all read, at a small peak RSS, by every plugin (conformance.md #9);
 //! - symlinks (and a FIFO) planted in dataDir and as logFile are never
 //!   followed: the file outside stays untouched, the call fails clearly or
 //!   goes on.
@@ -99,7 +99,7 @@ fn netns_that_is_not_a_network_namespace_fails_fast() {
         // Before issue 15 the FIFO blocked open() until the timeout.
         assert!(took < Duration::from_secs(10), "{netns}: took {took:?}");
         chain.assert_clean(&format!("ADD with CNI_NETNS={netns}"));
-        // DEL never needs the netns (checklist 27): still success.
+        // DEL never needs the netns (conformance.md #27): still success.
         for o in chain.del(&cid, &netns) {
             o.assert_silent_ok();
         }

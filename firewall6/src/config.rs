@@ -1,6 +1,6 @@
-//! The firewall6 keys of a network configuration (design.md, "Configuration").
+//! The firewall6 keys of a network configuration (docs/design.md, "Configuration").
 //!
-//! Unknown keys are ignored (checklist 14); a malformed known key is error 7
+//! Unknown keys are ignored (conformance.md #14); a malformed known key is error 7
 //! naming the key, the value and what was expected. Decisions where the
 //! contract is silent: a missing `clusterPrefixes` is an empty list (only
 //! replies and `allowPorts` get in under `cluster-only`); a prefix with host

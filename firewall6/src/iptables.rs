@@ -1,4 +1,4 @@
-//! Running ip6tables: absolute paths (checklist 11: never PATH), always
+//! Running ip6tables: absolute paths (conformance.md #11: never PATH), always
 //! `-w` (the xtables lock of the legacy backend; the nft backend commits
 //! each restore as one netlink transaction), never `iptables` (an IPv6-only
 //! node may not have a working IPv4 stack).

@@ -99,8 +99,8 @@
 //! chain `firewall6 net=<network> …`, per-pod ones
 //! `firewall6 net=<network> if=<ifname> id=<container id>` (see
 //! [`rules::Attachment::tag`]). DEL and GC find a pod's rules by that
-//! comment, so they need no prevResult (checklist 28) and GC touches only
-//! its own network (checklist 48).
+//! comment, so they need no prevResult (conformance.md #28) and GC touches only
+//! its own network (conformance.md #48).
 //!
 //! The dispatch to the buckets is a two-level tree (issue 7): a packet
 //! passes at most 16 + 16 dispatch rules on each side instead of up to

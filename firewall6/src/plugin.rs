@@ -417,7 +417,7 @@ fn list_raw_chains(t: &dyn Tables, chains: &[String]) -> Result<Vec<String>> {
 /// DEL's work for one attachment. With the rules prevResult implies
 /// (`expected`) they sit in known buckets: list those few chains only
 /// (O(1)). Without, or when the buckets do not hold all of them (the config
-/// or prevResult changed since ADD, checklist 17, or the pod was attached
+/// or prevResult changed since ADD, conformance.md #17, or the pod was attached
 /// by a release whose rules lived elsewhere), read both tables once.
 /// Deleting a pod's tagged rules leaves the skeleton as it was, so a
 /// verified generation stays verified when nobody else committed.
@@ -553,7 +553,7 @@ fn raw_defects(listing: &[String], bridge: &str, sources: &[String]) -> Vec<Stri
 }
 
 /// GC's work: remove the rules of every attachment of `network` whose tag
-/// is not in `keep`; keeps going and reports every failure (checklist 49).
+/// is not in `keep`; keeps going and reports every failure (conformance.md #49).
 pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -> Result<()> {
     // DEL and GC change only pods' rules, so they keep a valid record.
     let before = verified_at(t, t.generation().as_ref());
@@ -575,7 +575,7 @@ pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -
     Ok(())
 }
 
-/// The prevResult ADD and CHECK need (error 7 without it, checklist 32)
+/// The prevResult ADD and CHECK need (error 7 without it, conformance.md #32)
 /// and the pod it describes.
 fn prev_pod(req: &Request, verb: &'static str) -> Result<(CniResult, Pod)> {
     let prev = req
@@ -1297,7 +1297,7 @@ mod tests {
         assert_eq!(t.tagged(&tag("a")), 0);
     }
 
-    /// checklist 49: GC keeps going past a failing attachment, removes the
+    /// conformance.md #49: GC keeps going past a failing attachment, removes the
     /// others, and reports the failure (naming it) at the end.
     #[test]
     fn gc_keeps_going_and_reports_every_failure() {

@@ -1,9 +1,9 @@
-//! The `ipam` object of a network config (design.md, "Configuration") and
-//! the requested-address inputs (checklist 16, 73, 74).
+//! The `ipam` object of a network config (docs/design.md, "Configuration") and
+//! the requested-address inputs (conformance.md #16, 73, 74).
 //!
 //! Everything that can be validated without the host is validated here, so
 //! a bad config fails the same way on every node. Unknown keys are ignored
-//! (checklist 14); a malformed known key is error 7 naming its full path.
+//! (conformance.md #14); a malformed known key is error 7 naming its full path.
 
 use crate::error::{IpamError, Result};
 use crate::plan::{NodePrefix, SubnetId, DEFAULT_NODE_LEN, MAX_NODE_LEN, MAX_POD_RANGE_LEN};
@@ -72,7 +72,7 @@ fn ipam_object(conf: &NetConf) -> Result<&serde_json::Map<String, Value>> {
 }
 
 /// `ipam.dataDir` alone: what DEL and GC need. They must work even when the
-/// rest of the config changed or broke since ADD (checklist 17), so only
+/// rest of the config changed or broke since ADD (conformance.md #17), so only
 /// this key is read.
 pub fn data_dir(conf: &NetConf) -> Result<PathBuf> {
     match conf.raw.get("ipam") {
@@ -573,7 +573,7 @@ mod tests {
 
     #[test]
     fn requested_ips_precedence() {
-        // checklist 16: args.cni.ips wins over CNI_ARGS IP=.
+        // conformance.md #16: args.cni.ips wins over CNI_ARGS IP=.
         let args = CniArgs::parse("IgnoreUnknown=1;IP=fd00::30").unwrap();
         let c = netconf(
             json!({"name": "n", "args": {"cni": {"ips": ["fd00::20/96"]}},
@@ -584,7 +584,7 @@ mod tests {
         assert_eq!(r[0].key, "args.cni.ips[0]");
         assert_eq!(r[0].addr, "fd00::20".parse::<Ipv6Addr>().unwrap());
         assert_eq!(r[0].prefix_len, Some(96));
-        // checklist 73: runtimeConfig.ips only with the capability declared.
+        // conformance.md #73: runtimeConfig.ips only with the capability declared.
         let c = netconf(
             json!({"name": "n", "capabilities": {"ips": true}, "runtimeConfig": {"ips": ["fd00::40"]}}),
         );
@@ -594,7 +594,7 @@ mod tests {
         );
         let c = netconf(json!({"name": "n", "runtimeConfig": {"ips": ["fd00::40"]}}));
         let r = requested_ips(&c, &args).unwrap();
-        // checklist 74: CNI_ARGS IP= is the last resort.
+        // conformance.md #74: CNI_ARGS IP= is the last resort.
         assert_eq!(r[0].key, "CNI_ARGS IP");
         assert_eq!(r[0].addr, "fd00::30".parse::<Ipv6Addr>().unwrap());
         let both = CniArgs::parse("IP=fd00::30,fd01::30/96").unwrap();

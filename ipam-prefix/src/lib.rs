@@ -1,4 +1,4 @@
-//! ipam-prefix: the cni6 IPAM plugin (design.md, "The address plan").
+//! ipam-prefix: the cni6 IPAM plugin (docs/design.md, "The address plan").
 //!
 //! A pod gets one slot `k` and, from every pod range of its node, the
 //! address `range base | k`: [`plan`] owns the arithmetic, [`config`] the
@@ -30,7 +30,7 @@
 //!   a kill between two steps leaves at most a record without its slot link:
 //!   ADD renames a fsynced temp file into `attachments/` and only then
 //!   creates the link; DEL unlinks the slot and only then the record. The
-//!   attachment's own DEL (checklist 82: every failed ADD gets one) removes
+//!   attachment's own DEL (conformance.md #82: every failed ADD gets one) removes
 //!   such a record with one read, and a retried ADD reclaims the same slot.
 //!   A link without record can only come from outside (by hand, a foreign
 //!   writer); GC and the next boot remove it, as they do temp files. The

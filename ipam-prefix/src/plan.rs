@@ -1,4 +1,4 @@
-//! The address plan (design.md): node prefix /L → pod range /(L+16) made by
+//! The address plan (docs/design.md): node prefix /L → pod range /(L+16) made by
 //! appending the 16-bit subnet id → one pod slot `k` that gives the address
 //! `range base | k` in every range, so a pod has the same interface id in
 //! each of its node's prefixes.
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(r.space().host_bits(), 32);
         assert_eq!(r.space().last(), Slot(0xffff_ffff));
         assert_eq!(r.space().capacity(), 0xffff_ffff - 0x10 + 1);
-        // GUA /80 cut from a /64 (design: G:0:1::/96).
+        // GUA /80 cut from a /64 (docs/design.md: G:0:1::/96).
         let g = NodePrefix::from_interface("2001:db8:7:12::5".parse().unwrap(), 64, 80).unwrap();
         assert_eq!(g.net(), net("2001:db8:7:12::/80"));
         assert_eq!(

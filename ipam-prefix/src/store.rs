@@ -220,7 +220,7 @@ pub enum RecordState {
     Valid(Record),
 }
 
-/// A slot asked for by address (checklist 16, 73, 74).
+/// A slot asked for by address (conformance.md #16, 73, 74).
 #[derive(Debug, Clone)]
 pub struct Requested {
     pub slot: Slot,
@@ -402,7 +402,7 @@ impl Store {
     }
 
     /// STATUS: can an ADD succeed? Lock-free and read-only (it is polled
-    /// every few seconds, checklist 46): a store that does not exist yet is
+    /// every few seconds, conformance.md #46): a store that does not exist yet is
     /// fine when its nearest existing ancestor is a writable directory.
     pub fn status(&self, space: SlotSpace, ranges: &str) -> Result<()> {
         let unusable = |what: String| {
@@ -641,7 +641,7 @@ impl Locked<'_> {
             let in_space = a.space.contains(rec.slot);
             let as_asked = !matches!(&a.requested, Some(r) if r.slot != rec.slot);
             if owned && in_space && as_asked {
-                // Idempotent ADD (checklist 22): the same slot again; the
+                // Idempotent ADD (conformance.md #22): the same slot again; the
                 // addresses follow the current plan if it was edited.
                 let addresses = (a.addresses)(rec.slot);
                 if addresses == rec.addresses {
@@ -807,7 +807,7 @@ impl Locked<'_> {
     }
 
     /// CHECK: the reservation exists, is consistent, and every recorded
-    /// address is in `prev_ips` (checklist 32–34).
+    /// address is in `prev_ips` (conformance.md #32–34).
     pub fn verify(&self, k: &AttachmentKey, prev_ips: &[String]) -> Result<Record> {
         let name = k.file_name();
         let rec = match self.read_record(k)? {
@@ -953,7 +953,7 @@ impl Locked<'_> {
         removed
     }
 
-    /// GC (checklist 47–49): release every attachment not in `valid`, then
+    /// GC (conformance.md #47–49): release every attachment not in `valid`, then
     /// repair. Keeps going on errors and reports them all at the end.
     pub fn gc(&self, valid: &HashSet<AttachmentKey>) -> Result<GcReport> {
         let mut errors = Vec::new();
@@ -982,7 +982,7 @@ impl Locked<'_> {
         }
     }
 
-    /// Release every record of another boot (design.md, "Nothing leaks
+    /// Release every record of another boot (docs/design.md, "Nothing leaks
     /// across a reboot"), once per boot: the `boot_id` file says whether
     /// this boot's pass has run.
     fn reconcile_boot(&self) -> Result<()> {
@@ -1179,7 +1179,7 @@ mod tests {
 
     #[test]
     fn re_add_returns_the_same_slot() {
-        // checklist 22: never a second slot for one attachment.
+        // conformance.md #22: never a second slot for one attachment.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         let a = fx.add(&st, "c1").unwrap();
@@ -1202,7 +1202,7 @@ mod tests {
 
     #[test]
     fn del_is_idempotent_and_frees() {
-        // checklist 25, 26
+        // conformance.md #25, 26
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         fx.add(&st, "c1").unwrap();
@@ -1244,7 +1244,7 @@ mod tests {
             st.status(fx.plan.space(), "r"),
             Err(IpamError::RangeFull { .. })
         ));
-        // STATUS recovers after one DEL (checklist 44).
+        // STATUS recovers after one DEL (conformance.md #44).
         fx.del(&st, "f100");
         assert!(st.status(fx.plan.space(), "r").is_ok());
         assert_eq!(fx.add(&st, "again").unwrap().slot, Slot(100));
@@ -1289,7 +1289,7 @@ mod tests {
 
     #[test]
     fn requested_slot() {
-        // checklist 73: the requested address, then "taken" → error, nothing leaked.
+        // conformance.md #73: the requested address, then "taken" → error, nothing leaked.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         assert_eq!(
@@ -1377,7 +1377,7 @@ mod tests {
 
     #[test]
     fn add_killed_between_record_and_link_is_undone_by_its_del() {
-        // design.md: killed at any point → the next DEL repairs; checklist 82.
+        // docs/design.md: killed at any point → the next DEL repairs; conformance.md #82.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         let a = fx.add(&st, "a").unwrap();
@@ -1407,7 +1407,7 @@ mod tests {
 
     #[test]
     fn status_writes_nothing() {
-        // checklist 46: polled every few seconds, must not write.
+        // conformance.md #46: polled every few seconds, must not write.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         st.status(fx.plan.space(), "r").unwrap();
@@ -1612,7 +1612,7 @@ mod tests {
 
     #[test]
     fn concurrent_allocations_get_distinct_slots() {
-        // checklist 83. flock locks an open file description, so threads
+        // conformance.md #83. flock locks an open file description, so threads
         // that each open the lock file exclude each other like processes.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let fx = &fx;

@@ -441,7 +441,7 @@ fn firewall_available(bin_dir: &Path, o: &mut Output) -> Result<bool> {
     Ok(true)
 }
 
-/// Append firewall6 to every node's conflist: the design.md policy, with
+/// Append firewall6 to every node's conflist: the docs/design.md policy, with
 /// the demo's provider GUA space counted as inside so pods of different
 /// nodes may also talk GUA to GUA.
 fn add_firewall6(topo: &Topology) -> Result<()> {

@@ -188,7 +188,7 @@ fn attach_check_detach_round_trip() {
         .env_of_call(1)
         .contains("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=web"));
 
-    // checklist 27: the namespace is gone; detach still runs DEL with it.
+    // conformance.md #27: the namespace is gone; detach still runs DEL with it.
     std::fs::remove_file(n.p("netns")).unwrap();
     let r = n.cni6(&["detach", "--id", "pod1"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

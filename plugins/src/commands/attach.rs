@@ -4,7 +4,7 @@
 //!
 //! `check` and `detach` take what is not given on the command line (netns,
 //! CNI_ARGS, capability args) from the attachment's cache record, because
-//! plugins expect the same values on DEL as on ADD (checklist 17) and an
+//! plugins expect the same values on DEL as on ADD (conformance.md #17) and an
 //! operator cleaning up rarely remembers them. A failed `attach` is rolled
 //! back with DEL through the whole chain, as CRI runtimes do.
 
@@ -78,7 +78,7 @@ pub fn resolve_netns(s: &str) -> PathBuf {
     }
 }
 
-/// `K=V;K=V` in order; the same rules as plugins apply (checklist 7).
+/// `K=V;K=V` in order; the same rules as plugins apply (conformance.md #7).
 pub fn parse_cni_args(s: &str) -> Result<Vec<(String, String)>> {
     CniArgs::parse(s).map_err(|e| CliError::Usage(format!("--args: {e}")))?;
     Ok(s.split(';')
@@ -232,7 +232,7 @@ pub fn detach(a: &DetachArgs, o: &mut Output) -> Result<()> {
     let att = a
         .common
         .attachment(a.netns.as_deref().map(resolve_netns), cached.as_ref())?;
-    // A namespace that is gone is normal here (checklist 27): the plugins
+    // A namespace that is gone is normal here (conformance.md #27): the plugins
     // still release host-side state and addresses.
     if let Some(ns) = att.netns.as_ref().filter(|p| !p.exists()) {
         eprintln!(

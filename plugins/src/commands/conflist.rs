@@ -20,7 +20,7 @@ use ipnet::Ipv6Net;
 use serde_json::{json, Map, Value};
 use std::net::Ipv6Addr;
 
-/// `ingress` of firewall6 (design.md "Configuration").
+/// `ingress` of firewall6 (docs/design.md "Configuration").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IngressArg {
     /// New inbound connections only from the cluster prefixes or to --allow-port.

@@ -1,4 +1,4 @@
-//! `cni6 gc`: libcni's GC for one network (checklist 88): every cached
+//! `cni6 gc`: libcni's GC for one network (conformance.md #88): every cached
 //! attachment not in the valid set gets a DEL, then (CNI 1.1.0+) every
 //! plugin gets GC with the valid set and frees whatever else it holds.
 //!

@@ -1,5 +1,5 @@
 //! `cni6 install`: put the plugins and the node's conflist where the
-//! container runtime looks (practices 9).
+//! container runtime looks.
 //!
 //! Why every file goes through a temp name in the target directory, fsync
 //! and rename: kubelet/containerd may exec a plugin or re-read the conf

@@ -1,6 +1,6 @@
 //! `cni6 nat64`: the configuration of an IPv4-enabled node's NAT64 and
 //! DNS64, printed the way `routes` prints BIRD's. Pods are IPv6-only; an
-//! IPv4-only host is reached at `<node prefix>:64::<IPv4>` (design.md's
+//! IPv4-only host is reached at `<node prefix>:64::<IPv4>` (docs/design.md's
 //! `C:n:64::/96`), which lies inside the node's /80, so the fabric needs no
 //! route beyond the one per node it already has.
 //!

@@ -1,4 +1,4 @@
-//! `cni6 plugin-status`: CNI STATUS through the runtime (checklist 89),
+//! `cni6 plugin-status`: CNI STATUS through the runtime (conformance.md #89),
 //! the question containerd 2.x asks every few seconds to decide whether
 //! the node's network is ready.
 //!

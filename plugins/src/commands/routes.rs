@@ -1,5 +1,5 @@
 //! `cni6 routes`: what the fabric needs to reach every node's pods. A pod
-//! address says which node it lives on (design.md), so the fabric needs one
+//! address says which node it lives on (docs/design.md), so the fabric needs one
 //! route per node prefix and never one per pod; this command turns the
 //! list of nodes into that, in the form the fabric takes it:
 //!

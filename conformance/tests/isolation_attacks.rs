@@ -20,7 +20,7 @@
 
 use conformance::attacks::{self, Capture, Mac, RawPort, Receiver, Tag, ALL_NODES};
 use conformance::firewall_helpers::Listener;
-use conformance::harness;
+use conformance::harness::{self, Netns};
 use conformance::topology::{self, Binaries, Node, Pod, Spec, Topology};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -36,6 +36,8 @@ const OPEN: u16 = 7000;
 const CLOSED: u16 = 7001;
 /// A forged outside source (documentation range, no host behind it).
 const FORGED_OUTSIDE: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x66);
+/// The internet host's own address (on node 1's second uplink).
+const INTERNET: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2);
 const WAIT: Duration = Duration::from_secs(3);
 /// After the controls arrived, how long a forged packet still may.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -88,6 +90,12 @@ struct Site {
     c: PodInfo,
     d: PodInfo,
     port: RawPort,
+    /// cni6 only: pod E (clusterInterfaces = the fabric) and its receiver
+    /// on the closed port.
+    e: Option<(PodInfo, Receiver)>,
+    /// A host on a second uplink of node 1 (not the fabric): the internet,
+    /// holding D's ULA to forge a cluster source with.
+    internet: Netns,
     rx_b: Receiver,
     rx_b_closed: Receiver,
     rx_d: Receiver,
@@ -206,6 +214,56 @@ fn reference_conflists(topo: &Topology, bridge: &str) {
     }
 }
 
+/// A host on a second uplink of node 1 (2001:db8:ffff::2/64, the node
+/// ::1), that also holds `forged` (a cluster address) to send from.
+fn internet_uplink(topo: &Topology, forged: Ipv6Addr) -> Netns {
+    let inet = Netns::new("atki");
+    let up = topo.link_name("up").expect("uplink name");
+    let node = topo.node(1).netns.clone();
+    let ip = |args: &[&str]| {
+        let mut c = std::process::Command::new("ip");
+        c.args(["-n", &node]).args(args);
+        topology::run(c).unwrap_or_else(|e| panic!("{e}"));
+    };
+    ip(&[
+        "link",
+        "add",
+        &up,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "inet0",
+        "netns",
+        inet.name(),
+    ]);
+    node_sysctl(topo, 1, &format!("net.ipv6.conf.{up}.accept_dad=0"));
+    inet.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.inet0.accept_dad=0"]);
+    ip(&["link", "set", &up, "up"]);
+    ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ffff::1/64",
+        "dev",
+        &up,
+        "nodad",
+    ]);
+    inet.exec_ok(&["ip", "link", "set", "inet0", "up"]);
+    inet.add_addr("inet0", "2001:db8:ffff::2/64");
+    inet.add_addr("inet0", &format!("{forged}/128"));
+    inet.exec_ok(&[
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:ffff::1",
+    ]);
+    inet
+}
+
 fn pod_info(topo: &Topology, bins: &Binaries, pod: Pod) -> PodInfo {
     let addrs = topo
         .attach(bins, &pod)
@@ -283,13 +341,31 @@ fn build(stack: Stack) -> Site {
         .iter()
         .map(|n| topo.add_pod(*n).expect("pod"))
         .collect();
-    let mut infos = pods.into_iter().map(|p| pod_info(&topo, &bins, p));
+    let infos: Vec<PodInfo> = pods
+        .into_iter()
+        .map(|p| pod_info(&topo, &bins, p))
+        .collect();
+    let mut infos = infos.into_iter();
     let (a, b, c, d) = (
         infos.next().unwrap(),
         infos.next().unwrap(),
         infos.next().unwrap(),
         infos.next().unwrap(),
     );
+    // cni6 only: pod E, attached with clusterInterfaces = the fabric, so
+    // a cluster source counts as inside only from the fabric or a pod.
+    let e = (stack == Stack::Cni6).then(|| {
+        let path = topo.conflist_path(1);
+        let plain = std::fs::read(&path).expect("read conflist");
+        let mut list: Value = serde_json::from_slice(&plain).expect("conflist json");
+        list["plugins"][1]["clusterInterfaces"] = json!(["eth0"]);
+        write_conflist(&topo, 1, &list);
+        let pod = topo.add_pod(1).expect("pod");
+        let info = pod_info(&topo, &bins, pod);
+        std::fs::write(&path, plain).expect("restore conflist");
+        info
+    });
+    let internet = internet_uplink(&topo, d.ula);
     let node = topo.node(1);
     let gw = |p| Ipv6Addr::from(u128::from(Node::pod_range(p, 1).network()) | 1);
     let node_ns = node.netns.clone();
@@ -307,6 +383,11 @@ fn build(stack: Stack) -> Site {
         rx_d: rx(d.path(), OPEN),
         rx_out: rx(&outside, OPEN),
         rx_node: rx(&node.netns_path(), OPEN),
+        e: e.map(|e| {
+            let r = rx(e.path(), CLOSED);
+            (e, r)
+        }),
+        internet,
         bridge,
         outside,
         outside_addr,
@@ -342,8 +423,8 @@ impl Row {
             (Err(_), _, _) => "control failed".into(),
             (Ok(()), true, true) => "blocked".into(),
             (Ok(()), true, false) => "NOT blocked".into(),
-            (Ok(()), false, false) => "works".into(),
-            (Ok(()), false, true) => "BROKEN".into(),
+            (Ok(()), false, false) => "delivered".into(),
+            (Ok(()), false, true) => "NOT delivered".into(),
         }
     }
 }
@@ -1071,6 +1152,71 @@ impl Site {
         ]
     }
 
+    // ----------------------------------------------------------- border
+
+    /// What the border must filter: a cluster source forged on the
+    /// internet counts as inside, unless clusterInterfaces is set.
+    fn border(&self) -> Vec<Row> {
+        let g = "10. cluster source (D's ULA) forged on the internet to a closed port";
+        let inet = self.internet.path();
+        let send = |src, dst, what| {
+            let t = self.token(what);
+            attacks::send_udp(inet, src, dst, CLOSED, &t).expect("send from the internet");
+            t
+        };
+        let from_outside = send(Some(INTERNET), self.b.ula, "internet source");
+        let forged = send(Some(self.d.ula), self.b.ula, "forged cluster source");
+        let mut rows = Vec::new();
+        // Both travel the same path; the real internet source is the
+        // policy's own control (the port is closed to the outside).
+        let forged_got = self.rx_b_closed.wait_for(&forged, WAIT).is_some();
+        std::thread::sleep(SETTLE);
+        let outside_got = self.rx_b_closed.seen(&from_outside).is_some();
+        rows.push(Row {
+            group: "10. internet source to a closed port (inbound policy)".into(),
+            name: "to B".into(),
+            expect_blocked: true,
+            control: Ok(()),
+            blocked: !outside_got,
+            detail: String::new(),
+        });
+        rows.push(Row {
+            group: format!("{g}: no clusterInterfaces, the border's job"),
+            name: "to B".into(),
+            expect_blocked: false,
+            control: Ok(()),
+            blocked: !forged_got,
+            detail: String::new(),
+        });
+        if let Some((e, rx_e)) = &self.e {
+            let forged = send(Some(self.d.ula), e.ula, "forged cluster source");
+            // Controls: the real D over the fabric, and pod C from the
+            // bridge, both cluster sources on inside interfaces.
+            let t_d = self.token("D over the fabric");
+            let t_c = self.token("C from the bridge");
+            attacks::send_udp(self.d.path(), Some(self.d.ula), e.ula, CLOSED, &t_d).expect("D → E");
+            attacks::send_udp(self.c.path(), Some(self.c.ula), e.ula, CLOSED, &t_c).expect("C → E");
+            let control = match (rx_e.wait_for(&t_d, WAIT), rx_e.wait_for(&t_c, WAIT)) {
+                (Some(_), Some(_)) => Ok(()),
+                (d, c) => Err(format!(
+                    "cluster sources on inside interfaces: D arrived {}, C arrived {}",
+                    d.is_some(),
+                    c.is_some()
+                )),
+            };
+            std::thread::sleep(SETTLE);
+            rows.push(Row {
+                group: format!("{g}: clusterInterfaces = the fabric"),
+                name: "to E".into(),
+                expect_blocked: true,
+                control,
+                blocked: rx_e.seen(&forged).is_none(),
+                detail: String::new(),
+            });
+        }
+        rows
+    }
+
     fn run_all(&self) -> Vec<Row> {
         // The datagram probes first: a state attack that works (a poisoned
         // neighbour entry, a moved FDB entry) would misdirect them. Each
@@ -1079,10 +1225,18 @@ impl Site {
         rows.extend(self.vlan_tags());
         rows.extend(self.spoofed_sources());
         rows.extend(self.gua_same_node());
+        rows.extend(self.border());
         rows.extend(self.neighbour_takeover());
         rows.extend(self.mac_takeover());
         rows.extend(self.router_games());
-        rows.sort_by(|x, y| x.group.cmp(&y.group));
+        // By attack number (stable: the probes keep their order).
+        let number = |g: &str| -> u32 {
+            g.split('.')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        rows.sort_by_key(|r| number(&r.group));
         rows
     }
 }
@@ -1121,7 +1275,7 @@ fn run_stack(stack: Stack) -> Vec<Row> {
 fn summary(rows: &[Row], group: &str) -> String {
     let g: Vec<&Row> = rows.iter().filter(|r| r.group == group).collect();
     if g.is_empty() {
-        return "not run".into();
+        return "n/a".into();
     }
     if g.iter().any(|r| r.control.is_err()) {
         let bad = g.iter().filter(|r| r.control.is_err()).count();
@@ -1182,7 +1336,16 @@ fn pods_cannot_spoof_hijack_or_bypass_with_cni6_and_do_with_the_reference() {
     let mut groups: Vec<String> = cni6.iter().map(|r| r.group.clone()).collect();
     groups.dedup();
     let mut table = String::from("| attack | cni6 | reference |\n|---|---|---|\n");
+    let nine = format!(
+        "| 9. node's net.bridge.bridge-nf-call-ip6tables | {} | 1 |\n",
+        cni6_bridge_nf_call()
+    );
+    let mut nine_done = false;
     for g in &groups {
+        if !nine_done && g.starts_with("10.") {
+            table.push_str(&nine);
+            nine_done = true;
+        }
         let _ = writeln!(
             table,
             "| {g} | {} | {} |",
@@ -1190,11 +1353,9 @@ fn pods_cannot_spoof_hijack_or_bypass_with_cni6_and_do_with_the_reference() {
             summary(&reference, g)
         );
     }
-    let _ = writeln!(
-        table,
-        "| 9. node's net.bridge.bridge-nf-call-ip6tables | {} | 1 |",
-        cni6_bridge_nf_call()
-    );
+    if !nine_done {
+        table.push_str(&nine);
+    }
     println!("{table}");
     if let Some(path) = std::env::var_os("CNI6_ATTACK_TABLE") {
         std::fs::write(&path, format!("{table}\n<details><summary>every probe</summary>\n\n```\n{detail}```\n</details>\n"))

@@ -620,6 +620,37 @@ impl Site {
         self.run_probes(probes)
     }
 
+    // ------------------------------------------------------------ layer 2
+
+    /// Not an attack: A's own datagram, addressed to B's MAC instead of
+    /// the gateway's. Pods that share no layer 2 never see it.
+    fn layer2(&self) -> Vec<Row> {
+        let g = "0. pods share no layer 2: A's own datagram straight to B's MAC";
+        let probes = vec![
+            self.probe(
+                g,
+                "to B's ULA".into(),
+                Rx::B,
+                self.b.mac,
+                &[],
+                self.a.ula,
+                self.b.ula,
+                self.b.ula,
+            ),
+            self.probe(
+                g,
+                "to B's link-local".into(),
+                Rx::B,
+                self.b.mac,
+                &[],
+                self.a.ll,
+                self.b.ll,
+                self.b.ula,
+            ),
+        ];
+        self.run_probes(probes)
+    }
+
     // ------------------------------------------------------- attacks 4–6
 
     fn spoofed_sources(&self) -> Vec<Row> {
@@ -1222,6 +1253,7 @@ impl Site {
         // neighbour entry, a moved FDB entry) would misdirect them. Each
         // state attack starts by healing the site (`b_talks`).
         let mut rows = Vec::new();
+        rows.extend(self.layer2());
         rows.extend(self.vlan_tags());
         rows.extend(self.spoofed_sources());
         rows.extend(self.gua_same_node());

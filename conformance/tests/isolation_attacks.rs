@@ -1,10 +1,12 @@
 //! Issue 15's proof: a pod with CAP_NET_RAW attacks its neighbours, its
 //! node and the outside, and gets nowhere. Black box: two nodes on a
 //! fabric (conformance::topology), pods A (attacker), B (victim), C on
-//! node 1 and D on node 2, an outside host on the fabric, all attached by
-//! `cni6 attach` through the real chain (bridge6 + ipam-prefix +
-//! firewall6), with `net.bridge.bridge-nf-call-ip6tables=0` in the nodes.
-//! A crafts frames with conformance::attacks on its own eth0.
+//! node 1 and D on node 2, an outside host on the fabric and an internet
+//! host on a second uplink of node 1, all pods attached by `cni6 attach`
+//! through the real chain (bridge6 + ipam-prefix + firewall6), with
+//! `net.bridge.bridge-nf-call-ip6tables=0` in the nodes. A crafts frames
+//! with conformance::attacks on its own eth0. The rows are numbered as in
+//! docs/security.md's table.
 //!
 //! Every attack has a control: the legitimate variant (A's own source,
 //! untagged, through the gateway), or proof that the crafted frame reached
@@ -470,8 +472,7 @@ impl Site {
         &self.topo.node(1).netns
     }
 
-    /// A datagram from A's interface: A's MAC unless `src_mac` is given.
-    #[allow(clippy::too_many_arguments)]
+    /// A UDP datagram in a frame from A's MAC.
     fn datagram(
         &self,
         dst_mac: Mac,

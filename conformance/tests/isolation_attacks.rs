@@ -760,6 +760,34 @@ impl Site {
         self.run_probes(probes)
     }
 
+    /// B's address with B's MAC: a source check that binds addresses to
+    /// MACs passes it; only the bridge port (locked to A's MAC) can stop it.
+    fn identity_theft(&self) -> Vec<Row> {
+        let g = "6. forged source with the owner's MAC (B's MAC and address)";
+        let mut probes = Vec::new();
+        for (rx, dname, dst) in [
+            (Rx::D, "cross-node pod D", self.d.ula),
+            (Rx::Outside, "outside", self.outside_addr),
+            (Rx::Node, "node (gateway address)", self.gw_ula),
+        ] {
+            for (sname, src) in [("B's ULA", self.b.ula), ("B's GUA", self.b.gua)] {
+                let mut p = self.probe(
+                    g,
+                    format!("src {sname} → {dname}"),
+                    rx,
+                    self.gw_mac,
+                    &[],
+                    src,
+                    dst,
+                    dst,
+                );
+                p.forged[6..12].copy_from_slice(&self.b.mac);
+                probes.push(p);
+            }
+        }
+        self.run_probes(probes)
+    }
+
     // ------------------------------------------------------------ state
 
     fn node_neigh(&self, addr: Ipv6Addr) -> String {
@@ -1259,6 +1287,9 @@ impl Site {
         rows.extend(self.spoofed_sources());
         rows.extend(self.gua_same_node());
         rows.extend(self.border());
+        // Last before the state attacks: on a bridge that learns it moves
+        // B's MAC to A's port (they heal the site first).
+        rows.extend(self.identity_theft());
         rows.extend(self.neighbour_takeover());
         rows.extend(self.mac_takeover());
         rows.extend(self.router_games());

@@ -830,10 +830,21 @@ impl Site {
             .collect()
     }
 
-    /// Legitimate traffic to B after an attack: B must get it, A must not
-    /// see it. Returns (B got it, A saw it).
-    fn outside_to_b(&self) -> (bool, bool) {
+    /// The attacker keeps at it: the frames again, so that the victim's
+    /// own neighbour discovery or traffic (which heal a poisoned entry on
+    /// a vulnerable site) cannot make an attack that works look blocked.
+    fn persist(&self, frames: &[Vec<u8>]) {
+        for f in frames {
+            self.port.send(f).expect("send crafted frame");
+        }
+    }
+
+    /// Legitimate traffic to B after an attack (its frames `again` just
+    /// before): B must get it, A must not see it. Returns (B got it, A
+    /// saw it).
+    fn outside_to_b(&self, again: &[Vec<u8>]) -> (bool, bool) {
         let cap = Capture::start(self.a.path(), "eth0").expect("capture in A");
+        self.persist(again);
         let t = self.token("after");
         attacks::send_udp(&self.outside, None, self.b.ula, OPEN, &t).expect("send outside → B");
         let got = self.rx_b.wait_for(&t, WAIT).is_some();
@@ -841,9 +852,11 @@ impl Site {
         (got, cap.saw(&t))
     }
 
-    /// B's traffic to the outside after an attack: (outside got it, A saw it).
-    fn b_to_outside(&self) -> (bool, bool) {
+    /// B's traffic to the outside after an attack (its frames `again`
+    /// just before): (outside got it, A saw it).
+    fn b_to_outside(&self, again: &[Vec<u8>]) -> (bool, bool) {
         let cap = Capture::start(self.a.path(), "eth0").expect("capture in A");
+        self.persist(again);
         let t = self.token("after");
         attacks::send_udp(self.b.path(), Some(self.b.ula), self.outside_addr, OPEN, &t)
             .expect("send B → outside");
@@ -937,11 +950,12 @@ impl Site {
         let needle = attacks::neighbour_advert(self.a.ula, ALL_NODES, self.b.ula, self.a.mac);
         let arrived = self.send_and_see_arrive(&frames, &needle);
         std::thread::sleep(SETTLE);
+        self.persist(&frames);
         let after: Vec<String> = [self.b.ula, self.b.gua]
             .iter()
             .map(|a| self.node_neigh(*a))
             .collect();
-        let (got, a_saw) = self.outside_to_b();
+        let (got, a_saw) = self.outside_to_b(&frames);
         rows.push(Row {
             group: g.into(),
             name: "node's entries for B; then outside → B".into(),
@@ -973,8 +987,9 @@ impl Site {
         let needle = attacks::neighbour_advert(self.a.ll, ALL_NODES, self.gw_ula, self.a.mac);
         let arrived = self.send_and_see_arrive(&frames, &needle);
         std::thread::sleep(SETTLE);
+        self.persist(&frames);
         let after = b_neigh();
-        let (got, a_saw) = self.b_to_outside();
+        let (got, a_saw) = self.b_to_outside(&frames);
         rows.push(Row {
             group: g.into(),
             name: "B's entries for its gateway; then B → outside".into(),
@@ -1015,10 +1030,12 @@ impl Site {
             attacks::ETHERTYPE_EXPERIMENTAL,
             &payload,
         );
-        let arrived = self.send_and_see_arrive(&[frame.clone(), frame], &payload);
+        let frames = [frame.clone(), frame];
+        let arrived = self.send_and_see_arrive(&frames, &payload);
         std::thread::sleep(SETTLE);
+        self.persist(&frames);
         let after = self.fdb_ports(&self.b.mac);
-        let (got, a_saw) = self.outside_to_b();
+        let (got, a_saw) = self.outside_to_b(&frames);
         vec![Row {
             group: "3. non-IP frame (0x88b5) with B's MAC as source".into(),
             name: "bridge FDB for B's MAC; then outside → B".into(),
@@ -1139,7 +1156,7 @@ impl Site {
         std::thread::sleep(SETTLE);
         let route1: Vec<String> = dests.iter().map(|d| self.route_to(&b, *d)).collect();
         let node1 = self.routing_state(&node);
-        let (got, a_saw) = self.b_to_outside();
+        let (got, a_saw) = self.b_to_outside(&frames);
         rows.push(Row {
             group: g.into(),
             name: "redirect to B (forged from its gateway); then B → outside".into(),
@@ -1277,7 +1294,53 @@ impl Site {
         rows
     }
 
+    /// Wait until ordinary traffic flows on every path the probes use (a
+    /// fresh bridge's addresses may still be in DAD, a node may still
+    /// resolve its peer): the attacks start on a site that works.
+    fn warm_up(&self) {
+        let a = (self.a.path(), self.a.ula);
+        let mut paths: Vec<(&Path, Ipv6Addr, Ipv6Addr, u16, &Receiver)> = vec![
+            (a.0, a.1, self.b.ula, OPEN, &self.rx_b),
+            (a.0, a.1, self.d.ula, OPEN, &self.rx_d),
+            (a.0, a.1, self.outside_addr, OPEN, &self.rx_out),
+            (a.0, a.1, self.gw_ula, OPEN, &self.rx_node),
+            (self.internet.path(), INTERNET, self.b.ula, OPEN, &self.rx_b),
+        ];
+        if let Some((e, rx_e)) = &self.e {
+            paths.push((self.d.path(), self.d.ula, e.ula, CLOSED, rx_e));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut pending: Vec<usize> = (0..paths.len()).collect();
+        while !pending.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: the site never carried ordinary traffic on {:?}",
+                self.stack.label(),
+                pending
+                    .iter()
+                    .map(|i| format!("{} → {}", paths[*i].1, paths[*i].2))
+                    .collect::<Vec<_>>()
+            );
+            let sent: Vec<(usize, Vec<u8>)> = pending
+                .iter()
+                .map(|i| {
+                    let (ns, src, dst, port, _) = paths[*i];
+                    let t = self.token("warm-up");
+                    attacks::send_udp(ns, Some(src), dst, port, &t).expect("warm-up datagram");
+                    (*i, t)
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(500));
+            pending = sent
+                .into_iter()
+                .filter(|(i, t)| paths[*i].4.seen(t).is_none())
+                .map(|(i, _)| i)
+                .collect();
+        }
+    }
+
     fn run_all(&self) -> Vec<Row> {
+        self.warm_up();
         // The datagram probes first: a state attack that works (a poisoned
         // neighbour entry, a moved FDB entry) would misdirect them. Each
         // state attack starts by healing the site (`b_talks`).

@@ -288,6 +288,12 @@ impl RawPort {
     }
 
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        if frame.len() < 14 {
+            return Err(io::Error::other(format!(
+                "a frame of {} bytes: an Ethernet header alone is 14",
+                frame.len()
+            )));
+        }
         // SAFETY: sockaddr_ll is plain data; the buffer outlives the call.
         let n = unsafe {
             let mut sa: libc::sockaddr_ll = std::mem::zeroed();

@@ -1378,8 +1378,9 @@ fn ip_json_cmd(netns: &str, cmd: &[&str]) -> Value {
 }
 
 /// `net.bridge.bridge-nf-call-ip6tables` in cni6's nodes: 0, unless
-/// `CNI6_ATTACK_BRIDGE_NF_CALL` says otherwise (only to measure a release
-/// from before issue 15, whose firewall6 refuses to work at 0).
+/// `CNI6_ATTACK_BRIDGE_NF_CALL` says otherwise (to check the hook-on case,
+/// or to measure a release from before issue 15, whose firewall6 refuses
+/// to work at 0). The attacks are asserted either way.
 fn cni6_bridge_nf_call() -> String {
     std::env::var("CNI6_ATTACK_BRIDGE_NF_CALL").unwrap_or_else(|_| "0".into())
 }

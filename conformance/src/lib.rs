@@ -2,10 +2,12 @@
 //! built plugin binaries exactly as a runtime would, in network namespaces
 //! the tests create and always remove.
 
+pub mod attacks;
 pub mod bridge_helpers;
 pub mod chain;
 pub mod corpus;
 pub mod datapath;
+pub mod fabric;
 pub mod firewall_helpers;
 pub mod harness;
 pub mod ipam;

@@ -136,11 +136,11 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
         let r = in_netns(&n.node, || n.rt.add(&d.list, &att))
             .unwrap_or_else(|e| panic!("ADD {} ({}): {e}", d.ifname, d.list.cni_version));
         // Results come back in the delegate's own version (multus converts).
-        // checklist 20
+        // conformance.md #20
         assert_eq!(r["cniVersion"], d.list.cni_version.as_str(), "{r}");
         results.push(r);
     }
-    // 0.3.1 results carry ips[].version. checklist 59
+    // 0.3.1 results carry ips[].version. conformance.md #59
     assert!(results[1]["ips"]
         .as_array()
         .unwrap()
@@ -165,7 +165,7 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
     }
 
     // runtimeConfig: net2 got the requested slot (in both ranges) and MAC.
-    // checklist 71, 73
+    // conformance.md #71, 73
     let net2 = &delegates[2].net;
     let mut got = result_addrs(&results[2]);
     got.sort();
@@ -201,7 +201,7 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
 
     // Pod deleted: the netns goes first, multus runs DEL for every
     // delegate afterwards with the stale path, twice.
-    // checklist 26, 27
+    // conformance.md #26, 27
     drop(pod);
     assert!(!pod_path.exists());
     for round in 0..2 {
@@ -234,7 +234,7 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
 /// leaves the allocation to ipam-prefix's own choice.
 #[test]
 fn undeclared_capabilities_are_not_passed() {
-    // checklist 71
+    // conformance.md #71
     let n = Node::new();
     let pod = Netns::new("c6mq");
     let cid = conformance::harness::container_id("c6mq");
@@ -284,6 +284,20 @@ fn readme_network_attachment_definition_works() {
 
     let n = Node::new();
     nad["plugins"][0]["ipam"]["dataDir"] = json!(n.data_dir());
+    // The NAD takes its node prefix from the node's eth0 (as every node
+    // does): give this node one, node 2 of the README's cluster.
+    if n.node
+        .exec(&["ip", "link", "show", "eth0"])
+        .status
+        .success()
+    {
+        panic!("the node namespace already has an eth0");
+    }
+    n.node.exec_ok(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    n.node.exec_ok(&["ip", "link", "set", "eth0", "up"]);
+    n.node.add_addr("eth0", "fd8c:1f0a:77e3:0:2::1/80");
     let list = ConfList::parse(&serde_json::to_vec(&nad).unwrap()).expect("parse NAD config");
     let cluster = &n.delegates()[0];
     let pod = Netns::new("c6mr");

@@ -38,6 +38,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Where Debian's containernetworking-plugins puts the reference plugins.
+const DEFAULT_REFERENCE_DIR: &str = "/usr/lib/cni";
+
 #[derive(Debug, Parser)]
 #[command(
     about = "Time ADD/DEL of bridge6+ipam-prefix+firewall6 against the reference bridge+host-local+firewall"
@@ -59,7 +62,7 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Directory with the reference plugins.
-    #[arg(long, default_value = "/usr/lib/cni")]
+    #[arg(long, default_value = DEFAULT_REFERENCE_DIR)]
     reference_dir: PathBuf,
     /// Workers attaching the background pods (not timed).
     #[arg(long, default_value_t = 4)]
@@ -502,6 +505,23 @@ impl Samples {
     }
 }
 
+/// A directory as the report shows it: relative to the repository, or not at
+/// all, so a pasted report carries no path of the machine it ran on.
+fn shown_dir(dir: &Path) -> String {
+    let workspace = conformance::harness::workspace_dir();
+    match dir.strip_prefix(&workspace) {
+        Ok(rel) => rel.display().to_string(),
+        Err(_) if dir == Path::new(DEFAULT_REFERENCE_DIR) => DEFAULT_REFERENCE_DIR.to_string(),
+        Err(_) => "a directory outside the repository".to_string(),
+    }
+}
+
+/// The kernel's version without the build string (`6.18.44-fc-v509` →
+/// `6.18.44`): the version is what a reader compares, the suffix names a build.
+fn kernel_version(osrelease: &str) -> &str {
+    osrelease.split(['-', '+']).next().unwrap_or(osrelease)
+}
+
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
@@ -729,7 +749,7 @@ fn run_bench(
     eprintln!(
         "bench: topology {} (ours on node 1, reference on node 2), binaries {}",
         topo.base(),
-        bin_dir.display()
+        shown_dir(bin_dir)
     );
     let rss = Rss::default();
 
@@ -1357,9 +1377,9 @@ fn print_report(
     println!(
         "# bridge6+ipam-prefix+firewall6 ({}) vs reference bridge+host-local+firewall ({}); \
          kernel {}; {} CPUs; load average before {} / after {}",
-        bin_dir.display(),
-        args.reference_dir.display(),
-        read_trimmed("/proc/sys/kernel/osrelease"),
+        shown_dir(bin_dir),
+        shown_dir(&args.reference_dir),
+        kernel_version(&read_trimmed("/proc/sys/kernel/osrelease")),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_before,
         read_trimmed("/proc/loadavg"),

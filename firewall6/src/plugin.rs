@@ -405,15 +405,6 @@ fn list_chains(t: &dyn Tables, chains: &[String]) -> Result<BTreeMap<String, Vec
         .collect())
 }
 
-/// The `-A` lines of raw-table `chains`, one listing each.
-fn list_raw_chains(t: &dyn Tables, chains: &[String]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for c in chains {
-        out.extend(t.list_raw_chain(c)?.unwrap_or_default());
-    }
-    Ok(out)
-}
-
 /// DEL's work for one attachment. With the rules prevResult implies
 /// (`expected`) they sit in known buckets: list those few chains only
 /// (O(1)). Without, or when the buckets do not hold all of them (the config
@@ -425,27 +416,60 @@ pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<PodRules>) 
     // DEL and GC change only pods' rules, so they keep a valid record.
     let before = verified_at(t, t.generation().as_ref());
     let tags = BTreeSet::from([tag.to_string()]);
-    let mut listing = None;
     if let Some(expected) = expected.filter(|e| !e.is_empty()) {
-        let mut chains = rules::chains_of(&expected.filter);
-        chains.extend(expected.legacy_chain.clone());
-        let filter: Vec<String> = list_chains(t, &chains)?.into_values().flatten().collect();
-        let raw = list_raw_chains(t, &rules::chains_of(&expected.sources))?;
-        if rules::rules_with_tag(&filter, tag).len() >= expected.filter.len()
-            && rules::rules_with_tag(&raw, tag).len() >= expected.sources.len()
-        {
-            listing = Some(Listing { filter, raw });
+        if let Some(commits) = remove_expected(t, tag, &expected)? {
+            if let Some(v) = before {
+                keep_verified(t, Some(&v.at), commits, v.checks);
+            }
+            return Ok(());
         }
     }
-    let listing = match listing {
-        Some(l) => l,
-        None => Listing::full(t)?,
-    };
-    let commits = remove_tagged(t, &tags, listing)?;
+    let commits = remove_tagged(t, &tags, Listing::full(t)?)?;
     if let Some(v) = before {
         keep_verified(t, Some(&v.at), commits, v.checks);
     }
     Ok(())
+}
+
+/// DEL with prevResult in one listing and one batch: the filter buckets
+/// the rules imply (and the port bucket where an earlier release kept
+/// them) are listed, the raw rules are deleted as prevResult implies them,
+/// once per copy the filter listing shows (a repeated ADD installs both
+/// tables again), without reading the raw table. `None` when the rules are
+/// not where prevResult says (changed config or MAC, an earlier release's
+/// pod without raw rules, a concurrent DEL): the caller reads both tables.
+fn remove_expected(t: &dyn Tables, tag: &str, expected: &PodRules) -> Result<Option<u32>> {
+    let mut chains = rules::chains_of(&expected.filter);
+    chains.extend(expected.legacy_chain.clone());
+    let filter: Vec<String> = list_chains(t, &chains)?.into_values().flatten().collect();
+    let exact = filter
+        .iter()
+        .filter(|l| expected.filter.contains(l))
+        .count();
+    if exact < expected.filter.len() {
+        return Ok(None);
+    }
+    let copies = exact.checked_div(expected.filter.len()).unwrap_or(1).max(1);
+    let raw: Vec<String> = (0..copies)
+        .flat_map(|_| expected.sources.iter().map(|r| rules::delete_of(r)))
+        .collect();
+    let listed = Listing {
+        filter,
+        raw: Vec::new(),
+    };
+    let mut batch = String::new();
+    if !raw.is_empty() {
+        batch += &rules::table_batch("raw", &raw);
+    }
+    let filter_part = listed.deletion(tag);
+    batch += &filter_part;
+    if batch.is_empty() {
+        return Ok(Some(0));
+    }
+    if t.restore(&batch).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(batch.matches("COMMIT").count() as u32))
 }
 
 /// CHECK's work: what is wrong with the skeleton and one pod's rules.

@@ -439,17 +439,22 @@ pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<PodRules>) 
 /// not where prevResult says (changed config or MAC, an earlier release's
 /// pod without raw rules, a concurrent DEL): the caller reads both tables.
 fn remove_expected(t: &dyn Tables, tag: &str, expected: &PodRules) -> Result<Option<u32>> {
-    let mut chains = rules::chains_of(&expected.filter);
+    let implied = rules::chains_of(&expected.filter);
+    let mut chains = implied.clone();
     chains.extend(expected.legacy_chain.clone());
-    let filter: Vec<String> = list_chains(t, &chains)?.into_values().flatten().collect();
-    let exact = filter
+    let listings = list_chains(t, &chains)?;
+    // DEL does not know the policy chain (the config may have changed):
+    // the pod's rules in the implied buckets are found by their tag.
+    let in_implied: Vec<String> = implied
         .iter()
-        .filter(|l| expected.filter.contains(l))
-        .count();
-    if exact < expected.filter.len() {
+        .flat_map(|c| listings.get(c).cloned().unwrap_or_default())
+        .collect();
+    let found = rules::rules_with_tag(&in_implied, tag).len();
+    if found < expected.filter.len() {
         return Ok(None);
     }
-    let copies = exact.checked_div(expected.filter.len()).unwrap_or(1).max(1);
+    let filter: Vec<String> = listings.into_values().flatten().collect();
+    let copies = found.checked_div(expected.filter.len()).unwrap_or(1).max(1);
     let raw: Vec<String> = (0..copies)
         .flat_map(|_| expected.sources.iter().map(|r| rules::delete_of(r)))
         .collect();

@@ -106,7 +106,8 @@ for p in $want; do
       "-s -w -X $PLUGINS_MOD/pkg/utils/buildversion.BuildVersion=$PLUGINS_VER" "" 0 \
       ./plugins/main/bridge:bridge ./plugins/ipam/host-local:host-local \
       ./plugins/meta/firewall:firewall ./plugins/meta/portmap:portmap \
-      ./plugins/main/loopback:loopback ./plugins/meta/tuning:tuning
+      ./plugins/main/loopback:loopback ./plugins/meta/tuning:tuning \
+      ./plugins/main/ptp:ptp
     ;;
   cnitool)
     build cnitool "$CNI_VER" "$CNI_MOD" "-s -w" "" 0 ./cnitool:cnitool

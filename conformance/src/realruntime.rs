@@ -661,11 +661,15 @@ pub enum Flavor {
     V2,
 }
 
+/// The network configuration of a [`Containerd`], made from the fixture's
+/// directory and its ipam-prefix dataDir (known only once it exists).
+pub type ConflistFn = Box<dyn FnOnce(&Path, &Path) -> Value>;
+
 /// What a [`Containerd`] starts with besides its flavor.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ContainerdSpec {
     /// The network configuration instead of the cni6 net's own conflist.
-    pub conflist: Option<Value>,
+    pub conflist: Option<ConflistFn>,
     /// Further binaries for its CNI bin dir: (source, name).
     pub extra_bins: Vec<(PathBuf, String)>,
 }
@@ -683,7 +687,7 @@ impl Containerd {
     /// configuration instead of `net`'s own, e.g. a broken one.
     pub fn start_with(tag: &str, net: Cni6Net, conflist: Option<Value>) -> Containerd {
         let spec = ContainerdSpec {
-            conflist,
+            conflist: conflist.map(|v| -> ConflistFn { Box::new(move |_, _| v) }),
             ..ContainerdSpec::default()
         };
         Containerd::start_spec(tag, net, Flavor::V1_6, spec)
@@ -724,11 +728,10 @@ impl Containerd {
         };
         std::fs::write(
             c.dir.join("net.d/10-cni6.conflist"),
-            serde_json::to_vec_pretty(
-                &spec
-                    .conflist
-                    .unwrap_or_else(|| c.net.conflist(version, &c.data_dir)),
-            )
+            serde_json::to_vec_pretty(&match spec.conflist {
+                Some(make) => make(c.dir.path(), &c.data_dir),
+                None => c.net.conflist(version, &c.data_dir),
+            })
             .unwrap(),
         )
         .expect("write conflist");

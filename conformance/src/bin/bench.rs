@@ -58,9 +58,11 @@ struct Args {
     /// Directory with bridge6, ipam-prefix and firewall6 [default: $CNI6_BIN_DIR, else target/release].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Directory with the reference plugins.
-    #[arg(long, default_value = "/usr/lib/cni")]
-    reference_dir: PathBuf,
+    /// Directory with the reference plugins [default: the upstream v1.9
+    /// build of scripts/peers.sh, $CNI6_PEERS_DIR/plugins]; /usr/lib/cni
+    /// gives Debian's 1.1.1 for a second column.
+    #[arg(long)]
+    reference_dir: Option<PathBuf>,
     /// Workers attaching the background pods (not timed).
     #[arg(long, default_value_t = 4)]
     fill_workers: usize,
@@ -68,6 +70,32 @@ struct Args {
     /// (keeps the code from rotting; its timings mean little).
     #[arg(long)]
     quick: bool,
+}
+
+impl Args {
+    /// Set in `main` (the flag, else the upstream build).
+    fn reference_dir(&self) -> &Path {
+        self.reference_dir
+            .as_deref()
+            .expect("main fills in reference_dir")
+    }
+}
+
+/// "<dir>, <about line>": the reference bridge prints its version (e.g.
+/// "CNI bridge plugin v1.9.1") on stderr when run without CNI_COMMAND.
+fn reference_version(dir: &Path) -> String {
+    let about = std::process::Command::new(dir.join("bridge"))
+        .env_clear()
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default();
+    format!("{}, {}", dir.display(), about.trim())
 }
 
 /// Ports of one Linux bridge: port numbers are 10 bits and 0 is reserved
@@ -613,6 +641,9 @@ struct Row {
 
 fn main() -> std::process::ExitCode {
     let mut args = Args::parse();
+    if args.reference_dir.is_none() {
+        args.reference_dir = Some(conformance::harness::reference_dir());
+    }
     if args.quick {
         args.pods = vec![2, 4];
         args.rounds = 3;
@@ -688,7 +719,7 @@ fn run_bench(
     notes: &mut Vec<String>,
     load_before: &str,
 ) -> BenchResult<()> {
-    let chains = chains(topo, bin_dir, &args.reference_dir)?;
+    let chains = chains(topo, bin_dir, args.reference_dir())?;
     enable_bridge_nf(topo, 1)?;
     eprintln!(
         "bench: topology {} (ours on node 1, reference on node 2), binaries {}",
@@ -1322,7 +1353,7 @@ fn print_report(
         "# bridge6+ipam-prefix+firewall6 ({}) vs reference bridge+host-local+firewall ({}); \
          kernel {}; {} CPUs; load average before {} / after {}",
         bin_dir.display(),
-        args.reference_dir.display(),
+        reference_version(args.reference_dir()),
         read_trimmed("/proc/sys/kernel/osrelease"),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_before,

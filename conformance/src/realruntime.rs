@@ -1094,16 +1094,14 @@ impl Drop for CriClient {
 
 /// Build testdata/runtimes/pause.c with `gcc -static` and pack it into an
 /// OCI image-layout tarball named [`PAUSE_IMAGE`] (for `ctr images
-/// import`): one uncompressed layer, a config with `/pause` as entrypoint,
-/// a manifest and an index. Returns the tarball's path.
+/// import`). Returns the tarball's path.
 pub fn build_pause_image(dir: &Path) -> PathBuf {
-    let blobs = dir.join("layout/blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
-    std::fs::create_dir_all(dir.join("layer")).expect("mkdir layer");
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(&layer).expect("mkdir layer");
     let src = testdata::dir().join("runtimes/pause.c");
     let out = Command::new("gcc")
         .args(["-static", "-Os", "-s", "-o"])
-        .arg(dir.join("layer/pause"))
+        .arg(layer.join("pause"))
         .arg(&src)
         .output()
         .expect("spawn gcc");
@@ -1112,21 +1110,43 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
         "{}",
         describe("gcc -static pause.c", &out)
     );
-    let layer = dir.join("layer.tar");
+    build_oci_image(dir, PAUSE_IMAGE, &layer, &["/pause"])
+}
+
+/// A busybox image (Debian `busybox-static` with a link for every applet,
+/// and /www/index.html) named `name`, running `entrypoint`: the local
+/// stand-in for critest's busybox and web server images (no registry).
+pub fn build_busybox_image(dir: &Path, name: &str, entrypoint: &[&str]) -> PathBuf {
+    let layer = dir.join("layer");
+    busybox_rootfs(&layer);
+    let list = run_ok(Command::new("/bin/busybox").arg("--list"));
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet));
+    }
+    build_oci_image(dir, name, &layer, entrypoint)
+}
+
+/// Pack the files of `layer` into an OCI image-layout tarball named
+/// `name` (for `ctr images import`): one uncompressed layer, a config with
+/// `entrypoint`, a manifest and an index. Returns the tarball's path.
+pub fn build_oci_image(dir: &Path, name: &str, layer: &Path, entrypoint: &[&str]) -> PathBuf {
+    let blobs = dir.join("layout/blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
+    let layer_tar = dir.join("layer.tar");
     run_ok(
         Command::new("tar")
             .arg("-C")
-            .arg(dir.join("layer"))
+            .arg(layer)
             .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
-            .arg(&layer)
-            .arg("pause"),
+            .arg(&layer_tar)
+            .arg("."),
     );
-    let layer_bytes = std::fs::read(&layer).expect("read layer");
+    let layer_bytes = std::fs::read(&layer_tar).expect("read layer");
     let (layer_digest, layer_size) = put_blob(&blobs, &layer_bytes);
     let config = json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": { "Entrypoint": ["/pause"] },
+        "config": { "Entrypoint": entrypoint, "Env": ["PATH=/bin"] },
         "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
     });
     let (config_digest, config_size) = put_blob(&blobs, &serde_json::to_vec(&config).unwrap());
@@ -1140,6 +1160,7 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
     });
     let (manifest_digest, manifest_size) =
         put_blob(&blobs, &serde_json::to_vec(&manifest).unwrap());
+    let tag = name.rsplit_once(':').map_or("latest", |(_, t)| t);
     let index = json!({
         "schemaVersion": 2,
         "manifests": [ {
@@ -1148,8 +1169,8 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
             "size": manifest_size,
             "platform": { "architecture": "amd64", "os": "linux" },
             "annotations": {
-                "io.containerd.image.name": PAUSE_IMAGE,
-                "org.opencontainers.image.ref.name": "1",
+                "io.containerd.image.name": name,
+                "org.opencontainers.image.ref.name": tag,
             },
         } ],
     });
@@ -1164,7 +1185,7 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
         serde_json::to_vec(&index).unwrap(),
     )
     .unwrap();
-    let tarball = dir.join("pause-image.tar");
+    let tarball = dir.join("image.tar");
     run_ok(
         Command::new("tar")
             .arg("-C")

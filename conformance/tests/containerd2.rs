@@ -9,7 +9,7 @@
 //! around bridge6. Unlike 1.6, containerd 2 parses 1.1.0 results and asks
 //! the plugins' STATUS for the CRI NetworkReady condition.
 
-use conformance::harness::{self, bin_dir, reference};
+use conformance::harness::{self, bin_dir};
 use conformance::realruntime::{
     describe, firewall_rules_of, host_veths_of, node_command, percentile, records_of, retry,
     store_records, Cni6Net, Containerd, ContainerdSpec,
@@ -280,13 +280,13 @@ fn collect_files(d: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The upstream reference chain on the same pod ranges: bridge
-/// (isGateway, isDefaultGateway) + host-local + firewall (iptables).
-fn reference_conflist(net: &Cni6Net, data_dir: &Path) -> Value {
+/// A reference chain on the same pod ranges: bridge (isGateway,
+/// isDefaultGateway) + host-local + firewall (iptables), at `version`.
+fn reference_conflist(net: &Cni6Net, version: &str, data_dir: &Path) -> Value {
     let ula = format!("{}/96", net.ula(0));
     let gua = format!("{}/96", net.gua(0));
     json!({
-        "cniVersion": V,
+        "cniVersion": version,
         "name": net.name,
         "plugins": [
             { "type": "bridge", "bridge": net.bridge, "isGateway": true,
@@ -302,59 +302,107 @@ fn reference_conflist(net: &Cni6Net, data_dir: &Path) -> Value {
 }
 
 /// Benchmark output, not an assertion on time: RunPodSandbox (the RPC
-/// alone, timed in the CRI client) over 20 sandboxes, cni6 at 1.1.0 and
-/// the upstream reference chain, each on its own containerd 2.
+/// alone, timed in the CRI client) over 20 sandboxes per chain, each chain
+/// on its own containerd 2: cni6 at 1.1.0, the upstream v1.9 reference
+/// chain at 1.1.0, and Debian's 1.1.1 plugins at 1.0.0 (their newest
+/// version). Sandboxes are started round-robin across the three, so a
+/// change in the machine's load hits every chain alike.
 #[test]
 fn bench_run_pod_sandbox_20_cni6_vs_reference() {
-    let mut lines = Vec::new();
-    for reference_chain in [false, true] {
-        let net = Cni6Net::new("c62b", if reference_chain { 55 } else { 54 });
-        let spec = if reference_chain {
-            let n = net.clone();
-            ContainerdSpec {
-                conflist: Some(Box::new(move |dir: &Path, _: &Path| {
-                    reference_conflist(&n, &dir.join("host-local"))
-                })),
-                extra_bins: ["bridge", "host-local", "firewall"]
-                    .iter()
-                    .map(|p| (reference(p), p.to_string()))
-                    .collect(),
+    // (label, network index, reference plugin dir and cniVersion)
+    type Chain = (&'static str, u8, Option<(PathBuf, &'static str)>);
+    let chains: [Chain; 3] = [
+        ("cni6 bridge6+ipam-prefix+firewall6 (1.1.0)", 54, None),
+        (
+            "upstream v1.9 bridge+host-local+firewall (1.1.0)",
+            55,
+            Some((harness::reference_dir(), V)),
+        ),
+        (
+            "Debian 1.1.1 bridge+host-local+firewall (1.0.0)",
+            57,
+            Some((harness::debian_reference_dir(), "1.0.0")),
+        ),
+    ];
+    struct Run {
+        label: &'static str,
+        cni6: bool,
+        cd: Containerd,
+        ids: Vec<String>,
+        secs: Vec<f64>,
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    for (label, index, reference_chain) in chains {
+        let net = Cni6Net::new("c62b", index);
+        let spec = match &reference_chain {
+            Some((dir, version)) => {
+                let (n, version) = (net.clone(), version.to_string());
+                ContainerdSpec {
+                    conflist: Some(Box::new(move |d: &Path, _: &Path| {
+                        reference_conflist(&n, &version, &d.join("host-local"))
+                    })),
+                    extra_bins: ["bridge", "host-local", "firewall"]
+                        .iter()
+                        .map(|p| {
+                            let bin = dir.join(p);
+                            assert!(bin.is_file(), "{} missing", bin.display());
+                            (bin, p.to_string())
+                        })
+                        .collect(),
+                }
             }
-        } else {
-            ContainerdSpec::default()
+            None => ContainerdSpec::default(),
         };
-        let mut cd = Containerd::start_v2("c62b", net, spec);
-        let mut ids = Vec::new();
-        let mut secs = Vec::new();
-        for i in 0..20 {
-            let (id, s) = cd.run_pod(&format!("bench-{i}"), "bench", &format!("uid-bench-{i}"));
-            ids.push(id);
-            secs.push(s);
+        let cd = Containerd::start_v2("c62b", net, spec);
+        runs.push(Run {
+            label,
+            cni6: reference_chain.is_none(),
+            cd,
+            ids: Vec::new(),
+            secs: Vec::new(),
+        });
+    }
+    for i in 0..20 {
+        for r in runs.iter_mut() {
+            let (id, s) =
+                r.cd.run_pod(&format!("bench-{i}"), "bench", &format!("uid-bench-{i}"));
+            r.ids.push(id);
+            r.secs.push(s);
         }
-        for id in &ids {
-            let (ip, _, _) = sandbox_ips(&mut cd, id);
+    }
+    let mut lines = Vec::new();
+    for Run {
+        label,
+        cni6,
+        cd,
+        ids,
+        secs,
+    } in runs.iter_mut()
+    {
+        for id in ids.iter() {
+            let (ip, _, _) = sandbox_ips(cd, id);
             assert!(cd.net.in_ula_range(ip), "{ip}");
         }
         lines.push(format!(
-            "containerd 2 CRI RunPodSandbox, 20 sandboxes, {}: p50 {:.1} ms, p95 {:.1} ms, min {:.1} ms, max {:.1} ms",
-            if reference_chain {
-                "upstream bridge+host-local+firewall v1.9"
-            } else {
-                "cni6 bridge6+ipam-prefix+firewall6"
-            },
-            percentile(&secs, 50.0) * 1e3,
-            percentile(&secs, 95.0) * 1e3,
-            percentile(&secs, 0.0) * 1e3,
-            percentile(&secs, 100.0) * 1e3,
+            "containerd 2 CRI RunPodSandbox, 20 sandboxes, {label}: p50 {:.1} ms, p95 {:.1} ms, min {:.1} ms, max {:.1} ms",
+            percentile(secs, 50.0) * 1e3,
+            percentile(secs, 95.0) * 1e3,
+            percentile(secs, 0.0) * 1e3,
+            percentile(secs, 100.0) * 1e3,
         ));
-        for id in &ids {
+        for id in ids.iter() {
             cd.stop(id);
             cd.remove(id);
         }
         assert_eq!(cd.cri_ok(json!({"op": "list"})), json!([]));
-        if !reference_chain {
-            for id in &ids {
-                assert_nothing_left(&cd, &[&cd.net.name.clone()], id);
+        // Whichever chain: no pod's host veth is left in the node.
+        let veths = cd
+            .node
+            .exec_ok(&["ip", "-o", "link", "show", "type", "veth"]);
+        assert_eq!(veths.trim(), "", "{label}: veths left");
+        if *cni6 {
+            for id in ids.iter() {
+                assert_nothing_left(cd, &[&cd.net.name.clone()], id);
             }
         }
     }

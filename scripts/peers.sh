@@ -33,7 +33,7 @@ GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 [ -x "$GO" ] || { echo "peers.sh: no Go toolchain at $GO (set GO=/path/to/go)" >&2; exit 1; }
 
 mkdir -p "$root/gomod" "$root/gocache" "$root/src" "$root/bin"
-export GOMODCACHE="$root/gomod" GOCACHE="$root/gocache"
+export GOMODCACHE="$root/gomod" GOCACHE="$root/gocache" GOPATH="$root/gopath"
 # Build with the local Go only (never fetch another toolchain); ignore any
 # vendor/ the module zip lacks anyway; keep builds reproducible from the proxy.
 export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" GOWORK=off

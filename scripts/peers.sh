@@ -35,9 +35,8 @@ GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 mkdir -p "$root/gomod" "$root/gocache" "$root/src" "$root/bin"
 export GOMODCACHE="$root/gomod" GOCACHE="$root/gocache" GOPATH="$root/gopath"
 # Build with the local Go only (never fetch another toolchain); ignore any
-# vendor/ the module zip lacks anyway; keep builds reproducible from the proxy.
+# vendor/ the module zip lacks anyway (GOPROXY: whatever the environment says).
 export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" GOWORK=off
-export GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
 
 built=()
 # src MOD VER: a writable copy of the module's source (the module cache is

@@ -3,7 +3,7 @@
 # for FUZZ_SECONDS (default 15) each, seeded from testdata/ (scripts/
 # fuzz-seed.py). Fails on the first target that finds a crash; the input is
 # left in fuzz/artifacts/<target>/ — copy it to testdata/fuzz-regressions/
-# <target>/ and fix the bug (see README "## Reliability").
+# <target>/ and fix the bug (see docs/reliability.md).
 #
 # No nightly toolchain here: RUSTC_BOOTSTRAP=1 lets the stable compiler take
 # cargo-fuzz's -Z flags. ASan (the default) is used when it links; set

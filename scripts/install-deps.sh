@@ -9,7 +9,9 @@ pkgs=(
   tcpdump                       # fabric captures in the multi-node proof
   procps                        # sysctl, ps
   kmod                          # modprobe for br_netfilter where available
-  bird2                         # `bird -p` checks `cni6 routes --format bird`
+  bird2                         # BGP fabric: BIRD in every lab node and the upstream router (fabric_bgp.rs)
+  tayga                         # NAT64 on the lab's IPv4-enabled node (nat64.rs, demo --nat64)
+  unbound                       # DNS64 (dns64 module) and the IPv4 internet's DNS in the lab
   podman                        # real runtime: podman 4.3, CNI backend (conformance/tests/podman.rs)
   runc                          # OCI runtime for podman and containerd
   catatonit                     # podman's init helper
@@ -38,4 +40,16 @@ if ! python3 -c 'import grpc, cri_api.v1.api_pb2_grpc' 2>/dev/null; then
     'container-runtime-interface-api==2.0.1' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
       'container-runtime-interface-api==2.0.1'
+fi
+
+# The Rust toolchain: the workspace needs rustc >= 1.80 (rust-version in
+# Cargo.toml). Debian bookworm's rustc is 1.63, so it is not installed from
+# apt; say what to do instead of letting cargo fail later. A warning, not an
+# error: the toolchain may be on another PATH than this script's (sudo).
+need_rust="1.80"
+have_rust=$(rustc --version 2>/dev/null | awk '{print $2}')
+if [ -z "$have_rust" ] || [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -n1)" != "$need_rust" ]; then
+  echo "install-deps: warning: Rust >= $need_rust needed, found ${have_rust:-none}." >&2
+  echo "  Install it with rustup (rustup toolchain install stable), or Debian trixie's" >&2
+  echo "  rustc/cargo (1.85); bookworm's 1.63 is too old." >&2
 fi

@@ -1,6 +1,6 @@
 //! Names derived from what the runtime gives us, so every verb finds the
 //! same objects without a record of its own: DEL and GC must work with no
-//! prevResult and no pod namespace (checklist 27, 28; §3 #16).
+//! prevResult and no pod namespace (conformance.md #27, 28; conformance.md §3 #16).
 //!
 //! The host end of a pod's veth is `c6` + 13 hex digits of
 //! SHA-256(network, container id, ifname): 15 bytes, the kernel's limit,
@@ -25,8 +25,10 @@ pub struct Attachment {
 /// Prefix of every host-side veth bridge6 names.
 pub const HOST_VETH_PREFIX: &str = "c6";
 const ALIAS_PREFIX: &str = "cni6 net=";
-/// IFALIASZ - 1: the kernel refuses longer aliases.
-const ALIAS_MAX: usize = 255;
+/// IFALIASZ - 2: the kernel counts the NUL that netlink-packet-route
+/// appends to the string, so a 255-byte alias is ERANGE (seen on 6.18;
+/// issue 15: ADD failed for any id long enough to be cut).
+const ALIAS_MAX: usize = 254;
 
 impl Attachment {
     pub fn new(network: &str, container_id: &str, ifname: &str) -> Attachment {
@@ -131,7 +133,7 @@ mod tests {
         assert_eq!(alias_network(&a.alias()), Some("cluster.v6"));
         assert_eq!(alias_network("something else"), None);
         let long = Attachment::new(&"n".repeat(128), &"c".repeat(255), "eth0");
-        assert!(long.alias().len() <= 255);
+        assert_eq!(long.alias().len(), 254);
         assert_eq!(alias_network(&long.alias()), Some("n".repeat(128).as_str()));
     }
 

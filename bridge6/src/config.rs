@@ -1,6 +1,6 @@
-//! bridge6's own configuration keys (design.md "Configuration"): one type
-//! owns them, parsed once per call. Unknown keys are ignored (checklist
-//! 14); a malformed known key is error 7 naming the key, the value and what
+//! bridge6's own configuration keys (docs/design.md "Configuration"): one type
+//! owns them, parsed once per call. Unknown keys are ignored (conformance.md
+//! #14); a malformed known key is error 7 naming the key, the value and what
 //! was expected.
 
 use cni_common::config::{opt_key, NetConf};
@@ -15,6 +15,11 @@ pub const DEFAULT_BRIDGE: &str = "cni6br0";
 pub const FALLBACK_MTU: u32 = 1500;
 /// IPv6 needs at least 1280 (RFC 8200); 65535 is the kernel's veth limit.
 pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 1280..=65535;
+
+/// Every key bridge6 reads from its plugin object, beside the runtime's
+/// ([`cni_common::keys::RUNTIME_KEYS`]): a key one typo away from one of
+/// these is refused, `cni6 lint` lists the others.
+pub const KNOWN_KEYS: &[&str] = &["bridge", "mtu", "hairpinMode", "defaultRoute", "ipMasq"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -40,6 +45,9 @@ pub struct Config {
 impl Config {
     pub fn parse(conf: &NetConf) -> Result<Config, Error> {
         let raw = &conf.raw;
+        if let Some(obj) = raw.as_object() {
+            cni_common::keys::refuse_near_miss(obj, "", KNOWN_KEYS)?;
+        }
         let bridge = match raw.get("bridge") {
             None | Some(Value::Null) => DEFAULT_BRIDGE.to_string(),
             Some(Value::String(s)) => {
@@ -74,8 +82,8 @@ impl Config {
         let hairpin = opt_key::<bool>(raw, "", "hairpinMode", "true or false")?.unwrap_or(true);
         let default_route =
             opt_key::<bool>(raw, "", "defaultRoute", "true or false")?.unwrap_or(true);
-        // Checklist 15: a well-known key we cannot honour is rejected, never
-        // silently ignored. IPv6 needs no NAT (design.md).
+        // conformance.md #15: a well-known key we cannot honour is rejected, never
+        // silently ignored. IPv6 needs no NAT (docs/design.md).
         if opt_key::<bool>(raw, "", "ipMasq", "true or false")? == Some(true) {
             return Err(Error::UnsupportedField {
                 key: "ipMasq".into(),
@@ -100,7 +108,7 @@ impl Config {
 /// reference bridge reads it): `CNI_ARGS MAC=`, then `args.cni.mac`, then
 /// `runtimeConfig.mac` when the `mac` capability is declared; the later
 /// source wins. A malformed or multicast MAC is an error naming its
-/// source (checklist 73: act on it or fail, never ignore).
+/// source (conformance.md #73: act on it or fail, never ignore).
 pub fn requested_mac(conf: &NetConf, args: &CniArgs) -> Result<Option<[u8; 6]>, Error> {
     let mut mac = None;
     if let Some(s) = args.get("MAC") {
@@ -125,7 +133,7 @@ pub fn requested_mac(conf: &NetConf, args: &CniArgs) -> Result<Option<[u8; 6]>, 
 
 const MAC_EXPECTED: &str = "a unicast MAC address like \"02:42:ac:11:00:02\"";
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
         return None;
@@ -182,6 +190,15 @@ mod tests {
         assert!(!c.hairpin);
         assert!(!c.default_route);
         assert_eq!(c.dns.unwrap().nameservers, vec!["fd00::53"]);
+    }
+
+    #[test]
+    fn a_typo_of_a_known_key_is_refused() {
+        let e = parse(&format!(r#"{{"name":"n","brigde":"cluster0",{IPAM}}}"#)).unwrap_err();
+        assert_eq!(e.code(), 7);
+        assert!(e.to_string().contains("\"bridge\""), "{e}");
+        // Far unknown keys stay accepted (conformance.md #14).
+        parse(&format!(r#"{{"name":"n","isGateway":true,{IPAM}}}"#)).unwrap();
     }
 
     #[test]

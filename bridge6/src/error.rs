@@ -21,20 +21,11 @@ pub enum Bridge6Error {
         source: io::Error,
     },
 
-    /// Sending the unsolicited neighbour advertisement failed.
-    #[error("unsolicited neighbour advertisement for {addr} on {ifname}: {source}")]
-    Announce {
-        addr: std::net::Ipv6Addr,
-        ifname: String,
-        #[source]
-        source: io::Error,
-    },
-
     /// The configured bridge name is taken by a link of another kind.
     #[error("bridge={name}: expected a bridge (or no link of that name), found a {kind} link")]
     NotABridge { name: String, kind: String },
 
-    /// Checklist 19/22: the attachment (or its interface) already exists.
+    /// conformance.md #19/22: the attachment (or its interface) already exists.
     #[error("{what} already exists; DEL the attachment first")]
     AttachmentExists { ifname: String, what: String },
 
@@ -42,7 +33,7 @@ pub enum Bridge6Error {
     #[error("IPAM result unusable: {0}")]
     IpamResult(String),
 
-    /// IPv6 is disabled on this host (checklist §3 #9).
+    /// IPv6 is disabled on this host (conformance.md §3 #9).
     #[error("IPv6 is disabled on this host ({0}); bridge6 needs it")]
     Ipv6Disabled(String),
 
@@ -129,14 +120,6 @@ impl From<Bridge6Error> for cni_common::Error {
             Bridge6Error::Check(m) => E::CheckFailed(m),
             Bridge6Error::Netlink { op, source } => E::kernel(op, source),
             Bridge6Error::Sysctl { path, source } => E::kernel(format!("sysctl {path}"), source),
-            Bridge6Error::Announce {
-                addr,
-                ifname,
-                source,
-            } => E::kernel(
-                format!("unsolicited neighbour advertisement for {addr} on {ifname}"),
-                source,
-            ),
         }
     }
 }

@@ -10,7 +10,7 @@
 //!   `accept_dad=0`, `accept_ra=0`, `autoconf=0` (and `disable_ipv6=0`,
 //!   `keep_addr_on_down=1`) before any address (the reference plugin's
 //!   settle wait cost 1–2 s per pod, and its bridge gateway stays tentative
-//!   for about a second after ADD, checklist §3 #1, #6). The bridge itself
+//!   for about a second after ADD, conformance.md §3 #1, #6). The bridge itself
 //!   gets `accept_dad=0` before it comes up: its link-local address is the
 //!   source of the node's neighbour solicitations towards pods, and while
 //!   tentative, traffic forwarded to a new pod would wait. The only wait in
@@ -21,27 +21,30 @@
 //!   `disable_ipv6=1` before it comes up: a bridge port needs no IPv6 of
 //!   its own, and otherwise each port adds a link-local address, routes
 //!   and MLD reports, and each port going up or down walks the node's
-//!   routing table. A stale node neighbour entry for a pod address (a
-//!   dead pod's MAC) is rewritten over netlink, no packet sent. Only when
-//!   the runtime asked for specific addresses, which other pods may still
-//!   cache, does the pod send an unsolicited neighbour advertisement to
-//!   all nodes ([`ndisc`]): the bridge floods it to every port, through
-//!   ip6tables once per port under br_netfilter, which at 1000 pods was
-//!   most of an ADD's CPU. Fresh addresses come from ipam-prefix's cursor,
-//!   which does not reuse a freed slot before the range wraps.
+//!   routing table. No neighbour advertisement is ever sent for a pod:
+//!   the node's entries for pod addresses are written over netlink.
+//! - **Pods share no layer 2** (issue 15; docs/design.md, "Pod isolation
+//!   and the data path"). Each port is isolated, locked, without learning
+//!   or unknown-unicast flooding, with a static FDB entry for the pod's
+//!   MAC ([`link::isolation_flags`]); pod addresses go on without their
+//!   on-link prefix route and every route, the pod's own range included,
+//!   goes through the gateway; the node pins each pod address to the pod's
+//!   MAC and the pod pins its gateways to the bridge's MAC (NUD_PERMANENT).
+//!   So all pod traffic, same node included, is routed by the node, where
+//!   firewall6 sees it without br_netfilter, and forged neighbour
+//!   advertisements change nothing anyone uses.
 //! - **Synchronous netlink, one socket per namespace** (cni_common's
 //!   `Netlink`; one socket opened inside the pod netns, one on the host;
 //!   all requests from the main thread). The veth is created with its peer
 //!   already in the pod namespace and its host end already enslaved, in
-//!   one request ([`link`]). Hairpin mode goes on last, after any
-//!   advertisement, so the pod never receives its own NA back.
+//!   one request ([`link`]).
 //! - **Names derived, not stored** ([`attachment`]): the host veth is
 //!   `c6` + 13 hex of SHA-256(network, container id, ifname), so DEL, CHECK
 //!   and GC find it without prevResult or a netns; its alias names the
 //!   network so GC never touches another network's ports on a shared
 //!   bridge.
-//! - A gateway outside the pod's own prefixes (but not link-local) is
-//!   routed `onlink` (checklist §3 #11).
+//! - Every gateway that is not link-local is routed `onlink` (checklist
+//!   conformance.md §3 #11): no route of the pod covers it.
 //!
 //! Measured (conformance `bridge6_reference::bench_add_del_cycles_vs_reference`,
 //! release build, 200 ADD/DEL cycles each, same run, 2-core shared VM,
@@ -52,7 +55,7 @@
 //! A pod's first TCP connect to its gateway right after ADD took 0.2 ms
 //! with bridge6 and 2.0 s with the reference (tentative gateway).
 //!
-//! Forwarding (checklist §3 #8), decided: a node must forward for its pods,
+//! Forwarding (conformance.md §3 #8), decided: a node must forward for its pods,
 //! but `net.ipv6.conf.all.forwarding=1` makes every interface with
 //! `accept_ra=1` ignore router advertisements, and a node that takes its
 //! default route from RAs would lose it minutes later. So when ADD finds
@@ -81,14 +84,13 @@
 //! DEL deletes the host end of the veth by its derived name, which removes
 //! the pod end with it; it never deletes an interface in the pod that is
 //! not our veth's peer (such as the one that made a duplicate ADD fail,
-//! checklist 19/22). IPAM DEL always runs. The bridge and its gateway
+//! conformance.md #19/22). IPAM DEL always runs. The bridge and its gateway
 //! addresses stay: other pods use them.
 
 pub mod attachment;
 pub mod config;
 pub mod error;
 pub mod link;
-pub mod ndisc;
 pub mod plugin;
 pub mod sysctl;
 

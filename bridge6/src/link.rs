@@ -6,7 +6,7 @@
 //! - a veth is created with its peer already inside the pod namespace
 //!   (IFLA_NET_NS_FD in the peer's message) and its host end already
 //!   enslaved (IFLA_MASTER): one RTM_NEWLINK, no create-then-move, which
-//!   serialises concurrent pod creation in the kernel (practices #2);
+//!   serialises concurrent pod creation in the kernel;
 //! - bridge-port options (hairpin) are IFLA_INFO_SLAVE_DATA, which the
 //!   kernel applies through the port's *current* master, so they go in a
 //!   second request after the port is enslaved;
@@ -30,7 +30,7 @@ use netlink_packet_route::link::{
     LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
@@ -44,7 +44,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 /// Route protocol number on every route bridge6 installs in a pod, so
-/// `ip -6 route show proto 198` tells ours apart (practices #11; 0xc6).
+/// `ip -6 route show proto 198` tells ours apart (0xc6).
 pub const ROUTE_PROTO: u8 = 198;
 const RT_TABLE_MAIN: u32 = 254;
 
@@ -65,9 +65,18 @@ pub struct Link {
     /// Set when the link is a bridge port.
     pub port_state: Option<BridgePortState>,
     pub hairpin: Option<bool>,
+    /// The port's flags that [`isolation_flags`] sets, in its order, as the
+    /// kernel reports them (`None` where it reports nothing).
+    pub isolation: [Option<bool>; 4],
 }
 
 impl Link {
+    /// A bridge port that keeps its pod off layer 2 (see
+    /// [`isolation_flags`]): isolated, locked, no learning, no flooding.
+    pub fn is_isolated_port(&self) -> bool {
+        self.isolation == [Some(true), Some(false), Some(false), Some(true)]
+    }
+
     pub fn from_message(m: &LinkMessage) -> Link {
         let mut l = Link {
             index: m.header.index,
@@ -81,6 +90,7 @@ impl Link {
             alias: None,
             port_state: None,
             hairpin: None,
+            isolation: [None; 4],
         };
         for a in &m.attributes {
             match a {
@@ -99,6 +109,12 @@ impl Link {
                                     match o {
                                         InfoBridgePort::State(s) => l.port_state = Some(*s),
                                         InfoBridgePort::HairpinMode(h) => l.hairpin = Some(*h),
+                                        InfoBridgePort::Isolated(v) => l.isolation[0] = Some(*v),
+                                        InfoBridgePort::Learning(v) => l.isolation[1] = Some(*v),
+                                        InfoBridgePort::UnicastFlood(v) => {
+                                            l.isolation[2] = Some(*v)
+                                        }
+                                        InfoBridgePort::Locked(v) => l.isolation[3] = Some(*v),
                                         _ => {}
                                     }
                                 }
@@ -218,14 +234,135 @@ pub fn create_veth<F: AsFd>(nl: &mut Netlink, spec: &VethSpec<'_, F>) -> io::Res
     )
 }
 
-/// Alias and link up for an enslaved host veth, in one RTM_NEWLINK.
+/// The bridge-port flags that keep a pod off layer 2: isolated (frames go
+/// only to the bridge itself, never to another port), no learning (no pod
+/// can move another's MAC to its port), no unknown-unicast flooding (the
+/// node's traffic for a vanished MAC reaches no pod) and locked (a frame
+/// whose source MAC is not the port's static FDB entry is dropped), so the
+/// source MAC names the port at layer 3 without br_netfilter.
+pub fn isolation_flags() -> Vec<InfoBridgePort> {
+    vec![
+        InfoBridgePort::Isolated(true),
+        InfoBridgePort::Learning(false),
+        InfoBridgePort::UnicastFlood(false),
+        InfoBridgePort::Locked(true),
+    ]
+}
+
+/// Alias, isolation flags and link up for an enslaved host veth, in one
+/// RTM_NEWLINK (the kernel applies the port flags before the link comes up).
 pub fn configure_port(nl: &mut Netlink, index: u32, alias: &str) -> io::Result<()> {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
     msg.header.flags = LinkFlags::Up;
     msg.header.change_mask = LinkFlags::Up;
-    msg.attributes = vec![LinkAttribute::IfAlias(alias.to_string())];
+    msg.attributes = vec![
+        LinkAttribute::IfAlias(alias.to_string()),
+        LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(
+            isolation_flags(),
+        ))]),
+    ];
     ack(nl, RouteNetlinkMessage::NewLink(msg), 0)
+}
+
+/// A static FDB entry (`bridge fdb replace MAC dev PORT master static`):
+/// the pod's MAC lives on its port, and with the port locked only there.
+pub fn add_static_fdb(nl: &mut Netlink, port: u32, mac: &[u8]) -> io::Result<()> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = port;
+    msg.header.state = NeighbourState::Noarp;
+    msg.header.flags = NeighbourFlags::Controller;
+    msg.attributes = vec![NeighbourAttribute::LinkLayerAddress(mac.to_vec())];
+    ack(
+        nl,
+        RouteNetlinkMessage::NewNeighbour(msg),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+}
+
+/// The MACs of the static FDB entries on a bridge port (the pod's MAC, once
+/// [`add_static_fdb`] ran); the port's own address is left out.
+pub fn static_fdb_macs(nl: &mut Netlink, port: u32) -> io::Result<Vec<Vec<u8>>> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = port;
+    let replies = nl.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_DUMP)?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewNeighbour(n)
+                if n.header.ifindex == port && n.header.state == NeighbourState::Noarp =>
+            {
+                n.attributes.into_iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(l) => Some(l),
+                    _ => None,
+                })
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// Pin `addr` on `dev` to `mac` (NUD_PERMANENT, created or replaced): a
+/// neighbour advertisement from the link never changes such an entry, so no
+/// pod can redirect traffic meant for another pod or for its gateway.
+pub fn pin_neighbour(nl: &mut Netlink, dev: u32, addr: Ipv6Addr, mac: &[u8]) -> io::Result<()> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    msg.header.ifindex = dev;
+    msg.header.state = NeighbourState::Permanent;
+    msg.attributes = vec![
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)),
+        NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+    ];
+    ack(
+        nl,
+        RouteNetlinkMessage::NewNeighbour(msg),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+}
+
+/// The node's pinned (permanent) IPv6 neighbour entries on `dev`.
+pub fn pinned_neighbours(nl: &mut Netlink, dev: u32) -> io::Result<Vec<(Ipv6Addr, Vec<u8>)>> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    msg.header.ifindex = dev;
+    let replies = nl.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_DUMP)?;
+    let mut out = Vec::new();
+    for m in replies {
+        let RouteNetlinkMessage::NewNeighbour(n) = m else {
+            continue;
+        };
+        if n.header.ifindex != dev || n.header.state != NeighbourState::Permanent {
+            continue;
+        }
+        let mut addr = None;
+        let mut mac = None;
+        for a in n.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(d)) => addr = Some(d),
+                NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l),
+                _ => {}
+            }
+        }
+        if let (Some(a), Some(m)) = (addr, mac) {
+            out.push((a, m));
+        }
+    }
+    Ok(out)
+}
+
+/// Remove the neighbour entry for `addr` on `dev`; ENOENT is the caller's
+/// "already gone".
+pub fn delete_neighbour(nl: &mut Netlink, dev: u32, addr: Ipv6Addr) -> io::Result<()> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    msg.header.ifindex = dev;
+    msg.attributes = vec![NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+        addr,
+    ))];
+    ack(nl, RouteNetlinkMessage::DelNeighbour(msg), 0)
 }
 
 /// Hairpin mode of a bridge port (IFLA_INFO_SLAVE_DATA, applied by the
@@ -255,6 +392,20 @@ pub fn add_address(
     prefix_len: u8,
     nodad: bool,
 ) -> io::Result<()> {
+    add_address_flags(nl, index, addr, prefix_len, nodad, false)
+}
+
+/// [`add_address`], optionally without the on-link prefix route
+/// (IFA_F_NOPREFIXROUTE): a pod reaches even its own range through the
+/// gateway, never directly at layer 2.
+pub fn add_address_flags(
+    nl: &mut Netlink,
+    index: u32,
+    addr: Ipv6Addr,
+    prefix_len: u8,
+    nodad: bool,
+    noprefixroute: bool,
+) -> io::Result<()> {
     let mut msg = AddressMessage::default();
     msg.header.family = AddressFamily::Inet6;
     msg.header.prefix_len = prefix_len;
@@ -265,6 +416,9 @@ pub fn add_address(
         msg.header.flags = AddressHeaderFlags::Nodad;
         flags |= AddressFlags::Nodad;
     }
+    if noprefixroute {
+        flags |= AddressFlags::Noprefixroute;
+    }
     msg.attributes = vec![
         AddressAttribute::Address(IpAddr::V6(addr)),
         AddressAttribute::Flags(flags),
@@ -274,74 +428,6 @@ pub fn add_address(
         RouteNetlinkMessage::NewAddress(msg),
         NLM_F_CREATE | NLM_F_EXCL,
     )
-}
-
-/// What [`refresh_neighbour`] found in the node's neighbour cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NeighbourRefresh {
-    /// No entry for the address: nothing can be stale.
-    Absent,
-    /// The entry already names the new MAC.
-    Current,
-    /// An entry with another MAC now names the new one (state STALE).
-    Replaced,
-    /// A permanent or no-ARP entry: the operator's, left alone.
-    Static,
-}
-
-/// Point the node's neighbour entry for `addr` on `dev` at `mac` when one
-/// exists with another MAC (an address handed out again while the entry
-/// of its previous pod is still cached), as an unsolicited neighbour
-/// advertisement with the Override flag would: state STALE, so the kernel
-/// confirms it with a unicast probe on first use. One RTM_GETNEIGH, plus
-/// one RTM_NEWNEIGH (REPLACE, never CREATE) only when it is stale. No
-/// entry is created and permanent/no-ARP entries are not touched.
-pub fn refresh_neighbour(
-    nl: &mut Netlink,
-    dev: u32,
-    addr: Ipv6Addr,
-    mac: &[u8],
-) -> io::Result<NeighbourRefresh> {
-    let mut get = NeighbourMessage::default();
-    get.header.family = AddressFamily::Inet6;
-    get.header.ifindex = dev;
-    get.attributes = vec![NeighbourAttribute::Destination(NeighbourAddress::Inet6(
-        addr,
-    ))];
-    let replies = match nl.request(RouteNetlinkMessage::GetNeighbour(get), 0) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(NeighbourRefresh::Absent),
-        other => other?,
-    };
-    let Some(RouteNetlinkMessage::NewNeighbour(found)) = replies.into_iter().next() else {
-        return Ok(NeighbourRefresh::Absent);
-    };
-    if matches!(
-        found.header.state,
-        NeighbourState::Permanent | NeighbourState::Noarp
-    ) {
-        return Ok(NeighbourRefresh::Static);
-    }
-    let cached = found.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::LinkLayerAddress(l) => Some(l.as_slice()),
-        _ => None,
-    });
-    if cached == Some(mac) {
-        return Ok(NeighbourRefresh::Current);
-    }
-    let mut set = NeighbourMessage::default();
-    set.header.family = AddressFamily::Inet6;
-    set.header.ifindex = dev;
-    set.header.state = NeighbourState::Stale;
-    set.attributes = vec![
-        NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)),
-        NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
-    ];
-    match ack(nl, RouteNetlinkMessage::NewNeighbour(set), NLM_F_REPLACE) {
-        // Gone between the two requests: nothing stale left.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(NeighbourRefresh::Absent),
-        Err(e) => Err(e),
-        Ok(()) => Ok(NeighbourRefresh::Replaced),
-    }
 }
 
 /// An IPv6 route of the main table, as bridge6 compares them.
@@ -355,7 +441,7 @@ pub struct Route6 {
 
 /// Add `dst [via gw] dev index` to the main table with our protocol.
 /// `onlink`: the gateway is on the link although no prefix of the link
-/// covers it (an off-prefix gateway, checklist §3 #11); the kernel then
+/// covers it (an off-prefix gateway, conformance.md §3 #11); the kernel then
 /// skips its reachability check.
 pub fn add_route(
     nl: &mut Netlink,

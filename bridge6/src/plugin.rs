@@ -5,7 +5,7 @@
 use crate::attachment::{self, Attachment};
 use crate::config::{self, Config};
 use crate::error::{Bridge6Error, Result};
-use crate::{link, ndisc, sysctl};
+use crate::{link, sysctl};
 use cni_common::delegate;
 use cni_common::dispatch::{Plugin, Request};
 use cni_common::env::Command;
@@ -29,7 +29,7 @@ impl Plugin for Bridge6 {
         "bridge6: cni6 main plugin (node bridge, veth into the pod, IPv6 addresses and routes)"
     }
 
-    /// `IP=` is the IPAM plugin's (checklist 74; it gets our whole
+    /// `IP=` is the IPAM plugin's (conformance.md #74; it gets our whole
     /// environment, so it must not be refused here); `MAC=` is ours.
     fn known_args(&self) -> &'static [&'static str] {
         &["IP", "MAC"]
@@ -93,11 +93,11 @@ struct PodAddressing {
 }
 
 impl PodAddressing {
-    /// A gateway outside every prefix of the pod interface (and not
-    /// link-local) is still on the link, the bridge: route it "onlink".
+    /// Pod addresses carry no on-link prefix route (see [`pod_routes`]), so
+    /// every gateway that is not link-local is routed "onlink": it is on
+    /// the link, the bridge, although no route of the pod covers it.
     fn needs_onlink(&self, gw: Ipv6Addr) -> bool {
-        let link_local = (gw.segments()[0] & 0xffc0) == 0xfe80;
-        !link_local && !self.ips.iter().any(|(net, _)| net.contains(&gw))
+        (gw.segments()[0] & 0xffc0) != 0xfe80
     }
 }
 
@@ -136,6 +136,24 @@ fn pod_addressing(ipam: &CniResult) -> Result<PodAddressing> {
         routes.push((dst.trunc(), gw));
     }
     Ok(PodAddressing { ips, routes })
+}
+
+/// Each pod range through its gateway: an address with a gateway goes on
+/// without its on-link prefix route, so even a pod of the same range on the
+/// same node is reached through the node, where the firewall sees it (pods
+/// share no layer 2). Not part of the CNI result: they stand in for the
+/// kernel's prefix route, which no result lists either.
+fn range_routes(addressing: &PodAddressing) -> Vec<(Ipv6Net, Ipv6Addr)> {
+    let mut out: Vec<(Ipv6Net, Ipv6Addr)> = Vec::new();
+    for (net, gw) in &addressing.ips {
+        if let Some(gw) = gw {
+            let r = (net.trunc(), *gw);
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
 }
 
 /// Routes to install in the pod, in order: IPAM's (a missing gw becomes the
@@ -205,7 +223,7 @@ fn ensure_bridge(
         });
     }
     // We own routing on the bridge: it must never take addresses or a
-    // default route from an RA a pod sends (§3 #10). And no DAD: while the
+    // default route from an RA a pod sends (conformance.md §3 #10). And no DAD: while the
     // bridge's link-local address is tentative (~1-2 s after it comes up)
     // the node cannot send neighbour solicitations on it, so traffic routed
     // to a new pod from elsewhere waits in the neighbour queue (found by
@@ -305,7 +323,7 @@ struct Adding<'a> {
 }
 
 impl Adding<'_> {
-    /// Checklist 19, 22: an existing attachment is an error before anything
+    /// conformance.md #19, 22: an existing attachment is an error before anything
     /// is allocated or created, and nothing is undone for it.
     fn refuse_existing(&mut self) -> Result<()> {
         let ifname = self.att.ifname.as_str();
@@ -330,7 +348,7 @@ impl Adding<'_> {
         Ok(())
     }
 
-    /// Checklist 23: undo this call's veth and, when IPAM ADD allocated
+    /// conformance.md #23: undo this call's veth and, when IPAM ADD allocated
     /// (`release`), release the addresses. A failure because the
     /// attachment already exists (a concurrent duplicate ADD) releases
     /// nothing: the addresses belong to that one.
@@ -465,21 +483,32 @@ impl Adding<'_> {
         // table and MLD reports of its own, and every port coming up or
         // going down walks the node's whole IPv6 routing table
         // (fib6_ifup/fib6_ifdown): per-pod work that grew with the pods
-        // (issue 7). It also covers "no RAs" (§3 #10). Then alias + up in
+        // (issue 7). It also covers "no RAs" (conformance.md §3 #10). Then alias + up in
         // one request. Hairpin comes last, after the neighbour
         // advertisements: a hairpin port reflects the pod's own NA back to
         // it, and the pod's kernel then logs "NA: … advertised our
         // address" for every such ADD.
         self.conf.ensure(&host_name, "disable_ipv6", 1)?;
-        link::configure_port(&mut self.host_nl, host.index, &self.att.alias())
-            .map_err(|e| Bridge6Error::netlink(format!("bring up bridge port {host_name}"), e))?;
+        // The pod's MAC is bound to its port before the port can carry a
+        // frame: the port is locked, so that entry is the only source MAC
+        // it lets in (see link::isolation_flags).
+        link::add_static_fdb(&mut self.host_nl, host.index, &pod.mac).map_err(|e| {
+            Bridge6Error::netlink(format!("bind the pod's MAC to bridge port {host_name}"), e)
+        })?;
+        link::configure_port(&mut self.host_nl, host.index, &self.att.alias()).map_err(|e| {
+            Bridge6Error::netlink(format!("isolate and bring up bridge port {host_name}"), e)
+        })?;
 
         // Pod end, before any address: IPv6 on (a runtime may create pod
         // namespaces with it off), no DAD (IPAM guarantees uniqueness and
-        // hairpin would reflect DAD probes, §3 #2), no RAs, no SLAAC, and
+        // hairpin would reflect DAD probes, conformance.md §3 #2), no RAs, no SLAAC, and
         // our static addresses survive the pod taking its link down and up.
-        // The same visit opens the pod's link-event socket, before the
-        // link goes up (see link::wait_usable).
+        // No redirects: the node forwards same-range traffic back out of
+        // the bridge and says so with a redirect, which must not make the
+        // pod try its peer at layer 2. A link-local address from the MAC
+        // (EUI-64), the one firewall6 binds to the pod's port. The same
+        // visit opens the pod's link-event socket, before the link goes up
+        // (see link::wait_usable).
         let pod_events = self.pod_ns.run(|| -> Result<link::LinkEvents> {
             let conf = sysctl::Conf::open()?;
             conf.ensure(ifname, "disable_ipv6", 0)?;
@@ -487,6 +516,8 @@ impl Adding<'_> {
             conf.ensure(ifname, "accept_dad", 0)?;
             conf.ensure(ifname, "accept_ra", 0)?;
             conf.ensure(ifname, "autoconf", 0)?;
+            conf.ensure(ifname, "accept_redirects", 0)?;
+            conf.ensure(ifname, "addr_gen_mode", 0)?;
             link::LinkEvents::open()
                 .map_err(|e| Bridge6Error::netlink("subscribe to link events in the pod", e))
         })??;
@@ -516,15 +547,22 @@ impl Adding<'_> {
         let ifname = self.att.ifname.clone();
         let ifname = ifname.as_str();
 
-        for (net, _) in &addressing.ips {
-            link::add_address(
+        for (net, gw) in &addressing.ips {
+            link::add_address_flags(
                 &mut self.pod_nl,
                 pod.index,
                 net.addr(),
                 net.prefix_len(),
                 true,
+                gw.is_some(),
             )
             .map_err(|e| Bridge6Error::netlink(format!("add {net} to {ifname} in the pod"), e))?;
+        }
+        // The pod's gateways are pinned to the bridge's MAC: nothing on the
+        // link can redirect the pod's traffic by advertising them.
+        for gw in addressing.ips.iter().filter_map(|(_, gw)| *gw) {
+            link::pin_neighbour(&mut self.pod_nl, pod.index, gw, &bridge.mac)
+                .map_err(|e| Bridge6Error::netlink(format!("pin gateway {gw} in the pod"), e))?;
         }
 
         // Subscribe before the change whose effect we wait for.
@@ -543,6 +581,14 @@ impl Adding<'_> {
                 "{ifname}: the pod already has a default route (another attachment); not adding ::/0 via this network"
             ));
         }
+        for (dst, gw) in range_routes(&addressing) {
+            link::add_route(&mut self.pod_nl, pod.index, dst, Some(gw), true).map_err(|e| {
+                Bridge6Error::netlink(
+                    format!("add route {dst} via {gw} dev {ifname} in the pod"),
+                    e,
+                )
+            })?;
+        }
         for (dst, gw) in &routes {
             let onlink = gw.is_some_and(|g| addressing.needs_onlink(g));
             link::add_route(&mut self.pod_nl, pod.index, *dst, *gw, onlink).map_err(|e| {
@@ -551,30 +597,30 @@ impl Adding<'_> {
             })?;
         }
 
-        // A neighbour entry the node still holds for one of these addresses
-        // (its previous pod's MAC) now names this pod: written directly,
-        // no packet on the bridge. Only a failure to do so is worth a line.
+        // The node's entry for each pod address is pinned to the pod's MAC
+        // (written directly, no packet on the bridge): a forged neighbour
+        // advertisement cannot move it, and an address handed out again
+        // names its new pod at once.
         for (net, _) in &addressing.ips {
-            if let Err(e) =
-                link::refresh_neighbour(&mut self.host_nl, bridge.index, net.addr(), &pod.mac)
-            {
-                log(format!(
-                    "could not refresh the node's neighbour entry for {} on {}: {e}",
-                    net.addr(),
-                    bridge.name
-                ));
-            }
+            link::pin_neighbour(&mut self.host_nl, bridge.index, net.addr(), &pod.mac).map_err(
+                |e| {
+                    Bridge6Error::netlink(
+                        format!(
+                            "pin the node's neighbour entry for {} on {}",
+                            net.addr(),
+                            bridge.name
+                        ),
+                        e,
+                    )
+                },
+            )?;
         }
 
         // ADD returns once the pod end is operational and the port
-        // forwards. Addresses the runtime asked for may sit in other pods'
-        // caches too: for those (only) the pod announces itself to all
-        // nodes on the link. A fresh address needs no announcement, and an
-        // all-nodes packet is flooded to every port of the bridge, through
-        // ip6tables once per port with br_netfilter: at 1000 pods that
-        // flood was most of an ADD's CPU (issue 7). If the port does not
-        // forward in time, the pod loses nothing but the NA: addresses and
-        // routes are in place, so ADD does not fail for it.
+        // forwards. No pod caches another pod's MAC any more (everything
+        // goes through the gateway), so no neighbour advertisement is sent.
+        // If the port does not forward in time, addresses and routes are in
+        // place: ADD does not fail for it.
         let port = link::wait_usable(
             &mut self.host_nl,
             &mut host_events,
@@ -583,40 +629,11 @@ impl Adding<'_> {
             pod.index,
             PORT_FORWARDING_LIMIT,
         )?;
-        // Only addresses the runtime asked for can come back while other
-        // pods still cache them: ipam-prefix's cursor does not reuse a
-        // freed slot before the range wraps.
-        let announce = self.req.config.requested_ips(&self.req.env.args).is_some();
         if port != link::PortOutcome::Forwarding {
             log(format!(
-                "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP){}",
+                "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP)",
                 bridge.name,
-                if announce {
-                    ": no unsolicited neighbour advertisement"
-                } else {
-                    ""
-                }
             ));
-        } else if announce {
-            let mut pod_mac = [0u8; 6];
-            if pod.mac.len() == 6 {
-                pod_mac.copy_from_slice(&pod.mac);
-            }
-            let sent = self.pod_ns.run(|| -> Result<()> {
-                for (net, _) in &addressing.ips {
-                    ndisc::announce(pod.index, net.addr(), pod_mac).map_err(|source| {
-                        Bridge6Error::Announce {
-                            addr: net.addr(),
-                            ifname: ifname.to_string(),
-                            source,
-                        }
-                    })?;
-                }
-                Ok(())
-            });
-            if let Err(e) = sent.map_err(Bridge6Error::from).and_then(|r| r) {
-                log(e);
-            }
         }
 
         if self.cfg.hairpin {
@@ -667,12 +684,12 @@ impl Adding<'_> {
 
 // ------------------------------------------------------------------- DEL
 
-/// Best effort, idempotent (checklist 25–30). The host end of the veth is
+/// Best effort, idempotent (conformance.md #25–30). The host end of the veth is
 /// found by its derived name, so no netns is needed; deleting it removes
 /// the pod end too. IPAM DEL always runs. Every error is collected and
 /// reported once at the end; "already gone" is success. Only the network
 /// name and `ipam` are read: a bridge6 key that changed or broke since ADD
-/// must not stop the cleanup (checklist 17).
+/// must not stop the cleanup (conformance.md #17).
 fn del(req: &Request) -> Result<()> {
     let att = Attachment::new(&req.config.name, req.container_id(), req.ifname());
     let host_name = att.host_veth();
@@ -687,7 +704,7 @@ fn del(req: &Request) -> Result<()> {
         &req.env.path,
         Command::Del,
         &req.stdin,
-        || delete_host_veth(&host_name),
+        || release_host_side(req, &host_name),
     );
     if let Err(e) = veth {
         if !e.is_gone() {
@@ -704,18 +721,72 @@ fn del(req: &Request) -> Result<()> {
     }
 }
 
-fn delete_host_veth(host_name: &str) -> Result<()> {
+/// The host side of one attachment: the node's pinned neighbour entries
+/// for the pod (those naming its MAC, read from the port's static FDB
+/// entry or from prevResult), then the host veth. An entry that names
+/// another MAC belongs to a pod that holds the address now and stays.
+fn release_host_side(req: &Request, host_name: &str) -> Result<()> {
     let mut nl = host_netlink()?;
-    if let Some(l) = link::by_name(&mut nl, host_name)? {
+    let port = link::by_name(&mut nl, host_name)?;
+    let mut macs: Vec<Vec<u8>> = match &port {
+        Some(p) => link::static_fdb_macs(&mut nl, p.index).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    macs.extend(prev_pod_mac(req));
+    if !macs.is_empty() {
+        unpin_pod_neighbours(&mut nl, &bridge_name(req), &macs);
+    }
+    if let Some(l) = port {
         link::delete_link(&mut nl, l.index)
             .map_err(|e| Bridge6Error::netlink(format!("delete host veth {host_name}"), e))?;
     }
     Ok(())
 }
 
+/// The bridge DEL looks at: the configured one, read leniently (a key that
+/// broke since ADD must not stop the cleanup, conformance.md #17).
+fn bridge_name(req: &Request) -> String {
+    req.config
+        .raw
+        .get("bridge")
+        .and_then(|v| v.as_str())
+        .unwrap_or(config::DEFAULT_BRIDGE)
+        .to_string()
+}
+
+/// The pod interface's MAC from prevResult, when there is one.
+fn prev_pod_mac(req: &Request) -> Option<Vec<u8>> {
+    let prev = CniResult::parse(req.config.prev_result.as_ref()?).ok()?;
+    let iface = prev
+        .interfaces
+        .iter()
+        .find(|i| i.name == req.ifname() && i.sandbox.is_some())?;
+    config::parse_mac(iface.mac.as_deref()?).map(|m| m.to_vec())
+}
+
+/// Best effort: a leftover pinned entry only black-holes an address no pod
+/// holds (ports do not flood unknown unicast), and the next ADD of that
+/// address replaces it.
+fn unpin_pod_neighbours(nl: &mut Netlink, bridge: &str, macs: &[Vec<u8>]) {
+    let Ok(Some(br)) = link::by_name(nl, bridge) else {
+        return;
+    };
+    let pinned = match link::pinned_neighbours(nl, br.index) {
+        Ok(p) => p,
+        Err(e) => return log(format!("list neighbour entries on {bridge}: {e}")),
+    };
+    for (addr, _) in pinned.into_iter().filter(|(_, m)| macs.contains(m)) {
+        match link::delete_neighbour(nl, br.index, addr) {
+            Ok(()) => {}
+            Err(e) if cni_common::error::is_gone_io(&e) => {}
+            Err(e) => log(format!("remove neighbour entry {addr} on {bridge}: {e}")),
+        }
+    }
+}
+
 // ----------------------------------------------------------------- CHECK
 
-/// Checklist 1.E: IPAM CHECK first, then every prevResult address and route
+/// conformance.md 1.E: IPAM CHECK first, then every prevResult address and route
 /// of this interface must be in the pod (extras tolerated, 35), the host
 /// veth must exist on the bridge with the expected MTU. Read-only.
 fn check(req: &Request) -> Result<()> {
@@ -805,6 +876,16 @@ fn check(req: &Request) -> Result<()> {
             return fail(format!("route {dst}{via} is missing in the pod"));
         }
     }
+    for ip in &prev.ips {
+        if let (IpNet::V6(net), Some(IpAddr::V6(gw))) = (ip.address, ip.gateway) {
+            let dst = net.trunc();
+            if !routes.iter().any(|r| r.dst == dst && r.gw == Some(gw)) {
+                return fail(format!(
+                    "route {dst} via {gw} is missing in the pod (pods reach their own range through the gateway)"
+                ));
+            }
+        }
+    }
 
     let att = Attachment::new(&cfg.network, req.container_id(), ifname);
     let host_name = att.host_veth();
@@ -824,6 +905,12 @@ fn check(req: &Request) -> Result<()> {
             cfg.bridge
         ));
     }
+    if !host.is_isolated_port() {
+        return fail(format!(
+            "bridge port {host_name} is not isolated (isolated, locked, no learning, no flooding expected; kernel reports {:?})",
+            host.isolation
+        ));
+    }
     let mtu = link::default_mtu(&mut host_nl, cfg.mtu)?;
     for (name, have) in [(host_name.as_str(), host.mtu), (ifname, pod.mtu)] {
         if have != mtu {
@@ -835,7 +922,7 @@ fn check(req: &Request) -> Result<()> {
 
 // ---------------------------------------------------------------- STATUS
 
-/// Checklist 1.G: own conditions first, then IPAM STATUS (43). Read-only.
+/// conformance.md 1.G: own conditions first, then IPAM STATUS (43). Read-only.
 fn status(req: &Request) -> Result<()> {
     let cfg = Config::parse(&req.config)?;
     let conf = sysctl::Conf::open()?;
@@ -865,7 +952,7 @@ fn status(req: &Request) -> Result<()> {
 
 // -------------------------------------------------------------------- GC
 
-/// Checklist 1.H: forward to IPAM (50); then, only when the runtime sent a
+/// conformance.md 1.H: forward to IPAM (50); then, only when the runtime sent a
 /// valid list, delete this network's host veths on the bridge whose
 /// derived name belongs to no valid attachment. Ports of other networks
 /// sharing the bridge are recognised by their alias and left alone.
@@ -976,7 +1063,7 @@ mod tests {
 
     #[test]
     fn never_a_second_default_route() {
-        // checklist 60: a pre-existing ::/0 (another network's eth0) wins.
+        // conformance.md #60: a pre-existing ::/0 (another network's eth0) wins.
         let (r, skipped) = pod_routes(
             &addressing(&[("::/0", None), ("fd00::/8", None)]),
             true,
@@ -1000,11 +1087,26 @@ mod tests {
     }
 
     #[test]
-    fn onlink_only_for_off_prefix_gateways() {
+    fn onlink_for_every_gateway_but_link_local() {
         let a = addressing(&[]);
-        assert!(!a.needs_onlink(ip("fd00:0:0:1:1::1")));
+        assert!(a.needs_onlink(ip("fd00:0:0:1:1::1")));
         assert!(!a.needs_onlink(ip("fe80::1")));
         assert!(a.needs_onlink(ip("fd00:0:0:1:2::1")));
+    }
+
+    #[test]
+    fn each_range_through_its_gateway_once() {
+        let mut a = addressing(&[]);
+        a.ips
+            .push((net("fd00:0:0:1:1::11/96"), Some(ip("fd00:0:0:1:1::1"))));
+        a.ips.push((net("fd00:0:0:9::10/64"), None));
+        assert_eq!(
+            range_routes(&a),
+            vec![
+                (net("fd00:0:0:1:1::/96"), ip("fd00:0:0:1:1::1")),
+                (net("2001:db8:0:1:1::/96"), ip("2001:db8:0:1:1::1")),
+            ]
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Conf {
 
 impl Conf {
     /// Open `conf/`; fails (code 50) when the kernel has no IPv6 at all
-    /// (checklist §3 #9): better than a sysctl ENOENT halfway through ADD.
+    /// (conformance.md §3 #9): better than a sysctl ENOENT halfway through ADD.
     pub fn open() -> Result<Conf> {
         let dir = open(
             CONF,
@@ -104,7 +104,7 @@ impl Conf {
     }
 
     /// Fails (code 50) when IPv6 is disabled for every interface
-    /// (`all.disable_ipv6=1`, checklist §3 #9).
+    /// (`all.disable_ipv6=1`, conformance.md §3 #9).
     pub fn require_ipv6(&self) -> Result<()> {
         if self.read("all", "disable_ipv6").unwrap_or(0) == 1 {
             return Err(Bridge6Error::Ipv6Disabled(
@@ -138,7 +138,7 @@ pub struct ForwardingChange {
 }
 
 /// Turn on IPv6 forwarding without silently breaking a host that takes
-/// its default route from router advertisements (checklist §3 #8).
+/// its default route from router advertisements (conformance.md §3 #8).
 ///
 /// With `all.forwarding=1` the kernel ignores RAs on every interface whose
 /// `accept_ra` is 1; `accept_ra=2` accepts them even when forwarding. So,

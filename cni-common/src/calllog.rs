@@ -8,7 +8,7 @@
 //! bridge6's object logs both).
 //!
 //! Rules:
-//! - never stdout (it carries exactly one JSON document, checklist 10);
+//! - never stdout (it carries exactly one JSON document, conformance.md #10);
 //! - one `write()` on an `O_APPEND` descriptor per line, so lines of
 //!   concurrent calls never interleave (the kernel serialises the offset
 //!   update and the copy of one append);
@@ -116,14 +116,35 @@ impl Entry<'_> {
 
 /// Append one line to `path` with a single `write()`. Errors are returned
 /// as text for the caller's stderr note.
+///
+/// Only a regular file is written: O_NOFOLLOW, because a symlink planted
+/// under the log's name would have a root plugin append to (or create) any
+/// file it points at; O_NONBLOCK, because a FIFO there would block the
+/// call (open for writing waits for a reader).
 pub fn append(path: &std::path::Path, line: &str) -> Result<(), String> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("cannot open {KEY} {}: {e}", path.display()))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!(
+                "cannot open {KEY} {}: it is a symlink, which is not followed (give {KEY} the real path)",
+                path.display()
+            ),
+            _ => format!("cannot open {KEY} {}: {e}", path.display()),
+        })?;
+    match f.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(format!(
+                "{KEY} {} is not a regular file: nothing written",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("cannot stat {KEY} {}: {e}", path.display())),
+    }
     match f.write(line.as_bytes()) {
         Ok(n) if n == line.len() => Ok(()),
         Ok(n) => Err(format!(
@@ -279,6 +300,38 @@ mod tests {
             "{}",
             lines[1]
         );
+    }
+
+    /// A symlink or FIFO planted as the log: the file the link points at
+    /// stays untouched, nothing blocks, and the note says why (issue 15).
+    #[test]
+    fn planted_symlink_or_fifo_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"precious").unwrap();
+        let log = dir.path().join("calls.log");
+        std::os::unix::fs::symlink(&outside, &log).unwrap();
+        let note = append(&log, "x\n").unwrap_err();
+        assert!(
+            note.contains("symlink") && note.contains("real path"),
+            "{note}"
+        );
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        // A dangling link: O_CREAT must not create its target either.
+        let target = dir.path().join("created-through-link");
+        let dangling = dir.path().join("dangling.log");
+        std::os::unix::fs::symlink(&target, &dangling).unwrap();
+        assert!(append(&dangling, "x\n").is_err());
+        assert!(!target.exists());
+        let fifo = dir.path().join("fifo.log");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        assert!(append(&fifo, "x\n").is_err());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The plain file beside them still works.
+        let real = dir.path().join("real.log");
+        append(&real, "x\n").unwrap();
+        assert_eq!(std::fs::read(&real).unwrap(), b"x\n");
     }
 
     #[test]

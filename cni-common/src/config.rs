@@ -1,8 +1,8 @@
-//! The part of a network configuration every plugin shares (checklist 1.B).
+//! The part of a network configuration every plugin shares (conformance.md 1.B).
 //!
 //! Plugin-specific keys are read by each plugin from [`NetConf::raw`]; here
 //! live the keys the runtime inserts or owns. Unknown keys are ignored
-//! (checklist 14), malformed known keys are error 7 naming the key.
+//! (conformance.md #14), malformed known keys are error 7 naming the key.
 
 use crate::env::CniArgs;
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ pub struct NetConf {
 
 impl NetConf {
     /// Decode stdin bytes. Undecodable JSON is 6, a missing or unusable
-    /// network name 7 (checklist 9, 13).
+    /// network name 7 (conformance.md #9, 13).
     pub fn parse(stdin: &[u8]) -> Result<NetConf> {
         let raw: Value = serde_json::from_slice(stdin)
             .map_err(|e| Error::decode("network configuration on stdin", e))?;
@@ -107,14 +107,14 @@ impl NetConf {
         Version::parse(&self.cni_version, supported)
     }
 
-    /// `args.cni.<key>` (CONVENTIONS, checklist 16).
+    /// `args.cni.<key>` (CONVENTIONS, conformance.md #16).
     pub fn cni_arg(&self, key: &str) -> Option<&Value> {
         self.args.get("cni").and_then(|c| c.get(key))
     }
 
     /// The pod addresses the runtime asked for, from the first source that
     /// has any, in this order: `args.cni.ips`, `runtimeConfig.ips`
-    /// (declared capability), CNI_ARGS `IP=` (checklist 16, 73, 74). Not validated: the IPAM
+    /// (declared capability), CNI_ARGS `IP=` (conformance.md #16, 73, 74). Not validated: the IPAM
     /// plugin parses them (ipam-prefix), the main plugin only needs to know
     /// that there are some (bridge6 announces such addresses). An empty
     /// list, or `IP=` with no address, asks for nothing.
@@ -132,7 +132,7 @@ impl NetConf {
     }
 
     /// `runtimeConfig.<key>` when the config declares the capability
-    /// (checklist 71: libcni only inserts declared ones; we check too).
+    /// (conformance.md #71: libcni only inserts declared ones; we check too).
     pub fn capability(&self, key: &str) -> Option<&Value> {
         let declared = self
             .raw
@@ -156,7 +156,7 @@ fn str_key(raw: &Value, key: &str) -> Result<Option<String>> {
     }
 }
 
-/// Checklist 13: alphanumeric first, then `[A-Za-z0-9_.-]`; it names files.
+/// conformance.md #13: alphanumeric first, then `[A-Za-z0-9_.-]`; it names files.
 pub fn validate_network_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128

@@ -1,4 +1,4 @@
-//! IPAM delegation exactly as checklist 1.O: the binary named by
+//! IPAM delegation exactly as conformance.md 1.O: the binary named by
 //! `ipam.type` is found in CNI_PATH, run with our whole environment (only
 //! CNI_COMMAND may differ) and our whole stdin; its stderr is ours.
 
@@ -36,7 +36,7 @@ pub fn ipam_type(raw: &Value) -> Result<String> {
     Ok(t.to_string())
 }
 
-/// First CNI_PATH directory holding an executable `name` (checklist 8).
+/// First CNI_PATH directory holding an executable `name` (conformance.md #8).
 pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     for dir in path {

@@ -3,10 +3,10 @@
 //!
 //! Handled here: VERSION (answered from stdin alone, touching no other
 //! variable: runtimes send `dummy` there), the about text with no
-//! CNI_COMMAND (checklist 12), environment validation (1.A), version
+//! CNI_COMMAND (conformance.md #12), environment validation (1.A), version
 //! negotiation (1.K), verb/version rules (31, 45, 51), output discipline
 //! (10: one JSON document on stdout, logs on stderr) and a panic hook that
-//! still prints an error JSON (checklist 70), and the optional per-call log
+//! still prints an error JSON (conformance.md #70), and the optional per-call log
 //! (`logFile`, [`crate::calllog`]).
 
 use crate::config::NetConf;
@@ -27,11 +27,11 @@ pub struct Request {
     pub version: Version,
     pub env: Env,
     pub config: NetConf,
-    /// Stdin exactly as received, for delegation (checklist 77).
+    /// Stdin exactly as received, for delegation (conformance.md #77).
     pub stdin: Vec<u8>,
 }
 
-/// An attachment named in GC's valid list (checklist 47).
+/// An attachment named in GC's valid list (conformance.md #47).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct ValidAttachment {
     #[serde(rename = "containerID")]
@@ -71,7 +71,7 @@ impl Request {
 
 /// What a plugin implements. VERSION is not here: the dispatcher answers it.
 pub trait Plugin {
-    /// Printed with no CNI_COMMAND (checklist 12).
+    /// Printed with no CNI_COMMAND (conformance.md #12).
     fn about(&self) -> &'static str;
 
     fn supported_versions(&self) -> &'static [Version] {
@@ -106,8 +106,10 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
     install_panic_hook();
     let started = SystemTime::now();
     let clock = Instant::now();
-    let mut stdin = Vec::new();
-    let read = std::io::stdin().read_to_end(&mut stdin);
+    let (stdin, read) = match read_config(std::io::stdin().lock(), MAX_CONFIG_BYTES) {
+        Ok(bytes) => (bytes, Ok(())),
+        Err(e) => (Vec::new(), Err(e)),
+    };
     let command = std::env::var("CNI_COMMAND").ok();
     // stdin is decoded once per call: the log target and network name are
     // taken from the document before it moves on to become the NetConf.
@@ -118,7 +120,7 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
             std::env::var(k).ok()
         }),
         Err(e) => Outcome {
-            stdout: Some(Error::io("read config from stdin", e).to_json(version::LATEST.as_str())),
+            stdout: Some(e.to_json(version::LATEST.as_str())),
             stderr: None,
             exit_code: 1,
         },
@@ -138,6 +140,33 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
         &outcome,
     );
     emit(outcome)
+}
+
+/// The largest network config read from stdin. Real ones are a few KiB
+/// (a prevResult with many addresses stays far below); without a bound a
+/// runaway or hostile writer makes every plugin hold all of it, several
+/// times over once decoded (200 MiB of stdin reached 600 MiB RSS, issue 15).
+pub const MAX_CONFIG_BYTES: usize = 16 << 20;
+
+/// All of `r` when it holds at most `limit` bytes. Never keeps more than
+/// `limit + 1` bytes: what is left unread stays in the pipe, and the
+/// runtime sees the error instead (Go's os/exec ignores the EPIPE).
+pub fn read_config(r: impl Read, limit: usize) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    r.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read network config from stdin", e))?;
+    if bytes.len() > limit {
+        return Err(Error::config(
+            "(stdin)",
+            format!("more than {limit} bytes"),
+            format!(
+                "a network config of at most {limit} bytes ({} MiB); check what the runtime writes to the plugin's stdin",
+                limit >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn emit(outcome: Outcome) -> ! {
@@ -384,6 +413,21 @@ mod tests {
             env(ADD_ENV),
         );
         assert!(o.stdout.is_none());
+    }
+
+    #[test]
+    fn config_above_the_limit_is_refused_without_reading_it_all() {
+        let ok = read_config(&b"{\"name\":\"n\"}"[..], 16).unwrap();
+        assert_eq!(ok.len(), 12);
+        assert_eq!(read_config(&[b' '; 16][..], 16).unwrap().len(), 16);
+        // An endless source: the read stops one byte past the limit.
+        let e = read_config(std::io::repeat(b' '), MAX_CONFIG_BYTES).unwrap_err();
+        assert_eq!(e.code(), 7);
+        let m = e.to_string();
+        assert!(
+            m.contains("(stdin)") && m.contains("more than 16777216 bytes") && m.contains("16 MiB"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The runtime's environment: `CNI_*` variables, validated per verb
-//! (checklist 1.A), and `CNI_ARGS` (checklist 7, 74, 75).
+//! (conformance.md 1.A), and `CNI_ARGS` (conformance.md #7, 74, 75).
 //!
 //! libcni always exports all six variables, some as empty strings, so an
-//! empty value counts as absent (checklist 3).
+//! empty value counts as absent (conformance.md #3).
 
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -48,7 +48,7 @@ impl Command {
         }
     }
 
-    /// Variables the spec requires for this verb (checklist 3). CNI_PATH is
+    /// Variables the spec requires for this verb (conformance.md #3). CNI_PATH is
     /// also required where a plugin may delegate (ADD/DEL/CHECK), as the Go
     /// skel does; plugins that never delegate still get it from libcni.
     fn required(self) -> &'static [&'static str] {
@@ -147,7 +147,7 @@ impl Env {
     }
 }
 
-/// Checklist 4: first char alphanumeric, then `[A-Za-z0-9_.-]`. Also bounds
+/// conformance.md #4: first char alphanumeric, then `[A-Za-z0-9_.-]`. Also bounds
 /// the length so ids stay usable in file names.
 pub fn validate_container_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
@@ -167,7 +167,7 @@ pub fn validate_container_id(id: &str) -> Result<()> {
     }
 }
 
-/// Checklist 5: the kernel's rules for interface names.
+/// conformance.md #5: the kernel's rules for interface names.
 pub fn validate_ifname(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 15
@@ -196,7 +196,7 @@ pub struct CniArgs {
 }
 
 /// Keys every cni6 plugin understands: the libcni convention key and the
-/// Kubernetes runtime keys (checklist 75).
+/// Kubernetes runtime keys (conformance.md #75).
 pub const K8S_ARGS: &[&str] = &[
     "IgnoreUnknown",
     "K8S_POD_NAMESPACE",
@@ -240,7 +240,7 @@ impl CniArgs {
         )
     }
 
-    /// Checklist 7: an unknown key fails unless `IgnoreUnknown=1|true`.
+    /// conformance.md #7: an unknown key fails unless `IgnoreUnknown=1|true`.
     pub fn check_known(&self, known: &[&str]) -> Result<()> {
         if self.ignore_unknown() {
             return Ok(());

@@ -1,14 +1,14 @@
 //! The one error type of cni-common and its mapping to CNI error codes.
 //!
 //! Every failure a plugin reports goes through [`Error`]; [`Error::code`] is
-//! the single place where a failure becomes a spec code (checklist 69), and
+//! the single place where a failure becomes a spec code (conformance.md #69), and
 //! [`Error::to_json`] the single place where it becomes the spec's error
-//! object (checklist 68: printed on stdout, with `cniVersion`).
+//! object (conformance.md #68: printed on stdout, with `cniVersion`).
 
 use serde_json::{json, Value};
 use std::io;
 
-/// Spec error codes (checklist 69). 100 and above are ours.
+/// Spec error codes (conformance.md #69). 100 and above are ours.
 pub mod code {
     pub const INCOMPATIBLE_VERSION: u32 = 1;
     pub const UNSUPPORTED_FIELD: u32 = 2;
@@ -194,7 +194,7 @@ impl Error {
     }
 
     /// True when a kernel/OS error only says the object is already gone;
-    /// DEL treats these as success (checklist 18, practices 3).
+    /// DEL treats these as success (conformance.md §3 #18).
     pub fn is_gone(&self) -> bool {
         match self {
             Error::Io { source, .. } | Error::Kernel { source, .. } => is_gone_io(source),
@@ -226,7 +226,7 @@ impl Error {
 pub const MAX_VALUE_LEN: usize = 256;
 
 /// `s` cut to [`MAX_VALUE_LEN`] bytes (on a character boundary) with its
-/// size appended: `msg` is the short form (checklist 68) and a hostile
+/// size appended: `msg` is the short form (conformance.md #68) and a hostile
 /// input may carry megabytes in one key or variable.
 pub fn shorten(s: String) -> String {
     if s.len() <= MAX_VALUE_LEN {

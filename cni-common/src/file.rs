@@ -28,11 +28,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
         std::process::id()
     ));
     let res = (|| {
+        // A temp file of ours left by a writer that died with this pid, or
+        // a symlink planted under its name: unlink() removes the entry
+        // itself, and O_EXCL|O_NOFOLLOW then creates a new file or fails,
+        // never writing through a link.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         f.write_all(bytes)?;
         if durable {
@@ -53,6 +61,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symlink planted under the temp name points at a file outside:
+    /// that file stays untouched, the write still lands (issue 15).
+    #[test]
+    fn never_writes_through_a_planted_temp_symlink() {
+        let dir = std::env::temp_dir().join(format!("cni6-file-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let outside = dir.join("outside");
+        std::fs::write(&outside, b"precious").unwrap();
+        let path = dir.join("state");
+        let tmp = dir.join(format!(".state.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&outside, &tmp).unwrap();
+        write_atomic(&path, b"new", false).unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "temp left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn replaces_whole_and_leaves_no_temp() {

@@ -8,7 +8,8 @@
 //! - [`delegate`]: running the IPAM plugin;
 //! - [`netns`], [`netlink`]: safe namespace entry and synchronous netlink;
 //! - [`runtime`]: a libcni-like executor of whole conflists;
-//! - [`file`]: replacing a small state file atomically.
+//! - [`file`]: replacing a small state file atomically;
+//! - [`keys`]: near-miss (typo) detection for config keys.
 
 pub mod calllog;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod dispatch;
 pub mod env;
 pub mod error;
 pub mod file;
+pub mod keys;
 pub mod netlink;
 pub mod netns;
 pub mod result;

@@ -12,6 +12,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -135,6 +136,33 @@ impl Netlink {
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The MACs a bridge learned on `port` (FDB entries that are neither
+    /// the port's own nor static): the device behind an unlocked port.
+    pub fn learned_macs(&mut self, port: u32) -> io::Result<Vec<[u8; 6]>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = port;
+        let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n)
+                    if n.header.ifindex == port
+                        && !matches!(
+                            n.header.state,
+                            NeighbourState::Permanent | NeighbourState::Noarp
+                        ) =>
+                {
+                    n.attributes.into_iter().find_map(|a| match a {
+                        NeighbourAttribute::LinkLayerAddress(l) => l.try_into().ok(),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// IPv6 addresses of one link (the kernel filters a dump by index only

@@ -2,14 +2,14 @@
 //!
 //! `setns` switches only the calling thread, so work inside a namespace
 //! runs on a short-lived scoped thread that enters it and then ends: no
-//! thread is ever left behind in a pod namespace (design.md, "the
+//! thread is ever left behind in a pod namespace (docs/design.md, "the
 //! pitfall"). For netlink, open the socket there and use it from anywhere:
 //! a socket stays bound to the namespace it was created in.
 
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -25,11 +25,17 @@ pub struct NetNs {
 
 impl NetNs {
     /// Open `path` and make sure it is a network namespace other than our
-    /// own (checklist 6). A missing path is reported as an I/O error whose
+    /// own (conformance.md #6). A missing path is reported as an I/O error whose
     /// [`Error::is_gone`] is true, so DEL can treat it as "already gone".
     pub fn open(path: &Path) -> Result<NetNs> {
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("open netns {}", path.display()), e))?;
+        // O_NONBLOCK: opening a FIFO for reading otherwise waits for a
+        // writer forever (issue 15); nsfs ignores the flag. O_NOCTTY: a
+        // terminal given here must not become our controlling tty.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(format!("open netns {}", path.display()), e))?;
         // SAFETY: statfs is plain data; fstatfs fills it or fails.
         let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
         let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut sfs) };
@@ -44,10 +50,18 @@ impl NetNs {
         let is_net = magic == NSFS_MAGIC
             && unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) } == libc::CLONE_NEWNET;
         if !is_net {
+            let found = if magic == NSFS_MAGIC {
+                "a namespace of another type".to_string()
+            } else {
+                file.metadata()
+                    .map(|m| describe_file_type(m.file_type()))
+                    .unwrap_or("a file")
+                    .to_string()
+            };
             return Err(Error::env(
                 "CNI_NETNS",
                 path.display().to_string(),
-                "a network namespace path (nsfs), e.g. /var/run/netns/NAME or /proc/PID/ns/net",
+                format!("a network namespace path (nsfs), e.g. /var/run/netns/NAME or /proc/PID/ns/net; found {found}"),
             ));
         }
         let ns = NetNs {
@@ -100,6 +114,23 @@ impl NetNs {
     }
 }
 
+/// What a path that is not a network namespace turned out to be, for the
+/// error message.
+fn describe_file_type(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "a regular file"
+    }
+}
+
 /// The namespace's file descriptor, e.g. for IFLA_NET_NS_FD when creating
 /// a link directly inside it.
 impl AsFd for NetNs {
@@ -118,6 +149,39 @@ mod tests {
         assert_eq!(e.code(), 4);
         let e = NetNs::open(Path::new("/nonexistent/netns")).unwrap_err();
         assert!(e.is_gone());
+    }
+
+    /// Each must fail at once with a message naming CNI_NETNS, the path
+    /// and what it is; before issue 15 the FIFO blocked open() forever.
+    #[test]
+    fn rejects_fifo_directory_file_and_other_namespace_types_at_once() {
+        let dir = std::env::temp_dir().join(format!("cni6-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let file = dir.join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let cases = [
+            (fifo.clone(), "a FIFO"),
+            (dir.clone(), "a directory"),
+            (file.clone(), "a regular file"),
+            (PathBuf::from("/proc/self/ns/mnt"), "another type"),
+        ];
+        for (path, found) in cases {
+            let started = std::time::Instant::now();
+            let e = NetNs::open(&path).unwrap_err();
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            assert_eq!(e.code(), 4, "{e}");
+            let m = e.to_string();
+            assert!(
+                m.contains("CNI_NETNS")
+                    && m.contains(&path.display().to_string())
+                    && m.contains(found),
+                "{m}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

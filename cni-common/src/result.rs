@@ -1,6 +1,6 @@
 //! CNI results: one internal model (the 1.1 schema) parsed leniently from
 //! any supported version and emitted strictly in the one requested
-//! (checklist 1.J, 1.K; conversions mirror libcni's).
+//! (conformance.md 1.J, 1.K; conversions mirror libcni's).
 
 use crate::error::{Error, Result};
 use crate::version::Version;
@@ -90,7 +90,7 @@ impl Route {
 }
 
 /// A success result (also the abbreviated IPAM result: no interfaces, no
-/// `ips[].interface`, checklist 61).
+/// `ips[].interface`, conformance.md #61).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CniResult {
     pub interfaces: Vec<Interface>,
@@ -240,7 +240,7 @@ impl CniResult {
 
 /// Re-emit a prevResult in `version` without losing anything a later
 /// plugin of the chain may have added that we do not model: parse it
-/// (validating), then convert. Used by chained plugins (checklist 21, 55).
+/// (validating), then convert. Used by chained plugins (conformance.md #21, 55).
 pub fn convert(prev: &Value, version: Version) -> Result<Value> {
     Ok(CniResult::parse(prev)?.to_json(version))
 }

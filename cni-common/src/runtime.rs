@@ -1,5 +1,5 @@
 //! A libcni-like runtime: executes a whole conflist the way containerd,
-//! CRI-O, podman and multus do through libcni (checklist 1.Q, 84–91), so
+//! CRI-O, podman and multus do through libcni (conformance.md 1.Q, 84–91), so
 //! tests, the demo and `cni6` drive the plugins exactly as a cluster would.
 //!
 //! What is reproduced, because plugins meet it in production:
@@ -39,10 +39,10 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni";
 /// The `kind` of libcni's cache records.
 pub const CACHE_KIND: &str = "cniCacheV1";
 /// Code libcni gives an error that carries none (a plugin that failed
-/// without an error JSON); checklist 69 "999 = internal catch-all".
+/// without an error JSON); conformance.md #69 "999 = internal catch-all".
 pub const NO_ERROR_CODE: u32 = 999;
 /// libcni retries an exec that failed with "text file busy" this often,
-/// a second apart (checklist 90).
+/// a second apart (conformance.md #90).
 const ETXTBSY_RETRIES: u32 = 5;
 const ETXTBSY_DELAY: Duration = Duration::from_secs(1);
 
@@ -50,7 +50,7 @@ const ETXTBSY_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfList {
     /// The version every plugin is told (chosen from `cniVersions` when
-    /// present, checklist 64).
+    /// present, conformance.md #64).
     pub cni_version: String,
     pub name: String,
     pub disable_check: bool,
@@ -153,7 +153,7 @@ impl ConfList {
             .collect()
     }
 
-    /// True when the list version has CHECK (0.4.0+, checklist 31).
+    /// True when the list version has CHECK (0.4.0+, conformance.md #31).
     pub fn has_check(&self) -> bool {
         version_at_least(&self.cni_version, (0, 4, 0))
     }
@@ -218,7 +218,7 @@ impl Attachment {
             .unwrap_or_default()
     }
 
-    /// libcni's checks before exec (checklist 84): an empty container id
+    /// libcni's checks before exec (conformance.md #84): an empty container id
     /// is "unknown container" (3), a bad one 4; ifname 4. The network name
     /// was validated when the list was parsed.
     fn validate(&self) -> Result<()> {
@@ -250,7 +250,7 @@ impl PluginOutput {
         self.status.success()
     }
 
-    /// The failure as libcni reports it (checklist 70): the error JSON on
+    /// The failure as libcni reports it (conformance.md #70): the error JSON on
     /// stdout; with empty stdout the plugin's stderr; unparsable stdout is
     /// quoted. `None` when the plugin succeeded.
     pub fn error(&self) -> Option<Error> {
@@ -461,14 +461,14 @@ impl Runtime {
             .join(":")
     }
 
-    /// `<cache_dir>/results/<net>-<containerID>-<ifname>` (checklist 85).
+    /// `<cache_dir>/results/<net>-<containerID>-<ifname>` (conformance.md #85).
     pub fn cache_path(&self, network: &str, att: &Attachment) -> PathBuf {
         self.cache_dir
             .join("results")
             .join(format!("{network}-{}-{}", att.container_id, att.ifname))
     }
 
-    /// First plugin dir holding an executable `plugin_type` (checklist 1, 8).
+    /// First plugin dir holding an executable `plugin_type` (conformance.md #1, 8).
     pub fn find_plugin(&self, plugin_type: &str) -> Result<PathBuf> {
         if !is_plain_name(plugin_type) {
             return Err(Error::config(
@@ -487,7 +487,7 @@ impl Runtime {
     }
 
     /// ADD the attachment through every plugin in order, cache the final
-    /// result and return it (checklist 53, 84, 85).
+    /// result and return it (conformance.md #53, 84, 85).
     pub fn add(&self, list: &ConfList, att: &Attachment) -> Result<Value> {
         att.validate()?;
         let mut prev: Option<Value> = None;
@@ -516,9 +516,9 @@ impl Runtime {
             obj.entry("cniVersion")
                 .or_insert_with(|| Value::String(list.cni_version.clone()));
             // libcni decodes the result into its types, so a malformed one
-            // (bad address, `interface` index out of range: checklist 62)
+            // (bad address, `interface` index out of range: conformance.md #62)
             // fails here rather than in the next plugin or the kubelet.
-            // It is still forwarded as the plugin wrote it (checklist 57).
+            // It is still forwarded as the plugin wrote it (conformance.md #57).
             let modern = result
                 .get("cniVersion")
                 .and_then(Value::as_str)
@@ -538,7 +538,7 @@ impl Runtime {
         Ok(result)
     }
 
-    /// CHECK in list order with the cached result (checklist 87, 39).
+    /// CHECK in list order with the cached result (conformance.md #87, 39).
     pub fn check(&self, list: &ConfList, att: &Attachment) -> Result<()> {
         if !list.has_check() {
             return Err(Error::IncompatibleVersion {
@@ -567,7 +567,7 @@ impl Runtime {
     }
 
     /// DEL in reverse order with the cached result as `prevResult`;
-    /// removes the cache after success (checklist 86, 54).
+    /// removes the cache after success (conformance.md #86, 54).
     pub fn del(&self, list: &ConfList, att: &Attachment) -> Result<()> {
         att.validate()?;
         let cache = self.cache_path(&list.name, att);
@@ -597,7 +597,7 @@ impl Runtime {
         }
     }
 
-    /// GC (checklist 88): synthetic DEL for every cached attachment of this
+    /// GC (conformance.md #88): synthetic DEL for every cached attachment of this
     /// network not in `valid`, then (1.1.0+) GC to every plugin with both
     /// attachment keys. Errors are collected; all are reported at the end.
     pub fn gc<S: AsRef<str>>(&self, list: &ConfList, valid: &[(S, S)]) -> Result<GcReport> {
@@ -675,7 +675,7 @@ impl Runtime {
         }
     }
 
-    /// STATUS (checklist 89): only for 1.1.0+ lists (older: `Ok`, nothing
+    /// STATUS (conformance.md #89): only for 1.1.0+ lists (older: `Ok`, nothing
     /// run), plugins in order, the first error returned as is.
     pub fn status(&self, list: &ConfList) -> Result<()> {
         if !list.has_gc_status() {
@@ -694,7 +694,7 @@ impl Runtime {
         Ok(())
     }
 
-    /// VERSION of one plugin as libcni probes it (checklist 40, 90):
+    /// VERSION of one plugin as libcni probes it (conformance.md #40, 90):
     /// NETNS/IFNAME/PATH `dummy`, stdin `{"cniVersion":"1.1.0"}`.
     pub fn version(&self, plugin_type: &str) -> Result<Value> {
         let path = self.find_plugin(plugin_type)?;
@@ -732,7 +732,7 @@ impl Runtime {
     }
 
     /// The cached result of an attachment converted to the list version;
-    /// `None` when there is no cache file (checklist 86, 87). A record that
+    /// `None` when there is no cache file (conformance.md #86, 87). A record that
     /// is not `cniCacheV1` is read as a bare result (libcni's legacy cache).
     pub fn cached_result(&self, list: &ConfList, att: &Attachment) -> Result<Option<Value>> {
         let path = self.cache_path(&list.name, att);
@@ -857,7 +857,7 @@ fn plugin_type(plugin: &Map<String, Value>) -> &str {
     plugin.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
-/// libcni's buildOneConfig + injectRuntimeConfig (checklist 84, 71).
+/// libcni's buildOneConfig + injectRuntimeConfig (conformance.md #84, 71).
 fn inject(
     list: &ConfList,
     plugin: &Map<String, Value>,
@@ -930,7 +930,7 @@ fn version_at_least(v: &str, min: (u64, u64, u64)) -> bool {
 }
 
 /// `cniVersion`, or with `cniVersions` the highest entry (the list's
-/// `cniVersion` included) not newer than this runtime (checklist 64).
+/// `cniVersion` included) not newer than this runtime (conformance.md #64).
 fn choose_version(obj: &Map<String, Value>) -> Result<String> {
     let latest = parse_semver(version::LATEST.as_str()).expect("our latest version parses");
     let single = match obj.get("cniVersion") {
@@ -1194,7 +1194,7 @@ exit 0
 
     #[test]
     fn cni_versions_picks_highest_supported() {
-        // checklist 64
+        // conformance.md #64
         let parse = |extra: &str| {
             ConfList::parse(
                 format!(r#"{{"name":"n",{extra}"plugins":[{{"type":"a"}}]}}"#).as_bytes(),
@@ -1225,7 +1225,7 @@ exit 0
 
     #[test]
     fn add_injects_and_chains_prev_result() {
-        // checklist 53, 57, 71, 84, 85
+        // conformance.md #53, 57, 71, 84, 85
         let f = Fixture::new(&["first", "second"]);
         let r1 = result("1.0.0", "fd00::10/96");
         let mut r2 = r1.clone();
@@ -1258,7 +1258,7 @@ exit 0
             assert_eq!(c.env["CNI_IFNAME"], "eth0");
             assert_eq!(c.env["CNI_ARGS"], "IgnoreUnknown=1;K8S_POD_NAME=web");
             assert_eq!(c.env["CNI_PATH"], f.cni_path());
-            // checklist 11: the runtime's own environment is inherited.
+            // conformance.md #11: the runtime's own environment is inherited.
             assert_eq!(
                 c.env.get("PATH"),
                 std::env::var("PATH").ok().as_ref(),
@@ -1311,12 +1311,12 @@ exit 0
         assert_eq!(f.calls().len(), 0);
         f.rt.add(&l, &pod("c1")).unwrap();
         assert_eq!(f.calls()[1].stdin["prevResult"]["cniVersion"], "1.0.0");
-        // Two JSON values, or none, are not a result (checklist 10).
+        // Two JSON values, or none, are not a result (conformance.md #10).
         f.script("second", "ADD", r#"{"cniVersion":"1.0.0"}{"x":1}"#, 0);
         assert_eq!(f.rt.add(&l, &pod("c2")).unwrap_err().code(), 6);
         f.script("second", "ADD", "", 0);
         assert_eq!(f.rt.add(&l, &pod("c3")).unwrap_err().code(), 6);
-        // checklist 62: an `interface` index out of range is caught.
+        // conformance.md #62: an `interface` index out of range is caught.
         f.script(
             "second",
             "ADD",
@@ -1331,7 +1331,7 @@ exit 0
 
     #[test]
     fn plugin_errors_are_reported_like_libcni() {
-        // checklist 70
+        // conformance.md #70
         let f = Fixture::new(&["first", "second"]);
         let l = list("1.0.0", json!({}));
         f.script(
@@ -1365,7 +1365,7 @@ exit 0
 
     #[test]
     fn attachment_validated_before_exec() {
-        // checklist 84
+        // conformance.md #84
         let f = Fixture::new(&["first", "second"]);
         let l = list("1.0.0", json!({}));
         assert_eq!(
@@ -1405,7 +1405,7 @@ exit 0
 
     #[test]
     fn del_reverse_with_converted_cached_result() {
-        // checklist 54, 86
+        // conformance.md #54, 86
         let f = Fixture::new(&["first", "second"]);
         let l = list("0.4.0", json!({}));
         // The plugins answer 1.0.0 to a 0.4.0 list; DEL converts.
@@ -1435,7 +1435,7 @@ exit 0
             8080
         );
         assert!(!cache.exists(), "a successful DEL removes the cache");
-        // DEL again: no cache, no prevResult, still fine (checklist 26, 28).
+        // DEL again: no cache, no prevResult, still fine (conformance.md #26, 28).
         f.clear_log();
         f.rt.del(&l, &pod("c1")).unwrap();
         assert!(f
@@ -1446,7 +1446,7 @@ exit 0
 
     #[test]
     fn del_stops_at_first_error_and_keeps_cache() {
-        // checklist 86
+        // conformance.md #86
         let f = Fixture::new(&["first", "second"]);
         let l = list("1.0.0", json!({}));
         let r = result("1.0.0", "fd00::10/96");
@@ -1473,7 +1473,7 @@ exit 0
 
     #[test]
     fn del_goes_on_without_a_corrupt_cache() {
-        // checklist 86, cni#1072
+        // conformance.md #86, cni#1072
         let f = Fixture::new(&["first", "second"]);
         let l = list("1.0.0", json!({}));
         for content in [
@@ -1495,7 +1495,7 @@ exit 0
 
     #[test]
     fn check_rules() {
-        // checklist 39, 87, 31
+        // conformance.md #39, 87, 31
         let f = Fixture::new(&["first", "second"]);
         let r = result("1.0.0", "fd00::10/96");
         f.script("first", "ADD", &r.to_string(), 0);
@@ -1530,7 +1530,7 @@ exit 0
 
     #[test]
     fn gc_synthetic_del_then_gc_with_both_keys() {
-        // checklist 47, 51, 52, 88
+        // conformance.md #47, 51, 52, 88
         let f = Fixture::new(&["first", "second"]);
         let r = result("1.1.0", "fd00::10/96");
         f.script("first", "ADD", &r.to_string(), 0);
@@ -1628,7 +1628,7 @@ exit 0
             .collect();
         assert_eq!(gcs, vec!["first", "second"]);
         // A failed synthetic DEL is reported, keeps its cache for a retry,
-        // and GC is still sent (checklist 49, 88).
+        // and GC is still sent (conformance.md #49, 88).
         let l11 = list("1.1.0", json!({}));
         f.script("first", "GC", "", 0);
         f.rt.add(&l11, &pod("c5")).unwrap();
@@ -1643,7 +1643,7 @@ exit 0
 
     #[test]
     fn status_rules() {
-        // checklist 45, 89
+        // conformance.md #45, 89
         let f = Fixture::new(&["first", "second"]);
         f.rt.status(&list("1.0.0", json!({}))).unwrap();
         assert!(f.calls().is_empty(), "no STATUS before 1.1.0");
@@ -1673,7 +1673,7 @@ exit 0
 
     #[test]
     fn version_probe_like_libcni() {
-        // checklist 40, 90
+        // conformance.md #40, 90
         let f = Fixture::new(&["first", "old"]);
         f.script(
             "first",
@@ -1723,7 +1723,7 @@ exit 0
 
     #[test]
     fn exec_retries_text_file_busy() {
-        // checklist 90: a binary still open for writing is ETXTBSY.
+        // conformance.md #90: a binary still open for writing is ETXTBSY.
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("busy");
         let mut w = std::fs::File::create(&bin).unwrap();

@@ -1,4 +1,4 @@
-//! CNI spec versions and what each one allows (checklist 1.K).
+//! CNI spec versions and what each one allows (conformance.md 1.K).
 
 use crate::error::{Error, Result};
 use std::fmt;
@@ -39,7 +39,7 @@ impl Version {
 
     /// Parse a version against the list a plugin supports: an unparseable
     /// string is error 6, a well-formed but unsupported one error 1
-    /// (checklist 65).
+    /// (conformance.md #65).
     pub fn parse(s: &str, supported: &[Version]) -> Result<Version> {
         let well_formed = {
             let parts: Vec<&str> = s.split('.').collect();
@@ -64,22 +64,22 @@ impl Version {
             })
     }
 
-    /// 0.3.x and 0.4.0 results carry `ips[].version` (checklist 59).
+    /// 0.3.x and 0.4.0 results carry `ips[].version` (conformance.md #59).
     pub fn has_ip_version_field(self) -> bool {
         self < Version::V1_0_0
     }
 
-    /// CHECK exists from 0.4.0 (checklist 31).
+    /// CHECK exists from 0.4.0 (conformance.md #31).
     pub fn has_check(self) -> bool {
         self >= Version::V0_4_0
     }
 
-    /// GC and STATUS exist from 1.1.0 (checklist 45, 51).
+    /// GC and STATUS exist from 1.1.0 (conformance.md #45, 51).
     pub fn has_gc_status(self) -> bool {
         self >= Version::V1_1_0
     }
 
-    /// Interface `mtu`, `socketPath`, `pciID` are 1.1 fields (checklist 58).
+    /// Interface `mtu`, `socketPath`, `pciID` are 1.1 fields (conformance.md #58).
     pub fn has_interface_extras(self) -> bool {
         self >= Version::V1_1_0
     }

@@ -199,7 +199,7 @@ pub struct BridgeNet {
 }
 
 impl BridgeNet {
-    /// The design's example node (ULA + GUA node prefix) on `bridge`.
+    /// docs/design.md's example node (ULA + GUA node prefix) on `bridge`.
     pub fn new(bridge: &str) -> BridgeNet {
         BridgeNet::with_ipam(ipam::demo_net(), bridge)
     }
@@ -307,7 +307,7 @@ pub fn reference_conf(net: &BridgeNet, version: &str, data_dir: &Path) -> Value 
     c
 }
 
-/// Schema checks every bridge6 ADD result must pass (checklist 1.J,
+/// Schema checks every bridge6 ADD result must pass (conformance.md 1.J,
 /// 24, 58–63). Returns the pod addresses.
 pub fn assert_result_schema(
     r: &Value,
@@ -315,7 +315,7 @@ pub fn assert_result_schema(
     netns: &str,
     ifname: &str,
 ) -> Vec<ipnet::Ipv6Net> {
-    assert_eq!(r["cniVersion"], version, "checklist 20: {r}");
+    assert_eq!(r["cniVersion"], version, "conformance.md #20: {r}");
     let ifs = r["interfaces"].as_array().expect("interfaces");
     assert_eq!(ifs.len(), 3, "bridge, host veth, pod interface: {r}");
     for (i, itf) in ifs.iter().enumerate() {
@@ -325,14 +325,14 @@ pub fn assert_result_schema(
             .unwrap_or_else(|| panic!("interface {i} mac: {r}"));
         assert_eq!(mac.len(), 17, "mac {mac}");
     }
-    // checklist 24: host interfaces have no sandbox; the pod's is CNI_NETNS.
+    // conformance.md #24: host interfaces have no sandbox; the pod's is CNI_NETNS.
     assert!(
         ifs[0].get("sandbox").is_none() && ifs[1].get("sandbox").is_none(),
         "{r}"
     );
     assert_eq!(ifs[2]["name"], ifname);
     assert_eq!(ifs[2]["sandbox"], netns);
-    // checklist 58: interface mtu is a 1.1 field.
+    // conformance.md #58: interface mtu is a 1.1 field.
     assert_eq!(
         ifs[2].get("mtu").is_some(),
         version == "1.1.0",
@@ -341,9 +341,9 @@ pub fn assert_result_schema(
     let ips = r["ips"].as_array().expect("ips");
     assert!(!ips.is_empty());
     for ip in ips {
-        // checklist 62: every ip points at the pod interface, in range.
+        // conformance.md #62: every ip points at the pod interface, in range.
         assert_eq!(ip["interface"], 2, "{r}");
-        // checklist 59: `version` iff < 1.0.0.
+        // conformance.md #59: `version` iff < 1.0.0.
         assert_eq!(
             ip.get("version").is_some(),
             harness::has_ip_version_field(version),

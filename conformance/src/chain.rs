@@ -130,7 +130,7 @@ impl Chain {
     }
 
     /// The chain's DEL, in reverse order, without prevResult (a runtime
-    /// that lost its cache, checklist 28); every plugin is called even when
+    /// that lost its cache, conformance.md #28); every plugin is called even when
     /// one fails (libcni stops, but then retries the whole DEL).
     pub fn del(&self, cid: &str, netns: &str) -> Vec<Output> {
         vec![

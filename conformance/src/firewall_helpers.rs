@@ -138,10 +138,22 @@ impl RulesNode {
     }
 
     /// Rules carrying the per-pod tag of (network, container id, eth0).
+    /// `ip6tables -t raw -S`.
+    pub fn raw_rules(&self) -> Vec<String> {
+        self.ns
+            .exec_ok(&["ip6tables", "-w", "-t", "raw", "-S"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// One attachment's rules in both tables: its source check (raw) and
+    /// its inbound policy (filter).
     pub fn pod_rules(&self, network: &str, cid: &str) -> Vec<String> {
         let tag = format!("\"firewall6 net={network} if=eth0 id={cid}\"");
-        self.rules()
+        self.raw_rules()
             .into_iter()
+            .chain(self.rules())
             .filter(|l| l.contains(&tag))
             .collect()
     }
@@ -187,15 +199,19 @@ impl LabPod {
         self.ns.path_str()
     }
 
-    /// The prevResult bridge6 would have returned for this pod.
+    /// The prevResult bridge6 would have returned for this pod, with the
+    /// pod interface's real MAC (firewall6 binds the pod's sources to it).
     pub fn prev_result(&self, version: &str, bridge: &str) -> Value {
-        prev_result(
+        let mut r = prev_result(
             version,
             bridge,
             &self.veth,
             &self.path(),
             &[&format!("{}/96", self.ula), &format!("{}/96", self.gua)],
-        )
+        );
+        let mac = self.ns.exec_ok(&["cat", "/sys/class/net/eth0/address"]);
+        r["interfaces"][2]["mac"] = json!(mac.trim());
+        r
     }
 }
 
@@ -545,27 +561,62 @@ pub fn fake_veth(i: u32) -> String {
     format!("c6{:02x}{:011x}", (i.wrapping_mul(0x9e37) >> 3) & 0xff, i)
 }
 
-/// The five rules firewall6 must give a bridged pod with these addresses,
-/// written from the documented layout (firewall6's lib.rs), not from the
-/// plugin's code: the tests compare them with what ADD made.
+/// The rules of one bridged pod as the docs show them (firewall6's crate
+/// doc, "Chain layout"): in the raw table its two addresses and the EUI-64
+/// link-local address of `mac` bound to `mac`, in the filter table the
+/// inbound policy of its two addresses.
 pub fn documented_pod_rules(
     net: &str,
     cid: &str,
-    veth: &str,
+    mac: &str,
     [ula, gua]: [Ipv6Addr; 2],
     policy: &str,
 ) -> Vec<String> {
     let c = format!("-m comment --comment \"firewall6 net={net} if=eth0 id={cid}\"");
-    let p = format!("CNI6-P-{}", &veth[2..4]);
+    let m: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let ll = Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[0] ^ 2, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    );
+    let s = |a: Ipv6Addr| format!("CNI6-S-{:02x}", a.octets()[15]);
     let d = format!("CNI6-D-{:02x}", ula.octets()[15]);
+    let bind = format!("-m mac --mac-source {mac} {c} -j RETURN");
     vec![
-        format!("-A {p} -s {ula}/128 -m physdev --physdev-in {veth} {c} -g CNI6-FROM-POD"),
-        format!("-A {p} -s {gua}/128 -m physdev --physdev-in {veth} {c} -g CNI6-FROM-POD"),
-        format!("-A {p} -m physdev --physdev-in {veth} {c} -j DROP"),
+        format!("-A {} -s {ula}/128 {bind}", s(ula)),
+        format!("-A {} -s {gua}/128 {bind}", s(gua)),
+        format!("-A {} -s {ll}/128 {bind}", s(ll)),
         format!("-A {d} -d {ula}/128 {c} -j {policy}"),
         format!("-A {d} -d {gua}/128 {c} -j {policy}"),
     ]
 }
+
+/// A distinct MAC for fabricated pod `i`.
+pub fn fake_mac(i: u32) -> String {
+    format!(
+        "02:c6:00:{:02x}:{:02x}:{:02x}",
+        (i >> 16) & 0xff,
+        (i >> 8) & 0xff,
+        i & 0xff
+    )
+}
+
+/// `prev` with its pod interface's MAC set to `mac`.
+pub fn with_pod_mac(mut prev: Value, mac: &str) -> Value {
+    prev["interfaces"][2]["mac"] = json!(mac);
+    prev
+}
+
+/// The pod MAC [`prev_result`] reports for every fabricated pod.
+pub const FAKE_POD_MAC: &str = "02:00:00:00:00:03";
 
 /// Each rule line of an `ip6tables -v -S` listing with its packet counter
 /// (`… -c <packets> <bytes> …`).

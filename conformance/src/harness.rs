@@ -1,8 +1,8 @@
 //! Black-box invocation of plugin binaries, exactly as a runtime does it:
 //! a fresh process, a controlled environment (every variable settable,
 //! unset and empty kept apart, because libcni exports empty strings and the
-//! spec treats them as absent — checklist 3), raw stdin bytes, and strict
-//! reading of what comes back (checklist 10, 67–70: one JSON document on
+//! spec treats them as absent — conformance.md #3), raw stdin bytes, and strict
+//! reading of what comes back (conformance.md #10, 67–70: one JSON document on
 //! stdout, nothing else).
 //!
 //! Plus the RAII guards every suite needs on a machine shared with other
@@ -126,12 +126,12 @@ pub fn require_root() {
 /// Every version cni6 speaks (what VERSION must list).
 pub const ALL_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-/// Versions that have CHECK (checklist 31).
+/// Versions that have CHECK (conformance.md #31).
 pub fn versions_with_check() -> Vec<&'static str> {
     versions_where(Version::has_check)
 }
 
-/// Versions that have GC and STATUS (checklist 45, 51).
+/// Versions that have GC and STATUS (conformance.md #45, 51).
 pub fn versions_with_gc() -> Vec<&'static str> {
     versions_where(Version::has_gc_status)
 }
@@ -154,7 +154,7 @@ fn versions_where(f: impl Fn(Version) -> bool) -> Vec<&'static str> {
         .collect()
 }
 
-/// Whether results of `version` carry `ips[].version` (checklist 59).
+/// Whether results of `version` carry `ips[].version` (conformance.md #59).
 pub fn has_ip_version_field(version: &str) -> bool {
     Version::parse(version, cni_common::version::ALL)
         .map(Version::has_ip_version_field)
@@ -420,7 +420,7 @@ impl TempDir {
 }
 
 /// Put an executable copy (symlink) of `binary` into `dir` under `name`, to
-/// build CNI_PATH dirs (checklist 1, 8).
+/// build CNI_PATH dirs (conformance.md #1, 8).
 pub fn install_as(binary: &Path, dir: &Path, name: &str) -> PathBuf {
     let dst = dir.join(name);
     std::os::unix::fs::symlink(binary, &dst)
@@ -430,7 +430,7 @@ pub fn install_as(binary: &Path, dir: &Path, name: &str) -> PathBuf {
 
 // -------------------------------------------------------------- invocation
 
-/// The variables libcni sets for every plugin call (checklist 3).
+/// The variables libcni sets for every plugin call (conformance.md #3).
 pub const CNI_VARS: &[&str] = &[
     "CNI_COMMAND",
     "CNI_CONTAINERID",
@@ -727,7 +727,7 @@ impl Output {
     }
 
     /// Never a panic: no "panicked" on stderr, no code-100 error, no signal
-    /// other than one the test sent (checklist 70, design "never panics").
+    /// other than one the test sent (conformance.md #70, design "never panics").
     pub fn assert_no_panic(&self) -> &Output {
         assert!(
             !self.stderr.contains("panicked") && !self.stdout.contains("panicked"),
@@ -750,7 +750,7 @@ impl Output {
     }
 
     /// Exit 0 and stdout is one JSON object without `code` (a result);
-    /// returns it (ADD, VERSION). Checklist 10, 67.
+    /// returns it (ADD, VERSION). conformance.md #10, 67.
     pub fn assert_ok(&self) -> &Value {
         self.assert_no_panic();
         assert_eq!(self.code, Some(0), "expected success\n{}", self.context());
@@ -767,7 +767,7 @@ impl Output {
         v
     }
 
-    /// Exit 0 and NOTHING on stdout (DEL, CHECK, GC, STATUS; checklist 10).
+    /// Exit 0 and NOTHING on stdout (DEL, CHECK, GC, STATUS; conformance.md #10).
     pub fn assert_silent_ok(&self) -> &Output {
         self.assert_no_panic();
         assert_eq!(self.code, Some(0), "expected success\n{}", self.context());
@@ -780,7 +780,7 @@ impl Output {
     }
 
     /// Exit ≠ 0 and stdout is exactly one JSON object with `code` = `code`
-    /// and a non-empty `msg` (checklist 10, 67–70). Returns the object.
+    /// and a non-empty `msg` (conformance.md #10, 67–70). Returns the object.
     pub fn assert_error(&self, code: u64) -> &Value {
         let v = self.assert_failed();
         assert_eq!(

@@ -3,7 +3,7 @@
 //! independently of the plugin, and a read-only view of the plugin's
 //! on-disk store so tests can prove what was (not) left behind.
 //!
-//! The expected addresses are computed here from design.md's rule, never
+//! The expected addresses are computed here from docs/design.md's rule, never
 //! taken from the plugin's own output: pod range = node prefix /L + 16-bit
 //! subnetId → /(L+16); slot k → range | k.
 
@@ -101,7 +101,7 @@ impl IpamNet {
     }
 
     /// The network config as the main plugin received it (and passes on
-    /// whole to its IPAM, checklist 77).
+    /// whole to its IPAM, conformance.md #77).
     pub fn conf(&self, version: &str) -> Value {
         let mut c = json!({
             "cniVersion": version,
@@ -350,7 +350,7 @@ impl Store {
     }
 }
 
-/// The node prefixes of design.md's example node: cluster ULA node 1 and
+/// The node prefixes of docs/design.md's example node: cluster ULA node 1 and
 /// the node's provider GUA cut to /80.
 pub const ULA_NODE: &str = "fd8c:1f0a:77e3:0:1::/80";
 pub const GUA_NODE: &str = "2001:db8:7:12::/80";

@@ -5,6 +5,7 @@
 pub mod bridge_helpers;
 pub mod chain;
 pub mod corpus;
+pub mod fabric;
 pub mod firewall_helpers;
 pub mod harness;
 pub mod ipam;

@@ -11,7 +11,7 @@
 //! whole ADD succeeded, as libcni does), remove the namespace. A plugin call is killed
 //! with probability `kill_rate`, after a random delay of up to 25 ms (so
 //! anywhere from before exec to after it finished). After a killed or
-//! failed ADD the runtime DELs (checklist 82); a killed DEL is NOT retried:
+//! failed ADD the runtime DELs (conformance.md #82); a killed DEL is NOT retried:
 //! that attachment is left for GC, exactly the debris GC exists for. The
 //! pods of the last batch stay alive: GC must keep them and remove the rest.
 //!

@@ -14,6 +14,11 @@
 //! bridges, veths and sysctls they make live there and never in the
 //! machine's own namespace.
 //!
+//! Machines that are not nodes (an upstream router, the IPv4 internet) are
+//! [`Host`]s, and long-running processes in the namespaces (BIRD, tayga,
+//! unbound: see [`crate::fabric`]) are daemons the topology ends before it
+//! removes the namespaces.
+//!
 //! Everything is named `<tag><pid><letter>…` so parallel runs never
 //! collide, and removed by `Drop` (also while unwinding from a panic). The
 //! fixture only ever deletes namespaces it recorded as created; a manifest
@@ -74,7 +79,7 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What to build. Addresses follow design.md's plan.
+/// What to build. Addresses follow docs/design.md's plan.
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// Short name prefix (letters), e.g. "c6m"; pid and a counter are added.
@@ -166,9 +171,48 @@ pub struct Topology {
     pods: Vec<Pod>,
     /// Namespaces created, in creation order (removed in reverse).
     created: Vec<String>,
+    /// Namespaces that are neither nodes nor pods (routers, the IPv4
+    /// internet): see [`Topology::add_host`].
+    hosts: Vec<Host>,
+    /// Processes started in the namespaces (BIRD, tayga, unbound): ended
+    /// before the namespaces are removed.
+    daemons: Vec<Daemon>,
     dir: PathBuf,
     extra: Value,
     keep: bool,
+}
+
+/// A namespace of the lab that plays some other machine than a node: an
+/// upstream router, a host of the IPv4 internet.
+#[derive(Debug)]
+pub struct Host {
+    pub netns: String,
+    ns: File,
+}
+
+impl Host {
+    pub fn netns_path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.netns)
+    }
+
+    /// A command run inside this host (as [`Topology::node_command`]).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        ns_command(&self.ns, program)
+    }
+}
+
+/// A long-running process of the lab.
+#[derive(Debug)]
+struct Daemon {
+    name: String,
+    child: Child,
+}
+
+impl Daemon {
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Topology {
@@ -211,6 +255,8 @@ impl Topology {
             nodes: Vec::new(),
             pods: Vec::new(),
             created: Vec::new(),
+            hosts: Vec::new(),
+            daemons: Vec::new(),
             dir,
             extra: Value::Null,
             keep: false,
@@ -339,6 +385,154 @@ impl Topology {
         ))
     }
 
+    /// Join one more node to the running fabric (index `nodes + 1`), as a
+    /// machine added to a cluster: no route is installed anywhere, whatever
+    /// `static_routes` says (its routes come from the fabric's BGP).
+    pub fn add_node(&mut self) -> Result<u16> {
+        let i = self.spec.nodes + 1;
+        if self.base.len() + 1 + i.to_string().len() > 15 || i > 250 {
+            return Err(Error::Spec(format!(
+                "node {i}: no room for another node name"
+            )));
+        }
+        self.build_node(i)?;
+        self.spec.nodes = i;
+        self.save_manifest()?;
+        Ok(i)
+    }
+
+    /// A namespace `<base><suffix>` for a machine that is not a node.
+    /// `fabric_addr`: also give it a port `eth0` on the fabric with that
+    /// address (/64 of the underlay) and IPv6 forwarding on, as a router.
+    pub fn add_host(&mut self, suffix: &str, fabric_addr: Option<Ipv6Addr>) -> Result<&Host> {
+        let netns = self.link_name(suffix)?;
+        self.create_netns(&netns)?;
+        let ns = open_netns(&netns)?;
+        ip_batch(Some(&netns), &["link set lo up".to_string()])?;
+        if let Some(addr) = fabric_addr {
+            ip_batch(
+                Some(&self.underlay_ns),
+                &[
+                    format!("link add {netns} type veth peer name eth0 netns {netns}"),
+                    format!("link set {netns} master {} up", self.bridge),
+                ],
+            )?;
+            write_sysctl(&ns, "net/ipv6/conf/eth0/accept_dad", "0")?;
+            write_sysctl(&ns, "net/ipv6/conf/all/forwarding", "1")?;
+            ip_batch(
+                Some(&netns),
+                &[
+                    "link set eth0 up".to_string(),
+                    format!(
+                        "addr add {addr}/{} dev eth0 nodad",
+                        self.spec.underlay.prefix_len()
+                    ),
+                ],
+            )?;
+        }
+        self.hosts.push(Host { netns, ns });
+        self.save_manifest()?;
+        Ok(self.hosts.last().expect("pushed"))
+    }
+
+    pub fn host(&self, suffix: &str) -> Option<&Host> {
+        let name = format!("{}{suffix}", self.base);
+        self.hosts.iter().find(|h| h.netns == name)
+    }
+
+    /// A veth between a node (`node_if` there) and a host (`host_if`
+    /// there), both up: an uplink that is not the fabric.
+    pub fn link_node_to_host(
+        &self,
+        node: u16,
+        node_if: &str,
+        host: &str,
+        host_if: &str,
+    ) -> Result<()> {
+        let n = &self.node(node).netns;
+        ip_batch(
+            Some(n),
+            &[
+                format!("link add {node_if} type veth peer name {host_if} netns {host}"),
+                format!("link set {node_if} up"),
+            ],
+        )?;
+        ip_batch(Some(host), &[format!("link set {host_if} up")])?;
+        Ok(())
+    }
+
+    /// Run an `ip -batch` in a namespace this topology made (nodes, hosts).
+    pub fn ip_batch(&self, netns: &str, lines: &[String]) -> Result<String> {
+        if !self.created.iter().any(|n| n == netns) {
+            return Err(Error::Spec(format!(
+                "netns {netns}: not made by this topology"
+            )));
+        }
+        ip_batch(Some(netns), lines)
+    }
+
+    /// Start a long-running process (prepared with [`Topology::node_command`]
+    /// or [`Host::command`]); its output goes to `<dir>/<name>.log`. It is
+    /// killed before the namespaces are removed.
+    pub fn spawn_daemon(&mut self, name: &str, mut cmd: Command) -> Result<u32> {
+        if self.daemons.iter().any(|d| d.name == name) {
+            return Err(Error::Spec(format!("daemon {name} already runs")));
+        }
+        let log = self.dir.join(format!("{name}.log"));
+        let out =
+            File::create(&log).map_err(|e| Error::io(format!("create {}", log.display()), e))?;
+        let err = out.try_clone().map_err(|e| Error::io("dup log file", e))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Error::io(format!("start {name} ({})", describe(&cmd)), e))?;
+        let pid = child.id();
+        self.daemons.push(Daemon {
+            name: name.to_string(),
+            child,
+        });
+        self.save_manifest()?;
+        Ok(pid)
+    }
+
+    /// Kill a daemon (SIGKILL: a crash, not a clean shutdown) and reap it.
+    pub fn kill_daemon(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .daemons
+            .iter()
+            .position(|d| d.name == name)
+            .ok_or_else(|| Error::Spec(format!("no daemon {name}")))?;
+        let mut d = self.daemons.remove(i);
+        d.stop();
+        self.save_manifest()
+    }
+
+    /// Whether a daemon is still running; its log when it is not.
+    pub fn daemon_alive(&mut self, name: &str) -> Result<()> {
+        let d = self
+            .daemons
+            .iter_mut()
+            .find(|d| d.name == name)
+            .ok_or_else(|| Error::Spec(format!("no daemon {name}")))?;
+        match d.child.try_wait() {
+            Ok(None) => Ok(()),
+            other => {
+                let log = std::fs::read_to_string(self.dir.join(format!("{name}.log")))
+                    .unwrap_or_default();
+                Err(Error::Check(format!("{name} exited ({other:?}): {log}")))
+            }
+        }
+    }
+
+    fn stop_daemons(&mut self) {
+        for d in self.daemons.iter_mut().rev() {
+            d.stop();
+        }
+        self.daemons.clear();
+    }
+
     /// On every node, one route per other node per prefix (ULA /80, GUA /80)
     /// via that node's underlay address.
     fn install_routes(&self) -> Result<()> {
@@ -438,6 +632,8 @@ impl Topology {
             nodes,
             pods,
             created,
+            hosts: Vec::new(),
+            daemons: Vec::new(),
             dir,
             extra: m["extra"].clone(),
             keep: false,
@@ -607,6 +803,9 @@ impl Topology {
                 "index": n.index, "netns": n.netns, "dir": n.dir,
                 "underlay": n.underlay_addr, "ula": n.ula_prefix, "gua": n.gua_prefix,
             })).collect::<Vec<_>>(),
+            "daemons": self.daemons.iter().map(|d| json!({
+                "name": d.name, "pid": d.child.id(),
+            })).collect::<Vec<_>>(),
             "extra": self.extra,
             "kept": self.keep,
         });
@@ -631,6 +830,8 @@ impl Topology {
     /// only print them).
     pub fn teardown(mut self) -> Result<()> {
         self.keep = true; // Drop must not run it twice.
+        self.stop_daemons();
+        kill_recorded_daemons(&self.dir.join(MANIFEST));
         teardown(&self.created, &self.dir)
     }
 
@@ -645,6 +846,7 @@ impl Drop for Topology {
         if self.keep {
             return;
         }
+        self.stop_daemons();
         if let Err(e) = teardown(&self.created, &self.dir) {
             eprintln!("topology {}: teardown: {e}", self.base);
         }
@@ -686,7 +888,42 @@ pub fn remove_by_manifest(path: &Path) -> Result<()> {
         })
         .unwrap_or_default();
     let dir = path.parent().unwrap_or(Path::new("/nonexistent"));
+    kill_recorded_daemons(path);
     teardown(&names, dir)
+}
+
+/// End the daemons a kept topology's manifest lists (a namespace lives on
+/// while a process is in it). A pid is only killed while it is still a
+/// process inside one of the manifest's namespaces, never a reused one.
+fn kill_recorded_daemons(manifest: &Path) {
+    let Ok(m) = read_manifest(manifest) else {
+        return;
+    };
+    let names: Vec<&str> = m["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for d in m["daemons"].as_array().into_iter().flatten() {
+        let Some(pid) = d["pid"].as_u64() else {
+            continue;
+        };
+        let ours = names.iter().any(|n| {
+            let (Ok(a), Ok(b)) = (
+                std::fs::metadata(format!("/proc/{pid}/ns/net")),
+                std::fs::metadata(Path::new(NETNS_DIR).join(n)),
+            ) else {
+                return false;
+            };
+            use std::os::unix::fs::MetadataExt;
+            a.ino() == b.ino() && a.dev() == b.dev()
+        });
+        if ours {
+            // SAFETY: signalling a pid checked to live in our namespace.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Deletes namespaces by name; names already gone are fine.
@@ -937,7 +1174,7 @@ pub struct PodAddresses {
 }
 
 impl Topology {
-    /// Write each node's conflist: design.md's example minus firewall6
+    /// Write each node's conflist: docs/design.md's example minus firewall6
     /// (bridge6 + ipam-prefix; the node ULA /80 literal, the GUA /80 from
     /// eth0), with the node's own IPAM dataDir and a bridge name unique to
     /// this topology. Also the loopback conf the runtime attaches first.

@@ -8,7 +8,7 @@ use std::process::Command;
 
 #[test]
 fn bench_quick_runs_both_chains_without_errors() {
-    // checklist 53, 54 (the bench runs each chain as libcni does: ADD
+    // conformance.md #53, 54 (the bench runs each chain as libcni does: ADD
     // with each result as the next prevResult, DEL with the ADD result)
     let bins = conformance::harness::bin_dir();
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))

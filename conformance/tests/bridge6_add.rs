@@ -19,7 +19,7 @@ fn lifecycle(version: &str) {
         .key("dns", dns.clone());
     let cid = harness::container_id("b6add");
 
-    // checklist 18, 20, 24, 58-63
+    // conformance.md #18, 20, 24, 58-63
     let out = net.add(&node, version, &cid, &pod, "eth0");
     let r = out.assert_ok().clone();
     // The port forwarded in time (nothing logged about it).
@@ -30,7 +30,7 @@ fn lifecycle(version: &str) {
     );
     let addrs = bh::assert_result_schema(&r, version, &pod.path_str(), "eth0");
 
-    // checklist 15: the config's dns is in the result.
+    // conformance.md #15: the config's dns is in the result.
     assert_eq!(r["dns"], dns, "{r}");
 
     // One address per pod range, same interface id, first pod slot ::10.
@@ -86,7 +86,7 @@ fn lifecycle(version: &str) {
         "no extra global addresses: {have:?}"
     );
 
-    // Sysctls in the pod, set before the addresses (checklist §3 #1, #10).
+    // Sysctls in the pod, set before the addresses (conformance.md §3 #1, #10).
     for (k, v) in [
         ("accept_dad", "0"),
         ("accept_ra", "0"),
@@ -142,6 +142,24 @@ fn lifecycle(version: &str) {
         hv["linkinfo"]["info_slave_data"]["state"], "forwarding",
         "{hv}"
     );
+    // Pods share no layer 2: the port is isolated, locked, learns nothing
+    // and floods no unknown unicast; the pod's MAC is its static entry.
+    let slave = &hv["linkinfo"]["info_slave_data"];
+    for (flag, want) in [
+        ("isolated", true),
+        ("locked", true),
+        ("learning", false),
+        ("flood", false),
+    ] {
+        assert_eq!(slave[flag], want, "{flag}: {hv}");
+    }
+    let fdb = node.ns.exec_ok(&["bridge", "fdb", "show", "brport", &host]);
+    let pod_mac = r["interfaces"][2]["mac"].as_str().unwrap();
+    assert!(
+        fdb.lines()
+            .any(|l| l.starts_with(pod_mac) && l.contains("static")),
+        "no static FDB entry for {pod_mac}: {fdb}"
+    );
     assert_eq!(hv["address"], r["interfaces"][1]["mac"]);
     assert_eq!(node.sysctl(&host, "disable_ipv6"), "1");
     assert_eq!(node.sysctl("all", "forwarding"), "1");
@@ -164,25 +182,34 @@ fn lifecycle(version: &str) {
         addrs.len(),
         "addresses lost on down/up: {kept:?}"
     );
-    pod.exec_ok(&[
-        "ip",
-        "-6",
-        "route",
-        "replace",
-        "default",
-        "via",
-        &ula_gw.to_string(),
-        "dev",
-        "eth0",
-    ]);
+    // No route covers the gateway (addresses carry no prefix route, so
+    // pods reach even their own range through it): onlink, as bridge6 does.
+    for (dst, gw) in [
+        ("default".to_string(), ula_gw),
+        (ranges[0].to_string(), ula_gw),
+        (ranges[1].to_string(), gua_gw),
+    ] {
+        pod.exec_ok(&[
+            "ip",
+            "-6",
+            "route",
+            "replace",
+            &dst,
+            "via",
+            &gw.to_string(),
+            "dev",
+            "eth0",
+            "onlink",
+        ]);
+    }
 
-    // CHECK right after ADD (checklist 36), from 0.4.0.
+    // CHECK right after ADD (conformance.md #36), from 0.4.0.
     if harness::versions_with_check().contains(&version) {
         net.check(&node, version, &cid, &pod, "eth0", &r)
             .assert_silent_ok();
     }
 
-    // DEL x3 (checklist 25, 26): everything of the attachment goes, the
+    // DEL x3 (conformance.md #25, 26): everything of the attachment goes, the
     // bridge and its gateways stay.
     for _ in 0..3 {
         net.del(&node, version, &cid, &pod.path_str(), "eth0")
@@ -222,7 +249,7 @@ fn lifecycle_1_1_0() {
 
 #[test]
 fn version_lists_every_version() {
-    // checklist 40, 41: VERSION lists exactly what the lifecycle tests prove.
+    // conformance.md #40, 41: VERSION lists exactly what the lifecycle tests prove.
     let node = Node::new();
     let out = harness::Invocation::new(node.bin("bridge6"), "VERSION")
         .stdin(r#"{"cniVersion":"1.0.0"}"#)
@@ -307,7 +334,7 @@ fn defaults_bridge_mtu_and_second_pod_reuses_bridge() {
 
 #[test]
 fn requested_mac_is_applied_or_refused() {
-    // checklist 16, 73, 74: args.cni.mac wins over CNI_ARGS MAC=; a bad
+    // conformance.md #16, 73, 74: args.cni.mac wins over CNI_ARGS MAC=; a bad
     // one is refused before anything is allocated.
     let node = Node::new();
     let pod = bh::new_pod();

@@ -1,4 +1,4 @@
-//! bridge6 CHECK (checklist 1.E): passes right after ADD, tolerates what a
+//! bridge6 CHECK (conformance.md 1.E): passes right after ADD, tolerates what a
 //! later plugin adds, fails when something from prevResult is gone.
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
@@ -55,7 +55,7 @@ impl Drop for Attached {
 
 #[test]
 fn check_passes_after_add_at_every_check_version() {
-    // checklist 36, 38: right after ADD, no stdout.
+    // conformance.md #36, 38: right after ADD, no stdout.
     for v in harness::versions_with_check() {
         let a = attached(v);
         a.check(v).assert_silent_ok();
@@ -64,7 +64,7 @@ fn check_passes_after_add_at_every_check_version() {
 
 #[test]
 fn check_before_0_4_is_error_1() {
-    // checklist 31.
+    // conformance.md #31.
     let a = attached("1.0.0");
     for v in harness::versions_without_check() {
         a.check(v).assert_error(1);
@@ -73,7 +73,7 @@ fn check_before_0_4_is_error_1() {
 
 #[test]
 fn check_without_prev_result_is_error_7() {
-    // checklist 32.
+    // conformance.md #32.
     let a = attached("1.0.0");
     let out = a
         .net
@@ -85,7 +85,7 @@ fn check_without_prev_result_is_error_7() {
 
 #[test]
 fn check_tolerates_later_changes() {
-    // checklist 35: an extra address and an extra route do not matter.
+    // conformance.md #35: an extra address and an extra route do not matter.
     let a = attached("1.0.0");
     a.pod.add_addr("eth0", "fd00:c6b:35::5/64");
     a.pod
@@ -95,7 +95,7 @@ fn check_tolerates_later_changes() {
 
 #[test]
 fn check_fails_when_the_pod_address_is_deleted() {
-    // checklist 33.
+    // conformance.md #33.
     let a = attached("1.0.0");
     let addr = ipam::result_addrs(&a.result)[0];
     a.pod
@@ -107,7 +107,7 @@ fn check_fails_when_the_pod_address_is_deleted() {
 
 #[test]
 fn check_fails_when_the_default_route_is_deleted() {
-    // checklist 33.
+    // conformance.md #33.
     let a = attached("1.0.0");
     a.pod.exec_ok(&["ip", "-6", "route", "del", "default"]);
     let out = a.check("1.0.0");
@@ -136,7 +136,7 @@ fn check_fails_when_the_mtu_changed() {
 
 #[test]
 fn check_fails_when_the_ipam_record_is_gone() {
-    // checklist 34, 37: IPAM CHECK runs first and its error is ours.
+    // conformance.md #34, 37: IPAM CHECK runs first and its error is ours.
     let a = attached("1.0.0");
     for e in std::fs::read_dir(a.net.ipam.store().attachments_dir()).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
@@ -152,7 +152,7 @@ fn check_is_read_only() {
     a.check("1.0.0").assert_failed();
     assert!(bh::default_routes(&a.pod).is_empty());
     // And a CHECK with the IPAM plugin found through a different CNI_PATH
-    // directory still passes on a healthy attachment (checklist 38).
+    // directory still passes on a healthy attachment (conformance.md #38).
     let b = attached("1.0.0");
     let other = harness::TempDir::new("b6path");
     harness::install_as(&harness::plugin("ipam-prefix"), other.path(), "ipam-prefix");

@@ -1,5 +1,5 @@
 //! bridge6 failure paths and DEL robustness, black-box: a failing ADD
-//! leaves nothing behind (checklist 6, 19, 22, 23), DEL succeeds whatever
+//! leaves nothing behind (conformance.md #6, 19, 22, 23), DEL succeeds whatever
 //! is already gone (25–30).
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
@@ -26,7 +26,7 @@ fn assert_rolled_back(node: &Node, net: &BridgeNet, pod: &Netns) {
 
 #[test]
 fn existing_ifname_fails_before_ipam_and_harms_nothing() {
-    // checklist 19: CNI_IFNAME already exists in the netns.
+    // conformance.md #19: CNI_IFNAME already exists in the netns.
     let node = Node::new();
     let pod = bh::new_pod();
     pod.add_veth("eth0", "spare0");
@@ -45,7 +45,7 @@ fn existing_ifname_fails_before_ipam_and_harms_nothing() {
 
 #[test]
 fn duplicate_add_fails_and_keeps_the_first_attachment() {
-    // checklist 22: ADD, ADD again → second fails; first IP still reserved,
+    // conformance.md #22: ADD, ADD again → second fails; first IP still reserved,
     // first veth still present.
     let node = Node::new();
     let pod = bh::new_pod();
@@ -83,7 +83,7 @@ fn duplicate_add_fails_and_keeps_the_first_attachment() {
 
 #[test]
 fn late_failure_releases_the_address_and_the_veth() {
-    // checklist 23: the IPAM ADD succeeded, adding a route in the pod
+    // conformance.md #23: the IPAM ADD succeeded, adding a route in the pod
     // fails (the pod already has that exact route) → IPAM DEL, veth gone.
     let node = Node::new();
     let pod = bh::new_pod();
@@ -99,7 +99,7 @@ fn late_failure_releases_the_address_and_the_veth() {
         out.msg()
     );
     assert_rolled_back(&node, &net, &pod);
-    // The runtime's DEL after a failed ADD (checklist 82) still succeeds.
+    // The runtime's DEL after a failed ADD (conformance.md #82) still succeeds.
     net.del(&node, V, &cid, &pod.path_str(), "eth0")
         .assert_silent_ok();
     // And the next ADD of the pod works once the conflict is gone.
@@ -112,7 +112,7 @@ fn late_failure_releases_the_address_and_the_veth() {
 
 #[test]
 fn ipam_failure_removes_the_veth_made_meanwhile() {
-    // checklist 23: bridge6 makes the veth while IPAM ADD runs (issue 7);
+    // conformance.md #23: bridge6 makes the veth while IPAM ADD runs (issue 7);
     // when IPAM fails, its error is the answer and the veth goes again.
     let node = Node::new();
     let pod = bh::new_pod();
@@ -133,7 +133,7 @@ fn ipam_failure_removes_the_veth_made_meanwhile() {
 
 #[test]
 fn not_a_netns_fails_cleanly() {
-    // checklist 6: a regular file and the plugin's own namespace.
+    // conformance.md #6: a regular file and the plugin's own namespace.
     let node = Node::new();
     let net = BridgeNet::new("br6");
     let tmp = harness::TempDir::new("b6file");
@@ -167,13 +167,13 @@ fn bridge_name_taken_by_another_link_is_error_7() {
     );
     assert!(net.ipam.store().is_empty());
     assert!(bh::link(&pod, "eth0").is_none());
-    // STATUS says the same (checklist 42: 50, not able to serve ADD).
+    // STATUS says the same (conformance.md #42: 50, not able to serve ADD).
     net.status(&node).assert_error(50);
 }
 
 #[test]
 fn del_after_netns_is_gone() {
-    // checklist 27: ADD; delete the pod netns; DEL → 0, address freed.
+    // conformance.md #27: ADD; delete the pod netns; DEL → 0, address freed.
     let node = Node::new();
     let net = BridgeNet::new("br27");
     let cid = harness::container_id("b6gone");
@@ -193,7 +193,7 @@ fn del_after_netns_is_gone() {
 
 #[test]
 fn del_with_empty_netns_removes_host_side_and_address() {
-    // checklist 27 (empty CNI_NETNS, nerdctl/ctr style; §3 #16, #17).
+    // conformance.md #27 (empty CNI_NETNS, nerdctl/ctr style; conformance.md §3 #16, #17).
     let node = Node::new();
     let pod = bh::new_pod();
     let net = BridgeNet::new("br27e");
@@ -208,7 +208,7 @@ fn del_with_empty_netns_removes_host_side_and_address() {
 
 #[test]
 fn del_of_something_never_added_and_without_cni_netns() {
-    // checklist 26, 28: DEL of a random id, with and without CNI_NETNS.
+    // conformance.md #26, 28: DEL of a random id, with and without CNI_NETNS.
     let node = Node::new();
     let pod = bh::new_pod();
     let net = BridgeNet::new("br26");
@@ -268,12 +268,12 @@ fn malformed_keys_are_error_7_naming_the_key() {
         assert!(out.msg().contains(k), "{k}: {}", out.msg());
         assert!(net.ipam.store().is_empty());
     }
-    // checklist 15: ipMasq:true is rejected (2), never silently ignored.
+    // conformance.md #15: ipMasq:true is rejected (2), never silently ignored.
     let net = BridgeNet::new("brk").key("ipMasq", json!(true));
     let out = net.add(&node, V, &harness::container_id("b6masq"), &pod, "eth0");
     out.assert_error(2);
     assert!(out.msg().contains("ipMasq"));
-    // Unknown keys and runtime-owned keys are ignored (checklist 14).
+    // Unknown keys and runtime-owned keys are ignored (conformance.md #14).
     let net = BridgeNet::new("brk")
         .key("foo", json!({"bar": 1}))
         .key("capabilities", json!({"ips": true}))

@@ -1,8 +1,8 @@
 //! Several attachments in one pod (multus `net1`, podman `--network A
 //! --network B`): eth0 on network A / bridge A, net1 on network B / bridge
 //! B. Only the first gets `::/0` (never an ECMP default); each tears down
-//! independently. And the unsolicited neighbour advertisement per requested
-//! address (none for a fresh one), and the node's stale neighbour entries.
+//! independently. And the node's neighbour entries for pod addresses:
+//! pinned by ADD without a packet on the bridge, removed by DEL.
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
 use conformance::harness;
@@ -57,7 +57,7 @@ fn two_networks_one_pod_one_default_route() {
     bh::assert_result_schema(&rb, V, &pod.path_str(), "net1");
 
     // Exactly one default route, via eth0; net1's result has no ::/0 and
-    // the plugin said why on stderr (checklist 60).
+    // the plugin said why on stderr (conformance.md #60).
     let defaults = bh::default_routes(&pod);
     assert_eq!(defaults.len(), 1, "{defaults:?}");
     assert_eq!(defaults[0]["dev"], "eth0");
@@ -133,11 +133,11 @@ fn default_route_false_and_reverse_order() {
 }
 
 #[test]
-fn unsolicited_na_for_every_requested_pod_address() {
-    // A pod that asks for specific addresses (args.cni.ips, checklist 16)
-    // may get ones a dead pod held, still cached by other pods with the old
-    // MAC: its ADD is announced on the bridge, one NA per address, target =
-    // the address.
+fn requested_address_is_pinned_without_any_announcement() {
+    // A pod that asks for specific addresses (args.cni.ips, conformance.md #16)
+    // may get ones a dead pod held. No pod caches another pod's MAC (pods
+    // reach each other through the gateway), so nothing is announced: the
+    // node's entry is pinned to the new pod and a neighbour pod reaches it.
     let node = Node::new();
     let net = BridgeNet::new("brna");
     let first = bh::new_pod();
@@ -151,7 +151,7 @@ fn unsolicited_na_for_every_requested_pod_address() {
     let addrs: Vec<_> = ipam::result_addrs(&r0).iter().map(|a| a.addr()).collect();
     let ips = as_requested(&r0);
 
-    let cap = bh::Capture::start(&node.ns, "brna");
+    let cap = bh::Capture::start_with(&node.ns, "brna", &["icmp6", "or", "tcp"]);
     let second = bh::new_pod();
     let cid2 = harness::container_id("b6na");
     let again = net.clone().key("args", json!({"cni": {"ips": ips}}));
@@ -161,20 +161,41 @@ fn unsolicited_na_for_every_requested_pod_address() {
         .clone();
     let got: Vec<_> = ipam::result_addrs(&r).iter().map(|a| a.addr()).collect();
     assert_eq!(got, addrs, "the requested addresses");
-    let want = addrs.clone();
-    let lines = cap.collect_until(Duration::from_secs(3), |ls| {
-        want.iter().all(|a| ls.iter().any(|l| bh::is_na_for(l, *a)))
-    });
+    let mac = r["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    for a in &addrs {
+        let entry = neigh_show(&node, "brna", *a);
+        assert!(
+            entry.contains(&mac) && entry.contains("PERMANENT"),
+            "{a} not pinned to the new pod: {entry}"
+        );
+    }
+    // Positive control: the capture sees the neighbour's traffic to it.
+    let peer = bh::tcp_round_trip(&first, &second, addrs[0]);
+    assert!(matches!(peer.ip(), IpAddr::V6(_)));
+    let lines = cap.collect_until(Duration::from_secs(1), |_| false);
+    assert!(
+        lines.iter().any(|l| l.contains(&addrs[0].to_string())),
+        "the capture saw no traffic to {}; captured:\n{}",
+        addrs[0],
+        lines.join("\n")
+    );
     for a in &addrs {
         assert!(
-            lines.iter().any(|l| bh::is_na_for(l, *a)),
-            "no NA for {a} on the bridge; captured:\n{}",
+            !lines.iter().any(|l| bh::is_na_for(l, *a)),
+            "a neighbour advertisement for {a}; captured:\n{}",
             lines.join("\n")
         );
     }
     for (cid, pod) in [(&cid1, &first), (&cid2, &second)] {
         net.del(&node, V, cid, &pod.path_str(), "eth0")
             .assert_silent_ok();
+    }
+    for a in &addrs {
+        assert_eq!(
+            neigh_show(&node, "brna", *a).trim(),
+            "",
+            "{a} still pinned after DEL"
+        );
     }
 }
 
@@ -188,7 +209,7 @@ fn no_na_flood_for_a_fresh_address() {
     let first = bh::new_pod();
     let cid1 = harness::container_id("b6nf");
     net.add(&node, V, &cid1, &first, "eth0").assert_ok();
-    let cap = bh::Capture::start(&node.ns, "brnf");
+    let cap = bh::Capture::start_with(&node.ns, "brnf", &["icmp6", "or", "tcp"]);
     let second = bh::new_pod();
     let cid2 = harness::container_id("b6nf");
     let r = net
@@ -197,14 +218,14 @@ fn no_na_flood_for_a_fresh_address() {
         .clone();
     let addrs: Vec<_> = ipam::result_addrs(&r).iter().map(|a| a.addr()).collect();
     // Give a late packet time to show up. Positive control, so a capture
-    // that sees nothing cannot pass: the new pod talks to its gateway,
-    // whose neighbour discovery the capture must see.
+    // that sees nothing cannot pass: the new pod talks to its gateway
+    // (pinned in the pod: no neighbour discovery), which the capture sees.
     let gw = ipam::gateway(ipam::result_addrs(&r)[0]);
     bh::tcp_round_trip(&second, &node.ns, gw);
     let lines = cap.collect_until(Duration::from_secs(1), |_| false);
     assert!(
-        lines.iter().any(|l| l.contains("neighbor solicitation")),
-        "the capture saw no neighbour discovery; captured:\n{}",
+        lines.iter().any(|l| l.contains(&gw.to_string())),
+        "the capture saw no traffic to the gateway; captured:\n{}",
         lines.join("\n")
     );
     for a in &addrs {
@@ -242,7 +263,7 @@ fn reused_address_replaces_a_stale_neighbour_entry() {
         .assert_silent_ok();
     let addr = ipam::result_addrs(&r0)[0].addr();
     neigh_set(&node, "brre", addr, "stale");
-    // The new pod asks for the same addresses (args.cni.ips, checklist 16).
+    // The new pod asks for the same addresses (args.cni.ips, conformance.md #16).
     let ips = as_requested(&r0);
     let net2 = net.clone().key("args", json!({"cni": {"ips": ips}}));
     let cid2 = harness::container_id("b6re");
@@ -268,10 +289,10 @@ fn reused_address_replaces_a_stale_neighbour_entry() {
 }
 
 #[test]
-fn node_neighbour_entry_is_refreshed_without_a_packet() {
-    // A stale node entry for an address IPAM hands out fresh (no NA is
-    // sent for those) points at the new pod when ADD returns: bridge6
-    // writes it directly. An operator's permanent entry is left alone.
+fn node_neighbour_entry_is_pinned_without_a_packet() {
+    // A stale node entry (or anyone's) for an address IPAM hands out names
+    // the new pod when ADD returns, pinned (PERMANENT: no advertisement on
+    // the link can move it), written directly; DEL removes it.
     let node = Node::new();
     let net = BridgeNet::new("brnr");
     let keeper = bh::new_pod();
@@ -295,32 +316,17 @@ fn node_neighbour_entry_is_refreshed_without_a_packet() {
     let mac = r["interfaces"][2]["mac"].as_str().unwrap().to_string();
     let entry = neigh(want);
     assert!(
-        entry.contains(&mac) && entry.contains("STALE"),
-        "not refreshed by ADD: {entry}"
+        entry.contains(&mac) && entry.contains("PERMANENT"),
+        "stale entry not pinned to the pod by ADD: {entry}"
     );
-
-    let fixed = next(&r);
-    set(fixed, "permanent");
-    let pod2 = bh::new_pod();
-    let cid2 = harness::container_id("b6nr");
-    let r2 = net.add(&node, V, &cid2, &pod2, "eth0").assert_ok().clone();
-    assert_eq!(ipam::result_addrs(&r2)[0].addr(), fixed, "cursor order");
-    let entry = neigh(fixed);
-    assert!(
-        entry.contains(OLD_MAC) && entry.contains("PERMANENT"),
-        "an operator's permanent entry was changed: {entry}"
+    // Without prevResult (containerd's second DEL): found by the port's MAC.
+    net.del(&node, V, &cid, &pod.path_str(), "eth0")
+        .assert_silent_ok();
+    assert_eq!(neigh(want).trim(), "", "pinned entry left after DEL");
+    net.del(&node, V, &keeper_cid, &keeper.path_str(), "eth0")
+        .assert_silent_ok();
+    assert_eq!(
+        neigh_show(&node, "brnr", ipam::result_addrs(&rk)[0].addr()).trim(),
+        ""
     );
-    node.ns.exec_ok(&[
-        "ip",
-        "-6",
-        "neigh",
-        "del",
-        &fixed.to_string(),
-        "dev",
-        "brnr",
-    ]);
-    for (c, p) in [(&cid2, &pod2), (&cid, &pod), (&keeper_cid, &keeper)] {
-        net.del(&node, V, c, &p.path_str(), "eth0")
-            .assert_silent_ok();
-    }
 }

@@ -1,7 +1,7 @@
-//! bridge6 as a CNI executable (checklist 1.A, 9, 10, 65), at every
+//! bridge6 as a CNI executable (conformance.md 1.A, 9, 10, 65), at every
 //! version, plus concurrent ADD/DEL of many pods on a fresh node (the
 //! bridge, its gateways and the forwarding sysctls are then made by racing
-//! invocations; checklist 81, 83).
+//! invocations; conformance.md #81, 83).
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
 use conformance::harness::{self, Invocation, TempDir, ALL_VERSIONS};
@@ -19,9 +19,9 @@ fn invocation_rules_at_every_version() {
                 .stdin_json(&net.conf(v))
                 .in_netns(&node.ns)
         };
-        // checklist 2: unknown verb → 4.
+        // conformance.md #2: unknown verb → 4.
         add("b6p1", "eth0").command("BOGUS").run().assert_error(4);
-        // checklist 3: each required variable, unset or empty → 4 naming it.
+        // conformance.md #3: each required variable, unset or empty → 4 naming it.
         for var in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"] {
             let out = add("b6p1", "eth0").unset(var).run();
             out.assert_error(4);
@@ -30,14 +30,14 @@ fn invocation_rules_at_every_version() {
             out.assert_error(4);
             assert!(out.msg().contains(var), "{v} {var} empty: {}", out.msg());
         }
-        // checklist 4 (1.0+; we apply it everywhere) and 5.
+        // conformance.md #4 (1.0+; we apply it everywhere) and 5.
         add("-x/y", "eth0").run().assert_error(4);
         add("b6p1", "0123456789abcdef").run().assert_error(4);
         add("b6p1", "a:b").run().assert_error(4);
-        // checklist 9: undecodable stdin → 6; no name → 7.
+        // conformance.md #9: undecodable stdin → 6; no name → 7.
         add("b6p1", "eth0").stdin("{").run().assert_error(6);
         add("b6p1", "eth0").stdin("{}").run().assert_error(7);
-        // checklist 7: unknown CNI_ARGS keys need IgnoreUnknown.
+        // conformance.md #7: unknown CNI_ARGS keys need IgnoreUnknown.
         add("b6p1", "eth0").args("FOO=b").run().assert_error(4);
         assert!(net.ipam.store().is_empty(), "{v}: a refused call allocated");
         assert!(bh::link(&pod, "eth0").is_none());
@@ -50,7 +50,7 @@ fn invocation_rules_at_every_version() {
         net.del(&node, v, &cid, &pod_path, "eth0")
             .assert_silent_ok();
     }
-    // checklist 65: unsupported version → 1 before any side effect.
+    // conformance.md #65: unsupported version → 1 before any side effect.
     let mut c = net.conf("1.0.0");
     c["cniVersion"] = "9.9.9".into();
     let out = Invocation::attachment(node.bin("bridge6"), "ADD", "b6p9", &pod_path, "eth0")
@@ -67,7 +67,7 @@ fn invocation_rules_at_every_version() {
 
 #[test]
 fn about_text_without_command() {
-    // checklist 12.
+    // conformance.md #12.
     let node = Node::new();
     let out = Invocation::new(node.bin("bridge6"), "")
         .unset("CNI_COMMAND")
@@ -79,7 +79,7 @@ fn about_text_without_command() {
 
 #[test]
 fn ipam_found_in_the_second_cni_path_dir() {
-    // checklist 8, 76.
+    // conformance.md #8, 76.
     let node = Node::new();
     let pod = bh::new_pod();
     let net = BridgeNet::new("brpath");

@@ -48,7 +48,7 @@ fn connect_time(pod: &harness::Netns, node: &Node, gw: std::net::Ipv6Addr) -> (D
 
 #[test]
 fn gateway_is_usable_at_once_reference_is_tentative() {
-    // checklist §3 #6: the reference adds the bridge gateway with DAD, so
+    // conformance.md §3 #6: the reference adds the bridge gateway with DAD, so
     // right after its ADD the pod's gateway is tentative and unreachable.
     let gw = ipam::gateway(ipam::demo_net().pod_ranges()[0]);
 
@@ -127,7 +127,7 @@ fn host_veth_name_is_derived_reference_is_random() {
 
 #[test]
 fn reference_sends_no_neighbour_advertisement() {
-    // checklist 2.1 step 7: the reference sends no IPv6 NA; bridge6 does
+    // conformance.md 2.1 step 7: the reference sends no IPv6 NA; bridge6 does
     // (bridge6_multi proves ours). Same capture, same kind of pod.
     let node = Node::new();
     let net = BridgeNet::new("brnar");

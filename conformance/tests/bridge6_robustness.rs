@@ -1,6 +1,6 @@
 //! bridge6 under abuse: killed at any point of ADD, a later DEL leaves
-//! nothing (design.md "A plugin killed at any point…"); a DEL with a
-//! changed config still frees everything (checklist 17).
+//! nothing (docs/design.md "A plugin killed at any point…"); a DEL with a
+//! changed config still frees everything (conformance.md #17).
 
 use conformance::bridge_helpers::{self as bh, BridgeNet, Node};
 use conformance::harness;
@@ -93,7 +93,7 @@ fn killed_add_then_del_leaves_nothing() {
 
 #[test]
 fn del_with_a_changed_config_still_frees_everything() {
-    // checklist 17: the bridge name and the mtu changed between ADD and DEL.
+    // conformance.md #17: the bridge name and the mtu changed between ADD and DEL.
     let node = Node::new();
     let pod = bh::new_pod();
     let net = BridgeNet::new("brold");

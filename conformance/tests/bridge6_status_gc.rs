@@ -1,5 +1,5 @@
-//! bridge6 STATUS (checklist 1.G) and GC (1.H), and the forwarding
-//! decision (checklist §3 #8): raise accept_ra 1 → 2 before turning
+//! bridge6 STATUS (conformance.md 1.G) and GC (1.H), and the forwarding
+//! decision (conformance.md §3 #8): raise accept_ra 1 → 2 before turning
 //! forwarding on; STATUS 51 when an interface that relies on RAs (a
 //! finite-lifetime address or an RA route) would ignore them.
 
@@ -59,7 +59,7 @@ fn forwarding_is_enabled_without_breaking_ra_uplinks() {
     ]);
     net.status(&node).assert_silent_ok();
     // With a finite-lifetime (SLAAC/DHCPv6-like) address it relies on RAs
-    // it now ignores: STATUS 51 naming it; ADD still works (checklist 44).
+    // it now ignores: STATUS 51 naming it; ADD still works (conformance.md #44).
     node.ns.exec_ok(&[
         "ip",
         "-6",
@@ -93,10 +93,10 @@ fn forwarding_is_enabled_without_breaking_ra_uplinks() {
 fn status_needs_1_1_and_forwards_to_ipam() {
     let node = Node::new();
     let net = BridgeNet::new("brs");
-    // checklist 45: < 1.1.0 is error 1.
+    // conformance.md #45: < 1.1.0 is error 1.
     net.network_call(&node, "STATUS", &net.conf("1.0.0"))
         .assert_error(1);
-    // checklist 43: IPAM missing from CNI_PATH → STATUS fails.
+    // conformance.md #43: IPAM missing from CNI_PATH → STATUS fails.
     let empty = harness::TempDir::new("b6empty");
     let out = Invocation::network(node.bin("bridge6"), "STATUS")
         .cni_path(&[empty.path()])
@@ -117,7 +117,7 @@ fn status_needs_1_1_and_forwards_to_ipam() {
 
 #[test]
 fn gc_removes_only_stale_attachments_of_this_network() {
-    // checklist 47-50: ADD A, B on network N and C on network M sharing
+    // conformance.md #47-50: ADD A, B on network N and C on network M sharing
     // the same bridge; GC(N, [A]) → B's veth and address go; A and C stay.
     let node = Node::new();
     let n = BridgeNet::new("brgc");
@@ -129,7 +129,7 @@ fn gc_removes_only_stale_attachments_of_this_network() {
     m.add(&node, V, &ids[2], &pods[2], "eth0").assert_ok();
     let veth = |net: &BridgeNet, i: usize| net.host_veth(&ids[i], "eth0");
 
-    // No list: nothing removed (checklist 47).
+    // No list: nothing removed (conformance.md #47).
     n.gc(&node, None).assert_silent_ok();
     for (net, i) in [(&n, 0), (&n, 1), (&m, 2)] {
         assert!(bh::link(&node.ns, &veth(net, i)).is_some());
@@ -149,12 +149,12 @@ fn gc_removes_only_stale_attachments_of_this_network() {
     assert!(m.ipam.store().record(&ids[2], "eth0").is_some());
     // A still works.
     let ra = n.add(&node, V, &ids[0], &pods[0], "eth0");
-    ra.assert_failed(); // already attached (checklist 22)
+    ra.assert_failed(); // already attached (conformance.md #22)
                         // An empty list on M removes C.
     m.gc(&node, Some(&[])).assert_silent_ok();
     assert!(bh::link(&node.ns, &veth(&m, 2)).is_none());
     assert!(m.ipam.store().is_empty());
-    // GC < 1.1.0 is error 1 (checklist 51).
+    // GC < 1.1.0 is error 1 (conformance.md #51).
     n.network_call(&node, "GC", &n.conf("1.0.0"))
         .assert_error(1);
     n.del(&node, V, &ids[0], "", "eth0").assert_silent_ok();

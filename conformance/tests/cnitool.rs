@@ -6,7 +6,7 @@
 //! cnitool's `gc` is libcni's GCNetworkList with no valid-attachments list:
 //! it DELs every attachment in libcni's cache for the network, then calls
 //! each plugin's GC *without* `cni.dev/valid-attachments`. cni6 reads a
-//! missing list as "no information" (checklist 47): the cached attachments
+//! missing list as "no information" (docs/conformance.md #47): the cached attachments
 //! go through their DELs, while an attachment libcni's cache does not know
 //! (made by another runtime) must survive untouched.
 

@@ -78,6 +78,9 @@ fn cni6_status(cd: &Containerd) -> Value {
     let out = node_command(&cd.node, bin_dir().join("cni6"))
         .args(["status", "--json", "--conflist"])
         .arg(cd.dir.join("net.d/10-cni6.conflist"))
+        // status asks the plugins for CNI STATUS: containerd's bin_dir.
+        .arg("--cni-path")
+        .arg(cd.dir.join("bin"))
         .output()
         .expect("spawn cni6");
     assert!(
@@ -207,7 +210,7 @@ fn remove_sends_a_second_del_without_netns_and_nothing_remains() {
 
     // RemovePodSandbox: containerd 1.6 runs DEL again with an empty
     // CNI_NETNS (the namespace is gone) and no prevResult; it must succeed.
-    // checklist 26, 27, 28
+    // conformance.md #26, 27, 28
     cd.remove(&id);
     let dels: Vec<String> = cd
         .calls()
@@ -289,7 +292,7 @@ fn plugin_error_shows_in_containerds_answer() {
             .any(|c| c.starts_with("ADD ") && !c.ends_with(" rc=0")),
         "{calls:?}"
     );
-    // checklist 82: the failed ADD gets its DEL, which succeeds.
+    // conformance.md #82: the failed ADD gets its DEL, which succeeds.
     assert!(
         calls
             .iter()

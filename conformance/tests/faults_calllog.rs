@@ -2,7 +2,7 @@
 //! set writes one line per plugin call — bridge6, the ipam-prefix it
 //! delegates to (which receives bridge6's whole config), firewall6 — with
 //! time, plugin, command, network, container id, ifname, duration and
-//! outcome; stdout stays exactly the result (checklist 10); a log file that
+//! outcome; stdout stays exactly the result (conformance.md #10); a log file that
 //! cannot be opened changes nothing but a note on stderr.
 
 use conformance::chain::{assert_spec_error, Chain};

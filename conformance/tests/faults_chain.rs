@@ -5,7 +5,7 @@
 //! the disk is full. For each: ADD answers one spec error (exit ≠ 0, one
 //! JSON object, a code, a message naming what failed), rolls back what it
 //! made (no veth, no store record or slot link, no per-pod rule), and the
-//! later DEL or GC leaves the node clean (checklist 82, 17, 48, 69).
+//! later DEL or GC leaves the node clean (conformance.md #82, 17, 48, 69).
 //!
 //! Faults are injected without touching the machine: a wrapper in front of
 //! ipam-prefix in the chain's own CNI_PATH acts between bridge6's steps; a
@@ -183,7 +183,7 @@ fn assert_rolled_back(chain: &Chain, cid: &str, when: &str) {
     );
 }
 
-/// checklist 82: the bridge is replaced by a non-bridge link of the same
+/// conformance.md #82: the bridge is replaced by a non-bridge link of the same
 /// name between bridge6's bridge lookup and its use (after IPAM). ADD is a
 /// spec error naming the bridge, the veth and the allocation are rolled
 /// back; while the impostor stays every ADD says so; once it is gone, DEL
@@ -244,7 +244,7 @@ fn bridge_replaced_mid_add() {
 /// namespace before IPAM and holds it, so the namespace lives until bridge6
 /// exits and ADD may still succeed; either way nothing may outlive it: the
 /// pod end dies with the namespace, and with it the host end, and the
-/// runtime's DEL (netns path gone, checklist 25) releases the allocation
+/// runtime's DEL (netns path gone, conformance.md #25) releases the allocation
 /// and the rules, leaving the node clean.
 #[test]
 fn pod_netns_vanishes_mid_add() {
@@ -284,7 +284,7 @@ fn pod_netns_vanishes_mid_add() {
     unwrap_ipam(&chain);
     assert_all_ok(&chain.del(&cid, &pod.path_str()), "DEL with the netns gone");
     chain.assert_clean("after DEL");
-    // A second DEL is still a success (idempotent, checklist 26).
+    // A second DEL is still a success (idempotent, conformance.md #26).
     assert_all_ok(&chain.del(&cid, &pod.path_str()), "second DEL");
 }
 

@@ -2,7 +2,7 @@
 //! `cargo run --release -p conformance --bin soak`): 200 cycles of the full
 //! chain at random concurrency up to 32 with 5 % of plugin calls SIGKILLed,
 //! then GC with the survivors. Nothing may leak, every call that was not
-//! killed must succeed, and nothing may break the protocol (design.md: "A
+//! killed must succeed, and nothing may break the protocol (docs/design.md: "A
 //! plugin killed at any point leaves state that a later DEL or GC removes").
 
 use conformance::soak::{self, SoakOptions};

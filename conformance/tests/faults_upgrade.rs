@@ -2,7 +2,7 @@
 //! (`testdata/upgrade/`, made by `regenerate_fixture` below with the
 //! binaries of that release) are read and cleaned by the current code:
 //! every attachment DELed without prevResult (a runtime whose cache did not
-//! survive the upgrade, checklist 28) leaves an empty store and no per-pod
+//! survive the upgrade, conformance.md #28) leaves an empty store and no per-pod
 //! rule, the node-wide skeleton stays. A record of a newer format version
 //! is refused, not released (ipam-prefix's lib.rs, "Format version").
 //! The fixture's ruleset has the flat firewall dispatch of that release:
@@ -212,7 +212,9 @@ fn fixture_ruleset_is_converted_by_the_next_add() {
     for r in &old_pod_rules {
         assert!(now.contains(r), "earlier release's rule kept: {r}");
     }
-    assert_eq!(now.len(), old_pod_rules.len() + 3, "{now:#?}");
+    // The new pod's source check is in the raw table now: only its
+    // inbound policy rule joins the filter table.
+    assert_eq!(now.len(), old_pod_rules.len() + 1, "{now:#?}");
     for c in &attachments() {
         for o in chain.del(c, &gone_netns()) {
             assert!(o.success(), "DEL {c}: {} / {}", o.stdout, o.stderr);
@@ -264,6 +266,8 @@ fn flat_dispatch_with_traffic_is_converted_by_the_next_add() {
         256
     );
     let a_rules = lab.node.pod_rules("up", &ca);
+    // Its two addresses and link-local bound to its MAC (raw), the policy
+    // of its two addresses (filter).
     assert_eq!(a_rules.len(), 5);
     let check = lab.node.call(&fw, "CHECK", &ca, &lab.a.path(), &conf_a);
     assert!(!check.success());
@@ -330,15 +334,17 @@ fn flat_dispatch_with_traffic_is_converted_by_the_next_add() {
         "spoofed b → a"
     );
 
-    // DEL of the pod added under the old layout removes its rules: a is
-    // open again.
+    // DEL of the pod added under the old layout removes its rules: a is no
+    // longer a known source on the bridge, so nothing of it passes.
     lab.node
         .call(&fw, "DEL", &ca, "", &conf_a)
         .assert_silent_ok();
     assert!(lab.node.pod_rules("up", &ca).is_empty());
     let l = Listener::new(lab.a.ns.path(), lab.a.gua, 8085);
-    l.probe_retry(lab.outside.path(), None, t, 3)
-        .expect("after DEL: outside → a");
+    assert!(
+        l.probe(lab.outside.path(), None, t).is_err(),
+        "after DEL: a's replies must not leave the bridge"
+    );
     lab.node
         .call(&fw, "DEL", &cb, "", &conf_b)
         .assert_silent_ok();
@@ -346,7 +352,7 @@ fn flat_dispatch_with_traffic_is_converted_by_the_next_add() {
 }
 
 /// Upgrade across a reboot: the fixture's records carry an earlier boot id,
-/// so the first call of the new code releases them all (design.md,
+/// so the first call of the new code releases them all (docs/design.md,
 /// "Nothing leaks across a reboot").
 #[test]
 fn fixture_of_an_earlier_boot_is_released_by_the_first_call() {
@@ -466,4 +472,106 @@ fn chain_for_generation() -> Chain {
     c.network = NETWORK.to_string();
     c.bridge = "cni6up0".to_string();
     c
+}
+
+/// Issue 15: a pod attached by the release before the raw source check
+/// (physdev rules in the port buckets, nothing in the raw table) keeps its
+/// traffic when the node's next ADD brings the raw check to its bridge:
+/// that ADD binds the earlier pod's addresses to the MAC the bridge learned
+/// on its port, under its tag, and DEL removes them with its physdev rules.
+#[test]
+fn pod_of_the_release_before_the_raw_source_check_keeps_working() {
+    let lab = Lab::new();
+    let fw = firewall6();
+    let conf_of = |pod: &LabPod| {
+        fw_conf(
+            "1.0.0",
+            "up",
+            json!({}),
+            &pod.prev_result("1.0.0", &lab.bridge),
+        )
+    };
+    let (ca, cb) = (harness::container_id("upla"), harness::container_id("uplb"));
+    let conf_a = conf_of(&lab.a);
+    lab.node
+        .call(&fw, "ADD", &ca, &lab.a.path(), &conf_a)
+        .assert_ok();
+    // Turn a into a pod of the earlier release: its raw rules become the
+    // physdev rules that release wrote, and the bridge loses its jumps.
+    let tag = format!("firewall6 net=up if=eth0 id={ca}");
+    let mut old = String::from("*raw\n");
+    for l in lab.node.raw_rules() {
+        if l.contains(&tag) || l.starts_with(&format!("-A PREROUTING -i {} ", lab.bridge)) {
+            old += &format!("-D {}\n", &l[3..]);
+        }
+    }
+    old += "COMMIT\n*filter\n";
+    for l in lab.node.rules() {
+        if l.starts_with(&format!("-A CNI6-PODS -i {} ", lab.bridge)) {
+            old += &format!("-D {}\n", &l[3..]);
+        }
+    }
+    for addr in [lab.a.ula, lab.a.gua] {
+        old += &format!(
+            "-A CNI6-P-OTHER -s {addr}/128 -m physdev --physdev-in {} -m comment --comment \"{tag}\" -g CNI6-FROM-POD\n",
+            lab.a.veth
+        );
+    }
+    old += &format!(
+        "-A CNI6-P-OTHER -m physdev --physdev-in {} -m comment --comment \"{tag}\" -j DROP\nCOMMIT\n",
+        lab.a.veth
+    );
+    lab.node.restore(&old);
+    assert!(lab.node.raw_rules().iter().all(|l| !l.contains(&tag)));
+    // The bridge learns a's MAC from its traffic (its port is not locked).
+    let t = Duration::from_millis(1500);
+    let to_b = Listener::new(lab.b.ns.path(), lab.b.ula, 8090);
+    let _ = to_b.probe(lab.a.ns.path(), None, t);
+
+    // The next ADD (pod b) brings the raw check back and binds a.
+    let conf_b = conf_of(&lab.b);
+    lab.node
+        .call(&fw, "ADD", &cb, &lab.b.path(), &conf_b)
+        .assert_ok();
+    let a_raw: Vec<String> = lab
+        .node
+        .raw_rules()
+        .into_iter()
+        .filter(|l| l.contains(&tag))
+        .collect();
+    assert_eq!(a_raw.len(), 3, "a's addresses and link-local: {a_raw:#?}");
+    assert!(
+        a_raw.iter().all(|l| l.contains("--mac-source")),
+        "{a_raw:#?}"
+    );
+    let l443 = Listener::new(lab.a.ns.path(), lab.a.gua, 443);
+    l443.probe_retry(lab.outside.path(), None, t, 3)
+        .expect("outside → earlier pod a:443");
+    let la = Listener::new(lab.a.ns.path(), lab.a.ula, 8091);
+    assert_eq!(
+        la.probe_retry(lab.b.ns.path(), None, t, 3).unwrap(),
+        lab.b.ula
+    );
+    let lb = Listener::new(lab.b.ns.path(), lab.b.ula, 8092);
+    assert_eq!(
+        lb.probe_retry(lab.a.ns.path(), None, t, 3).unwrap(),
+        lab.a.ula
+    );
+    let foreign: Ipv6Addr = "fd00:f6::1:1:0:98".parse().unwrap();
+    lab.a.ns.add_addr("eth0", &format!("{foreign}/128"));
+    let lo = Listener::new(lab.outside.path(), lab.outside_addr, 8093);
+    assert!(
+        lo.probe(lab.a.ns.path(), Some(foreign), t).is_err(),
+        "earlier pod a's spoofed source"
+    );
+
+    // DEL without prevResult removes the physdev rules and the binding.
+    lab.node
+        .call(&fw, "DEL", &ca, "", &conf_a)
+        .assert_silent_ok();
+    assert!(lab.node.pod_rules("up", &ca).is_empty());
+    lab.node
+        .call(&fw, "DEL", &cb, "", &conf_b)
+        .assert_silent_ok();
+    assert!(lab.node.pod_rules("up", &cb).is_empty());
 }

@@ -26,7 +26,7 @@
 
 use conformance::firewall_helpers::{
     conf, documented_pod_rules, fake_gua as gua, fake_ula as ula, fake_veth, firewall6,
-    flat_dispatch_batch, prev_result, RulesNode,
+    flat_dispatch_batch, prev_result, RulesNode, FAKE_POD_MAC,
 };
 use conformance::harness::{self, Invocation, Netns};
 use firewall6::rules::{self, Skeleton};
@@ -56,7 +56,7 @@ fn cid(i: u32) -> String {
 
 /// The per-pod rules of pod `i` in the documented format.
 fn pod_rules(i: u32, policy: &str) -> Vec<String> {
-    documented_pod_rules(NET, &cid(i), &veth(i), [ula(i), gua(i)], policy)
+    documented_pod_rules(NET, &cid(i), FAKE_POD_MAC, [ula(i), gua(i)], policy)
 }
 
 /// utime + stime of every ksoftirqd thread, in clock ticks.

@@ -1,8 +1,7 @@
-//! firewall6's MLD drop (issue 7), with bridge6 and the kernel: a pod's
-//! MLD messages end where they enter the bridge instead of being copied
-//! to every other port (through ip6tables once per copy), and nothing else
-//! of a pod's link-local traffic is lost: neighbour discovery between two
-//! pods still works.
+//! A pod's MLD messages, with bridge6 and firewall6 and the kernel: its
+//! port is isolated (issue 15), so they reach no other pod's port, and
+//! the node drops them where they enter its stack (raw CNI6-SRC-ICMP), with
+//! nothing else of the pod's traffic lost: two pods still talk (routed).
 
 use conformance::bridge_helpers::{self as bh, Capture};
 use conformance::chain::Chain;
@@ -32,12 +31,21 @@ fn add(chain: &Chain, pod: &Netns) -> (String, Value) {
     (cid, outs[0].json.clone().expect("bridge6 result"))
 }
 
-/// Packet counters of the CNI6-MLD rules, summed.
+/// Packet counters of the MLD rules of CNI6-SRC-ICMP, summed.
 fn mld_drops(chain: &Chain) -> u64 {
-    let listing = chain
-        .node
-        .exec_ok(&["ip6tables", "-w", "-t", "raw", "-v", "-S", "CNI6-MLD"]);
-    packet_counts(&listing).iter().map(|(_, n)| n).sum()
+    let listing =
+        chain
+            .node
+            .exec_ok(&["ip6tables", "-w", "-t", "raw", "-v", "-S", "CNI6-SRC-ICMP"]);
+    packet_counts(&listing)
+        .iter()
+        .filter(|(l, _)| {
+            ["130", "131", "132", "143"]
+                .iter()
+                .any(|t| l.contains(&format!("--icmpv6-type {t} ")))
+        })
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// A pod's link-local address (the source of its MLD messages).
@@ -75,29 +83,27 @@ fn pods_mld_stays_on_their_port() {
     let a = Netns::new(PREFIX);
     let (cid_a, res_a) = add(&chain, &a);
     let (veth_a, addr_a) = attachment(&res_a);
-    let raw = || chain.node.exec_ok(&["ip6tables", "-w", "-t", "raw", "-S"]);
-    assert!(raw().contains("-j CNI6-MLD"), "{}", raw());
-
-    // Without the drop (an operator flushed raw PREROUTING), the next pod's
-    // reports reach a's port: what the capture below must not see. That
-    // ADD's firewall6 puts the drop back.
+    // Even with raw PREROUTING flushed (no firewall drop at all), the next
+    // pod's reports never reach a's port: the ports are isolated. That
+    // ADD's firewall6 puts its chains back.
     chain
         .node
         .exec_ok(&["ip6tables", "-w", "-t", "raw", "-F", "PREROUTING"]);
     let (d, cid_d, mld_d) = attach_watching(&chain, &veth_a);
-    assert!(
-        !mld_d.is_empty(),
-        "the capture saw no MLD of d without the drop"
-    );
-    assert!(raw().contains("-j CNI6-MLD"), "not repaired: {}", raw());
+    assert!(mld_d.is_empty(), "d's MLD reached a's port: {mld_d:#?}");
+    let raw = || chain.node.exec_ok(&["ip6tables", "-w", "-t", "raw", "-S"]);
+    assert!(raw().contains("-j CNI6-SRC"), "not repaired: {}", raw());
 
     let drops_before = mld_drops(&chain);
     let (c, cid_c, mld_c) = attach_watching(&chain, &veth_a);
     assert!(mld_c.is_empty(), "c's MLD reached a's port: {mld_c:#?}");
     let drops = mld_drops(&chain) - drops_before;
-    assert!(drops >= 1, "c's MLD reports were not counted by CNI6-MLD");
+    assert!(
+        drops >= 1,
+        "c's MLD reports were not dropped by CNI6-SRC-ICMP"
+    );
 
-    // Neighbour discovery between pods is untouched.
+    // The pods still reach each other (through the node).
     bh::tcp_round_trip(&c, &a, addr_a);
 
     for (cid, pod) in [(cid_a, &a), (cid_c, &c), (cid_d, &d)] {

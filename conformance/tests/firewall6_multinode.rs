@@ -1,5 +1,5 @@
 //! firewall6 in the real chain on a multi-node cluster (conformance::
-//! topology): each node's conflist is design.md's example — bridge6 +
+//! topology): each node's conflist is docs/design.md's example — bridge6 +
 //! ipam-prefix, then firewall6 with the cluster ULA /64 as clusterPrefixes
 //! and 443/tcp allowed — run by `cni6` inside the node exactly as a runtime
 //! would (prevResult from bridge6, cached result for CHECK/DEL). An
@@ -31,14 +31,19 @@ fn add_firewall6(topo: &Topology, node: u16) {
     std::fs::write(&path, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
 }
 
+/// The node's rules, raw table (the pods' source check) then filter.
 fn node_rules(topo: &Topology, node: u16) -> Vec<String> {
-    let out = topology::run({
-        let mut c = topo.node_command(node, "/usr/sbin/ip6tables");
-        c.args(["-w", "-S"]);
-        c
-    })
-    .expect("ip6tables -S in node");
-    out.lines().map(str::to_string).collect()
+    let mut lines = Vec::new();
+    for table in ["raw", "filter"] {
+        let out = topology::run({
+            let mut c = topo.node_command(node, "/usr/sbin/ip6tables");
+            c.args(["-w", "-t", table, "-S"]);
+            c
+        })
+        .expect("ip6tables -S in node");
+        lines.extend(out.lines().map(str::to_string));
+    }
+    lines
 }
 
 fn pod_tagged(topo: &Topology, node: u16) -> Vec<String> {
@@ -158,7 +163,7 @@ fn bridge6_then_firewall6_across_two_nodes() {
     assert_eq!(pod_tagged(&topo, 2).len(), 5);
     assert!(pod_tagged(&topo, 1)
         .iter()
-        .any(|l| l.starts_with("-A CNI6-P-") && !l.starts_with("-A CNI6-P-OTHER")));
+        .any(|l| l.starts_with("-A CNI6-S-") && l.contains("--mac-source")));
     for p in [&pa, &pb, &pc] {
         let out = cni6_check(&topo, &bins, p);
         assert!(

@@ -23,10 +23,10 @@ fn pod_prev(version: &str, veth: &str, last: u16) -> Value {
     )
 }
 
-/// checklist 40: VERSION lists 0.4.0 and later only.
+/// conformance.md #40: VERSION lists 0.4.0 and later only.
 #[test]
 fn version_lists_from_0_4() {
-    // checklist 40
+    // conformance.md #40
 
     harness::require_root();
     let out = harness::Invocation::new(conformance::firewall_helpers::firewall6(), "VERSION")
@@ -36,17 +36,17 @@ fn version_lists_from_0_4() {
     assert_eq!(v["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
 }
 
-/// checklist 20, 21, 55, 57: at every version ADD prints prevResult
+/// conformance.md #20, 21, 55, 57: at every version ADD prints prevResult
 /// (semantically equal, in the requested version); 36: CHECK passes right
 /// after; 25/26: DEL removes every rule of the pod and repeats fine.
 #[test]
 fn add_check_del_at_every_version() {
-    // checklist 20
-    // checklist 21
-    // checklist 25
-    // checklist 26
-    // checklist 36
-    // checklist 55
+    // conformance.md #20
+    // conformance.md #21
+    // conformance.md #25
+    // conformance.md #26
+    // conformance.md #36
+    // conformance.md #55
 
     let node = RulesNode::new();
     for (i, v) in VERSIONS.iter().enumerate() {
@@ -55,16 +55,16 @@ fn add_check_del_at_every_version() {
         let c = conf(v, NET, json!({}), &prev);
         let out = node.fw("ADD", &cid, &c);
         let res = out.assert_ok();
-        // checklist 20
+        // conformance.md #20
         assert_eq!(res["cniVersion"], *v);
-        // checklist 21: stdout ≡ prevResult
+        // conformance.md #21: stdout ≡ prevResult
         let mut expect = prev.clone();
         expect.as_object_mut().unwrap().remove("dns"); // empty dns is omitted
         assert_eq!(*res, expect, "ADD at {v} changed prevResult");
         assert_eq!(node.pod_rules(NET, &cid).len(), 5, "{:#?}", node.rules());
-        // checklist 36
+        // conformance.md #36
         node.fw("CHECK", &cid, &c).assert_silent_ok();
-        // checklist 25, 26
+        // conformance.md #25, 26
         for _ in 0..3 {
             node.fw("DEL", &cid, &c).assert_silent_ok();
         }
@@ -72,12 +72,12 @@ fn add_check_del_at_every_version() {
     }
 }
 
-/// checklist 57: prevResult in an older version than the config (libcni
+/// conformance.md #57: prevResult in an older version than the config (libcni
 /// forwards it as is on ADD) is read leniently and re-emitted in the
 /// config's version.
 #[test]
 fn prev_result_of_another_version_is_converted() {
-    // checklist 57
+    // conformance.md #57
 
     let node = RulesNode::new();
     let cid = container_id("fw6c");
@@ -90,12 +90,12 @@ fn prev_result_of_another_version_is_converted() {
     node.fw("DEL", &cid, &c).assert_silent_ok();
 }
 
-/// checklist 31, 65: 0.3.x and unknown versions are error 1 for every verb
+/// conformance.md #31, 65: 0.3.x and unknown versions are error 1 for every verb
 /// and leave the ruleset untouched.
 #[test]
 fn old_and_unknown_versions_are_error_1_without_side_effects() {
-    // checklist 31
-    // checklist 65
+    // conformance.md #31
+    // conformance.md #65
 
     let node = RulesNode::new();
     let before = node.save();
@@ -109,11 +109,11 @@ fn old_and_unknown_versions_are_error_1_without_side_effects() {
     assert_eq!(node.save(), before);
 }
 
-/// checklist 51, 45: GC and STATUS before 1.1.0 are error 1.
+/// conformance.md #51, 45: GC and STATUS before 1.1.0 are error 1.
 #[test]
 fn gc_and_status_need_1_1() {
-    // checklist 45
-    // checklist 51
+    // conformance.md #45
+    // conformance.md #51
 
     let node = RulesNode::new();
     for v in ["0.4.0", "1.0.0"] {
@@ -124,10 +124,10 @@ fn gc_and_status_need_1_1() {
 }
 
 /// ADD without prevResult is error 7 (firewall6 is chained); so is CHECK
-/// (checklist 32). Nothing is installed.
+/// (conformance.md #32). Nothing is installed.
 #[test]
 fn prev_result_required_for_add_and_check() {
-    // checklist 32
+    // conformance.md #32
 
     let node = RulesNode::new();
     let before = node.save();
@@ -143,10 +143,10 @@ fn prev_result_required_for_add_and_check() {
 }
 
 /// Malformed known keys: error 7 naming key and value; unknown keys
-/// ignored (checklist 14).
+/// ignored (conformance.md #14).
 #[test]
 fn config_errors_name_key_and_value() {
-    // checklist 14
+    // conformance.md #14
 
     let node = RulesNode::new();
     let prev = pod_prev("1.0.0", "vethk", 0x40);
@@ -188,11 +188,11 @@ fn config_errors_name_key_and_value() {
     node.fw("DEL", &cid, &c).assert_silent_ok();
 }
 
-/// checklist 26: DEL of something never added succeeds (also on a node
+/// conformance.md #26: DEL of something never added succeeds (also on a node
 /// where firewall6 never ran: no chains at all).
 #[test]
 fn del_of_unknown_attachment_succeeds() {
-    // checklist 26
+    // conformance.md #26
 
     let node = RulesNode::new();
     let before = node.save();
@@ -203,13 +203,13 @@ fn del_of_unknown_attachment_succeeds() {
     assert_eq!(node.save(), before);
 }
 
-/// checklist 27, 28: DEL without prevResult and with an empty CNI_NETNS
+/// conformance.md #27, 28: DEL without prevResult and with an empty CNI_NETNS
 /// still removes exactly that pod's rules (found by their comment), and
 /// leaves the other pod alone.
 #[test]
 fn del_without_prev_result_removes_rules() {
-    // checklist 27
-    // checklist 28
+    // conformance.md #27
+    // conformance.md #28
 
     let node = RulesNode::new();
     for v in VERSIONS {
@@ -254,15 +254,15 @@ fn del_without_prev_result_removes_rules() {
     }
 }
 
-/// checklist 32–34: a deleted or altered rule makes CHECK fail, naming the
+/// conformance.md #32–34: a deleted or altered rule makes CHECK fail, naming the
 /// rule; CHECK changes nothing (ip6tables-save with counters identical
 /// before and after, passing or failing), unlike the reference which
 /// re-creates chains.
 #[test]
 fn check_reports_drift_and_changes_nothing() {
-    // checklist 32
-    // checklist 33
-    // checklist 34
+    // conformance.md #32
+    // conformance.md #33
+    // conformance.md #34
 
     let node = RulesNode::new();
     for v in VERSIONS {
@@ -274,7 +274,7 @@ fn check_reports_drift_and_changes_nothing() {
         assert_eq!(node.save(), before, "passing CHECK changed the ruleset");
 
         // One pod rule gone.
-        let victim = node.pod_rules(NET, &cid)[0].clone();
+        let victim = node.pod_rules(NET, &cid).last().unwrap().clone();
         let spec: Vec<&str> = victim.split(' ').skip(1).collect();
         let del = format!("ip6tables -w -D {}", spec.join(" "));
         node.ns.exec_ok(&["sh", "-c", &del]);
@@ -337,7 +337,7 @@ fn check_reports_drift_and_changes_nothing() {
 /// A CHECK whose prevResult names an address the pod was not given fails.
 #[test]
 fn check_with_foreign_address_fails() {
-    // checklist 32
+    // conformance.md #32
 
     let node = RulesNode::new();
     let cid = container_id("fw6f");
@@ -389,13 +389,13 @@ fn admin_chain_survives_everything() {
     }
 }
 
-/// checklist 47–49: GC removes the rules of attachments not in the valid
+/// conformance.md #47–49: GC removes the rules of attachments not in the valid
 /// list, of this network only; accepts both key spellings; no list = no-op.
 #[test]
 fn gc_scoped_to_network() {
-    // checklist 47
-    // checklist 48
-    // checklist 51
+    // conformance.md #47
+    // conformance.md #48
+    // conformance.md #51
 
     let node = RulesNode::new();
     let (a, b, c_id) = (
@@ -443,48 +443,40 @@ fn gc_scoped_to_network() {
     node.fw("DEL", &c_id, &cc).assert_silent_ok();
 }
 
-/// checklist 42, 45, 46: STATUS healthy → 0 and silent; br_netfilter off
+/// conformance.md #42, 45, 46: STATUS healthy → 0 and silent; br_netfilter off
 /// in the node → 50 naming the sysctl, and ADD of a bridged pod fails with
 /// the same reason instead of silently skipping the source check; back on
-/// → both work again (checklist 44).
+/// → both work again (conformance.md #44).
 #[test]
 fn status_and_bridge_netfilter() {
-    // checklist 42
-    // checklist 44
-    // checklist 46
+    // conformance.md #42
+    // conformance.md #44
+    // conformance.md #46
 
+    // Issue 15: the source check lives in raw PREROUTING and needs no
+    // br_netfilter: STATUS and ADD succeed with bridge-nf-call-ip6tables=0.
     let node = RulesNode::new();
     let st = json!({"cniVersion": "1.1.0", "name": NET, "type": "firewall6"});
     node.fw_network("STATUS", &st).assert_silent_ok();
     node.set_bridge_nf("0");
-    let out = node.fw_network("STATUS", &st);
-    out.assert_error(50);
-    assert!(
-        out.msg().contains("bridge-nf-call-ip6tables"),
-        "{}",
-        out.msg()
-    );
+    node.fw_network("STATUS", &st).assert_silent_ok();
     let cid = container_id("fw6s");
     let c = conf("1.1.0", NET, json!({}), &pod_prev("1.1.0", "veths", 0xa0));
-    let before = node.save();
-    let out = node.fw("ADD", &cid, &c);
-    out.assert_error(50);
-    assert!(
-        out.msg().contains("bridge-nf-call-ip6tables"),
-        "{}",
-        out.msg()
-    );
-    assert_eq!(node.save(), before, "failed ADD left rules");
-    node.set_bridge_nf("1");
-    node.fw_network("STATUS", &st).assert_silent_ok();
     node.fw("ADD", &cid, &c).assert_ok();
+    assert_eq!(
+        node.pod_rules(NET, &cid).len(),
+        5,
+        "sources (raw) and policy"
+    );
+    node.fw("CHECK", &cid, &c).assert_silent_ok();
     node.fw("DEL", &cid, &c).assert_silent_ok();
+    assert!(node.pod_rules(NET, &cid).is_empty());
 }
 
-/// checklist 11: works with no PATH at all (absolute ip6tables paths).
+/// conformance.md #11: works with no PATH at all (absolute ip6tables paths).
 #[test]
 fn no_path_needed() {
-    // checklist 11
+    // conformance.md #11
 
     let node = RulesNode::new();
     let cid = container_id("fw6n");
@@ -537,16 +529,32 @@ fn del_leaves_only_skeleton() {
             .all(|l| !l.contains("firewall6 net=cluster if=")),
         "{rules:#?}"
     );
+    let raw = node.raw_rules();
+    assert!(
+        raw.iter().all(|l| !l.contains("firewall6 net=cluster if=")),
+        "{raw:#?}"
+    );
     let chains: Vec<&str> = rules.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
-    // 5 fixed chains + policy + 256 port buckets + catch-all + 256 address
+    // 6 fixed chains + policy + 256 port buckets + catch-all + 256 address
     // buckets + 16 port groups + 16 address groups.
-    assert_eq!(chains.len(), 6 + 513 + 32, "{chains:?}");
+    assert_eq!(chains.len(), 7 + 513 + 32, "{chains:?}");
+    // Raw: CNI6-MLD, CNI6-SRC, CNI6-SRC-ICMP, 16 source groups, 256 source
+    // buckets, each still ending in its DROP.
+    let raw_chains: Vec<&str> = raw.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
+    assert_eq!(raw_chains.len(), 3 + 16 + 256, "{raw_chains:?}");
+    assert_eq!(
+        raw.iter()
+            .filter(|l| l.starts_with("-A CNI6-S-") && l.ends_with("-j DROP"))
+            .count(),
+        256
+    );
     for c in [
         "CNI6-ADMIN",
         "CNI6-ANTISPOOF",
         "CNI6-FORWARD",
         "CNI6-FROM-POD",
         "CNI6-INGRESS",
+        "CNI6-PODS",
         "CNI6-P-OTHER",
         "CNI6-P-00",
         "CNI6-D-ff",
@@ -565,7 +573,7 @@ fn del_leaves_only_skeleton() {
     );
 }
 
-/// A repeated ADD of one attachment (checklist 22 is about interface
+/// A repeated ADD of one attachment (conformance.md #22 is about interface
 /// plugins; for a chained plugin the documented behaviour is: the rules go
 /// in again, CHECK passes, one DEL removes every copy).
 #[test]
@@ -581,10 +589,14 @@ fn repeated_add_then_one_del() {
     node.fw("ADD", &cid, &c).assert_ok();
     node.fw("ADD", &cid, &c).assert_ok();
     assert_eq!(node.pod_rules(NET, &cid).len(), 10);
-    assert!(node
-        .pod_rules(NET, &cid)
-        .iter()
-        .any(|l| l.starts_with("-A CNI6-P-e3 ")));
+    // Its sources in the raw bucket of their low byte (0xd0), twice.
+    assert_eq!(
+        node.pod_rules(NET, &cid)
+            .iter()
+            .filter(|l| l.starts_with("-A CNI6-S-d0 "))
+            .count(),
+        4
+    );
     node.fw("CHECK", &cid, &c).assert_silent_ok();
     node.fw("DEL", &cid, &c).assert_silent_ok();
     assert!(node.pod_rules(NET, &cid).is_empty(), "{:#?}", node.rules());
@@ -630,13 +642,13 @@ fn without_ip6tables(node: &RulesNode, cmd: &str, cid: &str, conf: &Value) -> (i
     (out.status.code().unwrap_or(-1), v)
 }
 
-/// checklist 42, 46: STATUS is 50 when ip6tables is unusable; ADD fails
+/// conformance.md #42, 46: STATUS is 50 when ip6tables is unusable; ADD fails
 /// with the same reason and changes nothing; DEL still succeeds (no
-/// ip6tables, no rules of ours to remove: checklist 25).
+/// ip6tables, no rules of ours to remove: conformance.md #25).
 #[test]
 fn no_ip6tables_is_status_50() {
-    // checklist 42
-    // checklist 46
+    // conformance.md #42
+    // conformance.md #46
     let node = RulesNode::new();
     let st = json!({"cniVersion": "1.1.0", "name": NET, "type": "firewall6"});
     let (code, v) = without_ip6tables(&node, "STATUS", "", &st);
@@ -667,12 +679,12 @@ fn no_ip6tables_is_status_50() {
     node.fw_network("STATUS", &st).assert_silent_ok();
 }
 
-/// checklist 81: 16 first ADDs at once on a fresh node: all succeed, the
+/// conformance.md #81: 16 first ADDs at once on a fresh node: all succeed, the
 /// skeleton is made once (one FORWARD jump, one admin jump), every pod
 /// passes CHECK.
 #[test]
 fn concurrent_first_adds() {
-    // checklist 81
+    // conformance.md #81
     let node = RulesNode::new();
     let pods: Vec<(String, Value)> = (0..16u16)
         .map(|i| {
@@ -707,14 +719,14 @@ fn concurrent_first_adds() {
     }
 }
 
-/// checklist 17: the config (and even the prevResult) changed between ADD
+/// conformance.md #17: the config (and even the prevResult) changed between ADD
 /// and DEL: DEL still removes exactly that attachment's rules.
-/// checklist 35: a prevResult with extra routes from later in the chain
+/// conformance.md #35: a prevResult with extra routes from later in the chain
 /// does not fail CHECK.
 #[test]
 fn del_after_config_change_and_check_tolerates_extras() {
-    // checklist 17
-    // checklist 35
+    // conformance.md #17
+    // conformance.md #35
     let node = RulesNode::new();
     let (cid, other) = (container_id("fw6e"), container_id("fw6e"));
     let c = conf(

@@ -41,12 +41,12 @@ fn ref_rules(node: &RulesNode) -> Vec<String> {
         .collect()
 }
 
-/// checklist 28, §3 #21: DEL without prevResult (runtime cache lost).
+/// conformance.md #28, conformance.md §3 #21: DEL without prevResult (runtime cache lost).
 /// Reference: succeeds and leaves the pod's rules behind. firewall6: finds
 /// them by their comment and removes them.
 #[test]
 fn del_without_prev_result() {
-    // checklist 28
+    // conformance.md #28
 
     let node = RulesNode::new();
     let rf = harness::reference("firewall");
@@ -84,13 +84,13 @@ fn del_without_prev_result() {
     }
 }
 
-/// checklist 33, 34: after the chains are damaged, the reference CHECK
+/// conformance.md #33, 34: after the chains are damaged, the reference CHECK
 /// re-creates them (a side effect) before failing; firewall6's CHECK fails
 /// and leaves the ruleset byte for byte as it was.
 #[test]
 fn check_side_effects() {
-    // checklist 33
-    // checklist 34
+    // conformance.md #33
+    // conformance.md #34
 
     let node = RulesNode::new();
     let rf = harness::reference("firewall");

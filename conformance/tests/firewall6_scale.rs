@@ -7,8 +7,8 @@
 //! crate doc of firewall6 records them.
 
 use conformance::firewall_helpers::{
-    conf, documented_pod_rules, fake_gua as gua, fake_ula as ula, fake_veth as veth, firewall6,
-    prev_result, RulesNode,
+    conf, documented_pod_rules, fake_gua as gua, fake_mac, fake_ula as ula, fake_veth as veth,
+    firewall6, prev_result, with_pod_mac, RulesNode,
 };
 use conformance::harness::{self, Invocation, Output};
 use serde_json::{json, Value};
@@ -25,12 +25,15 @@ fn cid(i: u32) -> String {
 }
 
 fn prev(i: u32) -> Value {
-    prev_result(
-        "1.0.0",
-        "cni6br0",
-        &veth(i),
-        "/var/run/netns/fw6-fake-pod",
-        &[&format!("{}/96", ula(i)), &format!("{}/96", gua(i))],
+    with_pod_mac(
+        prev_result(
+            "1.0.0",
+            "cni6br0",
+            &veth(i),
+            "/var/run/netns/fw6-fake-pod",
+            &[&format!("{}/96", ula(i)), &format!("{}/96", gua(i))],
+        ),
+        &fake_mac(i),
     )
 }
 
@@ -96,19 +99,24 @@ fn parallel(
 
 /// The rules pod `i` must have (the documented layout).
 fn expected_rules(i: u32, policy: &str) -> Vec<String> {
-    documented_pod_rules(NET, &cid(i), &veth(i), [ula(i), gua(i)], policy)
+    documented_pod_rules(NET, &cid(i), &fake_mac(i), [ula(i), gua(i)], policy)
 }
 
 fn pod_lines(node: &RulesNode) -> BTreeSet<String> {
-    node.rules()
+    node.raw_rules()
         .into_iter()
-        .filter(|l| l.starts_with("-A CNI6-P-") || l.starts_with("-A CNI6-D-"))
+        .chain(node.rules())
+        .filter(|l| {
+            (l.starts_with("-A CNI6-S-") && l.contains("firewall6 net="))
+                || l.starts_with("-A CNI6-P-")
+                || l.starts_with("-A CNI6-D-")
+        })
         .collect()
 }
 
 #[test]
 fn thousand_pods_and_reference() {
-    // checklist 81
+    // conformance.md #81
 
     harness::require_root();
     let fw = firewall6();
@@ -156,7 +164,7 @@ fn thousand_pods_and_reference() {
     let par_del = parallel(base..base + 16, 16, |i| {
         call(&node, &fw, "DEL", i, &fw_conf(i))
     });
-    // The rare path (runtime cache lost, checklist 28): DEL without
+    // The rare path (runtime cache lost, conformance.md #28): DEL without
     // prevResult reads the whole table once.
     let bare = conf("1.0.0", NET, json!({}), &Value::Null);
     let par_del_bare = parallel(base + 16..base + 32, 16, |i| {
@@ -185,11 +193,15 @@ fn thousand_pods_and_reference() {
         .into_iter()
         .filter(|l| l.starts_with("-A "))
         .collect();
-    // FORWARD jump, CNI6-FORWARD (admin, 2 link-local, 2 dispatch), the
-    // dispatch chains (16 groups + catch-all, multicast + 16 groups), the
-    // 32 group chains (16 buckets each), FROM-POD, policy (replies,
-    // cluster prefix, port 443, drop).
-    assert_eq!(left.len(), 1 + 5 + 17 + 17 + 32 * 16 + 2 + 4, "{left:#?}");
+    // FORWARD jump, CNI6-FORWARD (admin, 2 link-local, 3 dispatch), the
+    // bridge's CNI6-PODS rule, the dispatch chains (16 groups + catch-all,
+    // multicast + 16 groups), the 32 group chains (16 buckets each),
+    // FROM-POD, policy (replies, cluster prefix, port 443, drop).
+    assert_eq!(
+        left.len(),
+        1 + 6 + 1 + 17 + 17 + 32 * 16 + 2 + 4,
+        "{left:#?}"
+    );
 
     println!(
         "FW6-SCALE firewall6 ADD cpu/wall median: 10 pods {} / {}, 1000 pods {} / {}; CHECK@1000 cpu {}; \

@@ -1,6 +1,6 @@
 //! ipam-prefix against the bad-input corpus (testdata/bad-input/): every
 //! malformed or hostile input gets the expected error code with a message,
-//! never a panic, and changes NOTHING on disk (design.md: "Bad input never
+//! never a panic, and changes NOTHING on disk (docs/design.md: "Bad input never
 //! panics, never leaves a half-made … allocation").
 
 use conformance::corpus::{Bindings, Case};
@@ -9,7 +9,7 @@ use conformance::ipam::*;
 
 #[test]
 fn every_bad_input_is_refused_cleanly() {
-    // checklist 2–5, 7, 9, 10, 13, 16, 31, 45, 51, 65, 67–70, 73, 74
+    // conformance.md #2–5, 7, 9, 10, 13, 16, 31, 45, 51, 65, 67–70, 73, 74
     let cases = Case::load_dir(&testdata::bad_input_dir());
     assert!(cases.len() >= 40, "corpus too small: {}", cases.len());
     let net = demo_net();
@@ -81,7 +81,7 @@ fn every_bad_input_is_refused_cleanly() {
 
 #[test]
 fn error_messages_stay_short() {
-    // checklist 68: `msg` is the short form; runtimes log it as is.
+    // conformance.md #68: `msg` is the short form; runtimes log it as is.
     let cases = Case::load_dir(&testdata::bad_input_dir());
     let net = demo_net();
     let pod = Netns::new(NETNS_PREFIX);

@@ -1,6 +1,6 @@
 //! ipam-prefix, black box, under contention and violence: many processes
-//! at once (checklist 81, 83) and processes SIGKILLed at random moments
-//! (design.md: "A plugin killed at any point leaves state that a later DEL
+//! at once (conformance.md #81, 83) and processes SIGKILLed at random moments
+//! (docs/design.md: "A plugin killed at any point leaves state that a later DEL
 //! or GC removes").
 
 use conformance::harness::*;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[test]
 fn sixty_four_parallel_adds_get_distinct_slots() {
-    // checklist 81, 83
+    // conformance.md #81, 83
     let net = demo_net();
     let ns = Netns::new(NETNS_PREFIX);
     let cids: Vec<String> = (0..64).map(|_| container_id("par")).collect();
@@ -65,7 +65,7 @@ fn sixty_four_parallel_adds_get_distinct_slots() {
 
 #[test]
 fn interleaved_add_del_from_threads_stays_consistent() {
-    // checklist 83: interleaved ADD/DEL storm → store consistent.
+    // conformance.md #83: interleaved ADD/DEL storm → store consistent.
     let net = demo_net();
     let ns = Netns::new(NETNS_PREFIX);
     let live = Mutex::new(BTreeMap::<String, Value>::new());
@@ -115,7 +115,7 @@ struct History {
 
 #[test]
 fn sigkill_storm_leaves_state_that_gc_cleans() {
-    // checklist 82, 83; design.md: killed at any point → a later GC/DEL
+    // conformance.md #82, 83; docs/design.md: killed at any point → a later GC/DEL
     // removes the state;
     // every store file still parses (records are written crash-safely).
     const PROCESSES: usize = 200;
@@ -266,7 +266,7 @@ fn run_all(invs: Vec<Invocation>, width: usize) -> Vec<Output> {
 
 #[test]
 fn racing_for_one_requested_address_has_one_winner() {
-    // checklist 73, 81: 16 pods request the same address at once.
+    // conformance.md #73, 81: 16 pods request the same address at once.
     let net = demo_net();
     let ns = Netns::new(NETNS_PREFIX);
     let want = slot_addr(net.pod_ranges()[0], 0x77);
@@ -297,7 +297,7 @@ fn racing_for_one_requested_address_has_one_winner() {
 
 #[test]
 fn racing_to_fill_a_range_never_overbooks() {
-    // checklist 42, 81: 260 pods into 240 slots, 64 processes at a time.
+    // conformance.md #42, 81: 260 pods into 240 slots, 64 processes at a time.
     let net = IpamNet::new(&["fd8c:1f0a:77e3:0:1:2:500::/104"]);
     let ns = Netns::new(NETNS_PREFIX);
     let invs = (0..260)
@@ -327,7 +327,7 @@ fn racing_to_fill_a_range_never_overbooks() {
 
 #[test]
 fn gc_of_one_network_while_another_allocates() {
-    // checklist 48, 81: GC is per network; parallel ADDs on the other
+    // conformance.md #48, 81: GC is per network; parallel ADDs on the other
     // network in the same data dir are untouched.
     let n = demo_net();
     let m = n.sibling(&["fd8c:1f0a:77e3:0:4::/80"]);
@@ -360,7 +360,7 @@ fn gc_of_one_network_while_another_allocates() {
 
 #[test]
 fn first_calls_after_a_reboot_race_safely() {
-    // design.md boot-id release, under checklist 81 concurrency: 10 records
+    // docs/design.md boot-id release, under conformance.md #81 concurrency: 10 records
     // of a previous boot, then 16 ADDs at once.
     let net = demo_net();
     let ns = Netns::new(NETNS_PREFIX);

@@ -1,6 +1,6 @@
 //! The shipped conflists (testdata/conflists/) parse as libcni would parse
 //! them, and the IPAM-only demo network really works end to end through
-//! the project's libcni-like runtime (checklist 53, 54, 71, 84–86).
+//! the project's libcni-like runtime (conformance.md #53, 54, 71, 84–86).
 
 use cni_common::runtime::{Attachment, ConfList, Runtime};
 use conformance::harness::*;

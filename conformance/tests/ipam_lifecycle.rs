@@ -1,6 +1,6 @@
 //! ipam-prefix, black box: what ADD/DEL/CHECK/GC/STATUS do to allocations
-//! and the store (checklist 1.C–1.H, 1.M, 1.N) and the address plan of
-//! design.md, with expected addresses computed by the test, not read back
+//! and the store (conformance.md 1.C–1.H, 1.M, 1.N) and the address plan of
+//! docs/design.md, with expected addresses computed by the test, not read back
 //! from the plugin.
 
 use conformance::harness::*;
@@ -29,8 +29,8 @@ fn expected_addrs(net: &IpamNet, slot: u128) -> Vec<Ipv6Net> {
 
 #[test]
 fn first_pod_gets_slot_0x10_in_every_prefix() {
-    // design.md address plan; contract: result ips in config order, /(L+16),
-    // gateway = range|1, routes/dns from config (checklist 15).
+    // docs/design.md address plan; contract: result ips in config order, /(L+16),
+    // gateway = range|1, routes/dns from config (conformance.md #15).
     let net = demo_net()
         .set_ipam("routes", json!([{"dst": "::/0"}]))
         .set_ipam(
@@ -50,7 +50,7 @@ fn first_pod_gets_slot_0x10_in_every_prefix() {
     assert_eq!(
         got[0].to_string(),
         "fd8c:1f0a:77e3:0:1:1:0:10/96",
-        "design.md: C:n:1::k"
+        "docs/design.md: C:n:1::k"
     );
     assert_eq!(got[1].to_string(), "2001:db8:7:12:0:1:0:10/96", "G:0:1::k");
     for (ip, range) in r["ips"].as_array().unwrap().iter().zip(net.pod_ranges()) {
@@ -99,7 +99,7 @@ fn first_pod_gets_slot_0x10_in_every_prefix() {
 
 #[test]
 fn ula_and_gua_share_the_interface_id_and_node_part() {
-    // design.md: same low 32 bits in every range; node part = node prefix.
+    // docs/design.md: same low 32 bits in every range; node part = node prefix.
     let net = demo_net();
     let ns = pod();
     let nodes = net.node_prefixes();
@@ -155,7 +155,7 @@ fn subnet_id_and_other_lengths() {
 
 #[test]
 fn same_add_twice_returns_the_same_addresses() {
-    // checklist 22 (our documented choice: idempotent ADD, no second slot)
+    // conformance.md #22 (our documented choice: idempotent ADD, no second slot)
     let net = demo_net();
     let ns = pod();
     let cid = container_id("twice");
@@ -167,7 +167,7 @@ fn same_add_twice_returns_the_same_addresses() {
         1,
         "second slot taken"
     );
-    // Same container, another interface: another slot (checklist 83: keyed
+    // Same container, another interface: another slot (conformance.md #83: keyed
     // by network, container id AND ifname).
     let c = net
         .call("ADD", "1.0.0", &cid, &ns.path_str(), "net1")
@@ -180,7 +180,7 @@ fn same_add_twice_returns_the_same_addresses() {
 
 #[test]
 fn del_releases_and_is_idempotent() {
-    // checklist 25, 26, at every version
+    // conformance.md #25, 26, at every version
     let net = demo_net();
     let ns = pod();
     let keep = container_id("keep");
@@ -216,7 +216,7 @@ fn del_releases_and_is_idempotent() {
 
 #[test]
 fn del_without_netns_prevresult_or_with_the_netns_gone() {
-    // checklist 27, 28
+    // conformance.md #27, 28
     let net = demo_net();
     for v in ALL_VERSIONS {
         // netns deleted before DEL
@@ -255,7 +255,7 @@ fn del_without_netns_prevresult_or_with_the_netns_gone() {
 
 #[test]
 fn del_with_a_changed_config_still_releases() {
-    // checklist 17: ADD with range R1, DEL with R2 (prefixes, subnetId,
+    // conformance.md #17: ADD with range R1, DEL with R2 (prefixes, subnetId,
     // even an unusable fromInterface) → released.
     let net = demo_net();
     let ns = pod();
@@ -286,7 +286,7 @@ fn del_with_a_changed_config_still_releases() {
 
 #[test]
 fn check_compares_the_record_with_prev_result() {
-    // checklist 32, 33, 34, 36
+    // conformance.md #32, 33, 34, 36
     let net = demo_net();
     let ns = pod();
     for v in versions_with_check() {
@@ -341,7 +341,7 @@ fn check_compares_the_record_with_prev_result() {
 
 #[test]
 fn status_reports_a_full_range_and_recovers() {
-    // checklist 42, 44, 46; contract: STATUS 50 when the range is full.
+    // conformance.md #42, 44, 46; contract: STATUS 50 when the range is full.
     // A /104 node prefix gives a /120 pod range: slots 0x10..=0xff = 240.
     let net = IpamNet::new(&["fd8c:1f0a:77e3:0:1:2:300::/104"]);
     let ns = pod();
@@ -384,7 +384,7 @@ fn status_reports_a_full_range_and_recovers() {
 
 #[test]
 fn status_fails_when_the_data_dir_is_unusable() {
-    // checklist 42; contract: STATUS 50 when the data dir is unusable /
+    // conformance.md #42; contract: STATUS 50 when the data dir is unusable /
     // prefix unresolvable.
     let net = demo_net();
     let file = TempDir::new("notadir");
@@ -403,7 +403,7 @@ fn status_fails_when_the_data_dir_is_unusable() {
 
 #[test]
 fn gc_frees_what_is_not_listed_and_only_in_its_network() {
-    // checklist 47, 48, 51, 52
+    // conformance.md #47, 48, 51, 52
     let n = demo_net();
     let m = n.sibling(&["fd8c:1f0a:77e3:0:2::/80"]);
     let ns = pod();
@@ -441,7 +441,7 @@ fn gc_frees_what_is_not_listed_and_only_in_its_network() {
 
 #[test]
 fn gc_keeps_going_and_reports_errors() {
-    // checklist 49: a stale record that cannot be removed (immutable file)
+    // conformance.md #49: a stale record that cannot be removed (immutable file)
     // does not stop GC from freeing the others; GC exits ≠ 0 naming it.
     let n = demo_net();
     let ns = pod();
@@ -488,7 +488,7 @@ fn gc_keeps_going_and_reports_errors() {
 
 #[test]
 fn records_of_another_boot_are_released_on_the_next_call() {
-    // design.md: "Nothing leaks across a reboot".
+    // docs/design.md: "Nothing leaks across a reboot".
     let net = demo_net();
     let ns = pod();
     let old = container_id("oldboot");
@@ -520,7 +520,7 @@ fn records_of_another_boot_are_released_on_the_next_call() {
 
 #[test]
 fn requested_addresses_and_their_precedence() {
-    // checklist 16, 71, 73, 74; contract: args.cni.ips > runtimeConfig.ips
+    // conformance.md #16, 71, 73, 74; contract: args.cni.ips > runtimeConfig.ips
     // (declared capability) > CNI_ARGS IP=.
     let ns = pod();
     let base = demo_net().set_top("capabilities", json!({"ips": true}));
@@ -620,7 +620,7 @@ fn requested_addresses_and_their_precedence() {
     );
 }
 
-/// A node namespace whose `c6iup0` carries the addresses of design.md's
+/// A node namespace whose `c6iup0` carries the addresses of docs/design.md's
 /// example node: GUA 2001:db8:7:12::5/64 and ULA fd8c:1f0a:77e3:0:1::2/80.
 fn node_with_uplink() -> Netns {
     let node = Netns::new(NETNS_PREFIX);
@@ -681,7 +681,7 @@ fn from_interface_reads_the_node_prefix_in_its_namespace() {
 
 #[test]
 fn from_interface_errors() {
-    // checklist 69, 42; contract: missing interface → 7; prefix longer
+    // conformance.md #69, 42; contract: missing interface → 7; prefix longer
     // than L → error;
     // no address of the asked scope → 7; STATUS → 50 when unresolvable.
     let node = node_with_uplink();
@@ -731,7 +731,7 @@ fn from_interface_errors() {
 
 #[test]
 fn status_on_a_new_network_writes_nothing() {
-    // checklist 46: STATUS runs every ~5 s from kubelet; it must not write.
+    // conformance.md #46: STATUS runs every ~5 s from kubelet; it must not write.
     let fresh = demo_net();
     fresh.status().run().assert_silent_ok();
     assert!(
@@ -743,7 +743,7 @@ fn status_on_a_new_network_writes_nothing() {
 
 #[test]
 fn status_leaves_an_existing_store_unchanged() {
-    // checklist 46
+    // conformance.md #46
     let net = demo_net();
     let ns = pod();
     add(&net, &ns, &container_id("st"));
@@ -766,7 +766,7 @@ fn crash_before_link(net: &IpamNet, cid: &str) {
 
 #[test]
 fn del_after_an_add_killed_before_its_slot_link_frees_everything() {
-    // checklist 82: the runtime DELs every failed ADD; design.md: killed at
+    // conformance.md #82: the runtime DELs every failed ADD; docs/design.md: killed at
     // any point → a later DEL (no GC needed: runtimes < 1.1 never call it).
     let net = demo_net();
     let ns = pod();
@@ -786,7 +786,7 @@ fn del_after_an_add_killed_before_its_slot_link_frees_everything() {
 
 #[test]
 fn a_retried_add_after_a_crash_completes_the_reservation() {
-    // checklist 22, 82: the runtime may retry the ADD that was killed.
+    // conformance.md #22, 82: the runtime may retry the ADD that was killed.
     let net = demo_net();
     let ns = pod();
     let cid = container_id("retry");
@@ -806,7 +806,7 @@ fn a_retried_add_after_a_crash_completes_the_reservation() {
 
 #[test]
 fn gc_clears_crash_and_foreign_debris() {
-    // checklist 48, 82: GC leaves exactly the listed attachments, also when
+    // conformance.md #48, 82: GC leaves exactly the listed attachments, also when
     // the store holds a record without its link (killed ADD), slot links
     // without a record or naming a record of another slot (foreign writer,
     // manual edits), and a half-written temp record.
@@ -839,7 +839,7 @@ fn gc_clears_crash_and_foreign_debris() {
 
 #[test]
 fn check_tolerates_what_the_chain_added() {
-    // checklist 35, 57: the prevResult IPAM sees on CHECK is the chain's
+    // conformance.md #35, 57: the prevResult IPAM sees on CHECK is the chain's
     // final result (bridge6 adds interfaces and ips[].interface; later
     // plugins add routes, a MAC), possibly in an older version's shape.
     let net = demo_net();
@@ -878,7 +878,7 @@ fn check_tolerates_what_the_chain_added() {
 
 #[test]
 fn older_versions_are_the_down_conversion_of_1_1() {
-    // checklist 66: our 0.3.x/0.4.0 output equals libcni's conversion of
+    // conformance.md #66: our 0.3.x/0.4.0 output equals libcni's conversion of
     // our 1.1.0 output (add ips[].version, change cniVersion, nothing else).
     let net = demo_net()
         .set_ipam("routes", json!([{"dst": "::/0"}]))
@@ -910,7 +910,7 @@ fn older_versions_are_the_down_conversion_of_1_1() {
 
 #[test]
 fn del_frees_only_the_named_interface() {
-    // checklist 83: state keyed by (network, containerID, ifname).
+    // conformance.md #83: state keyed by (network, containerID, ifname).
     let net = demo_net();
     let ns = pod();
     let cid = container_id("ifs");
@@ -931,7 +931,7 @@ fn del_frees_only_the_named_interface() {
 
 #[test]
 fn another_boots_records_are_released_by_any_call_that_touches_the_store() {
-    // design.md: "released on the next call that touches the store" — here
+    // docs/design.md: "released on the next call that touches the store" — here
     // a DEL of an unrelated attachment, and a GC that lists the old pod.
     let ns = pod();
     for trigger in ["DEL", "GC"] {
@@ -962,7 +962,7 @@ fn another_boots_records_are_released_by_any_call_that_touches_the_store() {
 
 #[test]
 fn from_interface_skips_deprecated_addresses() {
-    // design.md: "build what an operator would expect". When the provider
+    // docs/design.md: "build what an operator would expect". When the provider
     // renumbers, the old prefix stays on the uplink as deprecated (valid,
     // not preferred) for a while; new pods must get the new prefix.
     let node = Netns::new(NETNS_PREFIX);

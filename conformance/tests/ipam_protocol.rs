@@ -1,4 +1,4 @@
-//! ipam-prefix, black box: the invocation protocol (checklist 1.A, 1.B,
+//! ipam-prefix, black box: the invocation protocol (conformance.md 1.A, 1.B,
 //! 1.F, 1.K, 1.L) — environment per verb, stdin decoding, versions, output
 //! discipline, error codes and messages. Every call runs the built binary
 //! with an environment the test controls completely.
@@ -27,7 +27,7 @@ const REQUIRED: &[(&str, &[&str])] = &[
 
 #[test]
 fn missing_or_empty_required_var_is_4_naming_it() {
-    // checklist 3, 69 (4: message names the variable)
+    // conformance.md #3, 69 (4: message names the variable)
     let net = demo_net();
     let ns = pod();
     // Environment checks come before the version is read, but the matrix
@@ -69,7 +69,7 @@ fn missing_or_empty_required_var_is_4_naming_it() {
 
 #[test]
 fn del_needs_no_netns() {
-    // checklist 3, 27: DEL with CNI_NETNS empty or unset succeeds and frees.
+    // conformance.md #3, 27: DEL with CNI_NETNS empty or unset succeeds and frees.
     let net = demo_net();
     let ns = pod();
     for how in ["empty", "unset"] {
@@ -94,7 +94,7 @@ fn del_needs_no_netns() {
 
 #[test]
 fn version_and_status_need_only_the_command() {
-    // checklist 3 (VERSION: CNI_COMMAND only; STATUS: nothing required), 40, 45
+    // conformance.md #3 (VERSION: CNI_COMMAND only; STATUS: nothing required), 40, 45
     let net = demo_net();
     let bin = plugin("ipam-prefix");
     let out = Invocation::new(&bin, "VERSION")
@@ -109,7 +109,7 @@ fn version_and_status_need_only_the_command() {
 
 #[test]
 fn unknown_verb_is_4() {
-    // checklist 2
+    // conformance.md #2
     let net = demo_net();
     let ns = pod();
     for verb in ["BOGUS", "add", "Del", "ADD "] {
@@ -124,7 +124,7 @@ fn unknown_verb_is_4() {
 
 #[test]
 fn container_id_rules() {
-    // checklist 4
+    // conformance.md #4
     let net = demo_net();
     let ns = pod();
     for bad in [
@@ -156,7 +156,7 @@ fn container_id_rules() {
 
 #[test]
 fn ifname_rules() {
-    // checklist 5
+    // conformance.md #5
     let net = demo_net();
     let ns = pod();
     for bad in ["0123456789abcdef", "a/b", ".", "..", "a:b", "a b", "tab\t"] {
@@ -182,7 +182,7 @@ fn ifname_rules() {
 
 #[test]
 fn cni_args_convention() {
-    // checklist 7, 75
+    // conformance.md #7, 75
     let net = demo_net();
     let ns = pod();
     let k8s =
@@ -194,7 +194,7 @@ fn cni_args_convention() {
         .args(k8s)
         .run();
     let result = r.assert_ok().clone();
-    // Records pod name and namespace (design: shared behaviour).
+    // Records pod name and namespace (docs/design.md: shared behaviour).
     let rec = net.store().record(&cid, "eth0").expect("record");
     assert_eq!(rec["podNamespace"], "kube-system", "{rec}");
     assert_eq!(rec["podName"], "coredns-7db6d8ff4d-x2b9k", "{rec}");
@@ -235,7 +235,7 @@ fn cni_args_convention() {
 
 #[test]
 fn cni_path_is_only_for_delegates() {
-    // checklist 8: ipam-prefix delegates nothing; a CNI_PATH of two dirs
+    // conformance.md #8: ipam-prefix delegates nothing; a CNI_PATH of two dirs
     // that do not even hold it is fine (the runtime found it already).
     let net = demo_net();
     let ns = pod();
@@ -255,7 +255,7 @@ fn cni_path_is_only_for_delegates() {
 
 #[test]
 fn stdin_decoding() {
-    // checklist 9
+    // conformance.md #9
     let net = demo_net();
     let ns = pod();
     let call = || net.call("ADD", "1.0.0", &container_id("in"), &ns.path_str(), "eth0");
@@ -277,7 +277,7 @@ fn stdin_decoding() {
 
 #[test]
 fn output_discipline() {
-    // checklist 10, 67, 68
+    // conformance.md #10, 67, 68
     let net = demo_net();
     let ns = pod();
     let cid = container_id("out");
@@ -295,7 +295,7 @@ fn output_discipline() {
     net.call("DEL", "1.1.0", &cid, &ns.path_str(), "eth0")
         .run()
         .assert_silent_ok();
-    // An error carries cniVersion (we include it, checklist 68), code, msg.
+    // An error carries cniVersion (we include it, conformance.md #68), code, msg.
     let mut bad = net.conf("1.0.0");
     bad["ipam"]["subnetId"] = json!(0);
     let out = net
@@ -309,7 +309,7 @@ fn output_discipline() {
 
 #[test]
 fn about_text_without_command() {
-    // checklist 12
+    // conformance.md #12
     let bin = plugin("ipam-prefix");
     for inv in [
         Invocation::new(&bin, "").unset("CNI_COMMAND"),
@@ -328,7 +328,7 @@ fn about_text_without_command() {
 
 #[test]
 fn network_name_rules() {
-    // checklist 13
+    // conformance.md #13
     let net = demo_net();
     let ns = pod();
     for bad in [
@@ -358,7 +358,7 @@ fn network_name_rules() {
 
 #[test]
 fn runtime_owned_and_unknown_keys_are_tolerated() {
-    // checklist 14, 72 (unknown runtimeConfig keys ignored), 16 (unknown args)
+    // conformance.md #14, 72 (unknown runtimeConfig keys ignored), 16 (unknown args)
     let net = demo_net()
         .set_top("capabilities", json!({"portMappings": true, "ips": true}))
         .set_top("cni.dev/x", json!({"anything": [1, 2]}))
@@ -387,7 +387,7 @@ fn runtime_owned_and_unknown_keys_are_tolerated() {
 
 #[test]
 fn add_answers_in_the_requested_version() {
-    // checklist 20, 59, 61, 66
+    // conformance.md #20, 59, 61, 66
     let net = demo_net();
     let ns = pod();
     for v in ALL_VERSIONS {
@@ -404,7 +404,7 @@ fn add_answers_in_the_requested_version() {
                 ip.get("interface").is_none(),
                 "ips[].interface in IPAM result (61): {r}"
             );
-            // checklist 59: `version` iff 0.3.x/0.4.0, and it matches the family.
+            // conformance.md #59: `version` iff 0.3.x/0.4.0, and it matches the family.
             if has_ip_version_field(v) {
                 assert_eq!(ip["version"], "6", "{v}: {r}");
             } else {
@@ -419,7 +419,7 @@ fn add_answers_in_the_requested_version() {
 
 #[test]
 fn check_needs_0_4() {
-    // checklist 31
+    // conformance.md #31
     let net = demo_net();
     let ns = pod();
     for v in versions_without_check() {
@@ -437,7 +437,7 @@ fn check_needs_0_4() {
 
 #[test]
 fn version_verb() {
-    // checklist 40: with the dummy values libcni sets, with and without stdin.
+    // conformance.md #40: with the dummy values libcni sets, with and without stdin.
     let bin = plugin("ipam-prefix");
     for v in ALL_VERSIONS {
         let out = Invocation::new(&bin, "VERSION")
@@ -463,7 +463,7 @@ fn version_verb() {
 
 #[test]
 fn every_advertised_version_really_works() {
-    // checklist 41: loop ADD/CHECK/DEL over what VERSION lists.
+    // conformance.md #41: loop ADD/CHECK/DEL over what VERSION lists.
     let bin = plugin("ipam-prefix");
     let out = Invocation::new(&bin, "VERSION")
         .stdin(r#"{"cniVersion":"1.1.0"}"#)
@@ -504,7 +504,7 @@ fn every_advertised_version_really_works() {
 
 #[test]
 fn gc_and_status_need_1_1() {
-    // checklist 45, 51
+    // conformance.md #45, 51
     let net = demo_net();
     for v in versions_without_gc() {
         net.network_call("STATUS", &net.conf(v))
@@ -526,7 +526,7 @@ fn gc_and_status_need_1_1() {
 
 #[test]
 fn unsupported_or_unparseable_version() {
-    // checklist 65: 1 listing the supported versions, 6 when unparseable,
+    // conformance.md #65: 1 listing the supported versions, 6 when unparseable,
     // before any side effect.
     let net = demo_net();
     let ns = pod();
@@ -564,7 +564,7 @@ fn unsupported_or_unparseable_version() {
 
 #[test]
 fn config_errors_name_key_and_value() {
-    // checklist 69: 7 with a message naming key and value.
+    // conformance.md #69: 7 with a message naming key and value.
     let net = demo_net();
     let ns = pod();
     let cases: Vec<(&str, Value, &str)> = vec![

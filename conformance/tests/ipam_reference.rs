@@ -77,7 +77,7 @@ fn first_slot(net: &IpamNet, r: &Value) -> u128 {
 
 #[test]
 fn both_give_one_address_per_range_with_gateway_1() {
-    // Same: abbreviated IPAM result (checklist 61), /96 per range, gateway
+    // Same: abbreviated IPAM result (conformance.md #61), /96 per range, gateway
     // ::1. Differ: first pod address ::10 (ours: ::0–::f reserved) vs ::2.
     let p = Pair::demo();
     let ours = p.ours("ADD", &container_id("a")).run().assert_ok().clone();
@@ -102,7 +102,7 @@ fn both_give_one_address_per_range_with_gateway_1() {
 
 #[test]
 fn same_add_twice() {
-    // checklist 22. Ours: same addresses, one record. host-local: error 999
+    // conformance.md #22. Ours: same addresses, one record. host-local: error 999
     // "duplicate allocation", first lease kept.
     let p = Pair::demo();
     let cid = container_id("dup");
@@ -124,10 +124,10 @@ fn same_add_twice() {
 
 #[test]
 fn a_previous_boots_allocation() {
-    // design.md "Nothing leaks across a reboot". Ours: records carry the
+    // docs/design.md "Nothing leaks across a reboot". Ours: records carry the
     // boot id; a record of another boot is released by the next call.
     // host-local: a lease is "<containerID>\r\n<ifname>", no boot id, so
-    // nothing can tell it is stale: it stays until DEL (checklist §3 #13).
+    // nothing can tell it is stale: it stays until DEL (conformance.md §3 #13).
     let p = Pair::demo();
     let old = container_id("old");
     p.ours("ADD", &old).run().assert_ok();
@@ -154,7 +154,7 @@ fn a_previous_boots_allocation() {
 
 #[test]
 fn gc_and_status() {
-    // checklist 42, 47, 48. Ours (1.1.0): GC frees unlisted attachments,
+    // conformance.md #42, 47, 48. Ours (1.1.0): GC frees unlisted attachments,
     // STATUS answers, and says 50 when the dataDir is unusable. host-local
     // v1.9: at 1.0.0 both verbs are error 1 ("config version does not
     // allow GC"); at 1.1.0 it accepts them but implements neither (its
@@ -213,7 +213,7 @@ fn gc_and_status() {
 
 #[test]
 fn check_with_a_foreign_or_missing_prev_result() {
-    // checklist 32, 34. Ours: CHECK compares the record with prevResult.
+    // conformance.md #32, 34. Ours: CHECK compares the record with prevResult.
     // host-local: passes if any lease names the container; it ignores the
     // prevResult addresses and does not even require a prevResult.
     let p = Pair::demo();
@@ -253,7 +253,7 @@ fn check_with_a_foreign_or_missing_prev_result() {
 
 #[test]
 fn del_without_netns_and_with_a_changed_config() {
-    // checklist 17, 26, 27, 28: the same on both sides — DEL with empty
+    // conformance.md #17, 26, 27, 28: the same on both sides — DEL with empty
     // CNI_NETNS, no prevResult and another range still frees; repeated DEL
     // and DEL of an unknown id succeed.
     let p = Pair::demo();
@@ -289,7 +289,7 @@ fn del_without_netns_and_with_a_changed_config() {
 
 #[test]
 fn requested_address_in_two_ranges() {
-    // checklist 74. Ours: the requested slot in EVERY range (one interface
+    // conformance.md #74. Ours: the requested slot in EVERY range (one interface
     // id). host-local: the address in its own range set only; the other
     // set allocates its next free address (different interface ids).
     let p = Pair::demo();
@@ -317,10 +317,10 @@ fn requested_address_in_two_ranges() {
 
 #[test]
 fn exhaustion() {
-    // checklist 42, 69. /120 pod range. Ours: 240 pods (::10–::ff), then
+    // conformance.md #42, 69. /120 pod range. Ours: 240 pods (::10–::ff), then
     // ADD → 50 and STATUS → 50. host-local: 254 pods (all but ::0 and the
     // gateway), then 999 "no IP addresses available" (an untyped error,
-    // checklist 69).
+    // conformance.md #69).
     let p = Pair::new(IpamNet::new(&["fd8c:1f0a:77e3:0:1:2:300::/104"]));
     let mut n_ours = 0;
     loop {
@@ -369,7 +369,7 @@ fn round_robin_after_del() {
 
 #[test]
 fn versions_and_protocol_errors() {
-    // checklist 40, 65, 9, 13: shared codes where both have the feature.
+    // conformance.md #40, 65, 9, 13: shared codes where both have the feature.
     let hl = reference("host-local");
     let ours = plugin("ipam-prefix");
     let listed = |bin: &Path| -> Vec<String> {
@@ -427,7 +427,7 @@ fn versions_and_protocol_errors() {
 
 #[test]
 fn parallel_adds() {
-    // checklist 81, 83: both hand 32 parallel pods distinct addresses.
+    // conformance.md #81, 83: both hand 32 parallel pods distinct addresses.
     let p = Pair::demo();
     for theirs in [false, true] {
         let running: Vec<Running> = (0..32)
@@ -451,7 +451,7 @@ fn parallel_adds() {
 
 #[test]
 fn environment_errors_side_by_side() {
-    // checklist 2–5, 7: the same environment faults, the same code 4 from
+    // conformance.md #2–5, 7: the same environment faults, the same code 4 from
     // both, except an unknown CNI_ARGS key: ours 4 naming CNI_ARGS,
     // host-local 999 ("ARGS: unknown args").
     let p = Pair::demo();

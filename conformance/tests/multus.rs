@@ -136,11 +136,11 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
         let r = in_netns(&n.node, || n.rt.add(&d.list, &att))
             .unwrap_or_else(|e| panic!("ADD {} ({}): {e}", d.ifname, d.list.cni_version));
         // Results come back in the delegate's own version (multus converts).
-        // checklist 20
+        // conformance.md #20
         assert_eq!(r["cniVersion"], d.list.cni_version.as_str(), "{r}");
         results.push(r);
     }
-    // 0.3.1 results carry ips[].version. checklist 59
+    // 0.3.1 results carry ips[].version. conformance.md #59
     assert!(results[1]["ips"]
         .as_array()
         .unwrap()
@@ -165,7 +165,7 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
     }
 
     // runtimeConfig: net2 got the requested slot (in both ranges) and MAC.
-    // checklist 71, 73
+    // conformance.md #71, 73
     let net2 = &delegates[2].net;
     let mut got = result_addrs(&results[2]);
     got.sort();
@@ -201,7 +201,7 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
 
     // Pod deleted: the netns goes first, multus runs DEL for every
     // delegate afterwards with the stale path, twice.
-    // checklist 26, 27
+    // conformance.md #26, 27
     drop(pod);
     assert!(!pod_path.exists());
     for round in 0..2 {
@@ -234,7 +234,7 @@ fn delegates_net1_net2_with_versions_capabilities_and_stale_netns_del() {
 /// leaves the allocation to ipam-prefix's own choice.
 #[test]
 fn undeclared_capabilities_are_not_passed() {
-    // checklist 71
+    // conformance.md #71
     let n = Node::new();
     let pod = Netns::new("c6mq");
     let cid = conformance::harness::container_id("c6mq");

@@ -4,12 +4,13 @@
 //! a changed option rewrites only the conflist, an unwritable directory
 //! and a conflist of another CNI that sorts first are refused before
 //! anything is written, and `--force` installs beside it without deleting
-//! it.
+//! it. Install's preflight resolves `--ula-from-interface eth0`, so every
+//! run is inside a namespace whose eth0 holds the node's addresses.
 //!
 //! Needs root (the read-only mount) and built binaries (CNI6_BIN_DIR,
 //! default target/release).
 
-use conformance::harness::{self, TempDir};
+use conformance::harness::{self, Netns, TempDir};
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -28,14 +29,30 @@ fn cni6() -> std::path::PathBuf {
     harness::plugin("cni6")
 }
 
-fn install(root: &Path, extra: &[&str]) -> Output {
-    Command::new(cni6())
+/// A node for install's preflight: eth0 holds the node's ULA (node 5 of the
+/// cluster) and a provider GUA, as LIST_OPTS expect.
+fn node() -> Netns {
+    let ns = Netns::new("c6opi");
+    ns.add_veth("eth0", "eth0peer");
+    ns.add_addr("eth0", "fd8c:1f0a:77e3:0:5::1/80");
+    ns.add_addr("eth0", "2001:db8:7:12::1/64");
+    ns
+}
+
+fn install(ns: &Netns, root: &Path, extra: &[&str]) -> Output {
+    install_with(ns, root, LIST_OPTS, extra)
+}
+
+fn install_with(ns: &Netns, root: &Path, list_opts: &[&str], extra: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(cni6())
         .arg("install")
         .arg("--bin-dir")
         .arg(root.join("opt/cni/bin"))
         .arg("--conf-dir")
         .arg(root.join("etc/cni/net.d"))
-        .args(LIST_OPTS)
+        .args(list_opts)
         .args(extra)
         .output()
         .expect("run cni6 install")
@@ -83,6 +100,7 @@ fn listing(dir: &Path) -> Vec<String> {
 #[test]
 fn install_is_atomic_idempotent_and_reports_changes() {
     harness::require_root();
+    let ns = node();
     let root = TempDir::new("c6op-inst");
     let bin = root.join("opt/cni/bin");
     let conf = root.join("etc/cni/net.d");
@@ -90,7 +108,7 @@ fn install_is_atomic_idempotent_and_reports_changes() {
     // A fallback conf of another CNI that sorts after ours stays untouched.
     std::fs::write(conf.join("99-loopback.conf"), "{\"type\":\"loopback\"}").unwrap();
 
-    let v = ok_json(install(root.path(), &["--json"]));
+    let v = ok_json(install(&ns, root.path(), &["--json"]));
     assert_eq!(v["changed"], true);
     assert_eq!(
         changes(&v),
@@ -137,7 +155,7 @@ fn install_is_atomic_idempotent_and_reports_changes() {
         .map(|p| inode(&bin.join(p)))
         .chain([inode(&conf.join("10-cni6.conflist"))])
         .collect();
-    let v = ok_json(install(root.path(), &["--json"]));
+    let v = ok_json(install(&ns, root.path(), &["--json"]));
     assert_eq!(v["changed"], false);
     assert!(changes(&v).iter().all(|c| c.1 == "unchanged"), "{v}");
     let after: Vec<_> = ["bridge6", "ipam-prefix", "firewall6"]
@@ -146,11 +164,11 @@ fn install_is_atomic_idempotent_and_reports_changes() {
         .chain([inode(&conf.join("10-cni6.conflist"))])
         .collect();
     assert_eq!(before, after);
-    let text = install(root.path(), &[]);
+    let text = install(&ns, root.path(), &[]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("nothing changed"));
 
     // A changed option: only the conflist is replaced, by rename (new inode).
-    let v = ok_json(install(root.path(), &["--json", "--mtu", "1400"]));
+    let v = ok_json(install(&ns, root.path(), &["--json", "--mtu", "1400"]));
     let c = changes(&v);
     assert_eq!(c[3], ("10-cni6.conflist".into(), "updated".into()));
     assert!(c[..3].iter().all(|c| c.1 == "unchanged"), "{c:?}");
@@ -160,19 +178,24 @@ fn install_is_atomic_idempotent_and_reports_changes() {
     assert_eq!(list["plugins"][0]["mtu"], 1400);
     // No temp files anywhere.
     assert_eq!(listing(&bin), vec!["bridge6", "firewall6", "ipam-prefix"]);
-    assert_eq!(listing(&conf), vec!["10-cni6.conflist", "99-loopback.conf"]);
+    // .cni6-installed: what `cni6 uninstall` removes.
+    assert_eq!(
+        listing(&conf),
+        vec![".cni6-installed", "10-cni6.conflist", "99-loopback.conf"]
+    );
 }
 
 #[test]
 fn install_refuses_a_conflist_that_sorts_first_unless_forced() {
     harness::require_root();
+    let ns = node();
     let root = TempDir::new("c6op-first");
     let bin = root.join("opt/cni/bin");
     let conf = root.join("etc/cni/net.d");
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("05-other.conflist"), "{}").unwrap();
 
-    let o = install(root.path(), &[]);
+    let o = install(&ns, root.path(), &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -182,15 +205,16 @@ fn install_refuses_a_conflist_that_sorts_first_unless_forced() {
     assert!(listing(&bin).is_empty(), "refusal installs nothing");
     assert_eq!(listing(&conf), vec!["05-other.conflist"]);
 
-    let v = ok_json(install(root.path(), &["--json", "--force"]));
+    let v = ok_json(install(&ns, root.path(), &["--json", "--force"]));
     assert_eq!(v["shadowedBy"], serde_json::json!(["05-other.conflist"]));
     assert_eq!(
         listing(&conf),
-        vec!["05-other.conflist", "10-cni6.conflist"],
+        vec![".cni6-installed", "05-other.conflist", "10-cni6.conflist"],
         "the other CNI's conflist is never deleted"
     );
     // An earlier name of our own is accepted without --force.
     let v = ok_json(install(
+        &ns,
         root.path(),
         &["--json", "--conflist-name", "00-cni6.conflist"],
     ));
@@ -200,6 +224,7 @@ fn install_refuses_a_conflist_that_sorts_first_unless_forced() {
 #[test]
 fn install_refuses_an_unwritable_directory_before_writing_anything() {
     harness::require_root();
+    let ns = node();
     let root = TempDir::new("c6op-ro");
     let bin = root.join("opt/cni/bin");
     let conf = root.join("etc/cni/net.d");
@@ -214,7 +239,8 @@ fn install_refuses_an_unwritable_directory_before_writing_anything() {
         cni6 = cni6().display(),
         opts = LIST_OPTS.join(" ")
     );
-    let o = Command::new("unshare")
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "unshare"])
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .output()
         .expect("unshare");
@@ -236,4 +262,46 @@ fn install_refuses_an_unwritable_directory_before_writing_anything() {
         "no binary installed: {:?}",
         listing(&bin)
     );
+}
+
+#[test]
+fn install_preflight_refuses_what_would_not_work_unless_forced() {
+    harness::require_root();
+    let ns = node();
+    // ens4's ULA is a /64: cut to its first /80 it is the reserved C:0::/80.
+    ns.add_veth("ens4", "ens4peer");
+    ns.add_addr("ens4", "fd8c:1f0a:77e3::5/64");
+    let root = TempDir::new("c6op-pre");
+    let conf = root.join("etc/cni/net.d");
+    let cluster = &LIST_OPTS[..2];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cni-version", "0.3.1"], "firewall6 speaks 0.4.0"),
+        (&["--cni-version", "0.2.0"], "bridge6 speaks 0.3.0"),
+        (
+            &["--ula-from-interface", "ens99"],
+            "\"ens99\" (ula): not resolvable",
+        ),
+        (
+            &["--ula-from-interface", "ens4"],
+            "virtual-IP range C:0::/80",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let o = if extra[0] == "--cni-version" {
+            install(&ns, root.path(), extra)
+        } else {
+            install_with(&ns, root.path(), cluster, extra)
+        };
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(
+            err.contains("preflight failed") && err.contains(needle),
+            "{extra:?}: {err}"
+        );
+        assert!(listing(&conf).is_empty(), "{extra:?}: nothing written");
+    }
+    // --force installs anyway (the operator's call), and says what is wrong.
+    let o = install(&ns, root.path(), &["--cni-version", "0.3.1", "--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("error     cniVersion"));
 }

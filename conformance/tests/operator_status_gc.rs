@@ -68,16 +68,36 @@ impl Node {
         ]);
     }
 
-    fn status(&self) -> Value {
-        let out = self.ok(&[
+    fn status_args(&self) -> Vec<String> {
+        [
             "status",
-            "--json",
             "--conf-dir",
-            &self.conf_dir.display().to_string(),
+            self.conf_dir.to_str().unwrap(),
             "--cache-dir",
-            &self.cache.display().to_string(),
-        ]);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+            self.cache.to_str().unwrap(),
+            "--cni-path",
+            self.bin.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// `status --json` and its exit code (0 healthy, 1 problems found).
+    fn status_coded(&self) -> (i32, Value) {
+        let mut args = self.status_args();
+        args.push("--json".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = self.cni6(&args);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let v: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{e}: {out}{}", String::from_utf8_lossy(&o.stderr)));
+        let code = o.status.code().unwrap_or(-1);
+        assert_eq!(code == 0, v["healthy"] == true, "exit {code} vs {v}");
+        (code, v)
+    }
+
+    fn status(&self) -> Value {
+        self.status_coded().1
     }
 
     fn gc(&self, extra: &[&str]) -> String {
@@ -171,7 +191,12 @@ fn status_shows_attachments_and_marks_leaked_ones() {
     for p in &pods {
         n.attach(p); // the generated conflist is accepted: ADD works
     }
-    let s = n.status();
+    let (code, s) = n.status_coded();
+    assert_eq!(
+        code, 0,
+        "a node with only live pods is healthy: {}",
+        s["problems"]
+    );
     let net = &s["networks"][0];
     assert_eq!(net["name"], "cluster");
     assert_eq!(net["bridge"]["exists"], true, "{net}");
@@ -220,7 +245,19 @@ fn status_shows_attachments_and_marks_leaked_ones() {
     n.topo.remove_pod(&pods[2].name).expect("delete pod netns");
 
     let before = n.store_files();
-    let s = n.status();
+    let (code, s) = n.status_coded();
+    assert_eq!(code, 1, "leaks make status exit 1");
+    let problems = s["problems"].to_string();
+    // The pod whose netns is gone is for gc --leaked; the one whose veth
+    // alone is gone is broken, not free.
+    assert!(
+        problems.contains("1 leaked allocation(s) whose pod is gone"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!("attachment {}/eth0 is broken", pods[1].name)),
+        "{problems}"
+    );
     assert_eq!(n.store_files(), before, "status changes nothing");
     let allocs = allocations(&s);
     assert_eq!(allocs.len(), 3);
@@ -240,14 +277,14 @@ fn status_shows_attachments_and_marks_leaked_ones() {
         "{a2}"
     );
 
-    // The human table says the same.
-    let text = n.ok(&[
-        "status",
-        "--conf-dir",
-        &n.conf_dir.display().to_string(),
-        "--cache-dir",
-        &n.cache.display().to_string(),
-    ]);
+    // The human table says the same, with full container ids.
+    let args = n.status_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = n.cni6(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains(&pods[0].name), "{text}");
+    assert!(text.contains("health: "), "{text}");
     assert!(text.contains("3 allocation(s), 2 leaked"), "{text}");
     assert!(
         text.contains(&format!("shop/web-{}", pods[0].name)),
@@ -319,7 +356,7 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
     );
 
     // --leaked frees exactly the leaked allocation: the cached DEL of the
-    // stale attachment, then GC with the others as valid (checklist 88, 48).
+    // stale attachment, then GC with the others as valid (conformance.md #88, 48).
     let v: Value = serde_json::from_str(&n.gc(&["--json", "--leaked"])).unwrap();
     assert_eq!(v["gcSent"], true);
     assert_eq!(
@@ -329,7 +366,7 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
     assert_eq!(v["remaining"], 3);
 
     // --valid: everything not listed is freed, the listed ones stay
-    // (checklist 47, 48: GC with cni.dev/valid-attachments).
+    // (conformance.md #47, 48: GC with cni.dev/valid-attachments).
     let veths: Vec<(String, String)> = allocations(&n.status())
         .iter()
         .map(|a| {
@@ -367,4 +404,142 @@ fn gc_dry_run_changes_nothing_and_valid_set_frees_exactly_the_others() {
             "GC removed {veth}"
         );
     }
+}
+
+#[test]
+fn status_flags_a_stale_gateway_and_gc_cannot_free_a_live_pod() {
+    let mut n = node();
+    let pods = n.topo.add_pods(1, 2).expect("pods");
+    for p in &pods {
+        n.attach(p);
+    }
+    let node_ns = n.topo.node(1).netns.clone();
+    let keep = format!("{}/eth0", pods[0].name);
+    let addr_of = |id: &str| -> Vec<Value> {
+        let allocs = allocations(&n.status());
+        find(&allocs, id)["addresses"].as_array().unwrap().clone()
+    };
+    let before = addr_of(&pods[0].name);
+    let store = n.store_files();
+
+    // A typo in --valid would have freed both pods: refused, exit 2.
+    let conflist = n.conflist();
+    let mut gc = vec![
+        "gc",
+        "--conflist",
+        &conflist,
+        "--cni-path",
+        n.bin.to_str().unwrap(),
+        "--cache-dir",
+        n.cache.to_str().unwrap(),
+    ];
+    let typo = format!("{}/eht0", pods[0].name);
+    let mut args = gc.clone();
+    args.extend(["--valid", &typo]);
+    let o = n.cni6(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("did you mean {keep}")));
+    assert_eq!(n.store_files(), store, "nothing freed");
+
+    // --leaked from the wrong network namespace (the host, where the node's
+    // bridge is not): refused, every pod keeps its address.
+    let mut cmd = std::process::Command::new(n.bin.join("cni6"));
+    let mut args = gc.clone();
+    args.push("--leaked");
+    let o = cmd.args(&args).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not visible from this network namespace"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(n.store_files(), store, "nothing freed");
+    assert_eq!(addr_of(&pods[0].name), before);
+    // In the node's namespace --leaked frees nothing: no pod is gone.
+    gc.extend(["--leaked", "--json"]);
+    let v: Value = serde_json::from_str(&n.ok(&gc)).unwrap();
+    assert_eq!(v["freed"], serde_json::json!([]));
+    assert_eq!(addr_of(&pods[0].name), before);
+
+    // A gateway of a configuration no longer in use (node 3's range, as the
+    // old hint produced) left on the bridge: status flags it, exit 1.
+    let stale = "fd8c:1f0a:77e3:0:3:1:0:1/96";
+    n.topo
+        .ip(
+            &node_ns,
+            &["-6", "addr", "add", stale, "dev", &n.bridge, "nodad"],
+        )
+        .expect("add stale gateway");
+    let (code, s) = n.status_coded();
+    assert_eq!(code, 1);
+    let problems = s["problems"].to_string();
+    assert!(
+        problems.contains("stale address fd8c:1f0a:77e3:0:3:1:0:1/96"),
+        "{problems}"
+    );
+    n.topo
+        .ip(&node_ns, &["-6", "addr", "del", stale, "dev", &n.bridge])
+        .expect("remove stale gateway");
+    let (code, s) = n.status_coded();
+    assert_eq!(code, 0, "{}", s["problems"]);
+
+    // A host veth of this network on the bridge that no allocation
+    // explains (what a DEL killed halfway leaves): flagged.
+    let orphan = format!("{}o", &n.bridge[..n.bridge.len().min(13)]);
+    for args in [
+        vec![
+            "link",
+            "add",
+            &orphan,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "c6orphpeer",
+        ],
+        vec![
+            "link",
+            "set",
+            &orphan,
+            "alias",
+            "cni6 net=cluster if=eth0 id=gone",
+        ],
+        vec!["link", "set", &orphan, "master", &n.bridge],
+    ] {
+        n.topo.ip(&node_ns, &args).expect("make orphan veth");
+    }
+    let (code, s) = n.status_coded();
+    assert_eq!(code, 1);
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains(&format!("orphan host veth {orphan}")),
+        "{}",
+        s["problems"]
+    );
+    n.topo
+        .ip(&node_ns, &["link", "del", &orphan])
+        .expect("remove orphan");
+
+    // A network configuration nobody can read: flagged too.
+    std::fs::write(n.conf_dir.join("20-broken.conflist"), "{not json").unwrap();
+    let (code, s) = n.status_coded();
+    assert_eq!(code, 1);
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("unreadable network configuration"),
+        "{}",
+        s["problems"]
+    );
 }

@@ -119,7 +119,7 @@ fn two_containers_get_ula_and_gua_and_reach_each_other() {
 
     let (a_ula, a_gua) = podman_addrs(&pm, "a", &net);
     let (b_ula, b_gua) = podman_addrs(&pm, "b", &net);
-    // Same interface id in both ranges (design: one slot, every range).
+    // Same interface id in both ranges (docs/design.md: one slot, every range).
     assert_eq!(Cni6Net::slot_of(a_ula), Cni6Net::slot_of(a_gua));
     assert_eq!(Cni6Net::slot_of(b_ula), Cni6Net::slot_of(b_gua));
     assert_ne!(a_ula, b_ula);

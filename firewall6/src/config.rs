@@ -1,6 +1,6 @@
-//! The firewall6 keys of a network configuration (design.md, "Configuration").
+//! The firewall6 keys of a network configuration (docs/design.md, "Configuration").
 //!
-//! Unknown keys are ignored (checklist 14); a malformed known key is error 7
+//! Unknown keys are ignored (conformance.md #14); a malformed known key is error 7
 //! naming the key, the value and what was expected. Decisions where the
 //! contract is silent: a missing `clusterPrefixes` is an empty list (only
 //! replies and `allowPorts` get in under `cluster-only`); a prefix with host
@@ -78,15 +78,33 @@ pub struct FirewallConf {
     pub ingress: Ingress,
     pub allow_ports: Vec<AllowedPorts>,
     pub admin_chain: String,
+    /// When set, a source in `cluster_prefixes` counts as inside only when
+    /// it arrives from a pod (the pod's bridge) or on one of these.
+    pub cluster_interfaces: Vec<String>,
 }
+
+/// Every key firewall6 reads from its plugin object, beside the runtime's
+/// ([`cni_common::keys::RUNTIME_KEYS`]): a key one typo away from one of
+/// these is refused, `cni6 lint` lists the others.
+pub const KNOWN_KEYS: &[&str] = &[
+    "clusterPrefixes",
+    "clusterInterfaces",
+    "ingress",
+    "allowPorts",
+    "adminChain",
+];
 
 impl FirewallConf {
     pub fn from_raw(raw: &Value) -> Result<FirewallConf> {
+        if let Some(obj) = raw.as_object() {
+            cni_common::keys::refuse_near_miss(obj, "", KNOWN_KEYS)?;
+        }
         Ok(FirewallConf {
             cluster_prefixes: cluster_prefixes(raw.get("clusterPrefixes"))?,
             ingress: ingress(raw.get("ingress"))?,
             allow_ports: allow_ports(raw.get("allowPorts"))?,
             admin_chain: admin_chain(raw.get("adminChain"))?,
+            cluster_interfaces: cluster_interfaces(raw.get("clusterInterfaces"))?,
         })
     }
 }
@@ -126,6 +144,36 @@ fn cluster_prefixes(v: Option<&Value>) -> Result<Vec<Ipv6Net>> {
                     "an IPv6 prefix (firewall6 manages ip6tables only)",
                 ))
             }
+        }
+    }
+    Ok(out)
+}
+
+fn cluster_interfaces(v: Option<&Value>) -> Result<Vec<String>> {
+    const EXPECTED: &str =
+        "an array of interface names (1-15 characters from [A-Za-z0-9_.@-], `+` as a trailing wildcard), e.g. [\"wg0\"]";
+    let Some(v) = present(v) else {
+        return Ok(vec![]);
+    };
+    let items = v
+        .as_array()
+        .ok_or_else(|| Error::config("clusterInterfaces", v, EXPECTED))?;
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("clusterInterfaces[{i}]");
+        let name = item
+            .as_str()
+            .filter(|n| {
+                let body = n.strip_suffix('+').unwrap_or(n);
+                !body.is_empty()
+                    && n.len() <= 15
+                    && body.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@')
+                    })
+            })
+            .ok_or_else(|| Error::config(&key, item, EXPECTED))?;
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
         }
     }
     Ok(out)
@@ -297,6 +345,18 @@ mod tests {
 
     fn conf(v: Value) -> Result<FirewallConf> {
         FirewallConf::from_raw(&v)
+    }
+
+    #[test]
+    fn a_typo_of_a_known_key_is_refused() {
+        // "clusterPrefix" used to leave clusterPrefixes empty: other
+        // nodes' pods dropped.
+        let e = conf(json!({"clusterPrefix": ["fd00::/64"]})).unwrap_err();
+        let e = cni_common::Error::from(e);
+        assert_eq!(e.code(), 7);
+        assert!(e.to_string().contains("\"clusterPrefixes\""), "{e}");
+        let e = cni_common::Error::from(conf(json!({"clusterInterface": ["wg0"]})).unwrap_err());
+        assert!(e.to_string().contains("\"clusterInterfaces\""), "{e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Running ip6tables: absolute paths (checklist 11: never PATH), always
+//! Running ip6tables: absolute paths (conformance.md #11: never PATH), always
 //! `-w` (the xtables lock of the legacy backend; the nft backend commits
 //! each restore as one netlink transaction), never `iptables` (an IPv6-only
 //! node may not have a working IPv4 stack).
@@ -40,6 +40,8 @@ pub trait Tables {
     /// The `-A` lines of one chain of the raw table, `None` when it does
     /// not exist.
     fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>>;
+    /// Every line of `-t raw -S`.
+    fn list_all_raw(&self) -> Result<Vec<String>>;
     /// Apply one batch atomically, or nothing of it.
     fn restore(&self, batch: &str) -> Result<()>;
     /// Held while the node-wide skeleton is read and repaired.
@@ -72,6 +74,10 @@ impl Tables for Ip6tables {
 
     fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
         self.list_table_chain("raw", chain)
+    }
+
+    fn list_all_raw(&self) -> Result<Vec<String>> {
+        self.list_table("raw")
     }
 
     fn restore(&self, batch: &str) -> Result<()> {
@@ -262,10 +268,15 @@ impl Ip6tables {
 
     /// Every line of the filter table (`-N`, `-P` and `-A`), for GC.
     pub fn list_all(&self) -> Result<Vec<String>> {
-        let (ok, stdout, stderr) = self.run(&["-t", "filter", "-S"])?;
+        self.list_table("filter")
+    }
+
+    /// Every line of one table (`-N`, `-P` and `-A`).
+    pub fn list_table(&self, table: &str) -> Result<Vec<String>> {
+        let (ok, stdout, stderr) = self.run(&["-t", table, "-S"])?;
         if !ok {
             return Err(Error::Exec {
-                what: "ip6tables -S".into(),
+                what: format!("ip6tables -t {table} -S"),
                 status: "exit non-zero".into(),
                 stderr,
             });

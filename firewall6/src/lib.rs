@@ -22,13 +22,15 @@
 //!   CNI6-FORWARD:  -j <adminChain>              operator overrides, created if missing, never modified
 //!                  -s fe80::/10 -g CNI6-INGRESS  link-local: no source check
 //!                  -s ::/128    -g CNI6-INGRESS  DAD: no source check
-//!                  -j CNI6-ANTISPOOF
+//!                  -j CNI6-PODS                  pods behind a bridge (sources checked in raw)
+//!                  -j CNI6-ANTISPOOF             routed pods, and pods of releases before issue 15
 //!                  -j CNI6-INGRESS
+//!   CNI6-PODS:     -i <bridge> -g CNI6-FROM-POD   (one rule per bridge with firewall6 pods)
 //!   CNI6-ANTISPOOF: -m physdev --physdev-in c6X+ -j CNI6-PX-X     (X = 0..f, the first hex digit)
 //!                   -j CNI6-P-OTHER
 //!   CNI6-PX-X:     -m physdev --physdev-in c6XY+ -j CNI6-P-XY   (Y = 0..f)
-//!   CNI6-P-XX:     per pod: -s <addr>/128 -m physdev --physdev-in <port> -g CNI6-FROM-POD   (each address)
-//!                           -m physdev --physdev-in <port> -j DROP                         (anything else)
+//!   CNI6-P-XX:     rules of pods attached before issue 15 (physdev), found by DEL and GC
+//!   CNI6-P-OTHER:  per routed pod: -s <addr>/128 -i <veth> -g CNI6-FROM-POD; -i <veth> -j DROP
 //!   CNI6-FROM-POD: -j CNI6-INGRESS      a destination pod's policy applies
 //!                  -j ACCEPT            then pods may connect out
 //!   CNI6-INGRESS:  -d ff00::/8 -j RETURN                          multicast: no pod policy
@@ -36,12 +38,42 @@
 //!   CNI6-DX-X:     -d ::XY/::ff -g CNI6-D-XY                      (the low byte)
 //!   CNI6-D-XX:     per pod address: -d <addr>/128 -j CNI6-POL-<hash>
 //!   CNI6-POL-<12 hex of sha256(network, policy)>:
-//!                  cluster-only: conntrack RELATED,ESTABLISHED ACCEPT; -s <clusterPrefix> ACCEPT;
+//!                  cluster-only: conntrack RELATED,ESTABLISHED ACCEPT; -s <clusterPrefix> [-i <iface>] ACCEPT;
 //!                                -p <proto> --dport <port|a:b> ACCEPT; DROP
 //!                  open:         ACCEPT
 //! ```
 //!
-//! # Raw table: pods' MLD ends at their port
+//! # Raw table: the source check (issue 15)
+//!
+//! ```text
+//! PREROUTING:  -i <bridge> -j CNI6-SRC                           (one per bridge with firewall6 pods)
+//!   CNI6-SRC:  -s ::/128 -p ipv6-icmp --icmpv6-type 135 -j RETURN  DAD
+//!              -p ipv6-icmp -j CNI6-SRC-ICMP                    MLD 130/131/132/143, RA 134, redirect 137: DROP
+//!              -s ::X0/::f0 -g CNI6-SX-X                        (high nibble of the source's low byte)
+//!   CNI6-SX-X: -s ::XY/::ff -g CNI6-S-XY
+//!   CNI6-S-XY: per pod source (its addresses, its EUI-64 link-local):
+//!                -s <src>/128 -m mac --mac-source <pod MAC> -j RETURN   (inserted first)
+//!              -j DROP                                          anything else from a pod
+//! ```
+//!
+//! bridge6 makes a pod's MAC the only source MAC its port lets in (locked
+//! port, static FDB entry, no learning), so at layer 3 the MAC names the
+//! pod: the (source, MAC) pair is the per-port source check that needed
+//! br_netfilter before, now for traffic to other pods, to the outside AND
+//! to the node itself (raw PREROUTING comes before the routing decision),
+//! and before conntrack, so a forged packet creates no state. Ports are
+//! isolated, so every packet of a pod reaches the node's IP stack on the
+//! bridge: VLAN-tagged frames with a VID are not for the node (dropped by
+//! the kernel), priority-tagged ones (VID 0) are handled as untagged and
+//! checked like any other. Without br_netfilter nothing else is needed;
+//! with it (bridge-nf-call-ip6tables=1) the same chains run once, from the
+//! bridge hook. A bridge is either under firewall6 or not: a pod without
+//! firewall6 rules on such a bridge sends nothing (fail closed).
+//!
+//! # Raw table: pods' MLD ends at their port (releases before issue 15)
+//!
+//! Kept for nodes with br_netfilter; with isolated ports a pod's MLD no
+//! longer reaches other ports, and CNI6-SRC-ICMP drops it at the node.
 //!
 //! ```text
 //! PREROUTING:  -p ipv6-icmp -m physdev --physdev-in c6+ -j CNI6-MLD
@@ -67,8 +99,8 @@
 //! chain `firewall6 net=<network> …`, per-pod ones
 //! `firewall6 net=<network> if=<ifname> id=<container id>` (see
 //! [`rules::Attachment::tag`]). DEL and GC find a pod's rules by that
-//! comment, so they need no prevResult (checklist 28) and GC touches only
-//! its own network (checklist 48).
+//! comment, so they need no prevResult (conformance.md #28) and GC touches only
+//! its own network (conformance.md #48).
 //!
 //! The dispatch to the buckets is a two-level tree (issue 7): a packet
 //! passes at most 16 + 16 dispatch rules on each side instead of up to
@@ -181,11 +213,9 @@
 //!
 //! # Decisions where the issue is silent
 //!
-//! - `bridge-nf-call-ip6tables` (per network namespace on this kernel) is
-//!   not set by the plugin: it routes every bridge of the node through
-//!   ip6tables, an operator's choice (kubeadm's preflight asks for it too).
-//!   When it is missing or 0 an ADD of a bridged pod fails with error 50
-//!   naming the sysctl, STATUS reports 50, CHECK reports it.
+//! - br_netfilter is not needed (issue 15): with
+//!   `bridge-nf-call-ip6tables` at 0, or the module absent, every guarantee
+//!   holds; STATUS no longer asks for it.
 //! - The skeleton is repaired by ADD when damaged (under a file lock,
 //!   `/run/cni6/firewall6.lock`, so two first ADDs do not both insert the
 //!   FORWARD jump); CHECK never repairs anything.
@@ -193,8 +223,9 @@
 //! - A repeated ADD of the same attachment appends the same rules again
 //!   (reading first would cost what the buckets save); one DEL removes all
 //!   copies, CHECK still passes.
-//! - The source check covers FORWARD (pod to pod, pod to anywhere routed);
-//!   packets a pod sends to the node itself (INPUT) are not checked.
+//! - The source check of bridged pods covers everything a pod sends (raw
+//!   PREROUTING: to pods, to anywhere routed and to the node itself);
+//!   a routed pod's (`-i`) is still checked in FORWARD only.
 //! - Several networks may share a node: the skeleton is shared, each
 //!   network's admin chain gets its own jump at the top of CNI6-FORWARD,
 //!   each (network, policy) its own policy chain.
@@ -204,5 +235,6 @@ pub mod config;
 pub mod error;
 pub mod generation;
 pub mod iptables;
+pub mod legacy;
 pub mod plugin;
 pub mod rules;

@@ -4,20 +4,15 @@ use crate::config::FirewallConf;
 use crate::error::{Error, Result};
 use crate::generation::{self, Generation, Verified};
 use crate::iptables::{Ip6tables, Tables};
+use crate::legacy;
 use crate::rules::{
     self, Attachment, HostSide, Pod, Skeleton, SkeletonState, ANTISPOOF_CHAIN, FORWARD,
-    FORWARD_CHAIN, FROM_POD_CHAIN, INGRESS_CHAIN, MLD_CHAIN, RAW_PREROUTING,
+    FORWARD_CHAIN, FROM_POD_CHAIN, INGRESS_CHAIN, MLD_CHAIN, PODS_CHAIN, RAW_PREROUTING,
 };
 use cni_common::dispatch::{Plugin, Request};
 use cni_common::result::CniResult;
 use cni_common::version::{self, Version};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::path::Path;
-
-/// Per network namespace: bridged IPv6 traffic passes ip6tables only when
-/// this is 1 (br_netfilter loaded, and enabled in this namespace).
-pub const BRIDGE_NF_SYSCTL: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
 
 /// How often DEL/GC re-list and retry when a rule vanished between the
 /// listing and the batch (a concurrent DEL of the same attachment).
@@ -33,39 +28,16 @@ fn attachment(req: &Request) -> Attachment<'_> {
     }
 }
 
-/// Anti-spoofing of bridged traffic needs br_netfilter and its sysctl at 1
-/// in the namespace we run in. We do not set it ourselves: it sends every
-/// bridge of the node through ip6tables, a node-wide choice (kubeadm's
-/// preflight asks the operator for it too). Missing or 0: fail, never skip.
-pub fn bridge_netfilter() -> Result<()> {
-    bridge_netfilter_at(Path::new(BRIDGE_NF_SYSCTL))
-}
-
-fn bridge_netfilter_at(path: &Path) -> Result<()> {
-    match fs::read_to_string(path) {
-        Ok(v) if v.trim() == "1" => Ok(()),
-        Ok(v) => Err(Error::BridgeNetfilter(format!(
-            "{} is {:?} in this network namespace, expected 1: run `sysctl -w net.bridge.bridge-nf-call-ip6tables=1` on the node (firewall6 leaves this node-wide switch to the operator)",
-            path.display(),
-            v.trim()
-        ))),
-        Err(e) => Err(Error::BridgeNetfilter(format!(
-            "cannot read {} ({e}): load br_netfilter (`modprobe br_netfilter`) so the source check of pods on a bridge can work",
-            path.display()
-        ))),
-    }
-}
-
 /// Make the skeleton whole, under the lock so concurrent first ADDs do not
 /// both insert the same jump. Reads the whole table (one exec): this is
 /// the rare path (first pod of a node, or damage). The MLD drop in the raw
 /// table follows in its own batch and only as a best effort: it saves
 /// work, it decides nothing, and a node without a usable raw table must
 /// still get its pods' rules.
-fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<()> {
+fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<Listing> {
     let _lock = t.skeleton_lock()?;
-    let state =
-        SkeletonState::from_listing(&t.list_all()?, &skel.conf.admin_chain, &skel.policy_chain());
+    let all = t.list_all()?;
+    let state = SkeletonState::from_listing(&all, &skel.conf.admin_chain, &skel.policy_chain());
     let fix = skel.repair(&state);
     if !fix.is_empty() {
         t.restore(&rules::batch(&fix))?;
@@ -73,7 +45,53 @@ fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<()> {
     if let Err(e) = ensure_mld_drop(t) {
         eprintln!("firewall6: could not install the MLD drop in the raw table (pods' MLD reports keep being flooded to every bridge port): {e}");
     }
-    Ok(())
+    let mut raw = Vec::new();
+    if let Some(bridge) = skel.bridge {
+        raw = t.list_all_raw()?;
+        let mut fix = rules::raw_repair(&raw, bridge);
+        fix.extend(rules::insert_lines(&legacy_sources(&all, &raw)));
+        if !fix.is_empty() {
+            t.restore(&rules::table_batch("raw", &fix))?;
+        }
+    }
+    // What the repair read: pods' rules are never touched by it.
+    Ok(Listing {
+        filter: bucket_lines(all),
+        raw: src_bucket_lines(raw),
+    })
+}
+
+/// Raw rules for the pods of an earlier release not bound yet
+/// ([`crate::legacy`]).
+fn legacy_sources(filter: &[String], raw: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for pod in legacy::legacy_pods(filter) {
+        if !rules::rules_with_tag(raw, &pod.tag).is_empty() {
+            continue;
+        }
+        let mac = legacy::learned_mac(&pod.port);
+        if mac.is_none() {
+            eprintln!(
+                "firewall6: {:?} (attached by an earlier release): no MAC learned on {}; its addresses are bound without one and its link-local address is not allowed",
+                pod.tag, pod.port
+            );
+        }
+        out.extend(legacy::source_rules(&pod, mac.as_ref()));
+    }
+    out
+}
+
+/// The repair path: make the skeleton whole, then add what of the pod's
+/// rules is not there yet. ip6tables-restore commits table by table, so a
+/// failed two-table batch may have applied its raw section: a table that
+/// already holds the pod's tag is not written again.
+fn repair_then_apply(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<()> {
+    let listing = ensure_skeleton(t, skel)?;
+    let missing = pod_rules.missing_from(&listing);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    t.restore(&missing.batch())
 }
 
 fn ensure_mld_drop(t: &dyn Tables) -> Result<()> {
@@ -98,7 +116,10 @@ struct Checks {
 
 impl Checks {
     fn of(skel: &Skeleton) -> Checks {
-        let raw = rules::mld_presence_checks();
+        let mut raw = rules::mld_presence_checks();
+        if let Some(b) = skel.bridge {
+            raw.extend(rules::raw_presence_checks(b, &[]));
+        }
         let filter = skel.presence_checks();
         let digest = generation::digest(&Self::batch(&raw, &filter, &[]));
         Checks {
@@ -114,8 +135,94 @@ impl Checks {
         rules::table_batch("raw", raw) + &rules::batch(&filter)
     }
 
-    fn with(&self, pod_rules: &[String]) -> String {
-        Self::batch(&self.raw, &self.filter, pod_rules)
+    /// The checks, then the pod's rules: in raw the DROP of each of its
+    /// source buckets is checked and its source rules inserted.
+    fn with(&self, pod: &PodRules) -> String {
+        let mut raw = self.raw.clone();
+        raw.extend(
+            rules::chains_of(&pod.sources)
+                .iter()
+                .map(|b| rules::check_of(&rules::src_bucket_drop(b))),
+        );
+        raw.extend(rules::insert_lines(&pod.sources));
+        Self::batch(&raw, &self.filter, &pod.filter)
+    }
+}
+
+/// One pod's rules: `sources` in the raw table, `filter` in the filter
+/// table (each as `ip6tables -S` lists it).
+#[derive(Debug, Clone, Default)]
+pub struct PodRules {
+    pub sources: Vec<String>,
+    pub filter: Vec<String>,
+    /// Where a release before issue 15 kept this pod's source check (its
+    /// port bucket): DEL looks there too.
+    pub legacy_chain: Option<String>,
+}
+
+impl PodRules {
+    pub fn of(tag: &str, pod: &Pod, policy_chain: &str) -> PodRules {
+        PodRules {
+            sources: rules::pod_source_rules(tag, pod),
+            filter: rules::pod_rules(tag, pod, policy_chain),
+            legacy_chain: match &pod.host_side {
+                Some(h @ HostSide::BridgePort(_)) => Some(rules::port_bucket_of(h)),
+                _ => None,
+            },
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty() && self.filter.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sources.len() + self.filter.len()
+    }
+
+    /// Every rule, raw ones first.
+    pub fn all(&self) -> Vec<String> {
+        self.sources.iter().chain(&self.filter).cloned().collect()
+    }
+
+    /// The batch that installs them (sources inserted before the DROP).
+    fn batch(&self) -> String {
+        let mut out = String::new();
+        if !self.sources.is_empty() {
+            out += &rules::table_batch("raw", &rules::insert_lines(&self.sources));
+        }
+        if !self.filter.is_empty() {
+            out += &rules::batch(&self.filter);
+        }
+        out
+    }
+
+    /// The part whose table holds no rule with the pod's tag in `listing`.
+    fn missing_from(&self, listing: &Listing) -> PodRules {
+        let tagged = |rules: &[String], lines: &[String]| {
+            rules
+                .first()
+                .and_then(|r| rules::parse_rule(r).and_then(|p| p.comment))
+                .is_some_and(|tag| !rules::rules_with_tag(lines, &tag).is_empty())
+        };
+        PodRules {
+            legacy_chain: None,
+            sources: if tagged(&self.sources, &listing.raw) {
+                Vec::new()
+            } else {
+                self.sources.clone()
+            },
+            filter: if tagged(&self.filter, &listing.filter) {
+                Vec::new()
+            } else {
+                self.filter.clone()
+            },
+        }
+    }
+
+    /// Transactions the batch commits (one per table it changes).
+    fn commits(&self) -> u32 {
+        u32::from(!self.sources.is_empty()) + u32::from(!self.filter.is_empty())
     }
 }
 
@@ -126,7 +233,7 @@ impl Checks {
 /// skeleton whole ([`crate::generation`]), that is the whole batch;
 /// otherwise the checked batch (`install_checked`). If anyone else
 /// committed while the unchecked batch ran, the checks run afterwards.
-pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<()> {
+pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<()> {
     let checks = Checks::of(skel);
     let before = t.generation();
     let vouched = vouched_at(t, before.as_ref());
@@ -134,12 +241,13 @@ pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<
         if pod_rules.is_empty() {
             return Ok(());
         }
-        if t.restore(&rules::batch(pod_rules)).is_ok() {
-            if keep_verified(t, before.as_ref(), 1, vouched) {
-                return Ok(());
-            }
-            return install_checked(t, skel, &checks, &[]);
+        if t.restore(&pod_rules.batch()).is_err() {
+            return repair_then_apply(t, skel, pod_rules);
         }
+        if keep_verified(t, before.as_ref(), pod_rules.commits(), vouched) {
+            return Ok(());
+        }
+        return install_checked(t, skel, &checks, &PodRules::default());
     }
     install_checked(t, skel, &checks, pod_rules)
 }
@@ -157,22 +265,18 @@ fn install_checked(
     t: &dyn Tables,
     skel: &Skeleton,
     checks: &Checks,
-    pod_rules: &[String],
+    pod_rules: &PodRules,
 ) -> Result<()> {
     let before = t.generation();
     let vouched = vouched_at(t, before.as_ref());
     if t.restore(&checks.with(pod_rules)).is_ok() {
-        // The raw part only checks; the filter part commits when it appends.
-        let commits = u32::from(!pod_rules.is_empty());
+        // Each table the pod's rules change commits once.
+        let commits = pod_rules.commits();
         let digests = Verified::merged(&checks.digest, &vouched);
         keep_verified(t, before.as_ref(), commits, digests);
         return Ok(());
     }
-    ensure_skeleton(t, skel)?;
-    if pod_rules.is_empty() {
-        return Ok(());
-    }
-    t.restore(&rules::batch(pod_rules))
+    repair_then_apply(t, skel, pod_rules)
 }
 
 /// After our own `commits` transactions since `before`, none of which
@@ -213,31 +317,69 @@ fn bucket_lines(all: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// Remove every rule carrying one of `tags`, starting from `listing` (the
-/// `-A` lines of the chains they may be in). A rule that vanished meanwhile
-/// makes a batch fail: re-list the whole table and retry. Keeps going
-/// across tags and reports every failure at the end.
-fn remove_tagged(t: &dyn Tables, tags: &BTreeSet<String>, listing: Vec<String>) -> Result<u32> {
+/// `-A` lines of the raw table's source buckets in a full raw listing.
+fn src_bucket_lines(all: Vec<String>) -> Vec<String> {
+    all.into_iter()
+        .filter(|l| rules::parse_rule(l).is_some_and(|r| rules::is_src_bucket(r.chain)))
+        .collect()
+}
+
+/// The lines of both tables where pods' rules live.
+#[derive(Debug, Clone, Default)]
+struct Listing {
+    filter: Vec<String>,
+    raw: Vec<String>,
+}
+
+impl Listing {
+    fn full(t: &dyn Tables) -> Result<Listing> {
+        Ok(Listing {
+            filter: bucket_lines(t.list_all()?),
+            raw: src_bucket_lines(t.list_all_raw()?),
+        })
+    }
+
+    /// One batch deleting every line tagged `tag` (one section per table).
+    fn deletion(&self, tag: &str) -> String {
+        let del = |l: &[String]| -> Vec<String> {
+            rules::rules_with_tag(l, tag)
+                .into_iter()
+                .map(rules::delete_of)
+                .collect()
+        };
+        let (raw, filter) = (del(&self.raw), del(&self.filter));
+        let mut out = String::new();
+        if !raw.is_empty() {
+            out += &rules::table_batch("raw", &raw);
+        }
+        if !filter.is_empty() {
+            out += &rules::batch(&filter);
+        }
+        out
+    }
+}
+
+/// Remove every rule carrying one of `tags`, starting from `listing`. A
+/// rule that vanished meanwhile makes a batch fail: re-list both tables and
+/// retry. Keeps going across tags and reports every failure at the end.
+fn remove_tagged(t: &dyn Tables, tags: &BTreeSet<String>, listing: Listing) -> Result<u32> {
     let mut commits = 0;
     let mut errors = Vec::new();
     let mut pending: BTreeSet<String> = tags.clone();
     let mut listing = listing;
     for attempt in 1..=DELETE_ATTEMPTS {
         if attempt > 1 {
-            listing = bucket_lines(t.list_all()?);
+            listing = Listing::full(t)?;
         }
         let mut next = BTreeSet::new();
         errors.clear();
         for tag in &pending {
-            let lines: Vec<String> = rules::rules_with_tag(&listing, tag)
-                .into_iter()
-                .map(rules::delete_of)
-                .collect();
-            if lines.is_empty() {
+            let batch = listing.deletion(tag);
+            if batch.is_empty() {
                 continue;
             }
-            match t.restore(&rules::batch(&lines)) {
-                Ok(()) => commits += 1,
+            match t.restore(&batch) {
+                Ok(()) => commits += batch.matches("COMMIT").count() as u32,
                 Err(e) => {
                     errors.push(format!("{tag:?}: {e}"));
                     next.insert(tag.clone());
@@ -263,27 +405,41 @@ fn list_chains(t: &dyn Tables, chains: &[String]) -> Result<BTreeMap<String, Vec
         .collect())
 }
 
+/// The `-A` lines of raw-table `chains`, one listing each.
+fn list_raw_chains(t: &dyn Tables, chains: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for c in chains {
+        out.extend(t.list_raw_chain(c)?.unwrap_or_default());
+    }
+    Ok(out)
+}
+
 /// DEL's work for one attachment. With the rules prevResult implies
 /// (`expected`) they sit in known buckets: list those few chains only
 /// (O(1)). Without, or when the buckets do not hold all of them (the config
-/// or prevResult changed since ADD, checklist 17), read the whole table
-/// once. Deleting a pod's tagged rules leaves the skeleton as it was, so
-/// a verified generation stays verified when nobody else committed.
-pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<Vec<String>>) -> Result<()> {
+/// or prevResult changed since ADD, conformance.md #17, or the pod was attached
+/// by a release whose rules lived elsewhere), read both tables once.
+/// Deleting a pod's tagged rules leaves the skeleton as it was, so a
+/// verified generation stays verified when nobody else committed.
+pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<PodRules>) -> Result<()> {
     // DEL and GC change only pods' rules, so they keep a valid record.
     let before = verified_at(t, t.generation().as_ref());
     let tags = BTreeSet::from([tag.to_string()]);
     let mut listing = None;
     if let Some(expected) = expected.filter(|e| !e.is_empty()) {
-        let listings = list_chains(t, &rules::chains_of(&expected))?;
-        let found: Vec<String> = listings.into_values().flatten().collect();
-        if rules::rules_with_tag(&found, tag).len() >= expected.len() {
-            listing = Some(found);
+        let mut chains = rules::chains_of(&expected.filter);
+        chains.extend(expected.legacy_chain.clone());
+        let filter: Vec<String> = list_chains(t, &chains)?.into_values().flatten().collect();
+        let raw = list_raw_chains(t, &rules::chains_of(&expected.sources))?;
+        if rules::rules_with_tag(&filter, tag).len() >= expected.filter.len()
+            && rules::rules_with_tag(&raw, tag).len() >= expected.sources.len()
+        {
+            listing = Some(Listing { filter, raw });
         }
     }
     let listing = match listing {
         Some(l) => l,
-        None => bucket_lines(t.list_all()?),
+        None => Listing::full(t)?,
     };
     let commits = remove_tagged(t, &tags, listing)?;
     if let Some(v) = before {
@@ -293,12 +449,13 @@ pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<Vec<String>
 }
 
 /// CHECK's work: what is wrong with the skeleton and one pod's rules.
-/// Read-only and O(1): the skeleton chains, the dispatch groups that lead
-/// to the pod's buckets and those buckets, one small listing each (bucket
-/// chains exist when the dispatch rules that jump to them do).
-pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Result<Vec<String>> {
+/// Read-only: the skeleton chains, the dispatch groups that lead to the
+/// pod's buckets and those buckets, one small listing each (bucket chains
+/// exist when the dispatch rules that jump to them do); for a bridged pod
+/// the raw table once.
+pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<Vec<String>> {
     let policy_chain = skel.policy_chain();
-    let buckets = rules::chains_of(pod_rules);
+    let buckets = rules::chains_of(&pod_rules.filter);
     let mut groups: Vec<String> = Vec::new();
     for g in buckets.iter().filter_map(|b| rules::group_of_bucket(b)) {
         if !groups.contains(&g) {
@@ -311,6 +468,7 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Resu
         ANTISPOOF_CHAIN,
         INGRESS_CHAIN,
         FROM_POD_CHAIN,
+        PODS_CHAIN,
         &policy_chain,
         &skel.conf.admin_chain,
     ];
@@ -323,6 +481,7 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Resu
     let antispoof = next();
     let ingress = next();
     let from_pod = next();
+    let pods = next();
     let policy = next();
     let admin = next();
     let groups: BTreeMap<String, Option<Vec<String>>> =
@@ -337,24 +496,72 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &[String]) -> Resu
         antispoof,
         ingress,
         from_pod,
+        pods,
         policy,
         groups,
         admin_exists: admin.is_some(),
         chains: None,
     };
     let mut out = skel.defects(&state);
-    out.extend(rules::pod_defects(pod_rules, &listings));
+    out.extend(rules::pod_defects(&pod_rules.filter, &listings));
+    if let Some(bridge) = skel.bridge {
+        out.extend(raw_defects(&t.list_all_raw()?, bridge, &pod_rules.sources));
+    }
     Ok(out)
 }
 
+/// What is wrong with the source check of a bridged pod: the bridge's jump,
+/// the dispatch chains, and in each of its buckets its rules before the
+/// bucket's DROP.
+fn raw_defects(listing: &[String], bridge: &str, sources: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let repair = rules::raw_repair(listing, bridge);
+    let dispatch = [
+        format!("-A {} ", rules::SRC_CHAIN),
+        format!("-A {} ", rules::SRC_ICMP_CHAIN),
+        format!("-A {}", rules::SRC_GROUP_PREFIX),
+        "-I PREROUTING ".to_string(),
+    ];
+    if repair
+        .iter()
+        .any(|l| dispatch.iter().any(|d| l.starts_with(d.as_str())))
+    {
+        out.push(format!(
+            "the source check of bridge {bridge} (raw PREROUTING, {}) is missing or altered",
+            rules::SRC_CHAIN
+        ));
+    }
+    for b in rules::chains_of(sources) {
+        let prefix = format!("-A {b} ");
+        let have: Vec<&String> = listing.iter().filter(|l| l.starts_with(&prefix)).collect();
+        let drop = rules::src_bucket_drop(&b);
+        let drop_at = have.iter().position(|l| **l == drop);
+        for r in sources.iter().filter(|r| r.starts_with(&prefix)) {
+            match (have.iter().position(|l| *l == r), drop_at) {
+                (None, _) => out.push(format!("{b} (raw) lacks rule `{r}`")),
+                (Some(i), Some(d)) if i > d => {
+                    out.push(format!("{b} (raw) has rule `{r}` after its DROP"))
+                }
+                _ => {}
+            }
+        }
+        if drop_at.is_none() {
+            out.push(format!("{b} (raw) lacks its final DROP"));
+        }
+    }
+    out
+}
+
 /// GC's work: remove the rules of every attachment of `network` whose tag
-/// is not in `keep`; keeps going and reports every failure (checklist 49).
+/// is not in `keep`; keeps going and reports every failure (conformance.md #49).
 pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -> Result<()> {
     // DEL and GC change only pods' rules, so they keep a valid record.
     let before = verified_at(t, t.generation().as_ref());
-    let listing = bucket_lines(t.list_all()?);
+    let listing = Listing::full(t)?;
     let stale: BTreeSet<String> = listing
+        .filter
         .iter()
+        .chain(&listing.raw)
         .filter_map(|l| rules::parse_rule(l).and_then(|r| r.comment))
         .filter(|c| rules::tag_network(c) == Some(network) && !keep.contains(c))
         .collect();
@@ -368,7 +575,7 @@ pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -
     Ok(())
 }
 
-/// The prevResult ADD and CHECK need (error 7 without it, checklist 32)
+/// The prevResult ADD and CHECK need (error 7 without it, conformance.md #32)
 /// and the pod it describes.
 fn prev_pod(req: &Request, verb: &'static str) -> Result<(CniResult, Pod)> {
     let prev = req
@@ -386,9 +593,6 @@ impl Firewall6 {
         let conf = FirewallConf::from_raw(&req.config.raw)?;
         let (res, pod) = prev_pod(req, "ADD")?;
         let ipt = Ip6tables::locate()?;
-        if let Some(HostSide::BridgePort(_)) = pod.host_side {
-            bridge_netfilter()?;
-        }
         if pod.host_side.is_none() {
             eprintln!(
                 "firewall6: prevResult names no host-side interface: no source check for this pod"
@@ -397,9 +601,15 @@ impl Firewall6 {
         let skel = Skeleton {
             network: &req.config.name,
             conf: &conf,
+            bridge: pod.bridge.as_deref(),
         };
+        if matches!(pod.host_side, Some(HostSide::BridgePort(_))) && pod.mac.is_none() {
+            eprintln!(
+                "firewall6: prevResult reports no MAC for the pod: its addresses are bound to no MAC"
+            );
+        }
         let tag = attachment(req).tag();
-        let wanted = rules::pod_rules(&tag, &pod, &skel.policy_chain());
+        let wanted = PodRules::of(&tag, &pod, &skel.policy_chain());
         install(&ipt, &skel, &wanted)?;
         Ok(res)
     }
@@ -420,7 +630,7 @@ impl Firewall6 {
             .as_ref()
             .and_then(|p| CniResult::parse(p).ok())
             .and_then(|r| Pod::from_result(&r).ok())
-            .map(|pod| rules::pod_rules(&tag, &pod, "-"));
+            .map(|pod| PodRules::of(&tag, &pod, "-"));
         remove_attachment(&ipt, &tag, expected)
     }
 
@@ -429,17 +639,13 @@ impl Firewall6 {
         let (_, pod) = prev_pod(req, "CHECK")?;
         let ipt = Ip6tables::locate()?;
         let mut defects = Vec::new();
-        if let Some(HostSide::BridgePort(_)) = pod.host_side {
-            if let Err(e) = bridge_netfilter() {
-                defects.push(e.to_string());
-            }
-        }
         let skel = Skeleton {
             network: &req.config.name,
             conf: &conf,
+            bridge: pod.bridge.as_deref(),
         };
         let tag = attachment(req).tag();
-        let wanted = rules::pod_rules(&tag, &pod, &skel.policy_chain());
+        let wanted = PodRules::of(&tag, &pod, &skel.policy_chain());
         defects.extend(defects_of(&ipt, &skel, &wanted)?);
         if defects.is_empty() {
             Ok(())
@@ -483,8 +689,7 @@ impl Firewall6 {
     fn status_inner(&self) -> Result<(), cni_common::Error> {
         let unavailable = |e: Error| cni_common::Error::Unavailable(e.to_string());
         let ipt = Ip6tables::locate().map_err(unavailable)?;
-        ipt.usable().map_err(unavailable)?;
-        bridge_netfilter().map_err(unavailable)
+        ipt.usable().map_err(unavailable)
     }
 }
 
@@ -604,6 +809,21 @@ mod tests {
 
         fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
             Ok(self.chains.borrow().get(&raw(chain)).cloned())
+        }
+
+        fn list_all_raw(&self) -> Result<Vec<String>> {
+            let chains = self.chains.borrow();
+            let raw_chains = || {
+                chains
+                    .iter()
+                    .filter_map(|(c, r)| c.strip_prefix("raw:").map(|c| (c, r)))
+            };
+            let mut out: Vec<String> = raw_chains()
+                .filter(|(c, _)| *c != RAW_PREROUTING)
+                .map(|(c, _)| format!("-N {c}"))
+                .collect();
+            out.extend(raw_chains().flat_map(|(_, r)| r.iter().cloned()));
+            Ok(out)
         }
 
         fn restore(&self, batch: &str) -> Result<()> {
@@ -738,7 +958,7 @@ mod tests {
         let (t, skel) = recorded();
         let c = rules_of(&skel, "c", 0x12, "c6ab00000000003");
         install(&t, &skel, &c).unwrap();
-        assert_eq!(t.last_batch(), rules::batch(&c), "appends only");
+        assert_eq!(t.last_batch(), c.batch(), "appends only");
         assert_eq!(t.verified().map(|v| v.at), t.generation());
         assert!(defects_of(&t, &skel, &c).unwrap().is_empty());
         remove_attachment(&t, &tag("c"), Some(c.clone())).unwrap();
@@ -750,7 +970,7 @@ mod tests {
         );
         let d = rules_of(&skel, "d", 0x13, "c6ab00000000004");
         install(&t, &skel, &d).unwrap();
-        assert_eq!(t.last_batch(), rules::batch(&d));
+        assert_eq!(t.last_batch(), d.batch());
     }
 
     /// The record vouches for skeletons by config (admin chain, policy):
@@ -766,6 +986,7 @@ mod tests {
         let ops = Skeleton {
             network: "n",
             conf: &conf,
+            bridge: Some("br0"),
         };
         let mut last = 0x12;
         let mut add = |s: &Skeleton, id: &str| -> String {
@@ -774,7 +995,7 @@ mod tests {
             install(&t, s, &r).unwrap();
             assert!(defects_of(&t, s, &r).unwrap().is_empty());
             let b = t.last_batch();
-            if b == rules::batch(&r) {
+            if b == r.batch() {
                 "appends".into()
             } else {
                 assert!(b.contains("-C FORWARD"), "{b}");
@@ -853,6 +1074,8 @@ mod tests {
                 format!("2001:db8:7:1:0:1:0:{last:x}").parse().unwrap(),
             ],
             host_side: Some(HostSide::BridgePort(port.into())),
+            bridge: Some("br0".into()),
+            mac: Some([0x02, 0xc6, 0, 0, (last >> 8) as u8, last as u8]),
         }
     }
 
@@ -869,13 +1092,17 @@ mod tests {
     /// process).
     fn default_skel() -> Skeleton<'static> {
         let conf = Box::leak(Box::new(FirewallConf::from_raw(&json!({})).unwrap()));
-        Skeleton { network: "n", conf }
+        Skeleton {
+            network: "n",
+            conf,
+            bridge: Some("br0"),
+        }
     }
 
     /// The rules of pod `id` (address slot `last`, host port `port`) under
     /// the skeleton's policy.
-    fn rules_of(skel: &Skeleton, id: &str, last: u16, port: &str) -> Vec<String> {
-        rules::pod_rules(&tag(id), &pod(last, port), &skel.policy_chain())
+    fn rules_of(skel: &Skeleton, id: &str, last: u16, port: &str) -> PodRules {
+        PodRules::of(&tag(id), &pod(last, port), &skel.policy_chain())
     }
 
     /// Issue 7: the first ADD also puts the MLD drop into the raw table;
@@ -887,7 +1114,9 @@ mod tests {
         let skel = default_skel();
         install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
         let raw_chain = |c: &str| t.list_raw_chain(c).unwrap();
-        assert_eq!(raw_chain(RAW_PREROUTING), Some(vec![rules::mld_jump()]));
+        let prerouting = || raw_chain(RAW_PREROUTING).unwrap_or_default();
+        assert!(prerouting().contains(&rules::mld_jump()));
+        assert!(prerouting().contains(&rules::src_jump("br0")));
         assert_eq!(raw_chain(MLD_CHAIN), Some(rules::mld_rules()));
         let before = t.restores.get();
         install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
@@ -900,7 +1129,8 @@ mod tests {
         t.chains.borrow_mut().insert(raw(RAW_PREROUTING), vec![]);
         let filter_before = t.list_all().unwrap();
         install(&t, &skel, &rules_of(&skel, "c", 0x12, "c6ab00000000003")).unwrap();
-        assert_eq!(raw_chain(RAW_PREROUTING), Some(vec![rules::mld_jump()]));
+        assert!(prerouting().contains(&rules::mld_jump()));
+        assert!(prerouting().contains(&rules::src_jump("br0")));
         assert_eq!(raw_chain(MLD_CHAIN), Some(rules::mld_rules()));
         let added: BTreeSet<String> = t
             .list_all()
@@ -909,23 +1139,22 @@ mod tests {
             .filter(|l| !filter_before.contains(l))
             .collect();
         let c: BTreeSet<String> = rules_of(&skel, "c", 0x12, "c6ab00000000003")
+            .filter
             .into_iter()
             .collect();
         assert_eq!(added, c, "the filter table gained c's rules only");
     }
 
-    /// A raw table that cannot be written costs the MLD drop, never the
-    /// pod's rules.
+    /// A raw table that cannot be written fails a bridged pod's ADD: its
+    /// source check lives there, and no pod is attached without it.
     #[test]
-    fn unusable_raw_table_does_not_fail_add() {
+    fn unusable_raw_table_fails_a_bridged_add() {
         let t = FakeTables::new();
         t.fail_on("*raw", u32::MAX);
         let skel = default_skel();
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
-        install(&t, &skel, &a).unwrap();
-        assert_eq!(t.tagged(&tag("a")), a.len());
-        assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
-        assert_eq!(t.list_raw_chain(MLD_CHAIN).unwrap(), None);
+        assert!(install(&t, &skel, &a).is_err());
+        assert_eq!(t.tagged(&tag("a")), 0);
     }
 
     #[test]
@@ -935,6 +1164,7 @@ mod tests {
         let skel = Skeleton {
             network: "n",
             conf: &conf,
+            bridge: Some("br0"),
         };
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         let b = rules_of(&skel, "b", 0x11, "veth-b");
@@ -967,8 +1197,9 @@ mod tests {
         let skel = Skeleton {
             network: "n",
             conf: &conf,
+            bridge: Some("br0"),
         };
-        install(&t, &skel, &[]).unwrap();
+        install(&t, &skel, &PodRules::default()).unwrap();
         let whole = t.chains.borrow().clone();
         let mut lost = skel.presence_checks();
         assert!(lost.len() >= 6, "{lost:?}");
@@ -1000,7 +1231,7 @@ mod tests {
     fn install_repairs_a_lost_bucket_and_retries() {
         let t = FakeTables::new();
         let skel = default_skel();
-        install(&t, &skel, &[]).unwrap();
+        install(&t, &skel, &PodRules::default()).unwrap();
         t.chains.borrow_mut().remove("CNI6-D-10");
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
         install(&t, &skel, &a).unwrap();
@@ -1066,7 +1297,7 @@ mod tests {
         assert_eq!(t.tagged(&tag("a")), 0);
     }
 
-    /// checklist 49: GC keeps going past a failing attachment, removes the
+    /// conformance.md #49: GC keeps going past a failing attachment, removes the
     /// others, and reports the failure (naming it) at the end.
     #[test]
     fn gc_keeps_going_and_reports_every_failure() {
@@ -1080,6 +1311,7 @@ mod tests {
         let other = Skeleton {
             network: "m",
             conf: &other_conf,
+            bridge: Some("br0"),
         };
         let m_tag = Attachment {
             network: "m",
@@ -1090,7 +1322,7 @@ mod tests {
         install(
             &t,
             &other,
-            &rules::pod_rules(&m_tag, &pod(0x20, "c6cd00000000001"), &other.policy_chain()),
+            &PodRules::of(&m_tag, &pod(0x20, "c6cd00000000001"), &other.policy_chain()),
         )
         .unwrap();
         t.fail_on(&tag("b"), u32::MAX);
@@ -1104,21 +1336,5 @@ mod tests {
         assert_eq!(t.tagged(&tag("b")), 5);
         assert_eq!(t.tagged(&tag("keep")), 5);
         assert_eq!(t.tagged(&m_tag), 5);
-    }
-
-    #[test]
-    fn bridge_netfilter_states() {
-        let dir = std::env::temp_dir().join(format!("fw6-brnf-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("bridge-nf-call-ip6tables");
-        fs::write(&f, "1\n").unwrap();
-        assert!(bridge_netfilter_at(&f).is_ok());
-        fs::write(&f, "0\n").unwrap();
-        let e = cni_common::Error::from(bridge_netfilter_at(&f).unwrap_err());
-        assert_eq!(e.code(), 50);
-        assert!(e.to_string().contains("bridge-nf-call-ip6tables=1"), "{e}");
-        let e = cni_common::Error::from(bridge_netfilter_at(&dir.join("absent")).unwrap_err());
-        assert!(e.to_string().contains("br_netfilter"), "{e}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -61,6 +61,24 @@ pub const RAW_PREROUTING: &str = "PREROUTING";
 /// MLD message types: query, v1 report, done, v2 report (RFC 2710, 3810).
 pub const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
 
+/// Raw PREROUTING of traffic that enters from a pod bridge jumps here:
+/// the source check that binds each pod's addresses to its MAC (issue 15).
+pub const SRC_CHAIN: &str = "CNI6-SRC";
+/// ICMPv6 a pod may not send at all: router advertisements, redirects, MLD.
+pub const SRC_ICMP_CHAIN: &str = "CNI6-SRC-ICMP";
+/// Source groups `CNI6-SX-0` … `CNI6-SX-f` (high nibble of the source's
+/// low byte), in the raw table.
+pub const SRC_GROUP_PREFIX: &str = "CNI6-SX-";
+/// Source buckets `CNI6-S-00` … `CNI6-S-ff` (the source's low byte), in the
+/// raw table: the pods' (address, MAC) pairs, then a DROP.
+pub const SRC_BUCKET_PREFIX: &str = "CNI6-S-";
+/// Filter: traffic from a pod bridge (its source checked in raw) goes to
+/// FROM-POD; one rule per bridge.
+pub const PODS_CHAIN: &str = "CNI6-PODS";
+/// ICMPv6 types dropped from pods: MLD (130, 131, 132, 143), router
+/// advertisement (134), redirect (137).
+pub const POD_ICMP_DROPPED: [u8; 6] = [130, 131, 132, 143, 134, 137];
+
 /// The comment word that marks a rule as ours.
 pub const TAG_WORD: &str = "firewall6";
 
@@ -73,6 +91,7 @@ pub fn is_internal_chain(name: &str) -> bool {
         ANTISPOOF_CHAIN,
         INGRESS_CHAIN,
         FROM_POD_CHAIN,
+        PODS_CHAIN,
     ]
     .contains(&name)
         || name.starts_with(POLICY_PREFIX)
@@ -93,6 +112,52 @@ pub fn port_bucket(b: usize) -> String {
 
 pub fn addr_bucket(b: usize) -> String {
     format!("{ADDR_BUCKET_PREFIX}{b:02x}")
+}
+
+pub fn src_bucket(b: usize) -> String {
+    format!("{SRC_BUCKET_PREFIX}{b:02x}")
+}
+
+pub fn src_group(g: usize) -> String {
+    format!("{SRC_GROUP_PREFIX}{g:x}")
+}
+
+/// The raw-table bucket of traffic from `a`: its low byte.
+pub fn src_bucket_of(a: &Ipv6Addr) -> String {
+    src_bucket(a.octets()[15] as usize)
+}
+
+/// The EUI-64 link-local address of `mac` (bridge6 makes the pod use it).
+pub fn link_local_of(mac: &[u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    parts.try_into().ok()
 }
 
 pub fn port_group(g: usize) -> String {
@@ -212,8 +277,11 @@ pub fn tag_network(comment: &str) -> Option<&str> {
 /// How packets from the pod reach the node: the host-side interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostSide {
-    /// A port of a bridge (bridge6): matched with `-m physdev --physdev-in`,
-    /// which needs br_netfilter.
+    /// A port of a bridge (bridge6): the pod's traffic reaches the node on
+    /// the bridge, its source is checked in raw PREROUTING by its MAC
+    /// (bound to the port by bridge6: locked port, static FDB entry).
+    /// Pods attached by releases before issue 15 have physdev rules in
+    /// the port buckets, which DEL and GC still find.
     BridgePort(String),
     /// A routed interface (e.g. ptp): matched with `-i`.
     Routed(String),
@@ -239,6 +307,10 @@ impl HostSide {
 pub struct Pod {
     pub addresses: Vec<Ipv6Addr>,
     pub host_side: Option<HostSide>,
+    /// The bridge of a bridged pod (the first host-side interface).
+    pub bridge: Option<String>,
+    /// The pod interface's MAC, when prevResult reports it.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl Pod {
@@ -278,14 +350,29 @@ impl Pod {
             .filter(|(i, _)| !in_sandbox(*i))
             .map(|(i, x)| (i, x.name.as_str()))
             .collect();
-        let host_side = match host.as_slice() {
-            [] => None,
-            [(i, name)] => Some(HostSide::Routed(valid_ifname(*i, name)?)),
-            [_, (i, name), ..] => Some(HostSide::BridgePort(valid_ifname(*i, name)?)),
+        let (host_side, bridge) = match host.as_slice() {
+            [] => (None, None),
+            [(i, name)] => (Some(HostSide::Routed(valid_ifname(*i, name)?)), None),
+            [(b, bridge), (i, name), ..] => (
+                Some(HostSide::BridgePort(valid_ifname(*i, name)?)),
+                Some(valid_ifname(*b, bridge)?),
+            ),
         };
+        // The MAC of the interface the addresses live on (or the first in
+        // the sandbox).
+        let pod_iface = res
+            .ips
+            .iter()
+            .find_map(|ip| ip.interface.filter(|i| in_sandbox(*i)))
+            .or_else(|| (0..res.interfaces.len()).find(|i| in_sandbox(*i)));
+        let mac = pod_iface
+            .and_then(|i| res.interfaces[i].mac.as_deref())
+            .and_then(parse_mac);
         Ok(Pod {
             addresses,
             host_side,
+            bridge,
+            mac,
         })
     }
 }
@@ -318,6 +405,8 @@ fn comment(text: &str) -> String {
 pub struct Skeleton<'a> {
     pub network: &'a str,
     pub conf: &'a FirewallConf,
+    /// The bridge of the pod being added, whose jumps ADD makes sure of.
+    pub bridge: Option<&'a str>,
 }
 
 impl Skeleton<'_> {
@@ -347,6 +436,10 @@ impl Skeleton<'_> {
             format!(
                 "-A {FORWARD_CHAIN} -s ::/128 {} -g {INGRESS_CHAIN}",
                 comment("firewall6: DAD probes are not checked")
+            ),
+            format!(
+                "-A {FORWARD_CHAIN} {} -j {PODS_CHAIN}",
+                comment("firewall6: pods behind a bridge, sources checked in raw")
             ),
             format!(
                 "-A {FORWARD_CHAIN} {} -j {ANTISPOOF_CHAIN}",
@@ -477,7 +570,25 @@ impl Skeleton<'_> {
         for p in &c.allow_ports {
             h.update(format!("|{p}").as_bytes());
         }
+        if !c.cluster_interfaces.is_empty() {
+            h.update([0]);
+            for i in self.inside_interfaces() {
+                h.update(format!("|{i}").as_bytes());
+            }
+        }
         format!("{POLICY_PREFIX}{}", &hex(&h.finalize())[..12])
+    }
+
+    /// With `clusterInterfaces`: those and the pod's bridge, where a
+    /// cluster source may arrive from; empty = anywhere.
+    pub fn inside_interfaces(&self) -> Vec<String> {
+        let mut v = self.conf.cluster_interfaces.clone();
+        if !v.is_empty() {
+            if let Some(b) = self.bridge.filter(|b| !v.iter().any(|i| i == b)) {
+                v.push(b.to_string());
+            }
+        }
+        v
     }
 
     pub fn policy_rules(&self) -> Vec<String> {
@@ -491,11 +602,20 @@ impl Skeleton<'_> {
                     "-A {chain} -m conntrack --ctstate RELATED,ESTABLISHED {} -j ACCEPT",
                     c("replies")
                 )];
+                let inside = self.inside_interfaces();
                 for p in &self.conf.cluster_prefixes {
-                    v.push(format!(
-                        "-A {chain} -s {p} {} -j ACCEPT",
-                        c("from the cluster")
-                    ));
+                    if inside.is_empty() {
+                        v.push(format!(
+                            "-A {chain} -s {p} {} -j ACCEPT",
+                            c("from the cluster")
+                        ));
+                    }
+                    for i in &inside {
+                        v.push(format!(
+                            "-A {chain} -s {p} -i {i} {} -j ACCEPT",
+                            c("from the cluster")
+                        ));
+                    }
                 }
                 for p in &self.conf.allow_ports {
                     let proto = p.protocol.as_str();
@@ -523,7 +643,9 @@ impl Skeleton<'_> {
 pub fn pod_rules(tag: &str, pod: &Pod, policy_chain: &str) -> Vec<String> {
     let c = comment(tag);
     let mut v = Vec::new();
-    if let Some(host) = &pod.host_side {
+    // A bridged pod's source check lives in the raw table
+    // ([`pod_source_rules`]); a routed one's here, by its interface.
+    if let Some(host @ HostSide::Routed(_)) = &pod.host_side {
         let m = host.matcher();
         let chain = port_bucket_of(host);
         for a in &pod.addresses {
@@ -536,6 +658,188 @@ pub fn pod_rules(tag: &str, pod: &Pod, policy_chain: &str) -> Vec<String> {
         v.push(format!("-A {chain} -d {a}/128 {c} -j {policy_chain}"));
     }
     v
+}
+
+/// The sources a bridged pod may send from: its addresses and the EUI-64
+/// link-local address of its MAC.
+pub fn pod_sources(pod: &Pod) -> Vec<Ipv6Addr> {
+    let mut v = pod.addresses.clone();
+    if let Some(mac) = &pod.mac {
+        let ll = link_local_of(mac);
+        if !v.contains(&ll) {
+            v.push(ll);
+        }
+    }
+    v
+}
+
+/// The raw-table rules of a bridged pod, as `ip6tables -S` lists them: in
+/// each source's bucket, (source, MAC) returns to PREROUTING; anything else
+/// reaches the bucket's DROP. Installed with `-I … 1` (see
+/// [`insert_lines`]) so they stay before that DROP. Without a MAC in
+/// prevResult the address alone is bound (weaker: logged by ADD).
+pub fn pod_source_rules(tag: &str, pod: &Pod) -> Vec<String> {
+    if !matches!(pod.host_side, Some(HostSide::BridgePort(_))) {
+        return Vec::new();
+    }
+    let c = comment(tag);
+    let mac = pod
+        .mac
+        .as_ref()
+        .map(|m| format!(" -m mac --mac-source {}", format_mac(m)))
+        .unwrap_or_default();
+    pod_sources(pod)
+        .iter()
+        .map(|a| format!("-A {} -s {a}/128{mac} {c} -j RETURN", src_bucket_of(a)))
+        .collect()
+}
+
+/// `-A` lines turned into `-I … 1` lines.
+pub fn insert_lines(rules: &[String]) -> Vec<String> {
+    rules.iter().map(|r| insert_first(r)).collect()
+}
+
+/// Raw PREROUTING: traffic entering from `bridge` goes to [`SRC_CHAIN`].
+pub fn src_jump(bridge: &str) -> String {
+    format!(
+        "-A {RAW_PREROUTING} -i {bridge} {} -j {SRC_CHAIN}",
+        comment(&format!("firewall6: sources of the pods of {bridge}"))
+    )
+}
+
+/// Filter CNI6-PODS: traffic from `bridge` (its source checked) is a pod's.
+pub fn pods_jump(bridge: &str) -> String {
+    format!(
+        "-A {PODS_CHAIN} -i {bridge} {} -g {FROM_POD_CHAIN}",
+        comment(&format!("firewall6: pods of {bridge}"))
+    )
+}
+
+/// [`SRC_CHAIN`]: a DAD probe may come from `::`; forbidden ICMPv6 goes to
+/// [`SRC_ICMP_CHAIN`]; then the dispatch by the source's low byte.
+pub fn src_rules() -> Vec<String> {
+    let mut v = vec![
+        format!(
+            "-A {SRC_CHAIN} -s ::/128 -p ipv6-icmp -m icmp6 --icmpv6-type 135 {} -j RETURN",
+            comment("firewall6: duplicate address detection")
+        ),
+        format!(
+            "-A {SRC_CHAIN} -p ipv6-icmp {} -j {SRC_ICMP_CHAIN}",
+            comment("firewall6: ICMPv6 pods may not send")
+        ),
+    ];
+    v.extend((0..GROUPS).map(|g| {
+        format!(
+            "-A {SRC_CHAIN} -s {}/::f0 {} -g {}",
+            Ipv6Addr::from((g << 4) as u128),
+            comment("firewall6: source bucket group"),
+            src_group(g)
+        )
+    }));
+    v
+}
+
+/// [`SRC_ICMP_CHAIN`]: MLD (no querier behind a node bridge), router
+/// advertisements and redirects (RA guard) from pods are dropped.
+pub fn src_icmp_rules() -> Vec<String> {
+    POD_ICMP_DROPPED
+        .iter()
+        .map(|t| format!("-A {SRC_ICMP_CHAIN} -p ipv6-icmp -m icmp6 --icmpv6-type {t} -j DROP"))
+        .collect()
+}
+
+/// `CNI6-SX-g`: one rule per source bucket of the group.
+pub fn src_group_rules(g: usize) -> Vec<String> {
+    let chain = src_group(g);
+    (g * GROUPS..(g + 1) * GROUPS)
+        .map(|b| {
+            format!(
+                "-A {chain} -s {}/::ff {} -g {}",
+                Ipv6Addr::from(b as u128),
+                comment("firewall6: source bucket"),
+                src_bucket(b)
+            )
+        })
+        .collect()
+}
+
+/// The last rule of every source bucket.
+pub fn src_bucket_drop(bucket: &str) -> String {
+    format!(
+        "-A {bucket} {} -j DROP",
+        comment("firewall6: not a source of the sending pod")
+    )
+}
+
+/// `-C` lines (raw) a pod's checked batch carries: the bridge's jump, the
+/// first rule of [`SRC_CHAIN`] and the DROP of each bucket the pod uses.
+pub fn raw_presence_checks(bridge: &str, pod_source_rules: &[String]) -> Vec<String> {
+    let mut v = vec![check_of(&src_jump(bridge)), check_of(&src_rules()[0])];
+    for b in chains_of(pod_source_rules) {
+        v.push(check_of(&src_bucket_drop(&b)));
+    }
+    v
+}
+
+/// Raw-table lines that make the source check whole for `bridge`, from a
+/// full `ip6tables -t raw -S` listing. Buckets are never flushed (they hold
+/// pods' rules): a missing one is made with its DROP, one without its DROP
+/// gets it appended; dispatch chains are rewritten when altered.
+pub fn raw_repair(listing: &[String], bridge: &str) -> Vec<String> {
+    let chains: BTreeSet<&str> = listing
+        .iter()
+        .filter_map(|l| l.strip_prefix("-N "))
+        .collect();
+    let rules_of = |chain: &str| -> Option<Vec<String>> {
+        if chain != RAW_PREROUTING && !chains.contains(chain) {
+            return None;
+        }
+        let prefix = format!("-A {chain} ");
+        Some(
+            listing
+                .iter()
+                .filter(|l| l.starts_with(&prefix))
+                .cloned()
+                .collect(),
+        )
+    };
+    let mut decl = Vec::new();
+    let mut rules = Vec::new();
+    for b in (0..BUCKETS).map(src_bucket) {
+        let drop = src_bucket_drop(&b);
+        match rules_of(&b) {
+            None => {
+                decl.push(format!(":{b} - [0:0]"));
+                rules.push(drop);
+            }
+            Some(have) if !have.contains(&drop) => rules.push(drop),
+            Some(_) => {}
+        }
+    }
+    let mut wanted: Vec<(String, Vec<String>)> = (0..GROUPS)
+        .map(|g| (src_group(g), src_group_rules(g)))
+        .collect();
+    wanted.push((SRC_ICMP_CHAIN.to_string(), src_icmp_rules()));
+    wanted.push((SRC_CHAIN.to_string(), src_rules()));
+    for (name, want) in wanted {
+        if rules_of(&name).as_deref() != Some(&want[..]) {
+            decl.push(format!(":{name} - [0:0]"));
+            rules.extend(want);
+        }
+    }
+    if !rules_of(RAW_PREROUTING)
+        .unwrap_or_default()
+        .contains(&src_jump(bridge))
+    {
+        rules.push(insert_first(&src_jump(bridge)));
+    }
+    decl.extend(rules);
+    decl
+}
+
+/// Raw-table chains that hold pods' rules (what DEL, GC and CHECK search).
+pub fn is_src_bucket(name: &str) -> bool {
+    name.starts_with(SRC_BUCKET_PREFIX)
 }
 
 /// The chains `rules` (lines `-A CHAIN …`) live in, each once, in order.
@@ -559,6 +863,8 @@ pub struct SkeletonState {
     pub antispoof: Option<Vec<String>>,
     pub ingress: Option<Vec<String>>,
     pub from_pod: Option<Vec<String>>,
+    /// CNI6-PODS (its per-bridge rules are never rewritten).
+    pub pods: Option<Vec<String>>,
     pub policy: Option<Vec<String>>,
     /// The group chains read (`CNI6-PX-g`, `CNI6-DX-g`): `None` = missing.
     /// A full listing holds all 32; CHECK reads only the pod's. Groups not
@@ -598,6 +904,7 @@ impl SkeletonState {
             antispoof: rules_of(ANTISPOOF_CHAIN),
             ingress: rules_of(INGRESS_CHAIN),
             from_pod: rules_of(FROM_POD_CHAIN),
+            pods: rules_of(PODS_CHAIN),
             policy: rules_of(policy_chain),
             groups: Skeleton::group_chains()
                 .into_iter()
@@ -686,6 +993,13 @@ impl Skeleton<'_> {
         if s.from_pod.as_deref() != Some(&Self::from_pod_rules()[..]) {
             out.push(format!("chain {FROM_POD_CHAIN} is missing or altered"));
         }
+        match (&s.pods, self.bridge) {
+            (None, _) => out.push(format!("chain {PODS_CHAIN} is missing")),
+            (Some(have), Some(b)) if !have.contains(&pods_jump(b)) => {
+                out.push(format!("{PODS_CHAIN} lacks the rule for bridge {b}"))
+            }
+            _ => {}
+        }
         if s.policy.as_deref() != Some(&self.policy_rules()[..]) {
             out.push(format!(
                 "policy chain {} is missing or altered",
@@ -711,6 +1025,9 @@ impl Skeleton<'_> {
         all.push(Self::ingress_rules().swap_remove(0));
         all.push(Self::antispoof_rules().swap_remove(0));
         all.extend(Self::from_pod_rules());
+        if let Some(b) = self.bridge {
+            all.push(pods_jump(b));
+        }
         all.extend(self.policy_rules());
         all.iter().map(|r| check_of(r)).collect()
     }
@@ -757,22 +1074,46 @@ impl Skeleton<'_> {
                 rules.extend(want);
             }
         }
-        match &s.cni6_forward {
+        match &s.pods {
             None => {
-                declare(&mut decl, FORWARD_CHAIN);
-                rules.push(self.admin_jump());
-                rules.extend(Self::forward_rules());
+                declare(&mut decl, PODS_CHAIN);
+                rules.extend(self.bridge.map(pods_jump));
             }
             Some(have) => {
-                if !have.contains(&self.admin_jump()) {
-                    rules.push(insert_first(&self.admin_jump()));
-                }
-                for r in Self::forward_rules() {
-                    if !have.contains(&r) {
-                        rules.push(r);
-                    }
+                if let Some(j) = self.bridge.map(pods_jump).filter(|j| !have.contains(j)) {
+                    rules.push(j);
                 }
             }
+        }
+        // CNI6-FORWARD: every network's admin jump first, then the dispatch
+        // rules in order; rewritten whole when one is missing or out of
+        // order (an earlier release had no CNI6-PODS jump).
+        let fixed = Self::forward_rules();
+        let in_order = s.cni6_forward.as_ref().is_some_and(|have| {
+            let tail: Vec<&String> = have.iter().filter(|r| fixed.contains(r)).collect();
+            tail.len() == fixed.len() && tail.iter().zip(&fixed).all(|(a, b)| *a == b)
+        });
+        let has_admin = s
+            .cni6_forward
+            .as_ref()
+            .is_some_and(|have| have.contains(&self.admin_jump()));
+        if in_order && !has_admin {
+            rules.push(insert_first(&self.admin_jump()));
+        } else if !in_order {
+            declare(&mut decl, FORWARD_CHAIN);
+            let admin_comment = comment("firewall6: operator overrides first");
+            let mut admins: Vec<String> = s
+                .cni6_forward
+                .iter()
+                .flatten()
+                .filter(|r| r.contains(&admin_comment))
+                .cloned()
+                .collect();
+            if !admins.contains(&self.admin_jump()) {
+                admins.push(self.admin_jump());
+            }
+            rules.extend(admins);
+            rules.extend(fixed);
         }
         if !s.forward.contains(&Self::forward_jump()) {
             rules.push(insert_first(&Self::forward_jump()));
@@ -996,6 +1337,8 @@ mod tests {
                 "2001:db8::1:10".parse().unwrap(),
             ],
             host_side: Some(HostSide::BridgePort("veth1234".into())),
+            bridge: Some("br0".into()),
+            mac: Some([0x02, 0xc6, 0, 0, 0x12, 0x34]),
         }
     }
 
@@ -1033,6 +1376,7 @@ mod tests {
         let s = Skeleton {
             network: "cluster",
             conf: &c,
+            bridge: Some("br0"),
         };
         let chain = s.policy_chain();
         assert!(
@@ -1059,14 +1403,17 @@ mod tests {
         let a = Skeleton {
             network: "n",
             conf: &open,
+            bridge: Some("br0"),
         };
         let b = Skeleton {
             network: "n",
             conf: &closed,
+            bridge: Some("br0"),
         };
         let c = Skeleton {
             network: "m",
             conf: &open,
+            bridge: Some("br0"),
         };
         assert_eq!(
             a.policy_rules(),
@@ -1082,7 +1429,8 @@ mod tests {
             a.policy_chain(),
             Skeleton {
                 network: "n",
-                conf: &open
+                conf: &open,
+                bridge: Some("br0"),
             }
             .policy_chain()
         );
@@ -1093,26 +1441,28 @@ mod tests {
         let tag = att().tag();
         let r = pod_rules(&tag, &bridged_pod(), "CNI6-POL-abc");
         let c = "-m comment --comment \"firewall6 net=cluster if=eth0 id=c0ffee\"";
-        // veth1234 is not a bridge6 name: the catch-all port bucket.
+        // A bridged pod: only the inbound policy here; its sources are
+        // bound to its MAC in the raw table, the EUI-64 link-local too.
         assert_eq!(
             r,
             vec![
-                format!("-A CNI6-P-OTHER -s fd00::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
-                format!("-A CNI6-P-OTHER -s 2001:db8::1:10/128 -m physdev --physdev-in veth1234 {c} -g CNI6-FROM-POD"),
-                format!("-A CNI6-P-OTHER -m physdev --physdev-in veth1234 {c} -j DROP"),
                 format!("-A CNI6-D-10 -d fd00::1:10/128 {c} -j CNI6-POL-abc"),
                 format!("-A CNI6-D-10 -d 2001:db8::1:10/128 {c} -j CNI6-POL-abc"),
             ]
         );
-        assert_eq!(chains_of(&r), vec!["CNI6-P-OTHER", "CNI6-D-10"]);
-        let b6 = Pod {
-            host_side: Some(HostSide::BridgePort("c63fa0123456789".into())),
-            ..bridged_pod()
-        };
-        let r = pod_rules(&tag, &b6, "P");
-        assert!(r[0].starts_with(
-            "-A CNI6-P-3f -s fd00::1:10/128 -m physdev --physdev-in c63fa0123456789 "
-        ));
+        let m = "-m mac --mac-source 02:c6:00:00:12:34";
+        assert_eq!(
+            pod_source_rules(&tag, &bridged_pod()),
+            vec![
+                format!("-A CNI6-S-10 -s fd00::1:10/128 {m} {c} -j RETURN"),
+                format!("-A CNI6-S-10 -s 2001:db8::1:10/128 {m} {c} -j RETURN"),
+                format!("-A CNI6-S-34 -s fe80::c6:ff:fe00:1234/128 {m} {c} -j RETURN"),
+            ]
+        );
+        assert_eq!(
+            insert_lines(&pod_source_rules(&tag, &bridged_pod()))[0],
+            format!("-I CNI6-S-10 1 -s fd00::1:10/128 {m} {c} -j RETURN")
+        );
         let routed = Pod {
             host_side: Some(HostSide::Routed("c63fveth9".into())),
             ..bridged_pod()
@@ -1123,6 +1473,7 @@ mod tests {
             format!("-A CNI6-P-OTHER -s fd00::1:10/128 -i c63fveth9 {c} -g CNI6-FROM-POD")
         );
         assert_eq!(r[2], format!("-A CNI6-P-OTHER -i c63fveth9 {c} -j DROP"));
+        assert!(pod_source_rules(&tag, &routed).is_empty());
         let none = Pod {
             host_side: None,
             ..bridged_pod()
@@ -1214,9 +1565,9 @@ mod tests {
         let res = CniResult::parse(&json!({
             "cniVersion": "1.0.0",
             "interfaces": [
-                {"name": "cluster0"},
+                {"name": "br0"},
                 {"name": "veth1234"},
-                {"name": "eth0", "sandbox": "/var/run/netns/p"}
+                {"name": "eth0", "sandbox": "/var/run/netns/p", "mac": "02:C6:00:00:12:34"}
             ],
             "ips": [
                 {"address": "fd00::1:10/96", "interface": 2},
@@ -1256,10 +1607,12 @@ mod tests {
             ANTISPOOF_CHAIN,
             INGRESS_CHAIN,
             FROM_POD_CHAIN,
+            PODS_CHAIN,
             "CNI6-ADMIN",
         ] {
             lines.push(format!("-N {c}"));
         }
+        lines.extend(s.bridge.map(pods_jump));
         lines.push(format!("-N {}", s.policy_chain()));
         lines.extend(Skeleton::bucket_chains().iter().map(|c| format!("-N {c}")));
         let groups = Skeleton::group_chains();
@@ -1281,6 +1634,7 @@ mod tests {
         let s = Skeleton {
             network: "n",
             conf: &c,
+            bridge: Some("br0"),
         };
         let empty = SkeletonState::from_listing(
             &["-P FORWARD ACCEPT".to_string()],
@@ -1340,6 +1694,7 @@ mod tests {
         let o = Skeleton {
             network: "m",
             conf: &other,
+            bridge: Some("br0"),
         };
         let st = SkeletonState::from_listing(&lines, "OTHER-ADMIN", &o.policy_chain());
         let fix = o.repair(&st);
@@ -1358,6 +1713,7 @@ mod tests {
         let s = Skeleton {
             network: "n",
             conf: &c,
+            bridge: Some("br0"),
         };
         let pod = "-A CNI6-P-ab -m physdev --physdev-in c6ab00000000001 -m comment --comment \"firewall6 net=n if=eth0 id=a\" -j DROP".to_string();
         let old: Vec<String> = intact_listing(&s)
@@ -1466,7 +1822,11 @@ mod tests {
     #[test]
     fn pod_defects_finds_missing_and_misordered() {
         let tag = att().tag();
-        let expected = pod_rules(&tag, &bridged_pod(), "P");
+        let routed = Pod {
+            host_side: Some(HostSide::Routed("veth1234".into())),
+            ..bridged_pod()
+        };
+        let expected = pod_rules(&tag, &routed, "P");
         let port: Vec<String> = expected[..3].to_vec();
         let addr: Vec<String> = expected[3..].to_vec();
         let lookup = |p: &[String], a: &[String]| {

@@ -199,7 +199,7 @@ pub fn store_record(data: &[u8]) {
 /// fromInterface: the node prefix derived from an interface address and
 /// prefix length for a node prefix length L. Input: 16 address bytes, the
 /// interface prefix length, L. A success is the first /L of the
-/// interface's prefix (design.md: a shorter interface prefix is cut to its
+/// interface's prefix (docs/design.md: a shorter interface prefix is cut to its
 /// first /L), so it starts where addr/plen starts.
 pub fn from_interface(data: &[u8]) {
     if data.len() < 18 {

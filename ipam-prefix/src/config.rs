@@ -1,9 +1,9 @@
-//! The `ipam` object of a network config (design.md, "Configuration") and
-//! the requested-address inputs (checklist 16, 73, 74).
+//! The `ipam` object of a network config (docs/design.md, "Configuration") and
+//! the requested-address inputs (conformance.md #16, 73, 74).
 //!
 //! Everything that can be validated without the host is validated here, so
 //! a bad config fails the same way on every node. Unknown keys are ignored
-//! (checklist 14); a malformed known key is error 7 naming its full path.
+//! (conformance.md #14); a malformed known key is error 7 naming its full path.
 
 use crate::error::{IpamError, Result};
 use crate::plan::{NodePrefix, SubnetId, DEFAULT_NODE_LEN, MAX_NODE_LEN, MAX_POD_RANGE_LEN};
@@ -42,6 +42,12 @@ pub enum PrefixSource {
     FromInterface { ifname: String, scope: Scope },
 }
 
+/// Every key ipam-prefix reads from the `ipam` object: a key one typo away
+/// from one of these is refused, `cni6 lint` lists the others.
+pub const KNOWN_KEYS: &[&str] = &["type", "dataDir", "subnetId", "prefixes", "routes", "dns"];
+/// The keys of one `ipam.prefixes[]` entry.
+pub const PREFIX_KEYS: &[&str] = &["node", "fromInterface", "scope"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct IpamConfig {
     pub data_dir: PathBuf,
@@ -66,7 +72,7 @@ fn ipam_object(conf: &NetConf) -> Result<&serde_json::Map<String, Value>> {
 }
 
 /// `ipam.dataDir` alone: what DEL and GC need. They must work even when the
-/// rest of the config changed or broke since ADD (checklist 17), so only
+/// rest of the config changed or broke since ADD (conformance.md #17), so only
 /// this key is read.
 pub fn data_dir(conf: &NetConf) -> Result<PathBuf> {
     match conf.raw.get("ipam") {
@@ -90,6 +96,7 @@ fn parse_data_dir(v: Option<&Value>) -> Result<PathBuf> {
 impl IpamConfig {
     pub fn parse(conf: &NetConf) -> Result<IpamConfig> {
         let ipam = ipam_object(conf)?;
+        cni_common::keys::refuse_near_miss(ipam, "ipam.", KNOWN_KEYS)?;
         if let Some(t) = ipam.get("type") {
             if !t.is_string() {
                 return Err(IpamError::config("ipam.type", t, "a string"));
@@ -128,6 +135,7 @@ impl IpamConfig {
                     "an object with either \"node\" or \"fromInterface\"",
                 )
             })?;
+            cni_common::keys::refuse_near_miss(obj, &format!("{key}."), PREFIX_KEYS)?;
             let node = obj.get("node").filter(|v| !v.is_null());
             let iface = obj.get("fromInterface").filter(|v| !v.is_null());
             raw.push(match (node, iface) {
@@ -358,6 +366,20 @@ mod tests {
         IpamConfig::parse(&conf(ipam))
     }
 
+    #[test]
+    fn a_typo_of_a_known_key_is_refused() {
+        // "subnetID" used to fall back to subnet 1: two networks sharing a range.
+        let p = json!([{"node": "fd00:1:2:3:4::/80"}]);
+        let e = err7(json!({"subnetID": 2, "prefixes": p}));
+        assert!(
+            e.contains("ipam.subnetID") && e.contains("\"subnetId\""),
+            "{e}"
+        );
+        let e = err7(json!({"prefixes": [{"fromInterfce": "eth0"}]}));
+        assert!(e.contains("ipam.prefixes[0].fromInterfce"), "{e}");
+        parse(json!({"prefixes": p, "ranges": [], "subnet": "x"})).unwrap();
+    }
+
     /// The error's full text, asserting it is code 7 on the wire.
     fn err7(ipam: Value) -> String {
         let e = parse(ipam).unwrap_err();
@@ -551,7 +573,7 @@ mod tests {
 
     #[test]
     fn requested_ips_precedence() {
-        // checklist 16: args.cni.ips wins over CNI_ARGS IP=.
+        // conformance.md #16: args.cni.ips wins over CNI_ARGS IP=.
         let args = CniArgs::parse("IgnoreUnknown=1;IP=fd00::30").unwrap();
         let c = netconf(
             json!({"name": "n", "args": {"cni": {"ips": ["fd00::20/96"]}},
@@ -562,7 +584,7 @@ mod tests {
         assert_eq!(r[0].key, "args.cni.ips[0]");
         assert_eq!(r[0].addr, "fd00::20".parse::<Ipv6Addr>().unwrap());
         assert_eq!(r[0].prefix_len, Some(96));
-        // checklist 73: runtimeConfig.ips only with the capability declared.
+        // conformance.md #73: runtimeConfig.ips only with the capability declared.
         let c = netconf(
             json!({"name": "n", "capabilities": {"ips": true}, "runtimeConfig": {"ips": ["fd00::40"]}}),
         );
@@ -572,7 +594,7 @@ mod tests {
         );
         let c = netconf(json!({"name": "n", "runtimeConfig": {"ips": ["fd00::40"]}}));
         let r = requested_ips(&c, &args).unwrap();
-        // checklist 74: CNI_ARGS IP= is the last resort.
+        // conformance.md #74: CNI_ARGS IP= is the last resort.
         assert_eq!(r[0].key, "CNI_ARGS IP");
         assert_eq!(r[0].addr, "fd00::30".parse::<Ipv6Addr>().unwrap());
         let both = CniArgs::parse("IP=fd00::30,fd01::30/96").unwrap();

@@ -81,7 +81,7 @@ pub enum IpamError {
 }
 
 impl IpamError {
-    /// The value is shortened: `msg` is the short form (checklist 68) and a
+    /// The value is shortened: `msg` is the short form (conformance.md #68) and a
     /// hostile config may carry megabytes in one key.
     pub fn config(
         key: impl Into<String>,

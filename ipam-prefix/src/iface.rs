@@ -1,10 +1,10 @@
 //! `fromInterface`: the node prefix read from a host interface's address, so
-//! one conflist serves every node (design.md, "Configuration").
+//! one conflist serves every node (docs/design.md, "Configuration").
 //!
 //! Addresses are read over netlink in the namespace the plugin runs in (the
 //! node's). A tentative address still names the node's prefix and is used;
 //! a DAD-failed one is a duplicate that the kernel will not use, so it is
-//! skipped (checklist §3 #4); a deprecated one is used only as a last
+//! skipped (conformance.md §3 #4); a deprecated one is used only as a last
 //! resort (a prefix the provider renumbered away).
 
 use crate::config::{IpamConfig, PrefixSource, Scope};

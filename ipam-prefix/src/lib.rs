@@ -1,4 +1,4 @@
-//! ipam-prefix: the cni6 IPAM plugin (design.md, "The address plan").
+//! ipam-prefix: the cni6 IPAM plugin (docs/design.md, "The address plan").
 //!
 //! A pod gets one slot `k` and, from every pod range of its node, the
 //! address `range base | k`: [`plan`] owns the arithmetic, [`config`] the
@@ -30,7 +30,7 @@
 //!   a kill between two steps leaves at most a record without its slot link:
 //!   ADD renames a fsynced temp file into `attachments/` and only then
 //!   creates the link; DEL unlinks the slot and only then the record. The
-//!   attachment's own DEL (checklist 82: every failed ADD gets one) removes
+//!   attachment's own DEL (conformance.md #82: every failed ADD gets one) removes
 //!   such a record with one read, and a retried ADD reclaims the same slot.
 //!   A link without record can only come from outside (by hand, a foreign
 //!   writer); GC and the next boot remove it, as they do temp files. The
@@ -53,7 +53,14 @@
 //!   ([`store::RECORD_VERSION`]): fields `version`, `network`,
 //!   `containerId`, `ifname`, `slot` (hex), `addresses`, `podNamespace`,
 //!   `podName`, `bootId`, `created` (Unix seconds); `boot_id` and `cursor`
-//!   are one line of text, a slot link's target is `<cid>@<ifname>`. A
+//!   are one line of text, a slot link's target is the record's name. A
+//!   record name is `<cid>@<ifname>` unless that exceeds NAME_MAX (255
+//!   bytes; a container id may have 255): then it is `<first 200 bytes of
+//!   cid>~<32 hex digits of SHA-256(cid NUL ifname)>@<ifname>` and the
+//!   attachment is read from the record (no earlier release could write
+//!   such a name, so existing stores need no change; an earlier release
+//!   run on a store with hashed names skips them, and its GC frees their
+//!   slots). Temp files are `.<name cut to fit>.tmp.<pid>`. A
 //!   record with a higher version (a newer release wrote it, then the node
 //!   was downgraded) is refused with code 5 naming the version, and never
 //!   released as corrupt: DEL, GC and the new-boot pass leave it and its

@@ -1,4 +1,4 @@
-//! The address plan (design.md): node prefix /L → pod range /(L+16) made by
+//! The address plan (docs/design.md): node prefix /L → pod range /(L+16) made by
 //! appending the 16-bit subnet id → one pod slot `k` that gives the address
 //! `range base | k` in every range, so a pod has the same interface id in
 //! each of its node's prefixes.
@@ -68,10 +68,19 @@ impl NodePrefix {
                 "a node prefix of length at most {MAX_NODE_LEN} (the pod range /(L+16) must be at most /{MAX_POD_RANGE_LEN})"
             ));
         }
-        if bits(net.addr()) & !mask(net.prefix_len()) != 0 {
+        let b = bits(net.addr());
+        if b & !mask(net.prefix_len()) != 0 {
+            // The set bits are usually the node's own (C:0:3::/64 written for
+            // node 3's C:0:3::/80): propose the length that keeps them, at a
+            // 16-bit boundary. The truncation (C::/64) would make node 3 hand
+            // out node 1's C:0:1::/80, so it is proposed only as a last resort.
+            let keep = (128 - b.trailing_zeros() as u8).div_ceil(16) * 16;
+            let meant = match Ipv6Net::new(net.addr(), keep) {
+                Ok(n) if keep <= MAX_NODE_LEN => n,
+                _ => net.trunc(),
+            };
             return Err(format!(
-                "a prefix without host bits set (did you mean {}?)",
-                net.trunc()
+                "a prefix without host bits set (did you mean {meant}?)"
             ));
         }
         Ok(NodePrefix(net))
@@ -332,6 +341,19 @@ impl AddressPlan {
 }
 
 #[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn host_bits_hint_keeps_the_node_number() {
+        let e = NodePrefix::new("fd8c:1f0a:77e3:0:3::/64".parse().unwrap()).unwrap_err();
+        assert!(e.contains("did you mean fd8c:1f0a:77e3:0:3::/80?"), "{e}");
+        let e = NodePrefix::new("2001:db8::1/80".parse().unwrap()).unwrap_err();
+        assert!(e.contains("did you mean 2001:db8::/80?"), "{e}");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -359,7 +381,7 @@ mod tests {
         assert_eq!(r.space().host_bits(), 32);
         assert_eq!(r.space().last(), Slot(0xffff_ffff));
         assert_eq!(r.space().capacity(), 0xffff_ffff - 0x10 + 1);
-        // GUA /80 cut from a /64 (design: G:0:1::/96).
+        // GUA /80 cut from a /64 (docs/design.md: G:0:1::/96).
         let g = NodePrefix::from_interface("2001:db8:7:12::5".parse().unwrap(), 64, 80).unwrap();
         assert_eq!(g.net(), net("2001:db8:7:12::/80"));
         assert_eq!(

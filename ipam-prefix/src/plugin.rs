@@ -2,7 +2,7 @@
 //!
 //! ADD resolves the plan (config + host interfaces), then reserves under the
 //! lock; DEL and GC read nothing but `ipam.dataDir` so they still free state
-//! after the config changed or an interface vanished (checklist 17, 27).
+//! after the config changed or an interface vanished (conformance.md #17, 27).
 
 use crate::config::{self, IpamConfig, PrefixSource, RequestedIp};
 use crate::error::{IpamError, Result};
@@ -27,8 +27,8 @@ impl Plugin for IpamPrefix {
         )
     }
 
-    /// `IP` is ours (checklist 74); `MAC` is bridge6's, which hands its
-    /// CNI_ARGS to us unchanged when it delegates (checklist 77).
+    /// `IP` is ours (conformance.md #74); `MAC` is bridge6's, which hands its
+    /// CNI_ARGS to us unchanged when it delegates (conformance.md #77).
     fn known_args(&self) -> &'static [&'static str] {
         &["IP", "MAC"]
     }
@@ -130,7 +130,7 @@ pub fn requested_slot(plan: &AddressPlan, reqs: &[RequestedIp]) -> Result<Option
     Ok(out)
 }
 
-/// The abbreviated IPAM result (checklist 61): no interfaces, no
+/// The abbreviated IPAM result (conformance.md #61): no interfaces, no
 /// `ips[].interface`.
 pub fn result(plan: &AddressPlan, slot: Slot, cfg: &IpamConfig) -> CniResult {
     CniResult {
@@ -212,7 +212,7 @@ pub fn check(req: &Request) -> Result<()> {
 pub fn gc(req: &Request) -> Result<()> {
     let data_dir = config::data_dir(&req.config)?;
     let Some(list) = req.valid_attachments()? else {
-        // checklist 47: no list is "no information", never "all stale".
+        // conformance.md #47: no list is "no information", never "all stale".
         eprintln!(
             "ipam-prefix: GC of network {} without cni.dev/valid-attachments: nothing collected",
             req.config.name
@@ -318,8 +318,8 @@ mod tests {
             let o = env.run("ADD", &conf, &format!("c{i}"), "");
             assert_eq!(o.exit_code, 0, "{:?}", o.stdout);
             let r = o.stdout.unwrap();
-            assert_eq!(r["cniVersion"], *v); // checklist 20
-            assert!(r.get("interfaces").is_none()); // checklist 61
+            assert_eq!(r["cniVersion"], *v); // conformance.md #20
+            assert!(r.get("interfaces").is_none()); // conformance.md #61
             let ips = r["ips"].as_array().unwrap();
             assert_eq!(ips.len(), 2);
             let k = 0x10 + i;
@@ -332,7 +332,7 @@ mod tests {
             assert_eq!(ips[1]["gateway"], "2001:db8:7:12:0:1:0:1");
             for ip in ips {
                 assert!(ip.get("interface").is_none());
-                // checklist 59: `version` only before 1.0.0.
+                // conformance.md #59: `version` only before 1.0.0.
                 assert_eq!(ip.get("version").is_some(), v.starts_with('0'), "{v}");
             }
             assert_eq!(r["routes"], json!([{"dst": "::/0"}]));
@@ -367,14 +367,14 @@ mod tests {
         let o = env.run("CHECK", &with_prev, "c1", "");
         assert_eq!(o.exit_code, 0, "{:?}", o.stdout);
         assert!(o.stdout.is_none());
-        assert_eq!(env.run("CHECK", &conf, "c1", "").stdout.unwrap()["code"], 7); // checklist 32
+        assert_eq!(env.run("CHECK", &conf, "c1", "").stdout.unwrap()["code"], 7); // conformance.md #32
         let mut foreign = with_prev.clone();
         foreign["prevResult"]["ips"][0]["address"] = json!("fd8c:1f0a:77e3:0:1:1:0:99/96");
         assert_eq!(
             env.run("CHECK", &foreign, "c1", "").stdout.unwrap()["code"],
             102
         );
-        // DEL ×3 and DEL of something never added: all succeed (checklist 26).
+        // DEL ×3 and DEL of something never added: all succeed (conformance.md #26).
         for cid in ["c1", "c1", "c1", "never"] {
             let o = env.run("DEL", &conf, cid, "");
             assert_eq!(o.exit_code, 0, "{:?}", o.stdout);
@@ -384,12 +384,12 @@ mod tests {
         assert_eq!(
             env.run("CHECK", &with_prev, "c1", "").stdout.unwrap()["code"],
             102
-        ); // checklist 34
+        ); // conformance.md #34
     }
 
     #[test]
     fn del_survives_a_changed_or_broken_config() {
-        // checklist 17: ADD with one range, DEL with another (or garbage).
+        // conformance.md #17: ADD with one range, DEL with another (or garbage).
         let env = Env::new();
         env.run("ADD", &env.conf("1.0.0", json!({})), "c1", "");
         let changed = env.conf(
@@ -409,12 +409,12 @@ mod tests {
         let env = Env::new();
         let mut conf = env.conf("1.0.0", json!({}));
         conf["args"] = json!({"cni": {"ips": ["2001:db8:7:12:0:1:0:42/96"]}});
-        // checklist 16: args wins over CNI_ARGS IP=.
+        // conformance.md #16: args wins over CNI_ARGS IP=.
         let o = env.run("ADD", &conf, "a", "IP=fd8c:1f0a:77e3:0:1:1:0:55");
         let r = o.stdout.unwrap();
         assert_eq!(r["ips"][0]["address"], "fd8c:1f0a:77e3:0:1:1:0:42/96");
         assert_eq!(r["ips"][1]["address"], "2001:db8:7:12:0:1:0:42/96");
-        // checklist 74: CNI_ARGS IP= alone, /128 accepted.
+        // conformance.md #74: CNI_ARGS IP= alone, /128 accepted.
         let plain = env.conf("1.0.0", json!({}));
         let o = env.run(
             "ADD",
@@ -426,7 +426,7 @@ mod tests {
             o.stdout.unwrap()["ips"][0]["address"],
             "fd8c:1f0a:77e3:0:1:1:0:55/96"
         );
-        // Taken → 7 naming the owner; nothing leaked (checklist 73).
+        // Taken → 7 naming the owner; nothing leaked (conformance.md #73).
         let o = env.run("ADD", &conf, "c", "");
         let e = o.stdout.unwrap();
         assert_eq!(e["code"], 7);

@@ -19,10 +19,11 @@ use crate::error::{IpamError, Result};
 use crate::plan::{Slot, SlotSpace};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,15 +57,121 @@ impl AttachmentKey {
         })
     }
 
-    /// `<containerID>@<ifname>`.
+    /// `<containerID>@<ifname>` when that fits in a file name, which it
+    /// does for every id a runtime makes (64 hex digits). A longer one (a
+    /// container id may have 255 bytes) is `<first 200 bytes of the
+    /// id>~<32 hex digits of SHA-256 of id NUL ifname>@<ifname>`: `~` is
+    /// never in a container id, so the two forms cannot meet, and names
+    /// that fit keep the form every earlier release wrote.
     pub fn file_name(&self) -> String {
-        format!("{}@{}", self.container_id, self.ifname)
+        let plain = format!("{}@{}", self.container_id, self.ifname);
+        if plain.len() <= NAME_MAX {
+            return plain;
+        }
+        let mut h = Sha256::new();
+        h.update(self.container_id.as_bytes());
+        h.update([0]);
+        h.update(self.ifname.as_bytes());
+        let hex: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        // Container ids are ASCII (validated), so any byte is a boundary.
+        let head = &self.container_id[..HASHED_ID_HEAD];
+        format!("{head}{HASH_MARK}{hex}@{}", self.ifname)
     }
 
+    /// The key a plain `<containerID>@<ifname>` name stands for; `None` for
+    /// a hashed name (its key is in the record) and for names not ours.
     pub fn from_file_name(s: &str) -> Option<AttachmentKey> {
         let (c, i) = s.split_once('@')?;
         AttachmentKey::new(c, i).ok()
     }
+}
+
+/// NAME_MAX of Linux file systems: the longest file name.
+const NAME_MAX: usize = 255;
+/// How much of a long container id a hashed record name keeps readable:
+/// with `~`, 32 hex digits, `@` and a 15-byte ifname it stays ≤ 250.
+const HASHED_ID_HEAD: usize = 200;
+const HASH_MARK: char = '~';
+
+/// A record name in the hashed form of [`AttachmentKey::file_name`]
+/// (the attachment it stands for is read from the record).
+/// Strict, because a slot link's target (any text) is looked up with it:
+/// one normal path component, nothing that could leave `attachments/`.
+fn is_hashed_name(name: &str) -> bool {
+    let Some((id, ifname)) = name.split_once('@') else {
+        return false;
+    };
+    let Some((head, hex)) = id.split_once(HASH_MARK) else {
+        return false;
+    };
+    cni_common::env::validate_container_id(head).is_ok()
+        && hex.len() == 32
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && cni_common::env::validate_ifname(ifname).is_ok()
+}
+
+/// Read a file of the store without following a symlink or blocking on
+/// a FIFO planted in its place: a symlink or special file is refused with
+/// `InvalidData`, which callers treat as debris, not as an outage.
+fn read_own(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                not_regular("a symlink")
+            } else {
+                e
+            }
+        })?;
+    let t = f.metadata()?.file_type();
+    if t.is_dir() {
+        // Not debris that unlink() can clear: an error, so a record that
+        // cannot be removed keeps its slot held.
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if !t.is_file() {
+        return Err(not_regular(if t.is_fifo() {
+            "a FIFO"
+        } else {
+            "a special file"
+        }));
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn not_regular(what: &str) -> io::Error {
+    io::Error::new(
+        ErrorKind::InvalidData,
+        format!("{what}, not a regular file written by ipam-prefix"),
+    )
+}
+
+/// A directory of the store must be a real directory: a symlink planted
+/// in its place would send every write elsewhere.
+fn check_real_dir(d: &Path) -> Result<()> {
+    let md = fs::symlink_metadata(d)
+        .map_err(|e| IpamError::store(format!("stat store directory {}", d.display()), e))?;
+    if md.is_dir() {
+        return Ok(());
+    }
+    Err(IpamError::store(
+        format!("use store directory {}", d.display()),
+        io::Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "it is {}, not a directory; ipam-prefix creates this directory itself: move the entry away (check who put it there)",
+                if md.file_type().is_symlink() { "a symlink" } else { "a file" }
+            ),
+        ),
+    ))
 }
 
 /// One attachment's reservation (`attachments/<containerID>@<ifname>`).
@@ -113,7 +220,7 @@ pub enum RecordState {
     Valid(Record),
 }
 
-/// A slot asked for by address (checklist 16, 73, 74).
+/// A slot asked for by address (conformance.md #16, 73, 74).
 #[derive(Debug, Clone)]
 pub struct Requested {
     pub slot: Slot,
@@ -151,6 +258,18 @@ enum Claim {
 
 fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp.")
+}
+
+/// `.<name>.tmp.<pid>`, with `name` cut so the whole fits in NAME_MAX
+/// (a record name may itself be 255 bytes long).
+fn temp_name(name: &str) -> String {
+    let suffix = format!(".tmp.{}", std::process::id());
+    let room = NAME_MAX - 1 - suffix.len();
+    let mut cut = name.len().min(room);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}{suffix}", &name[..cut])
 }
 
 fn now() -> u64 {
@@ -212,6 +331,11 @@ impl Store {
                 IpamError::store(format!("create store directory {}", d.display()), e)
             })?;
         }
+        // dataDir itself may be a symlink an operator made; below it, all
+        // is ours (create_dir_all accepts a symlink to a directory).
+        for d in [self.root.clone(), self.attachments(), self.slots()] {
+            check_real_dir(&d)?;
+        }
         self.lock()
     }
 
@@ -235,13 +359,26 @@ impl Store {
 
     fn lock(&self) -> Result<Locked<'_>> {
         let path = self.root.join("lock");
+        // O_NOFOLLOW: a symlink planted as the lock would have us create or
+        // open a file elsewhere; O_NONBLOCK: a FIFO would block the open.
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| IpamError::store(format!("open lock file {}", path.display()), e))?;
+            .and_then(|f| match f.metadata()?.is_file() {
+                true => Ok(f),
+                false => Err(not_regular("the lock")),
+            })
+            .map_err(|e| {
+                let e = match e.raw_os_error() {
+                    Some(libc::ELOOP) => not_regular("a symlink"),
+                    _ => e,
+                };
+                IpamError::store(format!("open lock file {}", path.display()), e)
+            })?;
         let mut file = file;
         let lock = loop {
             match Flock::lock(file, FlockArg::LockExclusive) {
@@ -270,7 +407,7 @@ impl Store {
     }
 
     /// STATUS: can an ADD succeed? Lock-free and read-only (it is polled
-    /// every few seconds, checklist 46): a store that does not exist yet is
+    /// every few seconds, conformance.md #46): a store that does not exist yet is
     /// fine when its nearest existing ancestor is a writable directory.
     pub fn status(&self, space: SlotSpace, ranges: &str) -> Result<()> {
         let unusable = |what: String| {
@@ -300,8 +437,8 @@ impl Store {
             return Ok(()); // nothing allocated yet
         }
         // Records of another boot are free: the next locked call releases them.
-        match fs::read_to_string(self.root.join("boot_id")) {
-            Ok(b) if b.trim() == self.boot_id => {}
+        match read_own(&self.root.join("boot_id")) {
+            Ok(b) if String::from_utf8_lossy(&b).trim() == self.boot_id => {}
             _ => return Ok(()),
         }
         let slots = self.slots();
@@ -339,14 +476,19 @@ impl Locked<'_> {
     /// `bytes` as `dir/name`, fdatasync'ed, by rename from a temp file
     /// whose name repair recognises ([`is_temp_name`]).
     fn write_atomic(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let tmp = dir.join(temp_name(name));
         let dst = dir.join(name);
         let res = (|| -> io::Result<()> {
+            // Only a writer that died with our pid left this; under the
+            // lock nobody else writes here. unlink() removes a planted
+            // symlink itself, and O_EXCL|O_NOFOLLOW then creates a new
+            // file or fails: never writes through a link.
+            ignore_missing(fs::remove_file(&tmp))?;
             let mut f = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_data()?;
@@ -360,10 +502,20 @@ impl Locked<'_> {
     }
 
     pub fn read_record(&self, k: &AttachmentKey) -> Result<RecordState> {
-        let p = self.store.record_path(k);
-        let bytes = match fs::read(&p) {
+        self.read_record_named(&k.file_name(), Some(k))
+    }
+
+    /// The record `attachments/<name>`. `expect`: the attachment it must
+    /// name; `None` (a hashed name found by listing): whichever it names,
+    /// as long as that attachment's file name is `name`.
+    fn read_record_named(&self, name: &str, expect: Option<&AttachmentKey>) -> Result<RecordState> {
+        let p = self.store.attachments().join(name);
+        let bytes = match read_own(&p) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RecordState::Missing),
+            Err(e) if e.kind() == ErrorKind::InvalidData => {
+                return Ok(RecordState::Corrupt(format!("{}: {e}", p.display())))
+            }
             Err(e) => return Err(IpamError::store(format!("read {}", p.display()), e)),
         };
         // A record of a newer format is neither ours to interpret nor
@@ -383,14 +535,14 @@ impl Locked<'_> {
                 ));
             }
         }
-        Ok(match serde_json::from_slice::<Record>(&bytes) {
-            Ok(r)
-                if r.container_id == k.container_id
-                    && r.ifname == k.ifname
-                    && r.network == self.store.network =>
-            {
-                RecordState::Valid(r)
+        let names_it = |r: &Record| match expect {
+            Some(k) => r.container_id == k.container_id && r.ifname == k.ifname,
+            None => {
+                AttachmentKey::new(&r.container_id, &r.ifname).is_ok_and(|k| k.file_name() == name)
             }
+        };
+        Ok(match serde_json::from_slice::<Record>(&bytes) {
+            Ok(r) if names_it(&r) && r.network == self.store.network => RecordState::Valid(r),
             Ok(_) => RecordState::Corrupt(format!(
                 "{} names another attachment or network",
                 p.display()
@@ -448,9 +600,9 @@ impl Locked<'_> {
 
     /// Where the next dynamic allocation starts probing.
     pub fn cursor(&self, space: SlotSpace) -> Slot {
-        fs::read_to_string(self.store.root.join("cursor"))
+        read_own(&self.store.root.join("cursor"))
             .ok()
-            .and_then(|t| Slot::parse_hex(&t))
+            .and_then(|t| Slot::parse_hex(&String::from_utf8_lossy(&t)))
             .filter(|s| space.contains(*s))
             .unwrap_or(space.first())
     }
@@ -462,7 +614,8 @@ impl Locked<'_> {
         // without a journal each inode allocation then scans past every
         // inode freed in the last seconds (find_inode_bit →
         // recently_deleted): ~1 ms per ADD of ipam-prefix's CPU right after
-        // 1000 pods were attached (issue 7). O_NOFOLLOW: the path is ours.
+        // 1000 pods were attached (issue 7). O_NOFOLLOW: the path is ours;
+        // O_NONBLOCK: a FIFO planted here must not block the ADD.
         let path = self.store.root.join("cursor");
         let text = format!("{}\n", s.file_name());
         let res = (|| -> io::Result<()> {
@@ -470,7 +623,7 @@ impl Locked<'_> {
                 .write(true)
                 .create(true)
                 .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(&path)?;
             f.write_all(text.as_bytes())?;
             f.set_len(text.len() as u64)
@@ -493,7 +646,7 @@ impl Locked<'_> {
             let in_space = a.space.contains(rec.slot);
             let as_asked = !matches!(&a.requested, Some(r) if r.slot != rec.slot);
             if owned && in_space && as_asked {
-                // Idempotent ADD (checklist 22): the same slot again; the
+                // Idempotent ADD (conformance.md #22): the same slot again; the
                 // addresses follow the current plan if it was edited.
                 let addresses = (a.addresses)(rec.slot);
                 if addresses == rec.addresses {
@@ -630,11 +783,16 @@ impl Locked<'_> {
 
     /// DEL: free the attachment's slot and record; absent = success.
     pub fn release(&self, k: &AttachmentKey) -> Result<()> {
-        let name = k.file_name();
-        match self.read_record(k)? {
+        self.release_named(&k.file_name(), Some(k))
+    }
+
+    /// [`Locked::release`] by record name (`expect` as in
+    /// [`Locked::read_record_named`]).
+    fn release_named(&self, name: &str, expect: Option<&AttachmentKey>) -> Result<()> {
+        match self.read_record_named(name, expect)? {
             RecordState::Missing => return Ok(()),
             RecordState::Valid(rec) => {
-                if self.slot_owner(rec.slot)?.as_deref() == Some(name.as_str()) {
+                if self.slot_owner(rec.slot)?.as_deref() == Some(name) {
                     self.unlink_slot(rec.slot)?;
                 }
             }
@@ -648,13 +806,13 @@ impl Locked<'_> {
                 }
             }
         }
-        let p = self.store.record_path(k);
+        let p = self.store.attachments().join(name);
         ignore_missing(fs::remove_file(&p))
             .map_err(|e| IpamError::store(format!("remove record {}", p.display()), e))
     }
 
     /// CHECK: the reservation exists, is consistent, and every recorded
-    /// address is in `prev_ips` (checklist 32–34).
+    /// address is in `prev_ips` (conformance.md #32–34).
     pub fn verify(&self, k: &AttachmentKey, prev_ips: &[String]) -> Result<Record> {
         let name = k.file_name();
         let rec = match self.read_record(k)? {
@@ -693,28 +851,40 @@ impl Locked<'_> {
     }
 
     /// Every record of this network (attachments/ listing; names that are
-    /// not `<containerID>@<ifname>` are not ours and are left alone).
-    pub fn records(&self) -> Result<Vec<(AttachmentKey, RecordState)>> {
+    /// neither `<containerID>@<ifname>` nor its hashed form are not ours and
+    /// are left alone): (record name, attachment, state). The attachment
+    /// of a hashed name is known only from a valid record.
+    pub fn records(&self) -> Result<Vec<(String, Option<AttachmentKey>, RecordState)>> {
         let dir = self.store.attachments();
         let mut out = Vec::new();
         for ent in fs::read_dir(&dir)
             .map_err(|e| IpamError::store(format!("list {}", dir.display()), e))?
         {
             let ent = ent.map_err(|e| IpamError::store(format!("list {}", dir.display()), e))?;
-            let name = ent.file_name();
-            let Some(key) = name
+            let Some(name) = ent
+                .file_name()
                 .to_str()
                 .filter(|n| !n.starts_with('.'))
-                .and_then(AttachmentKey::from_file_name)
+                .map(str::to_string)
             else {
                 continue;
             };
+            let key = AttachmentKey::from_file_name(&name);
+            if key.is_none() && !is_hashed_name(&name) {
+                continue;
+            }
             // An unreadable record is reported per key, not for the listing,
             // so best-effort passes still handle the others.
             let state = self
-                .read_record(&key)
+                .read_record_named(&name, key.as_ref())
                 .unwrap_or_else(|e| RecordState::Corrupt(e.to_string()));
-            out.push((key, state));
+            let key = match (&key, &state) {
+                (None, RecordState::Valid(r)) => {
+                    AttachmentKey::new(&r.container_id, &r.ifname).ok()
+                }
+                _ => key,
+            };
+            out.push((name, key, state));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -749,9 +919,10 @@ impl Locked<'_> {
             Err(e) => errors.push(e),
             Ok(links) => {
                 for (s, target) in links {
-                    let keep = match AttachmentKey::from_file_name(&target) {
-                        None => false,
-                        Some(k) => match self.read_record(&k) {
+                    let key = AttachmentKey::from_file_name(&target);
+                    let keep = match (&key, is_hashed_name(&target)) {
+                        (None, false) => false,
+                        _ => match self.read_record_named(&target, key.as_ref()) {
                             Ok(RecordState::Valid(r)) => r.slot == s,
                             // Unknown slot: keep rather than free a live one.
                             Ok(RecordState::Corrupt(_)) => true,
@@ -787,20 +958,22 @@ impl Locked<'_> {
         removed
     }
 
-    /// GC (checklist 47–49): release every attachment not in `valid`, then
+    /// GC (conformance.md #47–49): release every attachment not in `valid`, then
     /// repair. Keeps going on errors and reports them all at the end.
     pub fn gc(&self, valid: &HashSet<AttachmentKey>) -> Result<GcReport> {
         let mut errors = Vec::new();
         let mut report = GcReport::default();
+        // By name: a corrupt record with a hashed name has no known key.
+        let valid: HashSet<String> = valid.iter().map(AttachmentKey::file_name).collect();
         match self.records() {
             Err(e) => errors.push(e),
             Ok(recs) => {
-                for (k, _) in recs {
-                    if valid.contains(&k) {
+                for (name, key, _) in recs {
+                    if valid.contains(&name) {
                         continue;
                     }
-                    match self.release(&k) {
-                        Ok(()) => report.released.push(k.file_name()),
+                    match self.release_named(&name, key.as_ref()) {
+                        Ok(()) => report.released.push(name),
                         Err(e) => errors.push(e),
                     }
                 }
@@ -814,27 +987,28 @@ impl Locked<'_> {
         }
     }
 
-    /// Release every record of another boot (design.md, "Nothing leaks
+    /// Release every record of another boot (docs/design.md, "Nothing leaks
     /// across a reboot"), once per boot: the `boot_id` file says whether
     /// this boot's pass has run.
     fn reconcile_boot(&self) -> Result<()> {
         let path = self.store.root.join("boot_id");
-        match fs::read_to_string(&path) {
-            Ok(b) if b.trim() == self.store.boot_id => return Ok(()),
+        match read_own(&path) {
+            Ok(b) if String::from_utf8_lossy(&b).trim() == self.store.boot_id => return Ok(()),
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            // Missing, or not a file we wrote (the rename below replaces it).
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidData) => {}
             Err(e) => return Err(IpamError::store(format!("read {}", path.display()), e)),
         }
         let mut errors = Vec::new();
         let mut released = 0;
-        for (k, state) in self.records()? {
+        for (name, key, state) in self.records()? {
             let stale = match state {
                 RecordState::Valid(r) => r.boot_id != self.store.boot_id,
                 RecordState::Corrupt(_) => true,
                 RecordState::Missing => false,
             };
             if stale {
-                match self.release(&k) {
+                match self.release_named(&name, key.as_ref()) {
                     Ok(()) => released += 1,
                     Err(e) => errors.push(e),
                 }
@@ -1010,7 +1184,7 @@ mod tests {
 
     #[test]
     fn re_add_returns_the_same_slot() {
-        // checklist 22: never a second slot for one attachment.
+        // conformance.md #22: never a second slot for one attachment.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         let a = fx.add(&st, "c1").unwrap();
@@ -1033,7 +1207,7 @@ mod tests {
 
     #[test]
     fn del_is_idempotent_and_frees() {
-        // checklist 25, 26
+        // conformance.md #25, 26
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         fx.add(&st, "c1").unwrap();
@@ -1075,7 +1249,7 @@ mod tests {
             st.status(fx.plan.space(), "r"),
             Err(IpamError::RangeFull { .. })
         ));
-        // STATUS recovers after one DEL (checklist 44).
+        // STATUS recovers after one DEL (conformance.md #44).
         fx.del(&st, "f100");
         assert!(st.status(fx.plan.space(), "r").is_ok());
         assert_eq!(fx.add(&st, "again").unwrap().slot, Slot(100));
@@ -1120,7 +1294,7 @@ mod tests {
 
     #[test]
     fn requested_slot() {
-        // checklist 73: the requested address, then "taken" → error, nothing leaked.
+        // conformance.md #73: the requested address, then "taken" → error, nothing leaked.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         assert_eq!(
@@ -1208,7 +1382,7 @@ mod tests {
 
     #[test]
     fn add_killed_between_record_and_link_is_undone_by_its_del() {
-        // design.md: killed at any point → the next DEL repairs; checklist 82.
+        // docs/design.md: killed at any point → the next DEL repairs; conformance.md #82.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         let a = fx.add(&st, "a").unwrap();
@@ -1238,7 +1412,7 @@ mod tests {
 
     #[test]
     fn status_writes_nothing() {
-        // checklist 46: polled every few seconds, must not write.
+        // conformance.md #46: polled every few seconds, must not write.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let st = fx.store(BOOT);
         st.status(fx.plan.space(), "r").unwrap();
@@ -1443,7 +1617,7 @@ mod tests {
 
     #[test]
     fn concurrent_allocations_get_distinct_slots() {
-        // checklist 83. flock locks an open file description, so threads
+        // conformance.md #83. flock locks an open file description, so threads
         // that each open the lock file exclude each other like processes.
         let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
         let fx = &fx;
@@ -1474,6 +1648,149 @@ mod tests {
         assert!(Store::new(d, "..", BOOT).is_err());
         assert!(Store::new(d, "a/b", BOOT).is_err());
         assert!(Store::new(d, ".hidden", BOOT).is_err());
+    }
+
+    /// Issue 15: a container id of up to 255 bytes is valid, but
+    /// `<id>@<ifname>` then exceeds NAME_MAX: ADD failed with "File name
+    /// too long" and so did every DEL after it.
+    #[test]
+    fn longest_container_ids_get_a_record_name_that_fits() {
+        let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
+        let st = fx.store(BOOT);
+        let long = |n: usize, c: char| -> String { std::iter::repeat_n(c, n).collect() };
+        // 250 + "@eth0" = 255: the plain name still fits, and its temp
+        // name (longer than NAME_MAX if built naively) is cut to fit.
+        let edge = long(250, 'e');
+        assert_eq!(
+            AttachmentKey::new(&edge, "eth0").unwrap().file_name().len(),
+            255
+        );
+        fx.add(&st, &edge).unwrap();
+        assert!(fx.has_record(&edge));
+        for n in [251, 254, 255] {
+            let id = long(n, 'a');
+            let key = AttachmentKey::new(&id, "eth0").unwrap();
+            let name = key.file_name();
+            assert!(name.len() <= NAME_MAX && is_hashed_name(&name), "{name}");
+            assert!(name.starts_with(&id[..HASHED_ID_HEAD]) && name.ends_with("@eth0"));
+            let rec = fx.add(&st, &id).unwrap();
+            assert_eq!(fx.link(rec.slot.0).as_deref(), Some(name.as_str()));
+            assert_eq!(fx.add(&st, &id).unwrap().slot, rec.slot, "idempotent ADD");
+            let l = st.open().unwrap();
+            l.verify(&key, &rec.addresses).unwrap();
+            l.release(&key).unwrap();
+            l.release(&key).unwrap();
+            assert!(fx.link(rec.slot.0).is_none());
+            assert!(!fx.root().join("attachments").join(&name).exists());
+        }
+        // Only the exact hashed form counts: a slot link's target is
+        // looked up with it.
+        let hashed = AttachmentKey::new(&long(255, 'a'), "eth0")
+            .unwrap()
+            .file_name();
+        assert!(is_hashed_name(&hashed));
+        for bad in [
+            "../x~0123456789abcdef0123456789abcdef@eth0",
+            "a~0123456789abcdef0123456789abcdef@../../etc",
+            "a~0123456789abcdef@eth0",
+            ".a~0123456789abcdef0123456789abcdef@eth0",
+            "a~0123456789abcdef0123456789abcdeg@eth0",
+        ] {
+            assert!(!is_hashed_name(bad), "{bad}");
+        }
+        // Same 200-byte head, different tails: different names.
+        let a = AttachmentKey::new(&(long(200, 'x') + &long(55, 'a')), "eth0").unwrap();
+        let b = AttachmentKey::new(&(long(200, 'x') + &long(55, 'b')), "eth0").unwrap();
+        assert_ne!(a.file_name(), b.file_name());
+        let c = AttachmentKey::new(&(long(200, 'x') + &long(55, 'a')), "eth1").unwrap();
+        assert_ne!(a.file_name(), c.file_name());
+        // GC knows a hashed record's attachment from its content.
+        let rec_a = fx.add(&st, &a.container_id).unwrap();
+        let rec_b = fx.add(&st, &b.container_id).unwrap();
+        let valid: HashSet<_> = [a.clone()].into_iter().collect();
+        let rep = st.open().unwrap().gc(&valid).unwrap();
+        assert_eq!(rep.released.len(), 2, "{rep:?}"); // b and the 250-byte edge id
+        assert!(rep.released.contains(&b.file_name()));
+        assert_eq!(
+            fx.link(rec_a.slot.0).as_deref(),
+            Some(a.file_name().as_str())
+        );
+        assert!(fx.link(rec_b.slot.0).is_none());
+        // The new-boot pass releases it too.
+        let st2 = fx.store("99999999-2222-3333-4444-555555555555");
+        drop(st2.open().unwrap());
+        assert!(fx.link(rec_a.slot.0).is_none());
+        assert_eq!(
+            fs::read_dir(fx.root().join("attachments")).unwrap().count(),
+            0
+        );
+    }
+
+    /// Issue 15: symlinks planted in the store point at a file outside;
+    /// it must stay untouched, and the call fails clearly or goes on.
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        let fx = Fixture::new(&["fd00::5:0:0:0/80"]);
+        let st = fx.store(BOOT);
+        let outside = fx.dir.path().join("outside");
+        fs::write(&outside, "precious").unwrap();
+        let intact = || assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
+        fx.add(&st, "first").unwrap();
+
+        // The temp file of the next record: ADD goes on, through a new file.
+        let attachments = fx.root().join("attachments");
+        let tmp = attachments.join(temp_name("c1@eth0"));
+        std::os::unix::fs::symlink(&outside, &tmp).unwrap();
+        fx.add(&st, "c1").unwrap();
+        intact();
+        assert!(fs::symlink_metadata(&tmp).is_err());
+        assert!(fx.has_record("c1"));
+
+        // A record replaced by a symlink: corrupt, released by DEL (the
+        // link itself goes), the target is not read as a record.
+        let rec = attachments.join("c1@eth0");
+        fs::remove_file(&rec).unwrap();
+        std::os::unix::fs::symlink(&outside, &rec).unwrap();
+        assert!(matches!(
+            st.open().unwrap().read_record(&AttachmentKey::new("c1", "eth0").unwrap()).unwrap(),
+            RecordState::Corrupt(m) if m.contains("symlink")
+        ));
+        fx.del(&st, "c1");
+        assert!(fs::symlink_metadata(&rec).is_err());
+        intact();
+
+        // boot_id and cursor as symlinks: read as absent, replaced by files.
+        for f in ["boot_id", "cursor"] {
+            let p = fx.root().join(f);
+            fs::remove_file(&p).unwrap();
+            std::os::unix::fs::symlink(&outside, &p).unwrap();
+        }
+        fx.add(&st, "c2").unwrap();
+        intact();
+        assert!(!fs::symlink_metadata(fx.root().join("boot_id"))
+            .unwrap()
+            .is_symlink());
+
+        // The lock: refused with a message naming it, nothing created.
+        let lock = fx.root().join("lock");
+        fs::remove_file(&lock).unwrap();
+        let created = fx.dir.path().join("created-through-lock");
+        std::os::unix::fs::symlink(&created, &lock).unwrap();
+        let e = st.open().err().unwrap().to_string();
+        assert!(e.contains("lock") && e.contains("symlink"), "{e}");
+        assert!(!created.exists());
+        fs::remove_file(&lock).unwrap();
+
+        // The store's own directories: refused, nothing written elsewhere.
+        let elsewhere = fx.dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let slots = fx.root().join("slots");
+        fs::rename(&slots, fx.dir.path().join("old-slots")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &slots).unwrap();
+        let e = st.open().err().unwrap().to_string();
+        assert!(e.contains("slots") && e.contains("symlink"), "{e}");
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        intact();
     }
 
     #[test]

@@ -44,12 +44,18 @@ pub struct Cli {
 pub enum Command {
     /// Copy the plugins into the runtime's bin directory and write this node's conflist (atomic, idempotent).
     Install(commands::install::InstallArgs),
+    /// Remove what install wrote: cni6's plugins and the conflist it generated.
+    Uninstall(commands::install::UninstallArgs),
+    /// Check the node's network configurations: plugins' own parsers, typos, node facts, prerequisites.
+    Lint(commands::lint::LintArgs),
     /// Print a network configuration list for this node, validated by the plugins' own parsers.
     Conflist(commands::conflist::ConflistArgs),
-    /// Show the node's allocations (pod, addresses, host veth, age, leaked?), prefixes, bridge and firewall.
+    /// Health check: the node's allocations, prefixes, bridge and firewall; exit 1 when something is wrong.
     Status(commands::status::StatusArgs),
     /// Print the fabric's routes to every node's pod prefixes (ip, wireguard or BIRD form).
     Routes(commands::routes::RoutesArgs),
+    /// Print an IPv4-enabled node's NAT64 (tayga) and DNS64 (unbound) configuration.
+    Nat64(commands::nat64::Nat64Args),
     /// Attach a network namespace to the network (CNI ADD through every plugin).
     Attach(commands::attach::AttachArgs),
     /// Verify an attachment is still as it was made (CNI CHECK).
@@ -87,16 +93,7 @@ pub struct NetworkOpts {
 
 impl NetworkOpts {
     pub fn plugin_dirs(&self) -> Vec<PathBuf> {
-        let from_env = std::env::var("CNI_PATH").ok().filter(|s| !s.is_empty());
-        let path = self
-            .cni_path
-            .clone()
-            .or(from_env)
-            .unwrap_or_else(|| DEFAULT_CNI_PATH.to_string());
-        path.split(':')
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect()
+        plugin_dirs(self.cni_path.as_deref())
     }
 
     pub fn runtime(&self) -> Runtime {
@@ -104,10 +101,29 @@ impl NetworkOpts {
     }
 
     pub fn load(&self) -> Result<(ConfList, Runtime)> {
+        if !self.conflist.exists() {
+            return Err(CliError::Usage(format!(
+                "--conflist {}: no such file",
+                self.conflist.display()
+            )));
+        }
         let list = ConfList::from_file(&self.conflist)
             .map_err(|e| CliError::cni(format!("load {}", self.conflist.display()), e))?;
         Ok((list, self.runtime()))
     }
+}
+
+/// `--cni-path`, else $CNI_PATH, else /opt/cni/bin, split at ':'.
+pub fn plugin_dirs(cni_path: Option<&str>) -> Vec<PathBuf> {
+    let from_env = std::env::var("CNI_PATH").ok().filter(|s| !s.is_empty());
+    let path = cni_path
+        .map(str::to_string)
+        .or(from_env)
+        .unwrap_or_else(|| DEFAULT_CNI_PATH.to_string());
+    path.split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Where a command prints: stdout in the binary, a buffer in tests.
@@ -137,9 +153,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     };
     match cli.command {
         Command::Install(a) => commands::install::run(&a, &mut o),
+        Command::Uninstall(a) => commands::install::uninstall(&a, &mut o),
+        Command::Lint(a) => commands::lint::run(&a, &mut o),
         Command::Conflist(a) => commands::conflist::run(&a, &mut o),
         Command::Status(a) => commands::status::run(&a, &mut o),
         Command::Routes(a) => commands::routes::run(&a, &mut o),
+        Command::Nat64(a) => commands::nat64::run(&a, &mut o),
         Command::Attach(a) => commands::attach::attach(&a, &mut o),
         Command::Check(a) => commands::attach::check(&a, &mut o),
         Command::Detach(a) => commands::attach::detach(&a, &mut o),

@@ -19,10 +19,19 @@
 //! teardown itself runs on the main thread with the fixture's normal
 //! `Drop`. `--keep` leaves the cluster up and says how to look at it;
 //! `--cleanup` removes what a `--keep` run left.
+//!
+//! `--fabric bgp` replaces the hand-written routes between nodes with BGP:
+//! BIRD in every node (configured by `cni6 routes --format bird`'s code)
+//! and an upstream route reflector; the demo shows the sessions and the
+//! routes learned. `--nat64` makes node 1 IPv4-enabled (NAT64 + DNS64 from
+//! `cni6 nat64`'s code) and shows a pod on node 2 reaching an IPv4-only
+//! host by name.
 
 use crate::cli::Output;
+use crate::commands::{nat64, routes};
 use crate::error::{CliError, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use conformance::fabric::{self, RouterOptions};
 use conformance::topology::{self, Binaries, Pod, PodAddresses, Spec, Topology};
 use serde_json::json;
 use std::net::Ipv6Addr;
@@ -53,6 +62,10 @@ const REFUSED_AFTER: Duration = Duration::from_millis(1500);
         each pod's addresses and a TCP reachability matrix over ULA and GUA, then \
         remove everything (also on Ctrl-C or failure). Exits non-zero if any pod \
         cannot reach another.\n\n\
+        --fabric bgp: the nodes learn each other's prefixes over BGP (BIRD on every \
+        node, a route reflector on the fabric) instead of static routes. --nat64: \
+        node 1 gets IPv4 and runs NAT64 + DNS64, and a pod on node 2 reaches an \
+        IPv4-only host by name (IPv4 only in 192.0.2.0/24 and 198.51.100.0/24).\n\n\
         Only namespaces the demo creates are touched; traffic stays between them \
         (fd00::/8 and 2001:db8::/32 addresses)."
 )]
@@ -70,7 +83,29 @@ pub struct DemoArgs {
     /// Remove clusters left up by `cni6 demo --keep`, then exit.
     #[arg(long)]
     pub cleanup: bool,
+
+    /// How the nodes learn each other's prefixes: hand-written routes, or
+    /// BGP (BIRD in every node, an upstream route reflector).
+    #[arg(long, value_enum, default_value = "static")]
+    pub fabric: FabricKind,
+
+    /// Make node 1 IPv4-enabled (NAT64 + DNS64) and reach an IPv4-only host
+    /// by name from a pod on node 2 (needs tayga and unbound).
+    #[arg(long)]
+    pub nat64: bool,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FabricKind {
+    /// One route per other node per prefix, written by hand.
+    Static,
+    /// BGP: BIRD on every node, peering with a route reflector.
+    Bgp,
+}
+
+/// The demo's BGP: iBGP to a route reflector, short timers.
+const ASN: u32 = 64512;
+const HOLD: u16 = 3;
 
 /// Human output goes out as it happens; with `--json` one document is
 /// printed at the end instead.
@@ -131,8 +166,10 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
     let bins = Binaries::from_dir(&bin_dir).map_err(|e| failed("binaries", e))?;
     let interrupt = Interrupt::install()?;
 
+    let bgp = args.fabric == FabricKind::Bgp;
     let mut spec = Spec::new("c6d", NODES);
     spec.state_root = PathBuf::from(STATE_ROOT);
+    spec.static_routes = !bgp;
     let mut topo = Topology::build(spec).map_err(|e| failed("build the cluster", e))?;
     topo.write_cluster_conflists()
         .map_err(|e| failed("write conflists", e))?;
@@ -147,8 +184,9 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
     say(
         o,
         format!(
-            "cni6 demo: {NODES} nodes joined by a plain IPv6 fabric ({}), cluster ULA {}",
+            "cni6 demo: {NODES} nodes joined by a plain IPv6 fabric ({}, routes: {}), cluster ULA {}",
             topo.spec().underlay,
+            if bgp { "BGP" } else { "static" },
             topo.spec().cluster
         ),
     )?;
@@ -177,7 +215,11 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
                 topology::Node::pod_range(&node.gua_prefix, 1)
             ),
         )?;
-        for other in topo.nodes().iter().filter(|x| x.index != node.index) {
+        for other in topo
+            .nodes()
+            .iter()
+            .filter(|x| x.index != node.index && !bgp)
+        {
             say(
                 o,
                 format!(
@@ -189,6 +231,14 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
     }
     say(o, "")?;
 
+    let mut fabric_doc = json!(null);
+    if bgp {
+        fabric_doc = start_bgp(&mut topo, &interrupt, o)?;
+    }
+    let mut nat64_cfg = None;
+    if args.nat64 {
+        nat64_cfg = Some(start_nat64(&mut topo, o)?);
+    }
     let mut doc = json!({
         "cluster": topo.spec().cluster,
         "underlay": topo.spec().underlay,
@@ -308,6 +358,12 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
         }
     }
 
+    doc["bgp"] = fabric_doc;
+    let mut ipv4_failures = 0;
+    if let Some(cfg) = &nat64_cfg {
+        ipv4_failures = ipv4_probe(&topo, &pods, cfg, &mut doc, o)?;
+    }
+
     let mut policy_failures = 0;
     if firewall {
         policy_failures = outside_probes(&topo, &pods, &interrupt, &mut doc, o)?;
@@ -338,6 +394,11 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
         return Err(CliError::Failed(format!(
             "{unreachable} pod pair(s) could not reach each other"
         )));
+    }
+    if ipv4_failures > 0 {
+        return Err(CliError::Failed(
+            "the pod on node 2 could not reach the IPv4-only host through NAT64/DNS64".into(),
+        ));
     }
     if policy_failures > 0 {
         return Err(CliError::Failed(format!(
@@ -380,7 +441,7 @@ fn firewall_available(bin_dir: &Path, o: &mut Output) -> Result<bool> {
     Ok(true)
 }
 
-/// Append firewall6 to every node's conflist: the design.md policy, with
+/// Append firewall6 to every node's conflist: the docs/design.md policy, with
 /// the demo's provider GUA space counted as inside so pods of different
 /// nodes may also talk GUA to GUA.
 fn add_firewall6(topo: &Topology) -> Result<()> {
@@ -522,7 +583,14 @@ fn keep_up(topo: Topology, pods: &[(Pod, PodAddresses)], o: &mut Output) -> Resu
             a.gua.addr()
         ),
         "To remove it:".to_string(),
-        "  cni6 demo --cleanup".to_string(),
+        // The path this binary was run from: after `target/release/cni6
+        // demo --keep`, a bare `cni6` is usually not on PATH.
+        format!(
+            "  {} demo --cleanup",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "cni6".into())
+        ),
     ];
     let _manifest = topo.keep();
     for l in lines {
@@ -578,5 +646,212 @@ fn cleanup(o: &mut Output) -> Result<()> {
         Ok(())
     } else {
         Err(CliError::Failed(errors.join("; ")))
+    }
+}
+
+/// A program a demo option runs, installed where Debian puts it.
+fn require_tool(option: &str, tool: &str, package: &str) -> Result<()> {
+    if ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(tool).is_file())
+    {
+        return Ok(());
+    }
+    Err(CliError::Failed(format!(
+        "{option} needs {tool}: apt-get install {package} (scripts/install-deps.sh)"
+    )))
+}
+
+/// BGP instead of static routes: a route reflector on the fabric, BIRD on
+/// every node with the configuration `cni6 routes --format bird` prints,
+/// then the sessions and the routes each node learned.
+fn start_bgp(
+    topo: &mut Topology,
+    interrupt: &Interrupt,
+    o: &mut Output,
+) -> Result<serde_json::Value> {
+    let router = RouterOptions {
+        asn: ASN,
+        reflector: true,
+        hold: HOLD,
+        bfd: false,
+    };
+    require_tool("--fabric bgp", "bird", "bird2")?;
+    fabric::add_router(topo, &router).map_err(|e| failed("start the route reflector", e))?;
+    let nodes: Vec<routes::FabricNode> = topo
+        .nodes()
+        .iter()
+        .map(|n| routes::FabricNode {
+            name: format!("node{}", n.index),
+            prefixes: vec![n.ula_prefix, n.gua_prefix],
+            underlay: n.underlay_addr,
+        })
+        .collect();
+    let opts = routes::BgpOptions {
+        asn: ASN,
+        peers: vec![routes::Peer {
+            addr: fabric::router_addr(topo),
+            asn: None,
+        }],
+        hold: Some(HOLD),
+        ..routes::BgpOptions::default()
+    };
+    for i in 1..=NODES {
+        let conf = routes::bird(&nodes, &format!("node{i}"), &opts);
+        fabric::start_bird(topo, i, &conf).map_err(|e| failed("start BIRD", e))?;
+    }
+    let sock = fabric::bird_socket(topo, None);
+    let took = fabric::wait_established(&sock, usize::from(NODES), Duration::from_secs(30))
+        .map_err(|e| failed("BGP sessions", e))?;
+    interrupt.check()?;
+    say(
+        o,
+        format!(
+            "BGP: route reflector {} (AS {ASN}), sessions up after {:.1} s (cni6 routes --format bird --peer {}):",
+            fabric::router_addr(topo),
+            took.as_secs_f64(),
+            fabric::router_addr(topo)
+        ),
+    )?;
+    let sessions = fabric::sessions(&sock).map_err(|e| failed("birdc", e))?;
+    for s in &sessions {
+        say(o, format!("  router session {:<8} {}", s.name, s.info))?;
+    }
+    let mut learned = Vec::new();
+    for n in topo.nodes() {
+        for other in topo.nodes().iter().filter(|x| x.index != n.index) {
+            for p in [other.ula_prefix, other.gua_prefix] {
+                fabric::wait_until(Duration::from_secs(10), || {
+                    fabric::kernel_route(topo, &n.netns, &p).is_ok_and(|(h, _)| !h.is_empty())
+                })
+                .map_err(|e| failed(&format!("node {} learn {p}", n.index), e))?;
+            }
+        }
+        let r = topo
+            .ip(&n.netns, &["-6", "route", "show", "proto", "bird"])
+            .map_err(|e| failed("ip route", e))?;
+        for line in r.lines() {
+            say(o, format!("  node {} learned: {}", n.index, line.trim()))?;
+            learned.push(json!({"node": n.index, "route": line.trim()}));
+        }
+    }
+    say(o, "")?;
+    Ok(json!({
+        "router": fabric::router_addr(topo),
+        "asn": ASN,
+        "sessions": sessions.iter().map(|s| json!({"name": s.name, "info": s.info})).collect::<Vec<_>>(),
+        "learned": learned,
+    }))
+}
+
+/// Node 1 becomes IPv4-enabled: its uplink, tayga and unbound's DNS64 with
+/// what `cni6 nat64` prints for it.
+fn start_nat64(topo: &mut Topology, o: &mut Output) -> Result<fabric::Nat64Config> {
+    require_tool("--nat64", "tayga", "tayga")?;
+    require_tool("--nat64", "unbound", "unbound")?;
+    fabric::add_ipv4_internet(topo, 1).map_err(|e| failed("IPv4 uplink of node 1", e))?;
+    let (conf, data) = fabric::nat64_paths(topo, 1);
+    let args = nat64::Nat64Args {
+        node_prefix: topo.node(1).ula_prefix.to_string(),
+        ipv4_pool: fabric::NAT64_POOL.into(),
+        uplink: "eth1".into(),
+        format: nat64::Format::Tayga,
+        tun: "nat64".into(),
+        conf: conf.clone(),
+        data_dir: data,
+        clients: vec![],
+    };
+    let plan = nat64::Nat64::from_args(&args)?;
+    let cfg = fabric::Nat64Config {
+        tayga: plan.tayga(),
+        commands: plan.commands(),
+        unbound: plan.unbound(),
+        conf,
+        dns: plan.dns,
+    };
+    fabric::start_nat64(topo, 1, &cfg).map_err(|e| failed("NAT64/DNS64 on node 1", e))?;
+    say(
+        o,
+        format!(
+            "IPv4: node 1 has an uplink to the IPv4 internet ({}/{} -> {}), runs tayga for {} \
+             (pool {}, masqueraded) and a DNS64 at {} (cni6 nat64 --node-prefix {})",
+            fabric::UPLINK_NODE,
+            fabric::UPLINK_LEN,
+            fabric::INTERNET_NET,
+            plan.prefix,
+            plan.pool,
+            plan.dns,
+            plan.node_prefix
+        ),
+    )?;
+    say(o, "")?;
+    Ok(cfg)
+}
+
+/// A pod on node 2 resolves the IPv4-only host's name through the DNS64
+/// and talks TCP to it through node 1's NAT64. Returns the failures.
+fn ipv4_probe(
+    topo: &Topology,
+    pods: &[(Pod, PodAddresses)],
+    cfg: &fabric::Nat64Config,
+    doc: &mut serde_json::Value,
+    o: &mut Output,
+) -> Result<usize> {
+    let Some((pod, addrs)) = pods.iter().find(|(p, _)| p.node == 2) else {
+        return Ok(0);
+    };
+    let name = fabric::IPV4_HOST_NAME;
+    say(
+        o,
+        format!(
+            "IPv4-only host {name} ({}, A record only), from pod {} on node 2 ({}):",
+            fabric::IPV4_HOST,
+            pod.name,
+            addrs.ula.addr()
+        ),
+    )?;
+    let aaaa = match fabric::resolve_aaaa(&pod.path, cfg.dns, name, TCP_TIMEOUT) {
+        Ok(a) if !a.is_empty() => a,
+        other => {
+            say(
+                o,
+                format!("  resolve {name} AAAA via {}: FAIL {other:?}", cfg.dns),
+            )?;
+            doc["ipv4"] = json!({"ok": false, "error": format!("{other:?}")});
+            return Ok(1);
+        }
+    };
+    say(
+        o,
+        format!(
+            "  {name} AAAA {} (synthesised by the DNS64 at {})",
+            aaaa[0], cfg.dns
+        ),
+    )?;
+    let internet = match topo.host(fabric::INTERNET) {
+        Some(h) => h.netns_path(),
+        None => return Ok(1),
+    };
+    match fabric::tcp_via_nat64(&internet, &pod.path, aaaa[0], TCP_TIMEOUT) {
+        Ok(x) => {
+            say(
+                o,
+                format!(
+                    "  TCP to [{}] ok in {:.1} ms; the IPv4 host saw the client as {} (node 1, masqueraded)",
+                    aaaa[0],
+                    x.elapsed.as_secs_f64() * 1e3,
+                    x.peer
+                ),
+            )?;
+            say(o, "")?;
+            doc["ipv4"] = json!({"ok": true, "name": name, "aaaa": aaaa[0],
+                "ms": x.elapsed.as_secs_f64() * 1e3, "seenAs": x.peer.to_string()});
+            Ok(0)
+        }
+        Err(e) => {
+            say(o, format!("  TCP to [{}]: FAIL {e}", aaaa[0]))?;
+            doc["ipv4"] = json!({"ok": false, "aaaa": aaaa[0], "error": e.to_string()});
+            Ok(1)
+        }
     }
 }

@@ -2,7 +2,13 @@
 //! message on stderr. Runtime/plugin failures keep their CNI code so the
 //! operator sees what a container runtime would have seen.
 
-/// Exit code for a failed operation.
+// One convention for every command (docs/operating.md, "Exit codes"):
+// 0 done / healthy, 1 something is wrong or an operation failed, 2 the
+// command line cannot be acted on as written (clap's errors, malformed
+// values, a named file, namespace, network or attachment that does not
+// exist, option values the plugins' parsers refuse).
+
+/// Exit code for a failed operation or a finding (status, lint).
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for a command line that cannot be acted on (clap's too).
 pub const EXIT_USAGE: u8 = 2;

@@ -188,7 +188,7 @@ fn attach_check_detach_round_trip() {
         .env_of_call(1)
         .contains("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=web"));
 
-    // checklist 27: the namespace is gone; detach still runs DEL with it.
+    // conformance.md #27: the namespace is gone; detach still runs DEL with it.
     std::fs::remove_file(n.p("netns")).unwrap();
     let r = n.cni6(&["detach", "--id", "pod1"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -303,7 +303,23 @@ fn gc_without_a_valid_set_is_a_dry_run() {
     );
     assert!(cache_file(&n, "keep").exists() && !cache_file(&n, "gone").exists());
 
-    let r = n.cni6(&["gc", "--json", "--all-stale"]);
+    // A typo in --valid would free the pod it meant to keep: refused.
+    let r = n.cni6(&["gc", "--valid", "keep/eht0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no such attachment") && r.stderr.contains("did you mean keep/eth0"),
+        "{}",
+        r.stderr
+    );
+    assert!(n.take_calls().is_empty(), "a refused gc runs no plugin");
+    assert!(cache_file(&n, "keep").exists());
+
+    // --all-stale frees running pods too: it needs --confirm.
+    let r = n.cni6(&["gc", "--all-stale"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--confirm"), "{}", r.stderr);
+    assert!(n.take_calls().is_empty());
+    let r = n.cni6(&["gc", "--json", "--all-stale", "--confirm"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
@@ -377,4 +393,73 @@ fn status_before_1_1_is_not_asked() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("not asked"), "{}", r.stdout);
     assert!(n.take_calls().is_empty());
+}
+
+#[test]
+fn failed_attach_is_rolled_back_with_del() {
+    // issue 18: a chain that fails in its second plugin must not leave
+    // what the first one made; CRI runtimes DEL the whole chain.
+    let n = Node::new("1.0.0");
+    let netns = n.netns();
+    n.script("chained", "ADD", r#"{"code":7,"msg":"no"}"#, 1);
+    let r = n.cni6(&["attach", "--netns", &netns, "--id", "pod6"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("rolled back with DEL"), "{}", r.stderr);
+    let calls: Vec<(String, String)> = n.take_calls().into_iter().map(|(p, c, _)| (p, c)).collect();
+    let s = |p: &str, c: &str| (p.to_string(), c.to_string());
+    assert_eq!(
+        calls,
+        vec![
+            s("main", "ADD"),
+            s("chained", "ADD"),
+            s("chained", "DEL"),
+            s("main", "DEL")
+        ]
+    );
+    assert!(
+        !cache_file(&n, "pod6").exists(),
+        "no cached result survives a rolled-back attach"
+    );
+
+    // When the rollback fails too, the operator is told how to finish it.
+    n.script("main", "DEL", r#"{"code":11,"msg":"busy"}"#, 1);
+    let r = n.cni6(&["attach", "--netns", &netns, "--id", "pod7"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("rollback DEL failed") && r.stderr.contains("cni6 detach"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn plugin_status_asks_cni6_plugins_at_1_1_whatever_the_list_version() {
+    // A 1.0.0 list is never asked STATUS by a runtime; cni6's own plugins
+    // are asked on a 1.1.0 copy, others are left alone.
+    let n = Node::new("1.0.0");
+    let fw = n.p("bin").join("firewall6");
+    std::fs::write(&fw, FAKE).unwrap();
+    std::fs::set_permissions(&fw, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let list = json!({"cniVersion": "1.0.0", "name": "cluster",
+        "plugins": [{"type": "main"}, {"type": "firewall6"}]});
+    std::fs::write(n.p("net.conflist"), list.to_string()).unwrap();
+    let r = n.cni6(&["plugin-status"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("asked at CNI 1.1.0"), "{}", r.stdout);
+    let calls = n.take_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (calls[0].0.as_str(), calls[0].1.as_str()),
+        ("firewall6", "STATUS")
+    );
+    assert_eq!(calls[0].2["cniVersion"], "1.1.0");
+    n.script(
+        "firewall6",
+        "STATUS",
+        r#"{"code":50,"msg":"ip6tables not found"}"#,
+        1,
+    );
+    let r = n.cni6(&["plugin-status"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("ip6tables not found"), "{}", r.stdout);
 }

@@ -139,7 +139,7 @@ fn reference_chain_through_cni6() {
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     let addr = result["ips"][0]["address"].as_str().unwrap().to_string();
     let ip = addr.split('/').next().unwrap().to_string();
-    // checklist 71: tuning got the declared mac capability as runtimeConfig.
+    // conformance.md #71: tuning got the declared mac capability as runtimeConfig.
     let link = pod1.exec(&["ip", "-6", "addr", "show", "eth0"]);
     assert!(
         String::from_utf8_lossy(&link.stdout).contains(&addr),
@@ -159,7 +159,7 @@ fn reference_chain_through_cni6() {
     let out = cni6("check", &["--id", "pod1"]);
     assert!(out.status.success(), "{}", text(&out));
 
-    // checklist 27 + 86: the namespace is gone, DEL still runs with the
+    // conformance.md #27 + 86: the namespace is gone, DEL still runs with the
     // cached result, so firewall removes its rules and host-local the lease.
     drop(pod1);
     let out = cni6("detach", &["--id", "pod1"]);
@@ -174,7 +174,7 @@ fn reference_chain_through_cni6() {
     );
     assert!(!cache.join("results/c6rt-pod1-eth0").exists());
 
-    // checklist 52, 88: GC's synthetic DEL frees an attachment runtimes forgot.
+    // conformance.md #52, 88: GC's synthetic DEL frees an attachment runtimes forgot.
     let out = cni6("attach", &["--json", "--netns", &p2, "--id", "pod2"]);
     assert!(out.status.success(), "{}", text(&out));
     let r2: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -186,7 +186,12 @@ fn reference_chain_through_cni6() {
         .unwrap()
         .to_string();
     assert!(dir.path().join("ipam/c6rt").join(&ip2).exists());
+    // A valid entry that names no attachment is refused (a typo would free
+    // the pod it meant to keep); an empty set needs --all-stale --confirm.
     let out = cni6("gc", &["--valid", "other/eth0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(dir.path().join("ipam/c6rt").join(&ip2).exists());
+    let out = cni6("gc", &["--all-stale", "--confirm"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("pod2/eth0"),

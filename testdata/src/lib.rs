@@ -20,6 +20,12 @@ pub fn conflists_dir() -> PathBuf {
     dir().join("conflists")
 }
 
+/// `testdata/lint/`: broken (and one sound) network configuration lists
+/// for `cni6 lint` (format in testdata/README.md).
+pub fn lint_dir() -> PathBuf {
+    dir().join("lint")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

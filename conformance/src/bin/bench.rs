@@ -38,6 +38,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Where Debian's containernetworking-plugins puts the reference plugins.
+/// Debian's reference plugins (1.1.1), the bench's second column.
+const DEBIAN_REFERENCE_DIR: &str = "/usr/lib/cni";
+
 #[derive(Debug, Parser)]
 #[command(
     about = "Time ADD/DEL of bridge6+ipam-prefix+firewall6 against the reference bridge+host-local+firewall"
@@ -95,7 +99,7 @@ fn reference_version(dir: &Path) -> String {
                 .to_string()
         })
         .unwrap_or_default();
-    format!("{}, {}", dir.display(), about.trim())
+    format!("{}, {}", shown_dir(dir), about.trim())
 }
 
 /// Ports of one Linux bridge: port numbers are 10 bits and 0 is reserved
@@ -520,6 +524,26 @@ impl Samples {
     }
 }
 
+/// A directory as the report shows it: relative to the repository, or not at
+/// all, so a pasted report carries no path of the machine it ran on.
+fn shown_dir(dir: &Path) -> String {
+    let workspace = conformance::harness::workspace_dir();
+    match dir.strip_prefix(&workspace) {
+        Ok(rel) => rel.display().to_string(),
+        Err(_) if dir == conformance::harness::reference_dir() => {
+            "the upstream build of scripts/peers.sh".to_string()
+        }
+        Err(_) if dir == Path::new(DEBIAN_REFERENCE_DIR) => DEBIAN_REFERENCE_DIR.to_string(),
+        Err(_) => "a directory outside the repository".to_string(),
+    }
+}
+
+/// The kernel's version without the build string (`6.18.44-fc-v509` →
+/// `6.18.44`): the version is what a reader compares, the suffix names a build.
+fn kernel_version(osrelease: &str) -> &str {
+    osrelease.split(['-', '+']).next().unwrap_or(osrelease)
+}
+
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
@@ -724,7 +748,7 @@ fn run_bench(
     eprintln!(
         "bench: topology {} (ours on node 1, reference on node 2), binaries {}",
         topo.base(),
-        bin_dir.display()
+        shown_dir(bin_dir)
     );
     let rss = Rss::default();
 
@@ -1352,9 +1376,9 @@ fn print_report(
     println!(
         "# bridge6+ipam-prefix+firewall6 ({}) vs reference bridge+host-local+firewall ({}); \
          kernel {}; {} CPUs; load average before {} / after {}",
-        bin_dir.display(),
+        shown_dir(bin_dir),
         reference_version(args.reference_dir()),
-        read_trimmed("/proc/sys/kernel/osrelease"),
+        kernel_version(&read_trimmed("/proc/sys/kernel/osrelease")),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_before,
         read_trimmed("/proc/loadavg"),

@@ -4,8 +4,9 @@
 //!
 //! `check` and `detach` take what is not given on the command line (netns,
 //! CNI_ARGS, capability args) from the attachment's cache record, because
-//! plugins expect the same values on DEL as on ADD (checklist 17) and an
-//! operator cleaning up rarely remembers them.
+//! plugins expect the same values on DEL as on ADD (conformance.md #17) and an
+//! operator cleaning up rarely remembers them. A failed `attach` is rolled
+//! back with DEL through the whole chain, as CRI runtimes do.
 
 use crate::cli::{NetworkOpts, Output};
 use crate::error::{CliError, Result};
@@ -77,7 +78,7 @@ pub fn resolve_netns(s: &str) -> PathBuf {
     }
 }
 
-/// `K=V;K=V` in order; the same rules as plugins apply (checklist 7).
+/// `K=V;K=V` in order; the same rules as plugins apply (conformance.md #7).
 pub fn parse_cni_args(s: &str) -> Result<Vec<(String, String)>> {
     CniArgs::parse(s).map_err(|e| CliError::Usage(format!("--args: {e}")))?;
     Ok(s.split(';')
@@ -155,9 +156,38 @@ pub fn attach(a: &AttachArgs, o: &mut Output) -> Result<()> {
         )));
     }
     let att = a.common.attachment(Some(netns), None)?;
-    let result = rt
-        .add(&list, &att)
-        .map_err(|e| CliError::cni(format!("attach {}", a.common.describe(&list)), e))?;
+    let result = match rt.add(&list, &att) {
+        Ok(r) => r,
+        // An attachment the runtime refused before any plugin ran has
+        // nothing to roll back.
+        Err(e)
+            if cni_common::env::validate_container_id(&att.container_id).is_err()
+                || cni_common::env::validate_ifname(&att.ifname).is_err() =>
+        {
+            return Err(CliError::cni(
+                format!("attach {}", a.common.describe(&list)),
+                e,
+            ))
+        }
+        Err(e) => {
+            // As CRI runtimes do after a failed ADD: DEL the whole chain so
+            // what the plugins before the failing one made (veth, addresses,
+            // IPAM record, rules) does not outlive the attempt.
+            let rollback = match rt.del(&list, &att) {
+                Ok(()) => "rolled back with DEL".to_string(),
+                Err(d) => format!(
+                    "the rollback DEL failed too ({d}): run `cni6 detach --conflist {} --id {} --ifname {}`",
+                    a.common.net.conflist.display(),
+                    a.common.container_id,
+                    a.common.ifname
+                ),
+            };
+            return Err(CliError::cni(
+                format!("attach {} ({rollback})", a.common.describe(&list)),
+                e,
+            ));
+        }
+    };
     if o.json {
         o.json(&result)
     } else {
@@ -202,7 +232,7 @@ pub fn detach(a: &DetachArgs, o: &mut Output) -> Result<()> {
     let att = a
         .common
         .attachment(a.netns.as_deref().map(resolve_netns), cached.as_ref())?;
-    // A namespace that is gone is normal here (checklist 27): the plugins
+    // A namespace that is gone is normal here (conformance.md #27): the plugins
     // still release host-side state and addresses.
     if let Some(ns) = att.netns.as_ref().filter(|p| !p.exists()) {
         eprintln!(

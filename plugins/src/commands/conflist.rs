@@ -20,7 +20,7 @@ use ipnet::Ipv6Net;
 use serde_json::{json, Map, Value};
 use std::net::Ipv6Addr;
 
-/// `ingress` of firewall6 (design.md "Configuration").
+/// `ingress` of firewall6 (docs/design.md "Configuration").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IngressArg {
     /// New inbound connections only from the cluster prefixes or to --allow-port.
@@ -64,13 +64,15 @@ pub struct ConflistOpts {
     pub node_index: Option<u16>,
 
     /// Take this node's ULA prefix from the ULA address on interface IF at
-    /// ADD time (same list on every node).
-    #[arg(long, value_name = "IF", conflicts_with = "node_index")]
+    /// ADD time (same list on every node). `auto`: the one interface of
+    /// this node with a ULA address inside --cluster-ula.
+    #[arg(long, value_name = "IF|auto", conflicts_with = "node_index")]
     pub ula_from_interface: Option<String>,
 
     /// Take this node's global prefix from the global (provider) address on
-    /// interface IF at ADD time; a /64 is cut to its first /80.
-    #[arg(long, value_name = "IF")]
+    /// interface IF at ADD time; a /64 is cut to its first /80. `auto`: the
+    /// one interface of this node with a global address.
+    #[arg(long, value_name = "IF|auto")]
     pub gua_from_interface: Option<String>,
 
     /// A literal node prefix (repeatable), e.g. 2001:db8:7:12::/80.
@@ -149,7 +151,81 @@ pub fn node_ula(cluster: Ipv6Net, n: u16) -> Ipv6Net {
     Ipv6Net::new(Ipv6Addr::from(base), 80).expect("80 <= 128")
 }
 
+/// The interfaces of this node (lo, the bridge and pod veths aside) with
+/// an address of `scope` (inside `within` when given).
+pub fn uplink_candidates(scope: Scope, within: Option<Ipv6Net>, bridge: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return out;
+    };
+    for ifa in addrs {
+        let Some(a) = ifa
+            .address
+            .as_ref()
+            .and_then(|a| a.as_sockaddr_in6())
+            .map(|a| a.ip())
+        else {
+            continue;
+        };
+        let name = ifa.interface_name;
+        if name == "lo"
+            || name == bridge
+            || name.starts_with(bridge6::attachment::HOST_VETH_PREFIX)
+            || !in_scope(a, scope)
+            || within.is_some_and(|w| !w.contains(&a))
+            || out.contains(&name)
+        {
+            continue;
+        }
+        out.push(name);
+    }
+    out
+}
+
 impl ConflistOpts {
+    /// Replace `auto` in --ula-from-interface / --gua-from-interface by the
+    /// one interface of this node that fits; more or none is an error.
+    pub fn resolve_auto(&mut self) -> Result<()> {
+        for (opt, scope, within, slot) in [
+            (
+                "--ula-from-interface",
+                Scope::Ula,
+                self.cluster_ula,
+                &mut self.ula_from_interface,
+            ),
+            (
+                "--gua-from-interface",
+                Scope::Global,
+                None,
+                &mut self.gua_from_interface,
+            ),
+        ] {
+            if slot.as_deref() != Some("auto") {
+                continue;
+            }
+            let c = uplink_candidates(scope, within, &self.bridge);
+            match c.as_slice() {
+                [one] => *slot = Some(one.clone()),
+                [] => {
+                    return Err(CliError::Failed(format!(
+                        "{opt} auto: no interface of this node has a {} address{}; name the \
+                         uplink (e.g. {opt} ens3) or leave the option out",
+                        scope.as_str(),
+                        within.map(|w| format!(" inside {w}")).unwrap_or_default()
+                    )))
+                }
+                many => {
+                    return Err(CliError::Failed(format!(
+                        "{opt} auto: {} all have a {} address; name the uplink: {opt} IF",
+                        many.join(", "),
+                        scope.as_str()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The list as JSON, validated.
     pub fn build(&self) -> Result<Value> {
         let mut prefixes = Vec::new();
@@ -177,6 +253,15 @@ impl ConflistOpts {
             prefixes.push(json!({"fromInterface": i, "scope": "global"}));
         }
         for p in &self.node_prefixes {
+            if let Some(c) = self.cluster_ula {
+                if in_scope(p.network(), Scope::Ula) && !c.contains(p) {
+                    return Err(usage(format!(
+                        "--node-prefix {p}: a ULA node prefix outside --cluster-ula {c}; \
+                         node n of the cluster is {} (--node-index n)",
+                        node_ula(c, 1).to_string().replace(":1::/80", ":n::/80")
+                    )));
+                }
+            }
             prefixes.push(json!({"node": p.to_string()}));
         }
         if prefixes.is_empty() {
@@ -226,7 +311,8 @@ impl ConflistOpts {
             "name": self.name,
             "plugins": [Value::Object(bridge), Value::Object(fw)],
         });
-        validate(&list)?;
+        // The options made this list: what the plugins refuse is a usage error.
+        validate(&list).map_err(|e| CliError::Usage(e.report().replacen("cni6: ", "", 1)))?;
         Ok(list)
     }
 }
@@ -360,6 +446,31 @@ mod tests {
             let e = opts(args).build().unwrap_err().to_string();
             assert!(e.contains(key), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn node_prefix_outside_the_cluster_ula_is_refused() {
+        let e = opts(&[
+            "--cluster-ula",
+            "fd8c:1f0a:77e3::/64",
+            "--node-prefix",
+            "fd00:9::/80",
+        ])
+        .build()
+        .unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
+        assert!(e.to_string().contains("outside --cluster-ula"), "{e}");
+        // A ULA node prefix inside it, and any GUA, are fine.
+        opts(&[
+            "--cluster-ula",
+            "fd8c:1f0a:77e3::/64",
+            "--node-prefix",
+            "fd8c:1f0a:77e3:0:4::/80",
+            "--node-prefix",
+            "2001:db8:7:12::/80",
+        ])
+        .build()
+        .unwrap();
     }
 
     #[test]

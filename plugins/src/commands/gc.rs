@@ -1,4 +1,4 @@
-//! `cni6 gc`: libcni's GC for one network (checklist 88): every cached
+//! `cni6 gc`: libcni's GC for one network (conformance.md #88): every cached
 //! attachment not in the valid set gets a DEL, then (CNI 1.1.0+) every
 //! plugin gets GC with the valid set and frees whatever else it holds.
 //!
@@ -10,6 +10,13 @@
 //! `--leaked` with every allocation that is not leaked, and `--all-stale`
 //! with an empty set. What GC freed is the difference of ipam-prefix's
 //! store before and after.
+//!
+//! GC cannot free a live pod by mistake: a `--valid` entry that names no
+//! attachment of the network (a typo) is refused; `--leaked` counts an
+//! allocation leaked only when its pod's netns is gone (or it is from an
+//! earlier boot), and refuses to run where the network's bridge is not
+//! visible (the wrong network namespace, where every veth looks gone);
+//! `--all-stale` needs `--confirm`.
 
 use crate::cli::{NetworkOpts, Output};
 use crate::commands::install::network_configs;
@@ -67,6 +74,11 @@ pub struct GcArgs {
     /// empty valid list, releasing everything the plugins hold for it.
     #[arg(long)]
     pub all_stale: bool,
+
+    /// Confirm --all-stale: every address of the network is freed, those of
+    /// running pods included.
+    #[arg(long, requires = "all_stale")]
+    pub confirm: bool,
 }
 
 /// `CONTAINERID/IFNAME`: neither part may contain '/', so the split is exact.
@@ -94,8 +106,8 @@ impl GcArgs {
                 return Ok(p);
             }
         }
-        Err(CliError::Failed(format!(
-            "no network configuration named {want} in {}",
+        Err(CliError::Usage(format!(
+            "--network {want}: no network configuration of that name in {}",
             self.conf_dir.display()
         )))
     }
@@ -169,10 +181,25 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
              each one in use, or --leaked to free only the leaked ones",
         );
     }
+    if a.all_stale && !a.confirm {
+        return Err(CliError::Usage(format!(
+            "--all-stale frees every address, rule and host veth of network {} ({} allocation(s)), \
+             those of running pods included: add --confirm if no pod on this node uses it, \
+             else use --leaked or --valid",
+            list.name,
+            before.len()
+        )));
+    }
     let valid: Vec<(String, String)> = if a.leaked {
+        if let Some(why) = wrong_namespace(&nets, &before) {
+            return Err(CliError::Failed(format!(
+                "--leaked refused, nothing changed: {why}. Every pod would look leaked from \
+                 here; run gc in the node's network namespace (e.g. `nsenter -t 1 -n cni6 gc …`)"
+            )));
+        }
         let mut v: Vec<(String, String)> = before
             .iter()
-            .filter(|al| al.leaked.is_empty())
+            .filter(|al| !al.pod_gone())
             .filter_map(|al| al.record.as_ref())
             .map(|r| (r.container_id.clone(), r.ifname.clone()))
             .collect();
@@ -184,7 +211,7 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
         {
             let k = (c.container_id.clone(), c.if_name.clone());
             let leaked_in_store = before.iter().any(|al| {
-                !al.leaked.is_empty()
+                al.pod_gone()
                     && al
                         .record
                         .as_ref()
@@ -201,10 +228,23 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
         }
         v
     } else {
-        a.valid
+        let valid = a
+            .valid
             .iter()
             .map(|s| parse_valid(s))
-            .collect::<Result<Vec<_>>>()?
+            .collect::<Result<Vec<_>>>()?;
+        let cached = rt
+            .cached_attachments()
+            .map_err(|e| CliError::cni("read the runtime cache", e))?;
+        let mut known: Vec<String> = before.iter().map(key).collect();
+        known.extend(
+            cached
+                .iter()
+                .filter(|c| c.network_name == list.name)
+                .map(|c| format!("{}/{}", c.container_id, c.if_name)),
+        );
+        check_valid_known(&valid, &known, &list.name)?;
+        valid
     };
     let report = rt
         .gc(&list, &valid)
@@ -275,9 +315,68 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
     Ok(())
 }
 
+/// Why the allocations of `nets` cannot be judged from this network
+/// namespace: the bridge of a network that holds allocations is not here.
+pub fn wrong_namespace(nets: &[Network], allocs: &[Allocation]) -> Option<String> {
+    if allocs.is_empty() {
+        return None;
+    }
+    nets.iter()
+        .find(|n| !crate::commands::status::bridge_visible(&n.bridge))
+        .map(|n| {
+            format!(
+                "bridge {} of network {} is not visible from this network namespace though \
+                 {} allocation(s) exist",
+                n.bridge,
+                n.name,
+                allocs.len()
+            )
+        })
+}
+
+/// Every `--valid` entry must name an attachment the store or the runtime
+/// cache knows: a typo would otherwise free the pod it meant to keep.
+pub fn check_valid_known(
+    valid: &[(String, String)],
+    known: &[String],
+    network: &str,
+) -> Result<()> {
+    for (id, ifname) in valid {
+        let k = format!("{id}/{ifname}");
+        if known.contains(&k) {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .map(|c| (c, strsim::osa_distance(c, &k)))
+            .min_by_key(|&(_, d)| d)
+            .filter(|&(_, d)| d <= 3)
+            .map(|(c, _)| format!(" (did you mean {c}?)"))
+            .unwrap_or_default();
+        return Err(CliError::Usage(format!(
+            "--valid {k}: network {network} has no such attachment{closest}, nothing changed. \
+             Run `cni6 gc` without options to list them; GC frees every attachment not named, \
+             so a mistyped entry would free the pod it meant to keep"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_entries_must_name_an_attachment() {
+        let known = vec!["pod1/eth0".to_string(), "pod2/eth0".to_string()];
+        let v = |s: &str| vec![parse_valid(s).unwrap()];
+        assert!(check_valid_known(&v("pod1/eth0"), &known, "n").is_ok());
+        let e = check_valid_known(&v("pod1/eht0"), &known, "n").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
+        assert!(e.to_string().contains("did you mean pod1/eth0"), "{e}");
+        let e = check_valid_known(&v("zzzzzzzzzz/net9"), &known, "n").unwrap_err();
+        assert!(!e.to_string().contains("did you mean"), "{e}");
+    }
 
     #[test]
     fn valid_attachment_syntax() {

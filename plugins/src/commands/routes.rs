@@ -1,5 +1,5 @@
 //! `cni6 routes`: what the fabric needs to reach every node's pods. A pod
-//! address says which node it lives on (design.md), so the fabric needs one
+//! address says which node it lives on (docs/design.md), so the fabric needs one
 //! route per node prefix and never one per pod; this command turns the
 //! list of nodes into that, in the form the fabric takes it:
 //!
@@ -9,9 +9,12 @@
 //!   (wireguard routes by AllowedIPs; keys and endpoints stay the
 //!   operator's);
 //! - `bird`: a BIRD 2 configuration for one node (`--self`) announcing its
-//!   prefixes over BGP to the other nodes (or the fabric's route
-//!   reflectors, as the seeds' routers run BIRD) and installing what it
-//!   learns into the kernel.
+//!   prefixes (and any `--announce`d extra prefix: an anycast /128, a
+//!   LoadBalancer pool) over BGP and installing what it learns into the
+//!   kernel. Two layouts: the iBGP full mesh between the listed nodes
+//!   (small clusters), or sessions to the `--peer`s only (upstream routers
+//!   or route reflectors: iBGP as a reflector client when the peer's AS is
+//!   the node's, eBGP with a per-node `--asn` otherwise).
 
 use crate::cli::Output;
 use crate::error::{CliError, Result};
@@ -58,13 +61,143 @@ pub struct RoutesArgs {
     #[arg(long = "self", value_name = "NAME")]
     pub self_name: Option<String>,
 
+    /// Read the --self node's prefixes from this node's conflist, resolved
+    /// here exactly as ipam-prefix resolves them (literal prefixes and
+    /// `fromInterface`): what a DaemonSet renders BIRD's configuration from.
+    #[arg(long, value_name = "FILE", requires_all = ["self_name", "self_underlay"])]
+    pub self_conflist: Option<PathBuf>,
+
+    /// With --self-conflist: the node's address on the fabric (its BGP
+    /// source; in Kubernetes the node's InternalIP, `status.hostIP`).
+    #[arg(long, value_name = "ADDR", requires = "self_conflist")]
+    pub self_underlay: Option<Ipv6Addr>,
+
+    /// Write the output to FILE (atomically, unchanged when it already
+    /// holds it) instead of stdout: for a container that cannot redirect.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     /// `ip` form: add `dev IF` to every route.
     #[arg(long, value_name = "IF")]
     pub dev: Option<String>,
 
-    /// `bird` form: the BGP AS number of the nodes (iBGP full mesh).
+    /// `bird` form: the BGP AS number of this node (the nodes' common AS
+    /// for iBGP; one per node for eBGP to the `--peer`s).
     #[arg(long, default_value_t = 64512, value_name = "ASN")]
     pub asn: u32,
+
+    /// `bird` form: peer with this router or route reflector instead of the
+    /// full mesh (repeatable). ADDR@ASN with another AS than --asn is eBGP;
+    /// without @ASN, or with --asn's, iBGP (the peer reflects).
+    #[arg(long = "peer", value_name = "ADDR[@ASN]")]
+    pub peers: Vec<String>,
+
+    /// `bird` form: also announce this prefix from --self (repeatable): an
+    /// anycast /128 held on several nodes, or a LoadBalancer pool.
+    #[arg(long = "announce", value_name = "PREFIX")]
+    pub announce: Vec<String>,
+
+    /// `bird` form: BGP hold time in seconds (keepalive a third of it); a
+    /// stopped node's prefixes are withdrawn at most this long after
+    /// [default: BIRD's 240].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u16).range(3..))]
+    pub hold: Option<u16>,
+
+    /// `bird` form: run BFD on every session: a dead link or node is
+    /// detected in 300 ms instead of the hold time.
+    #[arg(long)]
+    pub bfd: bool,
+
+    /// `bird` form: ask peers to keep this node's routes for SECS while its
+    /// BIRD restarts (graceful restart). Off by default: a crashed node's
+    /// prefixes would stay routed (into nothing) that long.
+    #[arg(long, value_name = "SECS")]
+    pub graceful_restart: Option<u16>,
+}
+
+/// A BGP neighbour of the --self node given with `--peer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: Ipv6Addr,
+    /// None: the node's own AS (iBGP).
+    pub asn: Option<u32>,
+}
+
+impl std::str::FromStr for Peer {
+    type Err = CliError;
+
+    fn from_str(s: &str) -> Result<Peer> {
+        let bad = |why: &str| {
+            CliError::Usage(format!(
+                "--peer {s:?}: {why} (expected ADDR[@ASN], e.g. fd00:fab::fe@65000)"
+            ))
+        };
+        let (addr, asn) = match s.split_once('@') {
+            Some((a, n)) => (
+                a,
+                Some(
+                    n.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n != 0)
+                        .ok_or_else(|| bad("the AS number is not 1..4294967295"))?,
+                ),
+            ),
+            None => (s, None),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| bad("the address is not an IPv6 address"))?;
+        Ok(Peer { addr, asn })
+    }
+}
+
+/// What the BIRD form needs beyond the node list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpOptions {
+    pub asn: u32,
+    /// Empty: iBGP full mesh between the nodes.
+    pub peers: Vec<Peer>,
+    pub announce: Vec<Ipv6Net>,
+    pub hold: Option<u16>,
+    pub bfd: bool,
+    pub graceful_restart: Option<u16>,
+}
+
+impl BgpOptions {
+    pub fn from_args(a: &RoutesArgs) -> Result<BgpOptions> {
+        let announce = a
+            .announce
+            .iter()
+            .map(|p| {
+                p.parse::<Ipv6Net>().map(|n| n.trunc()).map_err(|_| {
+                    CliError::Usage(format!(
+                        "--announce {p:?}: not an IPv6 prefix (expected e.g. fd8c:1f0a:77e3::a/128)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let peers = a
+            .peers
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<Peer>>>()?;
+        for (i, p) in peers.iter().enumerate() {
+            if peers[..i].iter().any(|q| q.addr == p.addr) {
+                return Err(CliError::Usage(format!(
+                    "--peer {}: given twice (one session per router; drop one)",
+                    p.addr
+                )));
+            }
+        }
+        Ok(BgpOptions {
+            asn: a.asn,
+            peers,
+            announce,
+            hold: a.hold,
+            bfd: a.bfd,
+            graceful_restart: a.graceful_restart,
+        })
+    }
 }
 
 /// One node of the fabric.
@@ -127,14 +260,24 @@ pub fn nodes(a: &RoutesArgs) -> Result<Vec<FabricNode>> {
             }
         }
     }
-    if specs.is_empty() {
+    let mut parsed = Vec::new();
+    if let (Some(f), Some(me), Some(underlay)) = (&a.self_conflist, &a.self_name, a.self_underlay) {
+        parsed.push(FabricNode {
+            name: me.clone(),
+            prefixes: conflist_prefixes(f)?,
+            underlay,
+        });
+    }
+    for s in &specs {
+        parsed.push(s.parse()?);
+    }
+    if parsed.is_empty() {
         return Err(CliError::Usage(
             "no nodes: give --node NAME=PREFIX@UNDERLAY (repeatable) or --nodes-file FILE".into(),
         ));
     }
     let mut out: Vec<FabricNode> = Vec::new();
-    for s in &specs {
-        let n: FabricNode = s.parse()?;
+    for n in parsed {
         if out.iter().any(|o| o.name == n.name) {
             return Err(CliError::Usage(format!("node {} is listed twice", n.name)));
         }
@@ -161,6 +304,39 @@ pub fn nodes(a: &RoutesArgs) -> Result<Vec<FabricNode>> {
                     .join(", ")
             )));
         }
+    }
+    Ok(out)
+}
+
+/// The node prefixes of every ipam-prefix network in a conflist, resolved
+/// on this host by ipam-prefix's own code.
+pub fn conflist_prefixes(path: &std::path::Path) -> Result<Vec<Ipv6Net>> {
+    use cni_common::runtime::ConfList;
+    let list = ConfList::from_file(path)
+        .map_err(|e| CliError::cni(format!("--self-conflist {}", path.display()), e))?;
+    let mut out = Vec::new();
+    for net in crate::commands::status::networks_of(path, &list) {
+        for (prefix, _, _) in crate::commands::status::prefixes(&net).map_err(|e| {
+            CliError::Failed(format!(
+                "--self-conflist {}: the node prefixes of network {} cannot be resolved on \
+                 this host: {e}",
+                path.display(),
+                net.name
+            ))
+        })? {
+            out.push(
+                prefix
+                    .parse::<Ipv6Net>()
+                    .map_err(|e| CliError::Failed(format!("node prefix {prefix:?}: {e}")))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--self-conflist {}: no plugin with ipam-prefix in it (expected the node's cni6 \
+             conflist, e.g. /etc/cni/net.d/10-cni6.conflist)",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -212,52 +388,116 @@ pub fn router_id(underlay: Ipv6Addr) -> String {
     std::net::Ipv4Addr::from(id).to_string()
 }
 
-pub fn bird(nodes: &[FabricNode], me: &str, asn: u32) -> String {
+pub fn bird(nodes: &[FabricNode], me: &str, opt: &BgpOptions) -> String {
     let own = nodes
         .iter()
         .find(|n| n.name == me)
         .expect("checked by nodes()");
+    let asn = opt.asn;
     let mut s = String::new();
+    let layout = if opt.peers.is_empty() {
+        format!("over iBGP (AS {asn}) to the other nodes (full mesh)")
+    } else {
+        format!("from AS {asn} to the fabric's routers")
+    };
     let _ = writeln!(
         s,
         "# BIRD 2 configuration for node {me}, generated by `cni6 routes --format bird`.\n\
-         # Announces this node's pod prefixes over iBGP (AS {asn}) to the other nodes and\n\
+         # Announces this node's pod prefixes {layout} and\n\
          # installs the prefixes it learns into the kernel: one route per node.\n"
     );
     let _ = writeln!(s, "router id {};\n", router_id(own.underlay));
     s.push_str("protocol device {\n}\n\n");
     s.push_str(
         "# Learned node prefixes into the kernel; nothing of the kernel's is read back.\n\
-         protocol kernel cni6_kernel {\n  ipv6 {\n    import none;\n    export where source = RTS_BGP;\n  };\n}\n\n",
+         # Several nodes announcing one prefix (anycast) become one multipath route.\n\
+         protocol kernel cni6_kernel {\n  merge paths yes;\n  ipv6 {\n    import none;\n    \
+         export where source = RTS_BGP;\n  };\n}\n\n",
     );
     s.push_str(
         "# This node's prefixes. Blackhole routes only feed BGP (not exported to the\n\
          # kernel, where the node's bridge holds the real, more specific pod ranges).\n\
          protocol static cni6_node {\n  ipv6;\n",
     );
-    for p in &own.prefixes {
+    for p in own.prefixes.iter().chain(&opt.announce) {
         let _ = writeln!(s, "  route {p} blackhole;");
     }
     s.push_str("}\n\n");
+    let own_set: Vec<String> = own
+        .prefixes
+        .iter()
+        .chain(&opt.announce)
+        .map(|p| format!("{p}+"))
+        .collect();
     let _ = writeln!(
         s,
-        "template bgp cni6_peer {{\n  local as {asn};\n  direct;\n  ipv6 {{\n    \
-         next hop self;\n    gateway direct;\n    import all;\n    \
-         export where proto = \"cni6_node\";\n  }};\n}}\n"
+        "# What this node announces must never come back as a route elsewhere.\n\
+         define cni6_own = [ {} ];\n",
+        own_set.join(", ")
     );
-    let mut used = vec![ident(me)];
-    for n in nodes.iter().filter(|n| n.name != me) {
-        let mut id = ident(&n.name);
-        while used.contains(&id) {
-            id.push('_');
-        }
-        used.push(id.clone());
+    if opt.bfd {
+        s.push_str(
+            "protocol bfd cni6_bfd {\n  interface \"*\" {\n    min rx interval 100 ms;\n    \
+             min tx interval 100 ms;\n    multiplier 3;\n  };\n}\n\n",
+        );
+    }
+    s.push_str("template bgp cni6_peer {\n");
+    let _ = writeln!(s, "  local as {asn};\n  direct;");
+    if let Some(h) = opt.hold {
         let _ = writeln!(
             s,
-            "protocol bgp {id} from cni6_peer {{\n  description \"node {}\";\n  \
-             neighbor {} as {asn};\n}}\n",
-            n.name, n.underlay
+            "  hold time {h};\n  keepalive time {k};\n  connect delay time {k};\n  \
+             connect retry time {k};",
+            k = (h / 3).max(1)
         );
+    }
+    if opt.bfd {
+        s.push_str("  bfd on;\n");
+    }
+    match opt.graceful_restart {
+        Some(t) => {
+            let _ = writeln!(s, "  graceful restart on;\n  graceful restart time {t};");
+        }
+        None => s.push_str("  graceful restart off;\n"),
+    }
+    s.push_str(
+        "  ipv6 {\n    next hop self;\n    gateway direct;\n    \
+         import where net !~ cni6_own;\n    export where proto = \"cni6_node\";\n  };\n}\n\n",
+    );
+    if opt.peers.is_empty() {
+        let mut used = vec![ident(me)];
+        for n in nodes.iter().filter(|n| n.name != me) {
+            let mut id = ident(&n.name);
+            while used.contains(&id) {
+                id.push('_');
+            }
+            used.push(id.clone());
+            let _ = writeln!(
+                s,
+                "protocol bgp {id} from cni6_peer {{\n  description \"node {}\";\n  \
+                 neighbor {} as {asn};\n}}\n",
+                n.name, n.underlay
+            );
+        }
+    } else {
+        for p in &opt.peers {
+            let peer_as = p.asn.unwrap_or(asn);
+            let kind = if peer_as == asn {
+                "iBGP: the router reflects the other nodes' routes"
+            } else {
+                "eBGP"
+            };
+            let id = format!(
+                "cni6_peer_{}",
+                p.addr.to_string().replace(':', "_").trim_matches('_')
+            );
+            let _ = writeln!(
+                s,
+                "protocol bgp {id} from cni6_peer {{\n  description \"router {} ({kind})\";\n  \
+                 neighbor {} as {peer_as};\n}}\n",
+                p.addr, p.addr
+            );
+        }
     }
     s
 }
@@ -274,7 +514,7 @@ pub fn run(a: &RoutesArgs, o: &mut Output) -> Result<()> {
                     "--format bird needs --self NAME: the configuration is for one node".into(),
                 )
             })?;
-            bird(&nodes, me, a.asn)
+            bird(&nodes, me, &BgpOptions::from_args(a)?)
         }
     };
     if o.json {
@@ -287,6 +527,31 @@ pub fn run(a: &RoutesArgs, o: &mut Output) -> Result<()> {
             })
             .collect();
         return o.json(&json!({"nodes": list, "format": format!("{:?}", a.format).to_lowercase(), "output": text}));
+    }
+    if let Some(path) = &a.output {
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(d), Some(n)) => (
+                if d.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    d
+                },
+                n,
+            ),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--output {}: expected a file path, e.g. /run/bird/bird.conf",
+                    path.display()
+                )))
+            }
+        };
+        crate::commands::install::install_file(
+            dir,
+            &name.to_string_lossy(),
+            text.as_bytes(),
+            0o644,
+        )?;
+        return Ok(());
     }
     o.out.write_all(text.as_bytes())?;
     Ok(())
@@ -330,12 +595,52 @@ mod tests {
 
     #[test]
     fn bird_form_names_peers_and_prefixes() {
-        let b = bird(&three(), "a", 64512);
+        let b = bird(
+            &three(),
+            "a",
+            &BgpOptions {
+                asn: 64512,
+                ..BgpOptions::default()
+            },
+        );
         assert!(b.contains("route 2001:db8:7:1::/80 blackhole;"));
         assert!(b.contains("protocol bgp cni6_c_x from cni6_peer"));
         assert!(b.contains("neighbor fd00:fab::2 as 64512;"));
         assert!(!b.contains("neighbor fd00:fab::1 "));
         assert!(b.contains("router id 0.0.0.1;"));
+    }
+
+    #[test]
+    fn bird_form_with_peers_announces_extra_prefixes() {
+        let opt = BgpOptions {
+            asn: 65001,
+            peers: vec![
+                "fd00:fab::fe@65000".parse().unwrap(),
+                "fd00:fab::fd".parse().unwrap(),
+            ],
+            announce: vec!["fd8c:1f0a:77e3::a/128".parse().unwrap()],
+            hold: Some(3),
+            bfd: true,
+            graceful_restart: None,
+        };
+        let b = bird(&three(), "b", &opt);
+        // Sessions to the routers only, no full mesh.
+        assert!(b.contains("neighbor fd00:fab::fe as 65000;"));
+        assert!(b.contains("neighbor fd00:fab::fd as 65001;"));
+        assert!(!b.contains("neighbor fd00:fab::1 "));
+        assert!(b.contains("route fd8c:1f0a:77e3::a/128 blackhole;"));
+        assert!(b.contains("hold time 3;\n  keepalive time 1;"));
+        assert!(b.contains("bfd on;") && b.contains("protocol bfd"));
+        assert!(b.contains("graceful restart off;"));
+        assert!(b.contains("fd8c:1f0a:77e3:0:2::/80+, fd8c:1f0a:77e3::a/128+"));
+    }
+
+    #[test]
+    fn bad_peers() {
+        for s in ["fd00::1@", "fd00::1@0", "fd00::1@x", "10.0.0.1@65000", "x"] {
+            assert!(s.parse::<Peer>().is_err(), "{s}");
+        }
+        assert_eq!("fd00::1@65000".parse::<Peer>().unwrap().asn, Some(65000));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cni6 version`: the CNI versions each plugin of a network speaks, probed
 //! with VERSION as libcni does, and whether each one supports the version
 //! the conflist asks for (libcni's ValidateNetworkList refuses the list
-//! otherwise, checklist 41). IPAM plugins named by `ipam.type` are probed
+//! otherwise, conformance.md #41). IPAM plugins named by `ipam.type` are probed
 //! too, since the main plugin will run them.
 
 use crate::cli::{NetworkOpts, Output};

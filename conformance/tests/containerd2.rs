@@ -420,6 +420,8 @@ fn cni6_status_sees_containerd2_attachments() {
     let out = node_command(&cd.node, bin_dir().join("cni6"))
         .args(["status", "--json", "--conflist"])
         .arg(cd.dir.join("net.d/10-cni6.conflist"))
+        .arg("--cni-path")
+        .arg(cd.dir.join("bin"))
         .output()
         .expect("spawn cni6");
     assert!(
@@ -437,6 +439,9 @@ fn cni6_status_sees_containerd2_attachments() {
         .unwrap_or_else(|| panic!("cni6 status does not list {id}: {status}"));
     assert_eq!(a["podName"], "ops-1", "{a}");
     assert_eq!(a["leaked"], false, "{a}");
+    // containerd 2's conflist is at 1.1.0, so `cni6 status` asked the
+    // plugins' STATUS too, and found the node healthy.
+    assert_eq!(status["healthy"], true, "{status}");
     cd.stop(&id);
     cd.remove(&id);
 }

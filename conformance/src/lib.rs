@@ -2,6 +2,7 @@
 //! built plugin binaries exactly as a runtime would, in network namespaces
 //! the tests create and always remove.
 
+pub mod attacks;
 pub mod bridge_helpers;
 pub mod chain;
 pub mod corpus;

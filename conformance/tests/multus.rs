@@ -284,6 +284,20 @@ fn readme_network_attachment_definition_works() {
 
     let n = Node::new();
     nad["plugins"][0]["ipam"]["dataDir"] = json!(n.data_dir());
+    // The NAD takes its node prefix from the node's eth0 (as every node
+    // does): give this node one, node 2 of the README's cluster.
+    if n.node
+        .exec(&["ip", "link", "show", "eth0"])
+        .status
+        .success()
+    {
+        panic!("the node namespace already has an eth0");
+    }
+    n.node.exec_ok(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    n.node.exec_ok(&["ip", "link", "set", "eth0", "up"]);
+    n.node.add_addr("eth0", "fd8c:1f0a:77e3:0:2::1/80");
     let list = ConfList::parse(&serde_json::to_vec(&nad).unwrap()).expect("parse NAD config");
     let cluster = &n.delegates()[0];
     let pod = Netns::new("c6mr");

@@ -97,6 +97,13 @@ fn critest_networking_dns_config_and_hostname() {
         text.contains("Ran 2 of") && text.contains("2 Passed") && text.contains("0 Failed"),
         "critest ran the two specs: {text}"
     );
+    println!(
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("Ran ") || l.contains("Passed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     // Every sandbox critest made got its network from cni6 and lost it again.
     let calls = cd.calls();
     assert!(

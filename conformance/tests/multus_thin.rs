@@ -10,9 +10,11 @@
 //! delegate's result, caches the delegates it used in its `cniDir`, and
 //! runs their DELs from that cache (so DEL works after the netns is gone).
 
-use conformance::harness::{self, Netns};
+use cni_common::runtime::{Attachment, ConfList, Runtime};
+use conformance::harness::{self, Invocation, Netns};
 use conformance::realruntime::{
-    describe, firewall_rules_of, host_veths_of, records_of, retry, store_records, Cni6Net, PeerNode,
+    describe, firewall_rules_of, host_veths_of, in_netns, records_of, retry, store_records,
+    Cni6Net, PeerNode,
 };
 use serde_json::{json, Value};
 use std::net::Ipv6Addr;
@@ -307,4 +309,84 @@ fn a_failing_delegate_fails_the_add_and_leaves_nothing() {
     // takes multus' cached delegate list with it.
     ok("cnitool del after the failed ADD", &p.cnitool("del"));
     assert_eq!(p.multus_cache(), Vec::<PathBuf>::new(), "multus cniDir");
+}
+
+/// GC through multus: multus sends it to its first delegate only, with a
+/// `cni.dev/valid-attachments` list built from its own cache (not from
+/// the runtime's list). cni6 frees what that list does not name on the
+/// cluster network — an attachment multus never made — keeps the pod
+/// multus knows, and a stray attachment on net1 stays (no GC reached it).
+#[test]
+fn gc_reaches_the_first_delegate_with_multus_own_list() {
+    let p = Pod::new("c6mc", 46, None);
+    ok("cnitool add via multus", &p.cnitool("add"));
+    let id = p.container_id();
+    let multus_conf: Value =
+        serde_json::from_slice(&std::fs::read(p.n.conf_dir().join("00-multus.conflist")).unwrap())
+            .unwrap();
+    let delegates = &multus_conf["plugins"][0]["delegates"];
+    let parse = |v: &Value| ConfList::parse(&serde_json::to_vec(v).unwrap()).expect("delegate");
+    let (cluster, second) = (parse(&delegates[0]), parse(&delegates[1]));
+
+    // A stray pod on both networks, attached by another runtime (its own
+    // cache): multus has never heard of it.
+    let stray_ns = Netns::new("c6mcs");
+    let stray = "stray-pod-c6mc";
+    let rt = Runtime::new(vec![p.n.bin_dir()]).with_cache_dir(p.n.dir.join("other-cache"));
+    for (list, ifname) in [(&cluster, "eth0"), (&second, "net1")] {
+        let att = Attachment::new(stray, Some(stray_ns.path().to_path_buf()), ifname);
+        in_netns(&p.n.node, || rt.add(list, &att)).expect("ADD of the stray pod");
+    }
+    assert_eq!(host_veths_of(&p.n.node, stray).len(), 2);
+
+    // GC as a runtime sends it to its network: multus' config, the
+    // runtime's list naming the pod.
+    let mut gc = multus_conf["plugins"][0].clone();
+    gc["name"] = multus_conf["name"].clone();
+    gc["cniVersion"] = multus_conf["cniVersion"].clone();
+    gc["cni.dev/valid-attachments"] = json!([{ "containerID": id, "ifname": "eth0" }]);
+    let out = Invocation::network(p.n.bin_dir().join("multus"), "GC")
+        .var("CNI_PATH", p.n.bin_dir().display().to_string())
+        .stdin_json(&gc)
+        .in_netns(&p.n.node)
+        .run();
+    assert!(out.success(), "multus GC failed: {}", out.error_text());
+
+    // The pod multus knows: untouched on both networks.
+    for (net, ifname) in [(&p.eth0, "eth0"), (&p.net1, "net1")] {
+        let recs = records_of(&p.n.data_dir(), &net.name, &id);
+        assert_eq!(recs.len(), 1, "{}: {recs:?}", net.name);
+        assert_eq!(recs[0]["ifname"], ifname);
+    }
+    assert_eq!(host_veths_of(&p.n.node, &id).len(), 2);
+    ping(p.ns(), p.eth0.ula_gateway());
+    // The stray pod: collected on the cluster network, left on net1.
+    assert!(
+        records_of(&p.n.data_dir(), &p.eth0.name, stray).is_empty(),
+        "cluster record freed"
+    );
+    assert_eq!(
+        records_of(&p.n.data_dir(), &p.net1.name, stray).len(),
+        1,
+        "net1 record kept"
+    );
+    let veths = host_veths_of(&p.n.node, stray);
+    assert_eq!(veths.len(), 1, "only net1's host veth is left: {veths:?}");
+    assert!(
+        veths[0].contains(&format!("net={}", p.net1.name)),
+        "{veths:?}"
+    );
+    let rules = firewall_rules_of(&p.n.node, stray);
+    assert!(
+        !rules.is_empty()
+            && rules
+                .iter()
+                .all(|r| !r.contains(&format!("net={}", p.eth0.name))),
+        "only net1's rules are left: {rules:?}"
+    );
+
+    ok("cnitool del via multus", &p.cnitool("del"));
+    p.assert_nothing_left(&id);
+    let att = Attachment::new(stray, Some(stray_ns.path().to_path_buf()), "net1");
+    in_netns(&p.n.node, || rt.del(&second, &att)).expect("DEL of the stray pod");
 }

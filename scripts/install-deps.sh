@@ -22,6 +22,8 @@ pkgs=(
   python3                       # runs the CRI client (testdata/runtimes/cri_client.py)
   python3-pip                   # installs its gRPC stubs when no pip is on PATH
   time                          # GNU time: peak RSS of each plugin process in the benchmark
+  iperf3                        # TCP throughput of every path in `bench --datapath`
+  linux-perf                    # perf: where the CPU goes, `bench --datapath --profile`
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -74,6 +74,16 @@ struct Args {
     /// (keeps the code from rotting; its timings mean little).
     #[arg(long)]
     quick: bool,
+    /// Measure the data path instead: throughput, latency and CPU per GB of
+    /// every pod and node path, both chains (docs/datapath.md).
+    #[arg(long)]
+    datapath: bool,
+    /// Size of the --datapath run (tiny: a few seconds, for CI).
+    #[arg(long, value_enum, default_value = "normal")]
+    size: conformance::datapath::Size,
+    /// With --datapath: also profile the pod paths with perf.
+    #[arg(long)]
+    profile: bool,
 }
 
 impl Args {
@@ -687,10 +697,36 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
+    if args.datapath {
+        return datapath(&args);
+    }
     match bench(&args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn datapath(args: &Args) -> std::process::ExitCode {
+    let opts = conformance::datapath::Options {
+        bin_dir: args
+            .bin_dir
+            .clone()
+            .unwrap_or_else(conformance::harness::bin_dir),
+        reference_dir: args.reference_dir.clone(),
+        size: args.size,
+        profile: args.profile,
+        interrupted: INTERRUPTED.get().cloned(),
+    };
+    match conformance::datapath::run(&opts) {
+        Ok(report) => {
+            print!("{}", report.render());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench --datapath: {e}");
             std::process::ExitCode::FAILURE
         }
     }

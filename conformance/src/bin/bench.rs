@@ -715,7 +715,7 @@ fn datapath(args: &Args) -> std::process::ExitCode {
             .bin_dir
             .clone()
             .unwrap_or_else(conformance::harness::bin_dir),
-        reference_dir: args.reference_dir.clone(),
+        reference_dir: args.reference_dir().to_path_buf(),
         size: args.size,
         profile: args.profile,
         interrupted: INTERRUPTED.get().cloned(),

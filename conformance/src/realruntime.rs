@@ -346,6 +346,108 @@ fn kill_all(pids: &[i32], sig: i32) {
     }
 }
 
+// ------------------------------------------------------- libcni peers
+
+/// A node namespace with a plugin dir (copies of our three plugins and the
+/// upstream `loopback`) and a conf dir, for driving cni6 through upstream
+/// libcni programs (`cnitool`, multus) built by scripts/peers.sh. They keep
+/// libcni's result cache in /var/lib/cni (no setting in cnitool), so every
+/// network registered with [`PeerNode::network`] has a unique name and its
+/// cache files are removed on drop.
+pub struct PeerNode {
+    pub node: Netns,
+    pub dir: TempDir,
+    networks: Vec<String>,
+}
+
+impl PeerNode {
+    pub fn new(tag: &str) -> PeerNode {
+        harness::require_root();
+        let node = Netns::new(tag);
+        let dir = TempDir::new(tag);
+        install_plugins(&dir.join("bin"));
+        std::fs::create_dir_all(dir.join("net.d")).expect("mkdir net.d");
+        PeerNode {
+            node,
+            dir,
+            networks: Vec::new(),
+        }
+    }
+
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.join("net.d")
+    }
+
+    /// ipam-prefix's dataDir for the networks of this node.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("ipam")
+    }
+
+    /// Write `conf` (a conflist) as `<conf dir>/<file>` and register its
+    /// name for cache cleanup.
+    pub fn network(&mut self, file: &str, conf: &Value) {
+        let name = conf["name"].as_str().expect("conflist has a name");
+        self.networks.push(name.to_string());
+        std::fs::write(
+            self.conf_dir().join(file),
+            serde_json::to_vec_pretty(conf).unwrap(),
+        )
+        .expect("write conflist");
+    }
+
+    /// libcni cache files (results/) of a registered network.
+    pub fn cache_of(&self, network: &str) -> Vec<String> {
+        let prefix = format!("{network}-");
+        harness::dir_names(Path::new(LIBCNI_CACHE))
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    }
+
+    /// `cnitool <verb> <network> <netns>` in the node, CNI_PATH = our
+    /// plugin dir, NETCONFPATH = our conf dir.
+    pub fn cnitool(&self, verb: &str, network: &str, netns: &Path) -> Output {
+        self.cnitool_with_args(verb, network, netns, "")
+    }
+
+    /// [`PeerNode::cnitool`] with `CNI_ARGS` (e.g. kubelet's K8S_POD_*).
+    pub fn cnitool_with_args(
+        &self,
+        verb: &str,
+        network: &str,
+        netns: &Path,
+        cni_args: &str,
+    ) -> Output {
+        let mut c = node_command(&self.node, harness::peer("cnitool", "cnitool"));
+        c.env("NETCONFPATH", self.conf_dir())
+            .env("CNI_PATH", self.bin_dir())
+            .env_remove("CNI_IFNAME")
+            .args([verb, network])
+            .arg(netns)
+            .stdin(Stdio::null());
+        if cni_args.is_empty() {
+            c.env_remove("CNI_ARGS");
+        } else {
+            c.env("CNI_ARGS", cni_args);
+        }
+        c.output().expect("spawn cnitool")
+    }
+}
+
+impl Drop for PeerNode {
+    fn drop(&mut self) {
+        for net in &self.networks {
+            for f in self.cache_of(net) {
+                let _ = std::fs::remove_file(Path::new(LIBCNI_CACHE).join(f));
+            }
+        }
+    }
+}
+
 // ----------------------------------------------------------------- podman
 
 /// A private podman 4.3 (CNI backend) running in its own node namespace.
@@ -527,7 +629,7 @@ pub fn busybox_rootfs(dir: &Path) {
 
 // ------------------------------------------------------------- containerd
 
-/// A private containerd 1.6 with its CRI plugin, started in its own node
+/// A private containerd (Debian 1.6, or the 2.x peer) with its CRI plugin, started in its own node
 /// namespace, and a kubelet-like CRI client
 /// (testdata/runtimes/cri_client.py).
 pub struct Containerd {
@@ -535,6 +637,8 @@ pub struct Containerd {
     pub dir: TempDir,
     pub data_dir: PathBuf,
     pub net: Cni6Net,
+    /// Which containerd: Debian's 1.6 or the upstream 2.x peer.
+    pub flavor: Flavor,
     daemon: Option<Child>,
     client: Option<CriClient>,
     /// Sandbox netns paths seen in PodSandboxStatus, removed on drop if
@@ -544,6 +648,31 @@ pub struct Containerd {
 
 /// The local pause image's name.
 pub const PAUSE_IMAGE: &str = "localhost/cni6-pause:1";
+
+/// Which containerd a [`Containerd`] fixture runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Debian's containerd 1.6 (`containerd`, `ctr` on PATH): its libcni
+    /// rejects results newer than 1.0.0 and never calls STATUS.
+    V1_6,
+    /// containerd 2.x built by scripts/peers.sh (config version 3, its own
+    /// shim and `ctr`); parses 1.1.0 results and calls CNI STATUS for the
+    /// CRI NetworkReady condition.
+    V2,
+}
+
+/// The network configuration of a [`Containerd`], made from the fixture's
+/// directory and its ipam-prefix dataDir (known only once it exists).
+pub type ConflistFn = Box<dyn FnOnce(&Path, &Path) -> Value>;
+
+/// What a [`Containerd`] starts with besides its flavor.
+#[derive(Default)]
+pub struct ContainerdSpec {
+    /// The network configuration instead of the cni6 net's own conflist.
+    pub conflist: Option<ConflistFn>,
+    /// Further binaries for its CNI bin dir: (source, name).
+    pub extra_bins: Vec<(PathBuf, String)>,
+}
 
 impl Containerd {
     /// Start containerd with `net` as its only CNI network (cniVersion
@@ -557,6 +686,20 @@ impl Containerd {
     /// [`Containerd::start`] with `conflist` (when given) as the network
     /// configuration instead of `net`'s own, e.g. a broken one.
     pub fn start_with(tag: &str, net: Cni6Net, conflist: Option<Value>) -> Containerd {
+        let spec = ContainerdSpec {
+            conflist: conflist.map(|v| -> ConflistFn { Box::new(move |_, _| v) }),
+            ..ContainerdSpec::default()
+        };
+        Containerd::start_spec(tag, net, Flavor::V1_6, spec)
+    }
+
+    /// containerd 2.x (scripts/peers.sh) with `net` at cniVersion 1.1.0,
+    /// or with `spec`'s conflist and extra plugins.
+    pub fn start_v2(tag: &str, net: Cni6Net, spec: ContainerdSpec) -> Containerd {
+        Containerd::start_spec(tag, net, Flavor::V2, spec)
+    }
+
+    fn start_spec(tag: &str, net: Cni6Net, flavor: Flavor, spec: ContainerdSpec) -> Containerd {
         harness::require_root();
         let node = Netns::new(tag);
         let dir = TempDir::new(tag);
@@ -565,6 +708,7 @@ impl Containerd {
             node,
             data_dir,
             net,
+            flavor,
             daemon: None,
             client: None,
             sandbox_netns: Vec::new(),
@@ -574,18 +718,37 @@ impl Containerd {
             std::fs::create_dir_all(c.dir.join(d)).expect("mkdir");
         }
         install_plugins(&c.dir.join("bin"));
+        for (src, name) in &spec.extra_bins {
+            harness::install_as(src, &c.dir.join("bin"), name);
+        }
         spy_on(&c.dir.join("bin"), "bridge6", &c.calls_log());
+        let version = match flavor {
+            Flavor::V1_6 => "1.0.0",
+            Flavor::V2 => "1.1.0",
+        };
         std::fs::write(
             c.dir.join("net.d/10-cni6.conflist"),
-            serde_json::to_vec_pretty(
-                &conflist.unwrap_or_else(|| c.net.conflist("1.0.0", &c.data_dir)),
-            )
+            serde_json::to_vec_pretty(&match spec.conflist {
+                Some(make) => make(c.dir.path(), &c.data_dir),
+                None => c.net.conflist(version, &c.data_dir),
+            })
             .unwrap(),
         )
         .expect("write conflist");
-        std::fs::write(c.dir.join("config.toml"), c.config_toml()).expect("write config");
+        let config = match flavor {
+            Flavor::V1_6 => c.config_toml(),
+            Flavor::V2 => c.config_toml_v2(),
+        };
+        std::fs::write(c.dir.join("config.toml"), config).expect("write config");
         let log = std::fs::File::create(c.log_path()).expect("create containerd log");
-        let child = node_command(&c.node, "containerd")
+        let mut cmd = node_command(&c.node, c.binary("containerd"));
+        if flavor == Flavor::V2 {
+            // containerd finds its shim on PATH: the 2.x shim, not Debian's.
+            let path = std::env::var("PATH").unwrap_or_default();
+            let dir = harness::peers_dir().join("containerd");
+            cmd.env("PATH", format!("{}:{path}", dir.display()));
+        }
+        let child = cmd
             .arg("--config")
             .arg(c.dir.join("config.toml"))
             .stdin(Stdio::null())
@@ -596,23 +759,36 @@ impl Containerd {
         c.daemon = Some(child);
         c.wait_for_socket();
         let image = build_pause_image(&c.dir.join("image"));
-        let out = Command::new("ctr")
+        c.import_image(&image);
+        c.client = Some(CriClient::connect(&c.socket()).unwrap_or_else(|e| {
+            panic!("CRI client: {e}\n{}", c.log_tail());
+        }));
+        c
+    }
+
+    /// `containerd` or `ctr` of this flavor: Debian's on PATH, or the peer.
+    pub fn binary(&self, name: &str) -> PathBuf {
+        match self.flavor {
+            Flavor::V1_6 => PathBuf::from(name),
+            Flavor::V2 => harness::peer("containerd", name),
+        }
+    }
+
+    /// `ctr images import` of an OCI image-layout tarball into k8s.io.
+    pub fn import_image(&self, image: &Path) {
+        let out = Command::new(self.binary("ctr"))
             .arg("--address")
-            .arg(c.socket())
+            .arg(self.socket())
             .args(["-n", "k8s.io", "images", "import"])
-            .arg(&image)
+            .arg(image)
             .output()
             .expect("spawn ctr");
         assert!(
             out.status.success(),
             "{}\n{}",
             describe("ctr images import", &out),
-            c.log_tail()
+            self.log_tail()
         );
-        c.client = Some(CriClient::connect(&c.socket()).unwrap_or_else(|e| {
-            panic!("CRI client: {e}\n{}", c.log_tail());
-        }));
-        c
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -687,6 +863,50 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         )
     }
 
+    /// containerd 2.x's config (version 3): the CRI plugin split into
+    /// images and runtime parts; CNI `bin_dirs` is a list.
+    fn config_toml_v2(&self) -> String {
+        let d = self.dir.path().display();
+        format!(
+            r#"version = 3
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[debug]
+  address = "{d}/debug.sock"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{PAUSE_IMAGE}"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_selinux = false
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["{d}/bin"]
+    conf_dir = "{d}/net.d"
+    max_conf_num = 1
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        SystemdCgroup = false
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"#
+        )
+    }
+
     fn wait_for_socket(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.socket().exists() {
@@ -751,6 +971,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     pub fn remove(&mut self, id: &str) {
         self.cri_ok(json!({"op": "remove", "id": id}));
+    }
+
+    /// The CRI Status condition `kind` (RuntimeReady, NetworkReady).
+    pub fn condition(&mut self, kind: &str) -> Value {
+        let all = self.cri_ok(json!({"op": "runtime_status"}));
+        all.as_array()
+            .and_then(|a| a.iter().find(|c| c["type"] == kind).cloned())
+            .unwrap_or_else(|| panic!("no {kind} condition in {all}"))
     }
 }
 
@@ -866,16 +1094,14 @@ impl Drop for CriClient {
 
 /// Build testdata/runtimes/pause.c with `gcc -static` and pack it into an
 /// OCI image-layout tarball named [`PAUSE_IMAGE`] (for `ctr images
-/// import`): one uncompressed layer, a config with `/pause` as entrypoint,
-/// a manifest and an index. Returns the tarball's path.
+/// import`). Returns the tarball's path.
 pub fn build_pause_image(dir: &Path) -> PathBuf {
-    let blobs = dir.join("layout/blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
-    std::fs::create_dir_all(dir.join("layer")).expect("mkdir layer");
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(&layer).expect("mkdir layer");
     let src = testdata::dir().join("runtimes/pause.c");
     let out = Command::new("gcc")
         .args(["-static", "-Os", "-s", "-o"])
-        .arg(dir.join("layer/pause"))
+        .arg(layer.join("pause"))
         .arg(&src)
         .output()
         .expect("spawn gcc");
@@ -884,21 +1110,43 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
         "{}",
         describe("gcc -static pause.c", &out)
     );
-    let layer = dir.join("layer.tar");
+    build_oci_image(dir, PAUSE_IMAGE, &layer, &["/pause"])
+}
+
+/// A busybox image (Debian `busybox-static` with a link for every applet,
+/// and /www/index.html) named `name`, running `entrypoint`: the local
+/// stand-in for critest's busybox and web server images (no registry).
+pub fn build_busybox_image(dir: &Path, name: &str, entrypoint: &[&str]) -> PathBuf {
+    let layer = dir.join("layer");
+    busybox_rootfs(&layer);
+    let list = run_ok(Command::new("/bin/busybox").arg("--list"));
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet));
+    }
+    build_oci_image(dir, name, &layer, entrypoint)
+}
+
+/// Pack the files of `layer` into an OCI image-layout tarball named
+/// `name` (for `ctr images import`): one uncompressed layer, a config with
+/// `entrypoint`, a manifest and an index. Returns the tarball's path.
+pub fn build_oci_image(dir: &Path, name: &str, layer: &Path, entrypoint: &[&str]) -> PathBuf {
+    let blobs = dir.join("layout/blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
+    let layer_tar = dir.join("layer.tar");
     run_ok(
         Command::new("tar")
             .arg("-C")
-            .arg(dir.join("layer"))
+            .arg(layer)
             .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
-            .arg(&layer)
-            .arg("pause"),
+            .arg(&layer_tar)
+            .arg("."),
     );
-    let layer_bytes = std::fs::read(&layer).expect("read layer");
+    let layer_bytes = std::fs::read(&layer_tar).expect("read layer");
     let (layer_digest, layer_size) = put_blob(&blobs, &layer_bytes);
     let config = json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": { "Entrypoint": ["/pause"] },
+        "config": { "Entrypoint": entrypoint, "Env": ["PATH=/bin"] },
         "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
     });
     let (config_digest, config_size) = put_blob(&blobs, &serde_json::to_vec(&config).unwrap());
@@ -912,6 +1160,7 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
     });
     let (manifest_digest, manifest_size) =
         put_blob(&blobs, &serde_json::to_vec(&manifest).unwrap());
+    let tag = name.rsplit_once(':').map_or("latest", |(_, t)| t);
     let index = json!({
         "schemaVersion": 2,
         "manifests": [ {
@@ -920,8 +1169,8 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
             "size": manifest_size,
             "platform": { "architecture": "amd64", "os": "linux" },
             "annotations": {
-                "io.containerd.image.name": PAUSE_IMAGE,
-                "org.opencontainers.image.ref.name": "1",
+                "io.containerd.image.name": name,
+                "org.opencontainers.image.ref.name": tag,
             },
         } ],
     });
@@ -936,7 +1185,7 @@ pub fn build_pause_image(dir: &Path) -> PathBuf {
         serde_json::to_vec(&index).unwrap(),
     )
     .unwrap();
-    let tarball = dir.join("pause-image.tar");
+    let tarball = dir.join("image.tar");
     run_ok(
         Command::new("tar")
             .arg("-C")

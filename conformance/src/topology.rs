@@ -1126,7 +1126,8 @@ pub struct Binaries {
 
 impl Binaries {
     /// `cni6`, `bridge6` and `ipam-prefix` from `bin_dir`; `loopback` from
-    /// /usr/lib/cni when it is there.
+    /// the upstream plugins scripts/peers.sh builds, else Debian's
+    /// /usr/lib/cni, when one is there.
     pub fn from_dir(bin_dir: &Path) -> Result<Binaries> {
         for b in ["cni6", "bridge6", "ipam-prefix"] {
             let p = bin_dir.join(b);
@@ -1135,9 +1136,14 @@ impl Binaries {
             }
         }
         let mut cni_path = vec![bin_dir.to_path_buf()];
-        let reference = Path::new("/usr/lib/cni");
-        if reference.join("loopback").is_file() {
-            cni_path.push(reference.to_path_buf());
+        if let Some(dir) = [
+            crate::harness::reference_dir(),
+            crate::harness::debian_reference_dir(),
+        ]
+        .into_iter()
+        .find(|d| d.join("loopback").is_file())
+        {
+            cni_path.push(dir);
         }
         Ok(Binaries {
             cni6: bin_dir.join("cni6"),

@@ -1,5 +1,5 @@
 //! bridge6 side by side with the reference `bridge` + `host-local`
-//! (/usr/lib/cni; isGateway/isDefaultGateway, host-local ranges = our pod
+//! (upstream v1.9 built by scripts/peers.sh; isGateway/isDefaultGateway, host-local ranges = our pod
 //! ranges) on the same checks, where the difference is the point: the
 //! gateway's DAD state, the host veth name, the neighbour advertisement.
 //! Plus the ADD/DEL timing benchmark (ignored by default: run it with
@@ -12,7 +12,8 @@ use serde_json::Value;
 use std::net::{SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-/// The reference plugins do not speak 1.1.0.
+/// 1.0.0: the newest version Debian's 1.1.1 plugins speak too, so the
+/// same checks hold against either reference.
 const V: &str = "1.0.0";
 
 struct Reference {

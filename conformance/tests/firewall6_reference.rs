@@ -1,5 +1,5 @@
 //! The same checks against the reference `firewall` plugin
-//! (/usr/lib/cni/firewall, iptables backend), for contrast: where the
+//! (upstream v1.9 `firewall` built by scripts/peers.sh, iptables backend), for contrast: where the
 //! reference falls short, the firewall6 half of each test shows the
 //! difference. Both run inside node namespaces of the test's own.
 

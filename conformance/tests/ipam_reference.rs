@@ -1,12 +1,14 @@
 //! Side by side: the same IPAM black-box checks against ipam-prefix and
-//! the reference host-local (/usr/lib/cni, Debian containernetworking-
-//! plugins), on the same network mapped to host-local's format (one range
-//! set per pod range). Where the two differ, the reference's ACTUAL
-//! behaviour is asserted, so each test proves the difference documented
-//! in conformance/README.md ("Where we differ and why").
+//! the reference host-local (upstream containernetworking/plugins v1.9.x,
+//! built by scripts/peers.sh), on the same network mapped to host-local's
+//! format (one range set per pod range). Where the two differ, the
+//! reference's ACTUAL behaviour is asserted, so each test proves the
+//! difference documented in conformance/README.md ("Where we differ and
+//! why").
 //!
-//! host-local as packaged speaks 0.1.0–1.0.0 only, so shared checks run at
-//! 1.0.0.
+//! Shared checks run at 1.0.0, the newest version both Debian's 1.1.1 and
+//! upstream v1.9 answer ADD in the same way; v1.9's host-local lists 1.1.0
+//! but has no GC or STATUS of its own (see `gc_and_status`).
 
 use conformance::harness::*;
 use conformance::ipam::*;
@@ -153,10 +155,11 @@ fn a_previous_boots_allocation() {
 #[test]
 fn gc_and_status() {
     // conformance.md #42, 47, 48. Ours (1.1.0): GC frees unlisted attachments,
-    // STATUS answers. host-local: speaks at most 1.0.0 and has neither;
-    // called as libcni would (attachment vars empty) it fails with 3
-    // ("missing containerID"), otherwise with 4 (unknown verb), and the
-    // stale lease stays.
+    // STATUS answers, and says 50 when the dataDir is unusable. host-local
+    // v1.9: at 1.0.0 both verbs are error 1 ("config version does not
+    // allow GC"); at 1.1.0 it accepts them but implements neither (its
+    // skel calls no function): GC exits 0 and frees nothing, STATUS exits
+    // 0 even when its dataDir is a plain file.
     let p = Pair::demo();
     let (keep, stale) = (container_id("keep"), container_id("stale"));
     for c in [&keep, &stale] {
@@ -175,21 +178,37 @@ fn gc_and_status() {
     let out = Invocation::network(reference("host-local"), "GC")
         .stdin_json(&gc)
         .run();
-    out.assert_error(3);
-    // With the attachment variables filled in, its skel gets further and
-    // says what it is: GC is an unknown verb (4).
-    let out = Invocation::network(reference("host-local"), "GC")
-        .var("CNI_CONTAINERID", "x")
-        .var("CNI_IFNAME", "eth0")
+    out.assert_error(1);
+    assert!(out.msg().contains("does not allow GC"), "{}", out.msg());
+    gc["cniVersion"] = json!("1.1.0");
+    Invocation::network(reference("host-local"), "GC")
         .stdin_json(&gc)
-        .run();
-    out.assert_error(4);
-    assert!(out.msg().contains("GC"), "{}", out.msg());
-    let out = Invocation::network(reference("host-local"), "STATUS")
-        .stdin_json(&p.hl_conf())
-        .run();
-    out.assert_failed();
-    assert_eq!(p.leases().len(), 4, "host-local freed nothing");
+        .run()
+        .assert_silent_ok();
+    assert_eq!(p.leases().len(), 4, "host-local GC freed nothing");
+    for lease in p.leases() {
+        let owner = std::fs::read_to_string(p.lease_path(lease)).unwrap();
+        assert!(
+            owner.starts_with(&keep) || owner.starts_with(&stale),
+            "{owner}"
+        );
+    }
+
+    let unusable = p.hl_dir.join("a-file");
+    std::fs::write(&unusable, "").unwrap();
+    let mut st = p.hl_conf();
+    st["cniVersion"] = json!("1.1.0");
+    st["ipam"]["dataDir"] = json!(unusable);
+    Invocation::network(reference("host-local"), "STATUS")
+        .stdin_json(&st)
+        .run()
+        .assert_silent_ok();
+    let mut ours = p.net.conf("1.1.0");
+    ours["ipam"]["dataDir"] = json!(unusable);
+    Invocation::network(plugin("ipam-prefix"), "STATUS")
+        .stdin_json(&ours)
+        .run()
+        .assert_error(50);
 }
 
 #[test]
@@ -367,8 +386,13 @@ fn versions_and_protocol_errors() {
     assert_eq!(listed(&ours), ALL_VERSIONS);
     assert_eq!(
         listed(&hl),
+        ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+        "upstream v1.9 host-local lists 1.1.0 (Debian's 1.1.1 stops at 1.0.0)"
+    );
+    assert_eq!(
+        listed(&debian_reference("host-local")),
         ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"],
-        "packaged host-local: no 1.1.0 (no GC/STATUS)"
+        "Debian's host-local 1.1.1: no 1.1.0"
     );
     let p = Pair::demo();
     for (mutate, code) in [

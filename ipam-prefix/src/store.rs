@@ -344,7 +344,12 @@ impl Store {
     pub fn open_existing(&self) -> Result<Option<Locked<'_>>> {
         match fs::metadata(&self.root) {
             Ok(_) => self.open().map(Some),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            // A file where a directory of the path should be: no store can
+            // exist there, so a DEL has nothing to release (and must not
+            // block the pod's removal forever).
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                Ok(None)
+            }
             Err(e) => Err(IpamError::store(
                 format!("stat store {}", self.root.display()),
                 e,
@@ -1797,7 +1802,9 @@ mod tests {
         let e = st.status(SlotSpace::with_host_bits(32), "r").unwrap_err();
         assert!(matches!(e, IpamError::Unavailable(_)), "{e}");
         assert_eq!(cni_common::Error::from(e).code(), 50);
-        // ADD there fails with an I/O error (5), nothing created.
+        // ADD there fails with an I/O error (5), nothing created; DEL,
+        // CHECK and GC find no store.
         assert_eq!(cni_common::Error::from(st.open().err().unwrap()).code(), 5);
+        assert!(st.open_existing().unwrap().is_none());
     }
 }

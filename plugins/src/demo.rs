@@ -72,7 +72,7 @@ const REFUSED_AFTER: Duration = Duration::from_millis(1500);
 pub struct DemoArgs {
     /// Directory with the cni6, bridge6 and ipam-prefix binaries
     /// [default: the directory of this cni6 binary]. `loopback` is taken
-    /// from /usr/lib/cni when present.
+    /// from the upstream build of scripts/peers.sh, else /usr/lib/cni, when present.
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 

@@ -1,16 +1,24 @@
-//! `cni6` driving the reference plugins (Debian `containernetworking-plugins`
-//! in /usr/lib/cni) in network namespaces this test makes: proves the
+//! `cni6` driving the reference plugins (upstream containernetworking/plugins
+//! v1.9.x, built by scripts/peers.sh) in network namespaces this test makes: proves the
 //! runtime is faithful enough for real plugins — declared capabilities
 //! reach `tuning`, and the cached result reaches `firewall` on DEL (it
 //! removes its ip6tables rules only from `prevResult`, plugins#390) even
-//! after the pod namespace is gone. Needs root; skipped (with a message)
-//! without root or without the reference plugins.
+//! after the pod namespace is gone. Needs root (skipped with a message
+//! without it); fails when the reference plugins are not built.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const REF_DIR: &str = "/usr/lib/cni";
+/// The upstream plugins scripts/peers.sh builds (`CNI6_PEERS_DIR`, default
+/// /var/cache/cni6-peers, then `plugins/`).
+fn ref_dir() -> PathBuf {
+    std::env::var_os("CNI6_PEERS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/cni6-peers"))
+        .join("plugins")
+}
 
 /// A namespace made by this test, removed on drop (also on failure).
 struct Netns(String);
@@ -52,10 +60,12 @@ fn usable() -> bool {
         return false;
     }
     for p in ["bridge", "host-local", "firewall", "tuning"] {
-        if !Path::new(REF_DIR).join(p).exists() {
-            eprintln!("skipped: {REF_DIR}/{p} missing");
-            return false;
-        }
+        let bin = ref_dir().join(p);
+        assert!(
+            bin.is_file(),
+            "reference plugin {} missing: build it with `bash scripts/peers.sh`",
+            bin.display()
+        );
     }
     true
 }
@@ -93,6 +103,7 @@ fn reference_chain_through_cni6() {
     let conf = dir.path().join("c6rt.conflist");
     std::fs::write(&conf, conflist.to_string()).unwrap();
     let cache = dir.path().join("cache");
+    let ref_dir = ref_dir();
     let cni6 = |verb: &str, extra: &[&str]| {
         let mut args = vec![
             env!("CARGO_BIN_EXE_cni6"),
@@ -100,7 +111,7 @@ fn reference_chain_through_cni6() {
             "--conflist",
             conf.to_str().unwrap(),
             "--cni-path",
-            REF_DIR,
+            ref_dir.to_str().unwrap(),
             "--cache-dir",
             cache.to_str().unwrap(),
         ];

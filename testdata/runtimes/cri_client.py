@@ -11,7 +11,9 @@ stdout: {"ok": ...} or {"error": "<gRPC status and containerd's own text>"}.
 Requests: {"op": "run", "name", "namespace", "uid", "attempt"} →
 {"id", "seconds"} (seconds = the RunPodSandbox RPC alone); {"op": "status",
 "id"} → {"ip", "additional_ips", "state", "netns"}; {"op": "stop"|"remove",
-"id"}; {"op": "list"} → [ids].
+"id"}; {"op": "list"} → [ids]; {"op": "runtime_status"} → [{"type",
+"status", "reason", "message"}] (CRI Status conditions: NetworkReady shows
+the CNI plugins' STATUS on containerd 2).
 """
 import json
 import sys
@@ -67,6 +69,10 @@ def handle(stub, req):
     if op == "remove":
         stub.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=req["id"]), timeout=120)
         return {}
+    if op == "runtime_status":
+        resp = stub.Status(api_pb2.StatusRequest(verbose=False), timeout=60)
+        return [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
+                for c in resp.status.conditions]
     if op == "list":
         resp = stub.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=60)
         return [s.id for s in resp.items]

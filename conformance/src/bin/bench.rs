@@ -39,7 +39,8 @@ use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Where Debian's containernetworking-plugins puts the reference plugins.
-const DEFAULT_REFERENCE_DIR: &str = "/usr/lib/cni";
+/// Debian's reference plugins (1.1.1), the bench's second column.
+const DEBIAN_REFERENCE_DIR: &str = "/usr/lib/cni";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,9 +62,11 @@ struct Args {
     /// Directory with bridge6, ipam-prefix and firewall6 [default: $CNI6_BIN_DIR, else target/release].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Directory with the reference plugins.
-    #[arg(long, default_value = DEFAULT_REFERENCE_DIR)]
-    reference_dir: PathBuf,
+    /// Directory with the reference plugins [default: the upstream v1.9
+    /// build of scripts/peers.sh, $CNI6_PEERS_DIR/plugins]; /usr/lib/cni
+    /// gives Debian's 1.1.1 for a second column.
+    #[arg(long)]
+    reference_dir: Option<PathBuf>,
     /// Workers attaching the background pods (not timed).
     #[arg(long, default_value_t = 4)]
     fill_workers: usize,
@@ -81,6 +84,32 @@ struct Args {
     /// With --datapath: also profile the pod paths with perf.
     #[arg(long)]
     profile: bool,
+}
+
+impl Args {
+    /// Set in `main` (the flag, else the upstream build).
+    fn reference_dir(&self) -> &Path {
+        self.reference_dir
+            .as_deref()
+            .expect("main fills in reference_dir")
+    }
+}
+
+/// "<dir>, <about line>": the reference bridge prints its version (e.g.
+/// "CNI bridge plugin v1.9.1") on stderr when run without CNI_COMMAND.
+fn reference_version(dir: &Path) -> String {
+    let about = std::process::Command::new(dir.join("bridge"))
+        .env_clear()
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default();
+    format!("{}, {}", shown_dir(dir), about.trim())
 }
 
 /// Ports of one Linux bridge: port numbers are 10 bits and 0 is reserved
@@ -511,7 +540,10 @@ fn shown_dir(dir: &Path) -> String {
     let workspace = conformance::harness::workspace_dir();
     match dir.strip_prefix(&workspace) {
         Ok(rel) => rel.display().to_string(),
-        Err(_) if dir == Path::new(DEFAULT_REFERENCE_DIR) => DEFAULT_REFERENCE_DIR.to_string(),
+        Err(_) if dir == conformance::harness::reference_dir() => {
+            "the upstream build of scripts/peers.sh".to_string()
+        }
+        Err(_) if dir == Path::new(DEBIAN_REFERENCE_DIR) => DEBIAN_REFERENCE_DIR.to_string(),
         Err(_) => "a directory outside the repository".to_string(),
     }
 }
@@ -643,6 +675,9 @@ struct Row {
 
 fn main() -> std::process::ExitCode {
     let mut args = Args::parse();
+    if args.reference_dir.is_none() {
+        args.reference_dir = Some(conformance::harness::reference_dir());
+    }
     if args.quick {
         args.pods = vec![2, 4];
         args.rounds = 3;
@@ -680,7 +715,7 @@ fn datapath(args: &Args) -> std::process::ExitCode {
             .bin_dir
             .clone()
             .unwrap_or_else(conformance::harness::bin_dir),
-        reference_dir: args.reference_dir.clone(),
+        reference_dir: args.reference_dir().to_path_buf(),
         size: args.size,
         profile: args.profile,
         interrupted: INTERRUPTED.get().cloned(),
@@ -744,7 +779,7 @@ fn run_bench(
     notes: &mut Vec<String>,
     load_before: &str,
 ) -> BenchResult<()> {
-    let chains = chains(topo, bin_dir, &args.reference_dir)?;
+    let chains = chains(topo, bin_dir, args.reference_dir())?;
     enable_bridge_nf(topo, 1)?;
     eprintln!(
         "bench: topology {} (ours on node 1, reference on node 2), binaries {}",
@@ -1378,7 +1413,7 @@ fn print_report(
         "# bridge6+ipam-prefix+firewall6 ({}) vs reference bridge+host-local+firewall ({}); \
          kernel {}; {} CPUs; load average before {} / after {}",
         shown_dir(bin_dir),
-        shown_dir(&args.reference_dir),
+        reference_version(args.reference_dir()),
         kernel_version(&read_trimmed("/proc/sys/kernel/osrelease")),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_before,

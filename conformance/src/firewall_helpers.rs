@@ -147,8 +147,8 @@ impl RulesNode {
             .collect()
     }
 
-    /// One attachment's rules in both tables: its source check (raw) and
-    /// its inbound policy (filter).
+    /// One attachment's rules: its source check (source buckets) and its
+    /// inbound policy (address buckets); none of them in the raw table.
     pub fn pod_rules(&self, network: &str, cid: &str) -> Vec<String> {
         let tag = format!("\"firewall6 net={network} if=eth0 id={cid}\"");
         self.raw_rules()
@@ -562,7 +562,7 @@ pub fn fake_veth(i: u32) -> String {
 }
 
 /// The rules of one bridged pod as the docs show them (firewall6's crate
-/// doc, "Chain layout"): in the raw table its two addresses and the EUI-64
+/// doc, "Chain layout"): in the source buckets its two addresses and the EUI-64
 /// link-local address of `mac` bound to `mac`, in the filter table the
 /// inbound policy of its two addresses.
 pub fn documented_pod_rules(

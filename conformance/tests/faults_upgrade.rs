@@ -212,9 +212,30 @@ fn fixture_ruleset_is_converted_by_the_next_add() {
     for r in &old_pod_rules {
         assert!(now.contains(r), "earlier release's rule kept: {r}");
     }
-    // The new pod's source check is in the raw table now: only its
-    // inbound policy rule joins the filter table.
-    assert_eq!(now.len(), old_pod_rules.len() + 1, "{now:#?}");
+    // The new pod's source rules (its address and link-local bound to its
+    // MAC) and its inbound policy rule.
+    let new_pod: Vec<&String> = now.iter().filter(|r| r.contains(&cid)).collect();
+    assert_eq!(new_pod.len(), 3, "{new_pod:#?}");
+    assert_eq!(
+        new_pod
+            .iter()
+            .filter(|r| r.starts_with("-A CNI6-S-") && r.contains("--mac-source"))
+            .count(),
+        2,
+        "{new_pod:#?}"
+    );
+    // Each earlier pod's address bound without a MAC (its port is gone, so
+    // the bridge knows none), under its tag, by the ADD that converted.
+    let bound: Vec<&String> = now
+        .iter()
+        .filter(|r| r.starts_with("-A CNI6-S-") && !r.contains(&cid))
+        .collect();
+    assert_eq!(bound.len(), attachments().len(), "{bound:#?}");
+    assert!(
+        bound.iter().all(|r| !r.contains("--mac-source")),
+        "{bound:#?}"
+    );
+    assert_eq!(now.len(), old_pod_rules.len() + 3 + bound.len(), "{now:#?}");
     for c in &attachments() {
         for o in chain.del(c, &gone_netns()) {
             assert!(o.success(), "DEL {c}: {} / {}", o.stdout, o.stderr);
@@ -266,7 +287,7 @@ fn flat_dispatch_with_traffic_is_converted_by_the_next_add() {
         256
     );
     let a_rules = lab.node.pod_rules("up", &ca);
-    // Its two addresses and link-local bound to its MAC (raw), the policy
+    // Its two addresses and link-local bound to its MAC, the policy
     // of its two addresses (filter).
     assert_eq!(a_rules.len(), 5);
     let check = lab.node.call(&fw, "CHECK", &ca, &lab.a.path(), &conf_a);
@@ -475,7 +496,7 @@ fn chain_for_generation() -> Chain {
 }
 
 /// Issue 15: a pod attached by the release before the raw source check
-/// (physdev rules in the port buckets, nothing in the raw table) keeps its
+/// (physdev rules in the port buckets, no source buckets) keeps its
 /// traffic when the node's next ADD brings the raw check to its bridge:
 /// that ADD binds the earlier pod's addresses to the MAC the bridge learned
 /// on its port, under its tag, and DEL removes them with its physdev rules.
@@ -496,18 +517,15 @@ fn pod_of_the_release_before_the_raw_source_check_keeps_working() {
     lab.node
         .call(&fw, "ADD", &ca, &lab.a.path(), &conf_a)
         .assert_ok();
-    // Turn a into a pod of the earlier release: its raw rules become the
-    // physdev rules that release wrote, and the bridge loses its jumps.
+    // Turn a into a pod of the earlier release: its source rules become
+    // the physdev rules that release wrote, and the bridge loses its jumps.
     let tag = format!("firewall6 net=up if=eth0 id={ca}");
-    let mut old = String::from("*raw\n");
-    for l in lab.node.raw_rules() {
-        if l.contains(&tag) || l.starts_with(&format!("-A PREROUTING -i {} ", lab.bridge)) {
-            old += &format!("-D {}\n", &l[3..]);
-        }
-    }
-    old += "COMMIT\n*filter\n";
+    let mut old = String::from("*filter\n");
     for l in lab.node.rules() {
-        if l.starts_with(&format!("-A CNI6-PODS -i {} ", lab.bridge)) {
+        let jump = ["INPUT", "FORWARD", "CNI6-PODS"]
+            .iter()
+            .any(|c| l.starts_with(&format!("-A {c} -i {} ", lab.bridge)));
+        if jump || (l.starts_with("-A CNI6-S-") && l.contains(&tag)) {
             old += &format!("-D {}\n", &l[3..]);
         }
     }
@@ -522,7 +540,11 @@ fn pod_of_the_release_before_the_raw_source_check_keeps_working() {
         lab.a.veth
     );
     lab.node.restore(&old);
-    assert!(lab.node.raw_rules().iter().all(|l| !l.contains(&tag)));
+    assert!(lab
+        .node
+        .rules()
+        .iter()
+        .all(|l| !(l.starts_with("-A CNI6-S-") && l.contains(&tag))));
     // The bridge learns a's MAC from its traffic (its port is not locked).
     let t = Duration::from_millis(1500);
     let to_b = Listener::new(lab.b.ns.path(), lab.b.ula, 8090);
@@ -535,9 +557,9 @@ fn pod_of_the_release_before_the_raw_source_check_keeps_working() {
         .assert_ok();
     let a_raw: Vec<String> = lab
         .node
-        .raw_rules()
+        .rules()
         .into_iter()
-        .filter(|l| l.contains(&tag))
+        .filter(|l| l.starts_with("-A CNI6-S-") && l.contains(&tag))
         .collect();
     assert_eq!(a_raw.len(), 3, "a's addresses and link-local: {a_raw:#?}");
     assert!(

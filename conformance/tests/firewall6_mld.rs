@@ -5,7 +5,6 @@
 
 use conformance::bridge_helpers::{self as bh, Capture};
 use conformance::chain::Chain;
-use conformance::firewall_helpers::packet_counts;
 use conformance::harness::{self, Netns};
 use serde_json::Value;
 use std::time::Duration;
@@ -31,23 +30,6 @@ fn add(chain: &Chain, pod: &Netns) -> (String, Value) {
     (cid, outs[0].json.clone().expect("bridge6 result"))
 }
 
-/// Packet counters of the MLD rules of CNI6-SRC-ICMP, summed.
-fn mld_drops(chain: &Chain) -> u64 {
-    let listing =
-        chain
-            .node
-            .exec_ok(&["ip6tables", "-w", "-t", "raw", "-v", "-S", "CNI6-SRC-ICMP"]);
-    packet_counts(&listing)
-        .iter()
-        .filter(|(l, _)| {
-            ["130", "131", "132", "143"]
-                .iter()
-                .any(|t| l.contains(&format!("--icmpv6-type {t} ")))
-        })
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// A pod's link-local address (the source of its MLD messages).
 fn link_local(pod: &Netns) -> String {
     bh::addrs6(pod, "eth0")
@@ -58,23 +40,36 @@ fn link_local(pod: &Netns) -> String {
         .to_string()
 }
 
-/// Attach a new pod while capturing on `port` (another pod's host veth):
-/// the new pod's namespace and attachment, the MLD messages of the new pod
-/// that the bridge handed to `port`.
-fn attach_watching(chain: &Chain, port: &str) -> (Netns, String, Vec<String>) {
+/// Attach a new pod while capturing on `port` (another pod's host veth),
+/// then have the new pod connect to `peer` (the pod behind `port`) at
+/// `peer_addr`: the new pod's namespace and attachment, its MLD messages
+/// that reached `port`, and whether its TCP segments did (the control: the
+/// capture works, and routed traffic still gets through).
+fn attach_watching(
+    chain: &Chain,
+    port: &str,
+    peer: &Netns,
+    peer_addr: std::net::Ipv6Addr,
+) -> (Netns, String, Vec<String>, bool) {
     let pod = Netns::new(PREFIX);
     let capture = Capture::start_with(&chain.node, port, &[]);
-    let (cid, _) = add(chain, &pod);
+    let (cid, res) = add(chain, &pod);
+    let (_, own) = attachment(&res);
+    let peer_seen = bh::tcp_round_trip(&pod, peer, peer_addr);
+    assert_eq!(peer_seen.ip(), std::net::IpAddr::V6(own));
     // The unsolicited reports are repeated within a second.
     let seen = capture.collect_until(Duration::from_millis(2500), |_| false);
     let ll = format!("IP6 {} > ", link_local(&pod));
+    let tcp = seen
+        .iter()
+        .any(|l| l.contains(&format!("IP6 {own}.")) && l.contains("Flags"));
     let mld: Vec<String> = seen
         .into_iter()
         .filter(|l| {
             (l.contains(&ll) || l.contains("IP6 :: > ")) && l.contains("multicast listener")
         })
         .collect();
-    (pod, cid, mld)
+    (pod, cid, mld, tcp)
 }
 
 #[test]
@@ -83,25 +78,38 @@ fn pods_mld_stays_on_their_port() {
     let a = Netns::new(PREFIX);
     let (cid_a, res_a) = add(&chain, &a);
     let (veth_a, addr_a) = attachment(&res_a);
-    // Even with raw PREROUTING flushed (no firewall drop at all), the next
-    // pod's reports never reach a's port: the ports are isolated. That
-    // ADD's firewall6 puts its chains back.
-    chain
-        .node
-        .exec_ok(&["ip6tables", "-w", "-t", "raw", "-F", "PREROUTING"]);
-    let (d, cid_d, mld_d) = attach_watching(&chain, &veth_a);
+    // Even with INPUT and FORWARD flushed (no firewall drop at all), the
+    // next pod's reports never reach a's port: the ports are isolated. That
+    // ADD's firewall6 puts its jumps back.
+    for hook in ["INPUT", "FORWARD"] {
+        chain.node.exec_ok(&["ip6tables", "-w", "-F", hook]);
+    }
+    let (d, cid_d, mld_d, tcp_d) = attach_watching(&chain, &veth_a, &a, addr_a);
     assert!(mld_d.is_empty(), "d's MLD reached a's port: {mld_d:#?}");
-    let raw = || chain.node.exec_ok(&["ip6tables", "-w", "-t", "raw", "-S"]);
-    assert!(raw().contains("-j CNI6-SRC"), "not repaired: {}", raw());
-
-    let drops_before = mld_drops(&chain);
-    let (c, cid_c, mld_c) = attach_watching(&chain, &veth_a);
-    assert!(mld_c.is_empty(), "c's MLD reached a's port: {mld_c:#?}");
-    let drops = mld_drops(&chain) - drops_before;
     assert!(
-        drops >= 1,
-        "c's MLD reports were not dropped by CNI6-SRC-ICMP"
+        tcp_d,
+        "control: the capture on a's port saw none of d's TCP to a"
     );
+    let input = || chain.node.exec_ok(&["ip6tables", "-w", "-S", "INPUT"]);
+    assert!(input().contains("-j CNI6-SRC"), "not repaired: {}", input());
+
+    // With the firewall in place: the same, and whatever MLD would reach the
+    // node's stack is dropped by CNI6-SRC-ICMP.
+    let (c, cid_c, mld_c, tcp_c) = attach_watching(&chain, &veth_a, &a, addr_a);
+    assert!(mld_c.is_empty(), "c's MLD reached a's port: {mld_c:#?}");
+    assert!(
+        tcp_c,
+        "control: the capture on a's port saw none of c's TCP to a"
+    );
+    let icmp = chain
+        .node
+        .exec_ok(&["ip6tables", "-w", "-S", "CNI6-SRC-ICMP"]);
+    for t in ["130", "131", "132", "143"] {
+        assert!(
+            icmp.contains(&format!("--icmpv6-type {t} -j DROP")),
+            "{icmp}"
+        );
+    }
 
     // The pods still reach each other (through the node).
     bh::tcp_round_trip(&c, &a, addr_a);

@@ -31,7 +31,7 @@ fn add_firewall6(topo: &Topology, node: u16) {
     std::fs::write(&path, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
 }
 
-/// The node's rules, raw table (the pods' source check) then filter.
+/// The node's rules, raw table then filter.
 fn node_rules(topo: &Topology, node: u16) -> Vec<String> {
     let mut lines = Vec::new();
     for table in ["raw", "filter"] {

@@ -453,7 +453,7 @@ fn status_and_bridge_netfilter() {
     // conformance.md #44
     // conformance.md #46
 
-    // Issue 15: the source check lives in raw PREROUTING and needs no
+    // Issue 15: the source check leads INPUT and FORWARD and needs no
     // br_netfilter: STATUS and ADD succeed with bridge-nf-call-ip6tables=0.
     let node = RulesNode::new();
     let st = json!({"cniVersion": "1.1.0", "name": NET, "type": "firewall6"});
@@ -463,11 +463,7 @@ fn status_and_bridge_netfilter() {
     let cid = container_id("fw6s");
     let c = conf("1.1.0", NET, json!({}), &pod_prev("1.1.0", "veths", 0xa0));
     node.fw("ADD", &cid, &c).assert_ok();
-    assert_eq!(
-        node.pod_rules(NET, &cid).len(),
-        5,
-        "sources (raw) and policy"
-    );
+    assert_eq!(node.pod_rules(NET, &cid).len(), 5, "sources and policy");
     node.fw("CHECK", &cid, &c).assert_silent_ok();
     node.fw("DEL", &cid, &c).assert_silent_ok();
     assert!(node.pod_rules(NET, &cid).is_empty());
@@ -536,18 +532,20 @@ fn del_leaves_only_skeleton() {
     );
     let chains: Vec<&str> = rules.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
     // 6 fixed chains + policy + 256 port buckets + catch-all + 256 address
-    // buckets + 16 port groups + 16 address groups.
-    assert_eq!(chains.len(), 7 + 513 + 32, "{chains:?}");
-    // Raw: CNI6-MLD, CNI6-SRC, CNI6-SRC-ICMP, 16 source groups, 256 source
-    // buckets, each still ending in its DROP.
-    let raw_chains: Vec<&str> = raw.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
-    assert_eq!(raw_chains.len(), 3 + 16 + 256, "{raw_chains:?}");
+    // buckets + 16 port groups + 16 address groups; CNI6-SRC, CNI6-SRC-ICMP,
+    // 16 source groups and 256 source buckets, each still ending in its
+    // DROP.
+    assert_eq!(chains.len(), 7 + 513 + 32 + 2 + 16 + 256, "{chains:?}");
     assert_eq!(
-        raw.iter()
+        rules
+            .iter()
             .filter(|l| l.starts_with("-A CNI6-S-") && l.ends_with("-j DROP"))
             .count(),
         256
     );
+    // Raw: only the MLD drop of the release before the source check.
+    let raw_chains: Vec<&str> = raw.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
+    assert_eq!(raw_chains, vec!["CNI6-MLD"], "{raw:#?}");
     for c in [
         "CNI6-ADMIN",
         "CNI6-ANTISPOOF",
@@ -589,7 +587,7 @@ fn repeated_add_then_one_del() {
     node.fw("ADD", &cid, &c).assert_ok();
     node.fw("ADD", &cid, &c).assert_ok();
     assert_eq!(node.pod_rules(NET, &cid).len(), 10);
-    // Its sources in the raw bucket of their low byte (0xd0), twice.
+    // Its sources in the source bucket of their low byte (0xd0), twice.
     assert_eq!(
         node.pod_rules(NET, &cid)
             .iter()

@@ -370,9 +370,9 @@ fn multicast_skips_pod_dispatch_but_not_the_source_check() {
         after - mc < 20,
         "spoofed copies reached CNI6-INGRESS: {mc} → {after}"
     );
-    // Dropped by the source check in raw: the DROP of the bucket of the
-    // foreign source's low byte (0x99).
-    let bucket = lab.node.ip6tables(&["-t", "raw", "-v", "-S", "CNI6-S-99"]);
+    // Dropped by the source check: the DROP of the bucket of the foreign
+    // source's low byte (0x99).
+    let bucket = lab.node.ip6tables(&["-v", "-S", "CNI6-S-99"]);
     let (_, dropped) = packet_counts(&bucket)
         .into_iter()
         .find(|(l, _)| l.ends_with("-j DROP"))

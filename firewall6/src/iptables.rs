@@ -40,8 +40,6 @@ pub trait Tables {
     /// The `-A` lines of one chain of the raw table, `None` when it does
     /// not exist.
     fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>>;
-    /// Every line of `-t raw -S`.
-    fn list_all_raw(&self) -> Result<Vec<String>>;
     /// Apply one batch atomically, or nothing of it.
     fn restore(&self, batch: &str) -> Result<()>;
     /// Held while the node-wide skeleton is read and repaired.
@@ -74,10 +72,6 @@ impl Tables for Ip6tables {
 
     fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
         self.list_table_chain("raw", chain)
-    }
-
-    fn list_all_raw(&self) -> Result<Vec<String>> {
-        self.list_table("raw")
     }
 
     fn restore(&self, batch: &str) -> Result<()> {

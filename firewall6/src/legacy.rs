@@ -2,8 +2,8 @@
 //!
 //! Their source check was per port (`-m physdev --physdev-in`, in the
 //! filter port buckets), which needs br_netfilter; the current source check
-//! in raw PREROUTING drops every source it does not know. So when a bridge
-//! gets its raw jump, each earlier pod's addresses (from its tagged physdev
+//! leading INPUT and FORWARD drops every source it does not know. So when a bridge
+//! gets its source-check jumps, each earlier pod's addresses (from its tagged physdev
 //! rules) are bound there too, to the MAC the bridge learned on its port
 //! (its ports are not locked: that binding is only as strong as the
 //! earlier release's), with the pod's tag, so DEL and GC remove them with
@@ -59,7 +59,7 @@ fn word_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line[at..].split(' ').next()
 }
 
-/// The raw-table rules that keep an earlier pod's traffic passing the
+/// The source rules that keep an earlier pod's traffic passing the
 /// source check, as `ip6tables -S` lists them.
 pub fn source_rules(pod: &LegacyPod, mac: Option<&[u8; 6]>) -> Vec<String> {
     let c = format!("-m comment --comment \"{}\"", pod.tag);

@@ -22,7 +22,7 @@
 //!   CNI6-FORWARD:  -j <adminChain>              operator overrides, created if missing, never modified
 //!                  -s fe80::/10 -g CNI6-INGRESS  link-local: no source check
 //!                  -s ::/128    -g CNI6-INGRESS  DAD: no source check
-//!                  -j CNI6-PODS                  pods behind a bridge (sources checked in raw)
+//!                  -j CNI6-PODS                  pods behind a bridge (sources already checked)
 //!                  -j CNI6-ANTISPOOF             routed pods, and pods of releases before issue 15
 //!                  -j CNI6-INGRESS
 //!   CNI6-PODS:     -i <bridge> -g CNI6-FROM-POD   (one rule per bridge with firewall6 pods)
@@ -43,10 +43,10 @@
 //!                  open:         ACCEPT
 //! ```
 //!
-//! # Raw table: the source check (issue 15)
+//! # The source check (issue 15), first in INPUT and FORWARD
 //!
 //! ```text
-//! PREROUTING:  -i <bridge> -j CNI6-SRC                           (one per bridge with firewall6 pods)
+//! INPUT, FORWARD: -i <bridge> -j CNI6-SRC  (inserted first, one per bridge with firewall6 pods)
 //!   CNI6-SRC:  -s ::/128 -p ipv6-icmp --icmpv6-type 135 -j RETURN  DAD
 //!              -p ipv6-icmp -j CNI6-SRC-ICMP                    MLD 130/131/132/143, RA 134, redirect 137: DROP
 //!              -s ::X0/::f0 -g CNI6-SX-X                        (high nibble of the source's low byte)
@@ -60,8 +60,10 @@
 //! port, static FDB entry, no learning), so at layer 3 the MAC names the
 //! pod: the (source, MAC) pair is the per-port source check that needed
 //! br_netfilter before, now for traffic to other pods, to the outside AND
-//! to the node itself (raw PREROUTING comes before the routing decision),
-//! and before conntrack, so a forged packet creates no state. Ports are
+//! to the node itself (INPUT as FORWARD); a dropped packet's conntrack
+//! entry is never confirmed. In the filter table, not raw PREROUTING: a
+//! pod's ADD or DEL then changes one table, one nf_tables transaction (a
+//! deleting transaction waits a grace period, 10-15 ms here). Ports are
 //! isolated, so every packet of a pod reaches the node's IP stack on the
 //! bridge: VLAN-tagged frames with a VID are not for the node (dropped by
 //! the kernel), priority-tagged ones (VID 0) are handled as untagged and

@@ -38,35 +38,33 @@ fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<Listing> {
     let _lock = t.skeleton_lock()?;
     let all = t.list_all()?;
     let state = SkeletonState::from_listing(&all, &skel.conf.admin_chain, &skel.policy_chain());
-    let fix = skel.repair(&state);
+    let mut fix = skel.repair(&state);
+    let listing = Listing::of(&all);
+    if let Some(bridge) = skel.bridge {
+        let forward_jump_inserted = !state.forward.contains(&Skeleton::forward_jump());
+        fix.extend(rules::src_repair(&all, bridge, forward_jump_inserted));
+        fix.extend(rules::insert_lines(&legacy_sources(&all, &listing.srcs)));
+    }
     if !fix.is_empty() {
-        t.restore(&rules::batch(&fix))?;
+        // One atomic batch, declarations first (the restore format).
+        let (mut lines, rest): (Vec<String>, Vec<String>) =
+            fix.into_iter().partition(|l| l.starts_with(':'));
+        lines.extend(rest);
+        t.restore(&rules::batch(&lines))?;
     }
     if let Err(e) = ensure_mld_drop(t) {
         eprintln!("firewall6: could not install the MLD drop in the raw table (pods' MLD reports keep being flooded to every bridge port): {e}");
     }
-    let mut raw = Vec::new();
-    if let Some(bridge) = skel.bridge {
-        raw = t.list_all_raw()?;
-        let mut fix = rules::raw_repair(&raw, bridge);
-        fix.extend(rules::insert_lines(&legacy_sources(&all, &raw)));
-        if !fix.is_empty() {
-            t.restore(&rules::table_batch("raw", &fix))?;
-        }
-    }
     // What the repair read: pods' rules are never touched by it.
-    Ok(Listing {
-        filter: bucket_lines(all),
-        raw: src_bucket_lines(raw),
-    })
+    Ok(listing)
 }
 
-/// Raw rules for the pods of an earlier release not bound yet
+/// Source rules for the pods of an earlier release not bound yet
 /// ([`crate::legacy`]).
-fn legacy_sources(filter: &[String], raw: &[String]) -> Vec<String> {
+fn legacy_sources(filter: &[String], srcs: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for pod in legacy::legacy_pods(filter) {
-        if !rules::rules_with_tag(raw, &pod.tag).is_empty() {
+        if !rules::rules_with_tag(srcs, &pod.tag).is_empty() {
             continue;
         }
         let mac = legacy::learned_mac(&pod.port);
@@ -116,11 +114,11 @@ struct Checks {
 
 impl Checks {
     fn of(skel: &Skeleton) -> Checks {
-        let mut raw = rules::mld_presence_checks();
+        let raw = rules::mld_presence_checks();
+        let mut filter = skel.presence_checks();
         if let Some(b) = skel.bridge {
-            raw.extend(rules::raw_presence_checks(b, &[]));
+            filter.extend(rules::src_presence_checks(b, &[]));
         }
-        let filter = skel.presence_checks();
         let digest = generation::digest(&Self::batch(&raw, &filter, &[]));
         Checks {
             raw,
@@ -135,22 +133,21 @@ impl Checks {
         rules::table_batch("raw", raw) + &rules::batch(&filter)
     }
 
-    /// The checks, then the pod's rules: in raw the DROP of each of its
-    /// source buckets is checked and its source rules inserted.
+    /// The checks, then the pod's rules: the DROP of each of its source
+    /// buckets is checked, its source rules inserted before it, its
+    /// policy rules appended.
     fn with(&self, pod: &PodRules) -> String {
-        let mut raw = self.raw.clone();
-        raw.extend(
-            rules::chains_of(&pod.sources)
-                .iter()
-                .map(|b| rules::check_of(&rules::src_bucket_drop(b))),
-        );
-        raw.extend(rules::insert_lines(&pod.sources));
-        Self::batch(&raw, &self.filter, &pod.filter)
+        let mut lines: Vec<String> = rules::chains_of(&pod.sources)
+            .iter()
+            .map(|b| rules::check_of(&rules::src_bucket_drop(b)))
+            .collect();
+        lines.extend(pod.lines());
+        Self::batch(&self.raw, &self.filter, &lines)
     }
 }
 
-/// One pod's rules: `sources` in the raw table, `filter` in the filter
-/// table (each as `ip6tables -S` lists it).
+/// One pod's rules, as `ip6tables -S` lists them: `sources` in the source
+/// buckets, `filter` its inbound policy (and a routed pod's source check).
 #[derive(Debug, Clone, Default)]
 pub struct PodRules {
     pub sources: Vec<String>,
@@ -185,16 +182,17 @@ impl PodRules {
         self.sources.iter().chain(&self.filter).cloned().collect()
     }
 
-    /// The batch that installs them (sources inserted before the DROP).
+    /// The batch lines that install them (sources inserted before their
+    /// buckets' DROP).
+    fn lines(&self) -> Vec<String> {
+        let mut v = rules::insert_lines(&self.sources);
+        v.extend(self.filter.iter().cloned());
+        v
+    }
+
+    /// The batch that installs them: one table, one transaction.
     fn batch(&self) -> String {
-        let mut out = String::new();
-        if !self.sources.is_empty() {
-            out += &rules::table_batch("raw", &rules::insert_lines(&self.sources));
-        }
-        if !self.filter.is_empty() {
-            out += &rules::batch(&self.filter);
-        }
-        out
+        rules::batch(&self.lines())
     }
 
     /// The part whose table holds no rule with the pod's tag in `listing`.
@@ -207,12 +205,12 @@ impl PodRules {
         };
         PodRules {
             legacy_chain: None,
-            sources: if tagged(&self.sources, &listing.raw) {
+            sources: if tagged(&self.sources, &listing.srcs) {
                 Vec::new()
             } else {
                 self.sources.clone()
             },
-            filter: if tagged(&self.filter, &listing.filter) {
+            filter: if tagged(&self.filter, &listing.pods) {
                 Vec::new()
             } else {
                 self.filter.clone()
@@ -220,9 +218,9 @@ impl PodRules {
         }
     }
 
-    /// Transactions the batch commits (one per table it changes).
+    /// Transactions the batch commits.
     fn commits(&self) -> u32 {
-        u32::from(!self.sources.is_empty()) + u32::from(!self.filter.is_empty())
+        u32::from(!self.is_empty())
     }
 }
 
@@ -317,45 +315,45 @@ fn bucket_lines(all: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// `-A` lines of the raw table's source buckets in a full raw listing.
+/// `-A` lines of the source buckets in a full listing.
 fn src_bucket_lines(all: Vec<String>) -> Vec<String> {
     all.into_iter()
         .filter(|l| rules::parse_rule(l).is_some_and(|r| rules::is_src_bucket(r.chain)))
         .collect()
 }
 
-/// The lines of both tables where pods' rules live.
+/// The lines where pods' rules live: `pods` in the port and address
+/// buckets, `srcs` in the source buckets.
 #[derive(Debug, Clone, Default)]
 struct Listing {
-    filter: Vec<String>,
-    raw: Vec<String>,
+    pods: Vec<String>,
+    srcs: Vec<String>,
 }
 
 impl Listing {
-    fn full(t: &dyn Tables) -> Result<Listing> {
-        Ok(Listing {
-            filter: bucket_lines(t.list_all()?),
-            raw: src_bucket_lines(t.list_all_raw()?),
-        })
+    fn of(all: &[String]) -> Listing {
+        Listing {
+            pods: bucket_lines(all.to_vec()),
+            srcs: src_bucket_lines(all.to_vec()),
+        }
     }
 
-    /// One batch deleting every line tagged `tag` (one section per table).
+    fn full(t: &dyn Tables) -> Result<Listing> {
+        Ok(Listing::of(&t.list_all()?))
+    }
+
+    /// One batch deleting every line tagged `tag`.
     fn deletion(&self, tag: &str) -> String {
-        let del = |l: &[String]| -> Vec<String> {
-            rules::rules_with_tag(l, tag)
-                .into_iter()
-                .map(rules::delete_of)
-                .collect()
-        };
-        let (raw, filter) = (del(&self.raw), del(&self.filter));
-        let mut out = String::new();
-        if !raw.is_empty() {
-            out += &rules::table_batch("raw", &raw);
+        let lines: Vec<String> = rules::rules_with_tag(&self.srcs, tag)
+            .into_iter()
+            .chain(rules::rules_with_tag(&self.pods, tag))
+            .map(rules::delete_of)
+            .collect();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            rules::batch(&lines)
         }
-        if !filter.is_empty() {
-            out += &rules::batch(&filter);
-        }
-        out
     }
 }
 
@@ -435,7 +433,7 @@ pub fn remove_attachment(t: &dyn Tables, tag: &str, expected: Option<PodRules>) 
 /// the rules imply (and the port bucket where an earlier release kept
 /// them) are listed, the raw rules are deleted as prevResult implies them,
 /// once per copy the filter listing shows (a repeated ADD installs both
-/// tables again), without reading the raw table. `None` when the rules are
+/// rules again), without reading the source buckets. `None` when the rules are
 /// not where prevResult says (changed config or MAC, an earlier release's
 /// pod without raw rules, a concurrent DEL): the caller reads both tables.
 fn remove_expected(t: &dyn Tables, tag: &str, expected: &PodRules) -> Result<Option<u32>> {
@@ -453,35 +451,33 @@ fn remove_expected(t: &dyn Tables, tag: &str, expected: &PodRules) -> Result<Opt
     if found < expected.filter.len() {
         return Ok(None);
     }
-    let filter: Vec<String> = listings.into_values().flatten().collect();
+    let listed = Listing {
+        pods: listings.into_values().flatten().collect(),
+        srcs: Vec::new(),
+    };
     let copies = found.checked_div(expected.filter.len()).unwrap_or(1).max(1);
-    let raw: Vec<String> = (0..copies)
+    let mut lines: Vec<String> = (0..copies)
         .flat_map(|_| expected.sources.iter().map(|r| rules::delete_of(r)))
         .collect();
-    let listed = Listing {
-        filter,
-        raw: Vec::new(),
-    };
-    let mut batch = String::new();
-    if !raw.is_empty() {
-        batch += &rules::table_batch("raw", &raw);
-    }
-    let filter_part = listed.deletion(tag);
-    batch += &filter_part;
-    if batch.is_empty() {
+    lines.extend(
+        rules::rules_with_tag(&listed.pods, tag)
+            .into_iter()
+            .map(rules::delete_of),
+    );
+    if lines.is_empty() {
         return Ok(Some(0));
     }
-    if t.restore(&batch).is_err() {
+    if t.restore(&rules::batch(&lines)).is_err() {
         return Ok(None);
     }
-    Ok(Some(batch.matches("COMMIT").count() as u32))
+    Ok(Some(1))
 }
 
 /// CHECK's work: what is wrong with the skeleton and one pod's rules.
 /// Read-only: the skeleton chains, the dispatch groups that lead to the
 /// pod's buckets and those buckets, one small listing each (bucket chains
 /// exist when the dispatch rules that jump to them do); for a bridged pod
-/// the raw table once.
+/// the whole table once.
 pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<Vec<String>> {
     let policy_chain = skel.policy_chain();
     let buckets = rules::chains_of(&pod_rules.filter);
@@ -534,29 +530,30 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Resu
     let mut out = skel.defects(&state);
     out.extend(rules::pod_defects(&pod_rules.filter, &listings));
     if let Some(bridge) = skel.bridge {
-        out.extend(raw_defects(&t.list_all_raw()?, bridge, &pod_rules.sources));
+        out.extend(src_defects(&t.list_all()?, bridge, &pod_rules.sources));
     }
     Ok(out)
 }
 
-/// What is wrong with the source check of a bridged pod: the bridge's jump,
-/// the dispatch chains, and in each of its buckets its rules before the
-/// bucket's DROP.
-fn raw_defects(listing: &[String], bridge: &str, sources: &[String]) -> Vec<String> {
+/// What is wrong with the source check of a bridged pod (from a full
+/// listing): the bridge's jumps leading INPUT and FORWARD, the dispatch
+/// chains, and in each of its buckets its rules before the bucket's DROP.
+fn src_defects(listing: &[String], bridge: &str, sources: &[String]) -> Vec<String> {
     let mut out = Vec::new();
-    let repair = rules::raw_repair(listing, bridge);
+    let repair = rules::src_repair(listing, bridge, false);
     let dispatch = [
         format!("-A {} ", rules::SRC_CHAIN),
         format!("-A {} ", rules::SRC_ICMP_CHAIN),
         format!("-A {}", rules::SRC_GROUP_PREFIX),
-        "-I PREROUTING ".to_string(),
+        "-I INPUT ".to_string(),
+        "-I FORWARD ".to_string(),
     ];
     if repair
         .iter()
         .any(|l| dispatch.iter().any(|d| l.starts_with(d.as_str())))
     {
         out.push(format!(
-            "the source check of bridge {bridge} (raw PREROUTING, {}) is missing or altered",
+            "the source check of bridge {bridge} (INPUT and FORWARD jumps, {}) is missing, altered or not first",
             rules::SRC_CHAIN
         ));
     }
@@ -567,15 +564,15 @@ fn raw_defects(listing: &[String], bridge: &str, sources: &[String]) -> Vec<Stri
         let drop_at = have.iter().position(|l| **l == drop);
         for r in sources.iter().filter(|r| r.starts_with(&prefix)) {
             match (have.iter().position(|l| *l == r), drop_at) {
-                (None, _) => out.push(format!("{b} (raw) lacks rule `{r}`")),
+                (None, _) => out.push(format!("{b} lacks rule `{r}`")),
                 (Some(i), Some(d)) if i > d => {
-                    out.push(format!("{b} (raw) has rule `{r}` after its DROP"))
+                    out.push(format!("{b} has rule `{r}` after its DROP"))
                 }
                 _ => {}
             }
         }
         if drop_at.is_none() {
-            out.push(format!("{b} (raw) lacks its final DROP"));
+            out.push(format!("{b} lacks its final DROP"));
         }
     }
     out
@@ -588,9 +585,9 @@ pub fn collect_garbage(t: &dyn Tables, network: &str, keep: &BTreeSet<String>) -
     let before = verified_at(t, t.generation().as_ref());
     let listing = Listing::full(t)?;
     let stale: BTreeSet<String> = listing
-        .filter
+        .pods
         .iter()
-        .chain(&listing.raw)
+        .chain(&listing.srcs)
         .filter_map(|l| rules::parse_rule(l).and_then(|r| r.comment))
         .filter(|c| rules::tag_network(c) == Some(network) && !keep.contains(c))
         .collect();
@@ -786,6 +783,7 @@ mod tests {
         fn new() -> FakeTables {
             let t = FakeTables::default();
             t.chains.borrow_mut().insert(FORWARD.into(), vec![]);
+            t.chains.borrow_mut().insert("INPUT".into(), vec![]);
             t.chains.borrow_mut().insert(raw(RAW_PREROUTING), vec![]);
             t
         }
@@ -829,7 +827,7 @@ mod tests {
             let filter = || chains.iter().filter(|(c, _)| !c.starts_with("raw:"));
             out.extend(
                 filter()
-                    .filter(|(c, _)| *c != FORWARD)
+                    .filter(|(c, _)| !rules::SRC_HOOKS.contains(&c.as_str()))
                     .map(|(c, _)| format!("-N {c}")),
             );
             out.extend(filter().flat_map(|(_, r)| r.iter().cloned()));
@@ -838,21 +836,6 @@ mod tests {
 
         fn list_raw_chain(&self, chain: &str) -> Result<Option<Vec<String>>> {
             Ok(self.chains.borrow().get(&raw(chain)).cloned())
-        }
-
-        fn list_all_raw(&self) -> Result<Vec<String>> {
-            let chains = self.chains.borrow();
-            let raw_chains = || {
-                chains
-                    .iter()
-                    .filter_map(|(c, r)| c.strip_prefix("raw:").map(|c| (c, r)))
-            };
-            let mut out: Vec<String> = raw_chains()
-                .filter(|(c, _)| *c != RAW_PREROUTING)
-                .map(|(c, _)| format!("-N {c}"))
-                .collect();
-            out.extend(raw_chains().flat_map(|(_, r)| r.iter().cloned()));
-            Ok(out)
         }
 
         fn restore(&self, batch: &str) -> Result<()> {
@@ -1145,7 +1128,7 @@ mod tests {
         let raw_chain = |c: &str| t.list_raw_chain(c).unwrap();
         let prerouting = || raw_chain(RAW_PREROUTING).unwrap_or_default();
         assert!(prerouting().contains(&rules::mld_jump()));
-        assert!(prerouting().contains(&rules::src_jump("br0")));
+        assert!(t.chains.borrow()[FORWARD].contains(&rules::src_jump(FORWARD, "br0")));
         assert_eq!(raw_chain(MLD_CHAIN), Some(rules::mld_rules()));
         let before = t.restores.get();
         install(&t, &skel, &rules_of(&skel, "b", 0x11, "c6ab00000000002")).unwrap();
@@ -1159,7 +1142,7 @@ mod tests {
         let filter_before = t.list_all().unwrap();
         install(&t, &skel, &rules_of(&skel, "c", 0x12, "c6ab00000000003")).unwrap();
         assert!(prerouting().contains(&rules::mld_jump()));
-        assert!(prerouting().contains(&rules::src_jump("br0")));
+        assert!(t.chains.borrow()[FORWARD].contains(&rules::src_jump(FORWARD, "br0")));
         assert_eq!(raw_chain(MLD_CHAIN), Some(rules::mld_rules()));
         let added: BTreeSet<String> = t
             .list_all()
@@ -1168,22 +1151,51 @@ mod tests {
             .filter(|l| !filter_before.contains(l))
             .collect();
         let c: BTreeSet<String> = rules_of(&skel, "c", 0x12, "c6ab00000000003")
-            .filter
+            .all()
             .into_iter()
             .collect();
         assert_eq!(added, c, "the filter table gained c's rules only");
     }
 
-    /// A raw table that cannot be written fails a bridged pod's ADD: its
-    /// source check lives there, and no pod is attached without it.
+    /// A raw table that cannot be written costs the MLD drop, never the
+    /// pod's rules (its source check is in the filter table).
     #[test]
-    fn unusable_raw_table_fails_a_bridged_add() {
+    fn unusable_raw_table_does_not_fail_add() {
         let t = FakeTables::new();
         t.fail_on("*raw", u32::MAX);
         let skel = default_skel();
         let a = rules_of(&skel, "a", 0x10, "c6ab00000000001");
-        assert!(install(&t, &skel, &a).is_err());
-        assert_eq!(t.tagged(&tag("a")), 0);
+        install(&t, &skel, &a).unwrap();
+        assert_eq!(t.tagged(&tag("a")), a.len());
+        assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
+        assert_eq!(t.list_raw_chain(MLD_CHAIN).unwrap(), None);
+    }
+
+    /// A FORWARD jump to CNI6-FORWARD put back first (by the repair, or by
+    /// hand) must not overtake the source check: the repair moves it back.
+    #[test]
+    fn source_check_stays_first_in_forward() {
+        let t = FakeTables::new();
+        let skel = default_skel();
+        install(&t, &skel, &rules_of(&skel, "a", 0x10, "c6ab00000000001")).unwrap();
+        t.chains.borrow_mut().insert(
+            FORWARD.into(),
+            vec![Skeleton::forward_jump(), rules::src_jump(FORWARD, "br0")],
+        );
+        let b = rules_of(&skel, "b", 0x11, "c6ab00000000002");
+        assert!(!defects_of(&t, &skel, &b).unwrap().is_empty());
+        ensure_skeleton(&t, &skel).unwrap();
+        assert_eq!(
+            t.chains.borrow()[FORWARD],
+            vec![rules::src_jump(FORWARD, "br0"), Skeleton::forward_jump()]
+        );
+        // The FORWARD jump lost: put back behind the source check too.
+        t.chains.borrow_mut().get_mut(FORWARD).unwrap().remove(1);
+        install(&t, &skel, &b).unwrap();
+        assert_eq!(
+            t.chains.borrow()[FORWARD],
+            vec![rules::src_jump(FORWARD, "br0"), Skeleton::forward_jump()]
+        );
     }
 
     #[test]
@@ -1199,7 +1211,15 @@ mod tests {
         let b = rules_of(&skel, "b", 0x11, "veth-b");
         install(&t, &skel, &a).unwrap();
         install(&t, &skel, &b).unwrap();
-        assert_eq!(t.chains.borrow()[FORWARD].len(), 1);
+        // FORWARD: the source check of br0 first, then cni6's dispatch.
+        assert_eq!(
+            t.chains.borrow()[FORWARD],
+            vec![rules::src_jump(FORWARD, "br0"), Skeleton::forward_jump()]
+        );
+        assert_eq!(
+            t.chains.borrow()["INPUT"],
+            vec![rules::src_jump("INPUT", "br0")]
+        );
         assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
         assert!(defects_of(&t, &skel, &b).unwrap().is_empty());
         assert_eq!(t.tagged(&tag("a")), 5);

@@ -61,18 +61,21 @@ pub const RAW_PREROUTING: &str = "PREROUTING";
 /// MLD message types: query, v1 report, done, v2 report (RFC 2710, 3810).
 pub const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
 
-/// Raw PREROUTING of traffic that enters from a pod bridge jumps here:
-/// the source check that binds each pod's addresses to its MAC (issue 15).
+/// INPUT and FORWARD of traffic that enters from a pod bridge jump here
+/// first: the source check that binds each pod's addresses to its MAC
+/// (issue 15). In the filter table, so a pod's rules change one table: one
+/// nf_tables transaction per ADD or DEL (each deleting transaction waits a
+/// grace period, 10-15 ms here).
 pub const SRC_CHAIN: &str = "CNI6-SRC";
 /// ICMPv6 a pod may not send at all: router advertisements, redirects, MLD.
 pub const SRC_ICMP_CHAIN: &str = "CNI6-SRC-ICMP";
 /// Source groups `CNI6-SX-0` … `CNI6-SX-f` (high nibble of the source's
-/// low byte), in the raw table.
+/// low byte).
 pub const SRC_GROUP_PREFIX: &str = "CNI6-SX-";
-/// Source buckets `CNI6-S-00` … `CNI6-S-ff` (the source's low byte), in the
-/// raw table: the pods' (address, MAC) pairs, then a DROP.
+/// Source buckets `CNI6-S-00` … `CNI6-S-ff` (the source's low byte): the
+/// pods' (address, MAC) pairs, then a DROP.
 pub const SRC_BUCKET_PREFIX: &str = "CNI6-S-";
-/// Filter: traffic from a pod bridge (its source checked in raw) goes to
+/// Traffic from a pod bridge (its source already checked) goes to
 /// FROM-POD; one rule per bridge.
 pub const PODS_CHAIN: &str = "CNI6-PODS";
 /// ICMPv6 types dropped from pods: MLD (130, 131, 132, 143), router
@@ -122,7 +125,7 @@ pub fn src_group(g: usize) -> String {
     format!("{SRC_GROUP_PREFIX}{g:x}")
 }
 
-/// The raw-table bucket of traffic from `a`: its low byte.
+/// The source bucket of traffic from `a`: its low byte.
 pub fn src_bucket_of(a: &Ipv6Addr) -> String {
     src_bucket(a.octets()[15] as usize)
 }
@@ -278,7 +281,7 @@ pub fn tag_network(comment: &str) -> Option<&str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostSide {
     /// A port of a bridge (bridge6): the pod's traffic reaches the node on
-    /// the bridge, its source is checked in raw PREROUTING by its MAC
+    /// the bridge, its source is checked first in INPUT and FORWARD by its MAC
     /// (bound to the port by bridge6: locked port, static FDB entry).
     /// Pods attached by releases before issue 15 have physdev rules in
     /// the port buckets, which DEL and GC still find.
@@ -439,7 +442,7 @@ impl Skeleton<'_> {
             ),
             format!(
                 "-A {FORWARD_CHAIN} {} -j {PODS_CHAIN}",
-                comment("firewall6: pods behind a bridge, sources checked in raw")
+                comment("firewall6: pods behind a bridge, sources checked")
             ),
             format!(
                 "-A {FORWARD_CHAIN} {} -j {ANTISPOOF_CHAIN}",
@@ -643,7 +646,7 @@ impl Skeleton<'_> {
 pub fn pod_rules(tag: &str, pod: &Pod, policy_chain: &str) -> Vec<String> {
     let c = comment(tag);
     let mut v = Vec::new();
-    // A bridged pod's source check lives in the raw table
+    // A bridged pod's source check lives in the source buckets
     // ([`pod_source_rules`]); a routed one's here, by its interface.
     if let Some(host @ HostSide::Routed(_)) = &pod.host_side {
         let m = host.matcher();
@@ -673,7 +676,7 @@ pub fn pod_sources(pod: &Pod) -> Vec<Ipv6Addr> {
     v
 }
 
-/// The raw-table rules of a bridged pod, as `ip6tables -S` lists them: in
+/// The source rules of a bridged pod, as `ip6tables -S` lists them: in
 /// each source's bucket, (source, MAC) returns to PREROUTING; anything else
 /// reaches the bucket's DROP. Installed with `-I … 1` (see
 /// [`insert_lines`]) so they stay before that DROP. Without a MAC in
@@ -699,10 +702,15 @@ pub fn insert_lines(rules: &[String]) -> Vec<String> {
     rules.iter().map(|r| insert_first(r)).collect()
 }
 
-/// Raw PREROUTING: traffic entering from `bridge` goes to [`SRC_CHAIN`].
-pub fn src_jump(bridge: &str) -> String {
+/// The built-in chains whose traffic from a pod bridge is source-checked
+/// first: everything a pod sends is either for the node or forwarded.
+pub const SRC_HOOKS: [&str; 2] = ["INPUT", FORWARD];
+
+/// `hook` (INPUT or FORWARD): traffic entering from `bridge` goes to
+/// [`SRC_CHAIN`] first.
+pub fn src_jump(hook: &str, bridge: &str) -> String {
     format!(
-        "-A {RAW_PREROUTING} -i {bridge} {} -j {SRC_CHAIN}",
+        "-A {hook} -i {bridge} {} -j {SRC_CHAIN}",
         comment(&format!("firewall6: sources of the pods of {bridge}"))
     )
 }
@@ -771,27 +779,34 @@ pub fn src_bucket_drop(bucket: &str) -> String {
     )
 }
 
-/// `-C` lines (raw) a pod's checked batch carries: the bridge's jump, the
-/// first rule of [`SRC_CHAIN`] and the DROP of each bucket the pod uses.
-pub fn raw_presence_checks(bridge: &str, pod_source_rules: &[String]) -> Vec<String> {
-    let mut v = vec![check_of(&src_jump(bridge)), check_of(&src_rules()[0])];
+/// `-C` lines a pod's checked batch carries: the bridge's jumps, the first
+/// rule of [`SRC_CHAIN`] and the DROP of each bucket the pod uses.
+pub fn src_presence_checks(bridge: &str, pod_source_rules: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = SRC_HOOKS
+        .iter()
+        .map(|h| check_of(&src_jump(h, bridge)))
+        .collect();
+    v.push(check_of(&src_rules()[0]));
     for b in chains_of(pod_source_rules) {
         v.push(check_of(&src_bucket_drop(&b)));
     }
     v
 }
 
-/// Raw-table lines that make the source check whole for `bridge`, from a
-/// full `ip6tables -t raw -S` listing. Buckets are never flushed (they hold
-/// pods' rules): a missing one is made with its DROP, one without its DROP
-/// gets it appended; dispatch chains are rewritten when altered.
-pub fn raw_repair(listing: &[String], bridge: &str) -> Vec<String> {
+/// Lines that make the source check whole for `bridge`, from a full
+/// `ip6tables -S` listing of the filter table. Buckets are never flushed
+/// (they hold pods' rules): a missing one is made with its DROP, one
+/// without its DROP gets it appended; dispatch chains are rewritten when
+/// altered. The jumps lead INPUT and FORWARD: one behind the FORWARD jump
+/// to CNI6-FORWARD (or about to be behind one the skeleton's repair puts
+/// first, `forward_jump_inserted`) is moved back to the top.
+pub fn src_repair(listing: &[String], bridge: &str, forward_jump_inserted: bool) -> Vec<String> {
     let chains: BTreeSet<&str> = listing
         .iter()
         .filter_map(|l| l.strip_prefix("-N "))
         .collect();
     let rules_of = |chain: &str| -> Option<Vec<String>> {
-        if chain != RAW_PREROUTING && !chains.contains(chain) {
+        if !SRC_HOOKS.contains(&chain) && !chains.contains(chain) {
             return None;
         }
         let prefix = format!("-A {chain} ");
@@ -827,17 +842,29 @@ pub fn raw_repair(listing: &[String], bridge: &str) -> Vec<String> {
             rules.extend(want);
         }
     }
-    if !rules_of(RAW_PREROUTING)
-        .unwrap_or_default()
-        .contains(&src_jump(bridge))
-    {
-        rules.push(insert_first(&src_jump(bridge)));
+    for hook in SRC_HOOKS {
+        let have = rules_of(hook).unwrap_or_default();
+        let jump = src_jump(hook, bridge);
+        let at = have.iter().position(|r| *r == jump);
+        let behind = hook == FORWARD
+            && (forward_jump_inserted
+                || at.is_some_and(|i| {
+                    have.iter()
+                        .position(|r| *r == Skeleton::forward_jump())
+                        .is_some_and(|f| f < i)
+                }));
+        if at.is_some() && behind {
+            rules.push(delete_of(&jump));
+        }
+        if at.is_none() || behind {
+            rules.push(insert_first(&jump));
+        }
     }
     decl.extend(rules);
     decl
 }
 
-/// Raw-table chains that hold pods' rules (what DEL, GC and CHECK search).
+/// Source buckets: they hold pods' rules (what DEL, GC and CHECK search).
 pub fn is_src_bucket(name: &str) -> bool {
     name.starts_with(SRC_BUCKET_PREFIX)
 }
@@ -1442,7 +1469,7 @@ mod tests {
         let r = pod_rules(&tag, &bridged_pod(), "CNI6-POL-abc");
         let c = "-m comment --comment \"firewall6 net=cluster if=eth0 id=c0ffee\"";
         // A bridged pod: only the inbound policy here; its sources are
-        // bound to its MAC in the raw table, the EUI-64 link-local too.
+        // bound to its MAC in the source buckets, the EUI-64 link-local too.
         assert_eq!(
             r,
             vec![

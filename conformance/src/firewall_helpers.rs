@@ -158,6 +158,21 @@ impl RulesNode {
             .collect()
     }
 
+    /// Delete firewall6's jump from FORWARD to CNI6-FORWARD, wherever it
+    /// is (the source checks of pod bridges come before it).
+    pub fn drop_forward_jump(&self) {
+        self.ip6tables(&[
+            "-D",
+            "FORWARD",
+            "-m",
+            "comment",
+            "--comment",
+            "firewall6: cni6 pod firewall",
+            "-j",
+            "CNI6-FORWARD",
+        ]);
+    }
+
     pub fn ip6tables(&self, args: &[&str]) -> String {
         let mut cmd = vec!["ip6tables", "-w"];
         cmd.extend_from_slice(args);

@@ -287,7 +287,7 @@ fn check_reports_drift_and_changes_nothing() {
         // The node-wide part altered: the FORWARD jump gone.
         node.fw("DEL", &cid, &c).assert_silent_ok();
         node.fw("ADD", &cid, &c).assert_ok();
-        node.ip6tables(&["-D", "FORWARD", "1"]);
+        node.drop_forward_jump();
         let broken = node.save();
         let out = node.fw("CHECK", &cid, &c);
         out.assert_error(102);
@@ -302,7 +302,7 @@ fn check_reports_drift_and_changes_nothing() {
         out.assert_error(102);
         assert!(out.msg().contains("CNI6-INGRESS"), "{}", out.msg());
         assert_eq!(node.save(), broken);
-        node.ip6tables(&["-D", "FORWARD", "1"]); // ADD repairs via the full path
+        node.drop_forward_jump(); // ADD repairs via the full path
         node.fw("ADD", &container_id("fw6r"), &c).assert_ok();
         node.fw("CHECK", &cid, &c).assert_silent_ok();
 
@@ -314,7 +314,7 @@ fn check_reports_drift_and_changes_nothing() {
         out.assert_error(102);
         assert!(out.msg().contains("CNI6-DX-6"), "{}", out.msg());
         assert_eq!(node.save(), broken);
-        node.ip6tables(&["-D", "FORWARD", "1"]);
+        node.drop_forward_jump();
         node.fw("ADD", &container_id("fw6r"), &c).assert_ok();
         node.fw("CHECK", &cid, &c).assert_silent_ok();
 
@@ -705,7 +705,10 @@ fn concurrent_first_adds() {
     });
     let rules = node.rules();
     let count = |needle: &str| rules.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(count("-A FORWARD "), 1, "{rules:#?}");
+    // FORWARD: the bridge's source check, then cni6's dispatch, once each.
+    assert_eq!(count("-A FORWARD "), 2, "{rules:#?}");
+    assert_eq!(count("-j CNI6-FORWARD"), 1, "{rules:#?}");
+    assert_eq!(count("-A INPUT "), 1, "{rules:#?}");
     assert_eq!(count("-j CNI6-ADMIN"), 1, "{rules:#?}");
     assert_eq!(count("-A CNI6-INGRESS "), 17);
     assert_eq!(count("-A CNI6-ANTISPOOF "), 17);

@@ -118,7 +118,7 @@ fn check_side_effects() {
     let cid = container_id("fw6c");
     let c = conf("1.0.0", NET, json!({}), &prev("1.0.0", "veth2", 0x21));
     node.fw("ADD", &cid, &c).assert_ok();
-    node.ip6tables(&["-D", "FORWARD", "1"]);
+    node.drop_forward_jump();
     node.ip6tables(&["-F", "CNI6-FORWARD"]);
     node.ip6tables(&["-X", "CNI6-FORWARD"]);
     let before = node.save();

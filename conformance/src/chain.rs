@@ -35,6 +35,10 @@ impl Chain {
     /// A fresh node whose namespace and link names start with `prefix`.
     pub fn new(prefix: &str) -> Chain {
         let node = Netns::new(prefix);
+        // Pods share no layer 2: the chain needs no br_netfilter (issue 15).
+        if std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-ip6tables").exists() {
+            node.exec_ok(&["sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0"]);
+        }
         let bins = TempDir::new(&format!("{prefix}bin"));
         for p in ["bridge6", "ipam-prefix", "firewall6"] {
             harness::install_as(&harness::plugin(p), bins.path(), p);

@@ -483,6 +483,9 @@ impl Lab {
             2,
         );
         spec.state_root = PathBuf::from("/run/cni6-bench");
+        // The reference firewall sees bridged pod-to-pod traffic only
+        // through br_netfilter; cni6 needs none of it.
+        spec.bridge_nf_call_ip6tables = chain == ChainKind::Reference;
         let mut topo = Topology::build(spec)?;
         crate::harness::remove_on_panic(topo.base());
         topo.write_cluster_conflists()?;

@@ -98,6 +98,11 @@ pub struct Spec {
     /// nodes get none, and the caller feeds the fabric itself (e.g. with
     /// the output of `cni6 routes`).
     pub static_routes: bool,
+    /// br_netfilter's hook in the nodes (`net.bridge.bridge-nf-call-ip6tables`,
+    /// where the kernel has it). Off by default: cni6's pods share no layer 2
+    /// and need none of it (issue 15); the reference chain's firewall sees
+    /// bridged pod-to-pod traffic only with it on.
+    pub bridge_nf_call_ip6tables: bool,
 }
 
 impl Spec {
@@ -110,6 +115,7 @@ impl Spec {
             underlay: "fd00:fab::/64".parse().expect("literal"),
             state_root: PathBuf::from("/run/cni6-topology"),
             static_routes: true,
+            bridge_nf_call_ip6tables: false,
         }
     }
 }
@@ -325,6 +331,14 @@ impl Topology {
         // pod traffic to another node needs (the first packets would wait
         // ~2 s). The addresses are static and unique: no DAD on eth0.
         write_sysctl(&ns, "net/ipv6/conf/eth0/accept_dad", "0")?;
+        if Path::new("/proc/sys/net/bridge/bridge-nf-call-ip6tables").exists() {
+            let on = if self.spec.bridge_nf_call_ip6tables {
+                "1"
+            } else {
+                "0"
+            };
+            write_sysctl(&ns, "net/bridge/bridge-nf-call-ip6tables", on)?;
+        }
         ip_batch(
             Some(&netns),
             &[

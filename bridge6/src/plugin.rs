@@ -498,6 +498,15 @@ impl Adding<'_> {
         link::configure_port(&mut self.host_nl, host.index, &self.att.alias()).map_err(|e| {
             Bridge6Error::netlink(format!("isolate and bring up bridge port {host_name}"), e)
         })?;
+        // A kernel before 5.18 ignores the port flags it does not know
+        // (locked): no pod is attached that could take its neighbours' MACs.
+        let port = link::by_index(&mut self.host_nl, host.index)?;
+        if let Some(p) = port.filter(|p| !p.is_isolated_port()) {
+            return Err(Bridge6Error::Unavailable(format!(
+                "bridge port {host_name}: the kernel did not apply isolated, locked, no learning, no flooding (it reports {:?}); bridge6 needs Linux 5.18 or newer",
+                p.isolation
+            )));
+        }
 
         // Pod end, before any address: IPv6 on (a runtime may create pod
         // namespaces with it off), no DAD (IPAM guarantees uniqueness and

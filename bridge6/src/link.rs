@@ -249,18 +249,19 @@ pub fn isolation_flags() -> Vec<InfoBridgePort> {
     ]
 }
 
-/// Alias, isolation flags and link up for an enslaved host veth, in one
-/// RTM_NEWLINK (the kernel applies the port flags before the link comes up).
-pub fn configure_port(nl: &mut Netlink, index: u32, alias: &str) -> io::Result<()> {
+/// Alias, isolation flags, hairpin mode and link up for an enslaved host
+/// veth, in one RTM_NEWLINK (IFLA_INFO_SLAVE_DATA, applied by the port's
+/// master before the link comes up).
+pub fn configure_port(nl: &mut Netlink, index: u32, alias: &str, hairpin: bool) -> io::Result<()> {
+    let mut flags = isolation_flags();
+    flags.push(InfoBridgePort::HairpinMode(hairpin));
     let mut msg = LinkMessage::default();
     msg.header.index = index;
     msg.header.flags = LinkFlags::Up;
     msg.header.change_mask = LinkFlags::Up;
     msg.attributes = vec![
         LinkAttribute::IfAlias(alias.to_string()),
-        LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(
-            isolation_flags(),
-        ))]),
+        LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(flags))]),
     ];
     ack(nl, RouteNetlinkMessage::NewLink(msg), 0)
 }
@@ -284,23 +285,11 @@ pub fn add_static_fdb(nl: &mut Netlink, port: u32, mac: &[u8]) -> io::Result<()>
 /// The MACs of the static FDB entries on a bridge port (the pod's MAC, once
 /// [`add_static_fdb`] ran); the port's own address is left out.
 pub fn static_fdb_macs(nl: &mut Netlink, port: u32) -> io::Result<Vec<Vec<u8>>> {
-    let mut msg = NeighbourMessage::default();
-    msg.header.family = AddressFamily::Bridge;
-    msg.header.ifindex = port;
-    let replies = nl.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_DUMP)?;
-    Ok(replies
+    Ok(nl
+        .fdb(port)?
         .into_iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewNeighbour(n)
-                if n.header.ifindex == port && n.header.state == NeighbourState::Noarp =>
-            {
-                n.attributes.into_iter().find_map(|a| match a {
-                    NeighbourAttribute::LinkLayerAddress(l) => Some(l),
-                    _ => None,
-                })
-            }
-            _ => None,
-        })
+        .filter(|(_, state)| *state == NeighbourState::Noarp)
+        .map(|(mac, _)| mac.to_vec())
         .collect())
 }
 
@@ -363,17 +352,6 @@ pub fn delete_neighbour(nl: &mut Netlink, dev: u32, addr: Ipv6Addr) -> io::Resul
         addr,
     ))];
     ack(nl, RouteNetlinkMessage::DelNeighbour(msg), 0)
-}
-
-/// Hairpin mode of a bridge port (IFLA_INFO_SLAVE_DATA, applied by the
-/// port's current master, so only once the port is enslaved).
-pub fn set_hairpin(nl: &mut Netlink, index: u32, on: bool) -> io::Result<()> {
-    let mut msg = LinkMessage::default();
-    msg.header.index = index;
-    msg.attributes = vec![LinkAttribute::LinkInfo(vec![LinkInfo::PortData(
-        InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)]),
-    )])];
-    ack(nl, RouteNetlinkMessage::NewLink(msg), 0)
 }
 
 pub fn delete_link(nl: &mut Netlink, index: u32) -> io::Result<()> {

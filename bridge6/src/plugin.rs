@@ -483,11 +483,10 @@ impl Adding<'_> {
         // table and MLD reports of its own, and every port coming up or
         // going down walks the node's whole IPv6 routing table
         // (fib6_ifup/fib6_ifdown): per-pod work that grew with the pods
-        // (issue 7). It also covers "no RAs" (conformance.md §3 #10). Then alias + up in
-        // one request. Hairpin comes last, after the neighbour
-        // advertisements: a hairpin port reflects the pod's own NA back to
-        // it, and the pod's kernel then logs "NA: … advertised our
-        // address" for every such ADD.
+        // (issue 7). It also covers "no RAs" (conformance.md §3 #10). Then
+        // alias, port flags (isolation, hairpin) and up in one request: no
+        // neighbour advertisement is sent any more that a hairpin port could
+        // reflect, so hairpin need not wait until the end.
         self.conf.ensure(&host_name, "disable_ipv6", 1)?;
         // The pod's MAC is bound to its port before the port can carry a
         // frame: the port is locked, so that entry is the only source MAC
@@ -495,7 +494,13 @@ impl Adding<'_> {
         link::add_static_fdb(&mut self.host_nl, host.index, &pod.mac).map_err(|e| {
             Bridge6Error::netlink(format!("bind the pod's MAC to bridge port {host_name}"), e)
         })?;
-        link::configure_port(&mut self.host_nl, host.index, &self.att.alias()).map_err(|e| {
+        link::configure_port(
+            &mut self.host_nl,
+            host.index,
+            &self.att.alias(),
+            self.cfg.hairpin,
+        )
+        .map_err(|e| {
             Bridge6Error::netlink(format!("isolate and bring up bridge port {host_name}"), e)
         })?;
         // A kernel before 5.18 ignores the port flags it does not know
@@ -643,12 +648,6 @@ impl Adding<'_> {
                 "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP)",
                 bridge.name,
             ));
-        }
-
-        if self.cfg.hairpin {
-            link::set_hairpin(&mut self.host_nl, host.index, true).map_err(|e| {
-                Bridge6Error::netlink(format!("set hairpin mode on bridge port {host_name}"), e)
-            })?;
         }
 
         let sandbox = netns_path(self.req)?.display().to_string();

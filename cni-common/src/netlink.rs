@@ -12,7 +12,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
+/// The state of a neighbour or FDB entry, as [`Netlink::fdb`] reports it.
+pub use netlink_packet_route::neighbour::NeighbourState;
+use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -138,9 +140,10 @@ impl Netlink {
         }
     }
 
-    /// The MACs a bridge learned on `port` (FDB entries that are neither
-    /// the port's own nor static): the device behind an unlocked port.
-    pub fn learned_macs(&mut self, port: u32) -> io::Result<Vec<[u8; 6]>> {
+    /// The bridge FDB entries of `port`: each MAC with its state (NOARP for
+    /// a static entry, PERMANENT for the port's own address, REACHABLE or
+    /// STALE for a learned one).
+    pub fn fdb(&mut self, port: u32) -> io::Result<Vec<([u8; 6], NeighbourState)>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
         msg.header.ifindex = port;
@@ -148,15 +151,12 @@ impl Netlink {
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewNeighbour(n)
-                    if n.header.ifindex == port
-                        && !matches!(
-                            n.header.state,
-                            NeighbourState::Permanent | NeighbourState::Noarp
-                        ) =>
-                {
+                RouteNetlinkMessage::NewNeighbour(n) if n.header.ifindex == port => {
+                    let state = n.header.state;
                     n.attributes.into_iter().find_map(|a| match a {
-                        NeighbourAttribute::LinkLayerAddress(l) => l.try_into().ok(),
+                        NeighbourAttribute::LinkLayerAddress(l) => {
+                            l.try_into().ok().map(|mac| (mac, state))
+                        }
                         _ => None,
                     })
                 }

@@ -148,12 +148,11 @@ impl RulesNode {
     }
 
     /// One attachment's rules: its source check (source buckets) and its
-    /// inbound policy (address buckets); none of them in the raw table.
+    /// inbound policy (address buckets), all in the filter table.
     pub fn pod_rules(&self, network: &str, cid: &str) -> Vec<String> {
         let tag = format!("\"firewall6 net={network} if=eth0 id={cid}\"");
-        self.raw_rules()
+        self.rules()
             .into_iter()
-            .chain(self.rules())
             .filter(|l| l.contains(&tag))
             .collect()
     }

@@ -40,6 +40,21 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// Run the built `cni6` tool with `args`; its stdout, or a panic with its
+/// stderr when it fails.
+pub fn cni6_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let o = std::process::Command::new(plugin("cni6"))
+        .args(args)
+        .output()
+        .expect("run cni6");
+    assert!(
+        o.status.success(),
+        "cni6 {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("cni6 prints UTF-8")
+}
+
 /// Path of one of our plugin binaries; panics with the command to build it
 /// when it is not there.
 pub fn plugin(name: &str) -> PathBuf {

@@ -295,6 +295,25 @@ pub fn describe(what: &str, out: &Output) -> String {
     )
 }
 
+/// ping `to` from inside a sandbox's network namespace with the host's
+/// busybox (a pause image has nothing but /pause), retried while a new
+/// pod's first packets may wait for neighbour discovery.
+pub fn ping_from_sandbox(netns: &str, to: std::net::Ipv6Addr) {
+    let to = to.to_string();
+    let out = retry(5, || {
+        Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(["/bin/busybox", "ping", "-6", "-c", "1", "-W", "2", &to])
+            .output()
+            .expect("spawn nsenter")
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        describe(&format!("sandbox {netns}: ping {to}"), &out)
+    );
+}
+
 /// Unmount everything mounted under `dir` (deepest first): what a runtime
 /// killed mid-way may leave (overlay rootfs, shm), so the directory can go.
 pub fn unmount_under(dir: &Path) {

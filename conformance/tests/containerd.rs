@@ -12,13 +12,12 @@
 
 use conformance::harness::bin_dir;
 use conformance::realruntime::{
-    describe, firewall_rules_of, host_veths_of, node_command, percentile, records_of, retry,
-    Cni6Net, Containerd,
+    describe, firewall_rules_of, host_veths_of, node_command, percentile, ping_from_sandbox,
+    records_of, retry, Cni6Net, Containerd,
 };
 use serde_json::Value;
 use std::net::Ipv6Addr;
 use std::path::Path;
-use std::process::Command;
 
 /// (ULA primary, GUA additional, netns path) from PodSandboxStatus.
 fn sandbox_addrs(cd: &mut Containerd, id: &str) -> (Ipv6Addr, Ipv6Addr, String) {
@@ -52,24 +51,6 @@ fn sandbox_addrs(cd: &mut Containerd, id: &str) -> (Ipv6Addr, Ipv6Addr, String) 
     let netns = st["netns"].as_str().unwrap_or("").to_string();
     assert!(Path::new(&netns).exists(), "sandbox netns {netns:?}: {st}");
     (ip, extra[0], netns)
-}
-
-/// ping from inside a sandbox's network namespace (the host's busybox:
-/// the pause image has nothing but /pause).
-fn ping_from_sandbox(netns: &str, to: Ipv6Addr) {
-    let to = to.to_string();
-    let out = retry(5, || {
-        Command::new("nsenter")
-            .arg(format!("--net={netns}"))
-            .args(["/bin/busybox", "ping", "-6", "-c", "1", "-W", "2", &to])
-            .output()
-            .expect("spawn nsenter")
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        describe(&format!("sandbox {netns}: ping {to}"), &out)
-    );
 }
 
 /// `cni6 status --json` on the node for containerd's conflist (the

@@ -11,8 +11,8 @@
 
 use conformance::harness::{self, bin_dir};
 use conformance::realruntime::{
-    describe, firewall_rules_of, host_veths_of, node_command, percentile, records_of, retry,
-    store_records, Cni6Net, Containerd, ContainerdSpec,
+    describe, firewall_rules_of, host_veths_of, node_command, percentile, ping_from_sandbox,
+    records_of, store_records, Cni6Net, Containerd, ContainerdSpec,
 };
 use serde_json::{json, Value};
 use std::net::Ipv6Addr;
@@ -54,22 +54,6 @@ fn cni6_sandbox(cd: &mut Containerd, id: &str) -> (Ipv6Addr, Ipv6Addr, String) {
     );
     assert_eq!(Cni6Net::slot_of(ula), Cni6Net::slot_of(extra[0]));
     (ula, extra[0], netns)
-}
-
-fn ping_from(netns: &str, to: Ipv6Addr) {
-    let to = to.to_string();
-    let out = retry(5, || {
-        Command::new("nsenter")
-            .arg(format!("--net={netns}"))
-            .args(["/bin/busybox", "ping", "-6", "-c", "1", "-W", "2", &to])
-            .output()
-            .expect("spawn nsenter")
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        describe(&format!("sandbox {netns}: ping {to}"), &out)
-    );
 }
 
 fn assert_nothing_left(cd: &Containerd, nets: &[&str], id: &str) {
@@ -121,11 +105,11 @@ fn sandboxes_at_1_1_0_reach_each_other_and_remove_leaves_nothing() {
     let (ula1, gua1, ns1) = cni6_sandbox(&mut cd, &p1);
     let (ula2, gua2, ns2) = cni6_sandbox(&mut cd, &p2);
     assert_ne!(ula1, ula2);
-    ping_from(&ns1, ula2);
-    ping_from(&ns1, gua2);
-    ping_from(&ns2, ula1);
-    ping_from(&ns2, gua1);
-    ping_from(&ns1, cd.net.ula_gateway());
+    ping_from_sandbox(&ns1, ula2);
+    ping_from_sandbox(&ns1, gua2);
+    ping_from_sandbox(&ns2, ula1);
+    ping_from_sandbox(&ns2, gua1);
+    ping_from_sandbox(&ns1, cd.net.ula_gateway());
 
     // containerd 2 cached the 1.1.0 result (libcni's cache) and passed
     // kubelet's pod identity through CNI_ARGS.
@@ -260,7 +244,7 @@ fn multus_through_cri_eth0_and_net1() {
         assert_eq!(recs[0]["podName"], "db-0");
     }
     assert_eq!(host_veths_of(&cd.node, &id).len(), 2);
-    ping_from(&netns, eth0.ula_gateway());
+    ping_from_sandbox(&netns, eth0.ula_gateway());
 
     cd.stop(&id);
     cd.remove(&id);

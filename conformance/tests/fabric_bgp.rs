@@ -17,7 +17,6 @@ use conformance::harness;
 use conformance::topology::{self, Binaries, Pod, PodAddresses, Spec, Topology};
 use ipnet::Ipv6Net;
 use std::net::Ipv6Addr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Short timers, as the test's budget asks: keepalive 1 s, hold 3 s (the
@@ -25,19 +24,6 @@ use std::time::{Duration, Instant};
 const HOLD: u16 = 3;
 const TCP: Duration = Duration::from_secs(3);
 const SESSIONS_UP: Duration = Duration::from_secs(30);
-
-fn cni6(args: &[String]) -> String {
-    let o = Command::new(harness::plugin("cni6"))
-        .args(args)
-        .output()
-        .expect("run cni6");
-    assert!(
-        o.status.success(),
-        "cni6 {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// `cni6 routes --format bird` for one node of the topology.
 fn bird_config(topo: &Topology, node: u16, extra: &[String]) -> String {
@@ -52,7 +38,7 @@ fn bird_config(topo: &Topology, node: u16, extra: &[String]) -> String {
     args.extend(["--self".into(), format!("node{node}")]);
     args.extend(["--hold".into(), HOLD.to_string()]);
     args.extend(extra.iter().cloned());
-    cni6(&args)
+    harness::cni6_ok(&args)
 }
 
 /// The same, rendered the way a DaemonSet does: inside the node, from

@@ -114,16 +114,7 @@ fn damage_between_adds_is_repaired() {
     node.ip6tables(&["-F", "CNI6-FORWARD"]);
     add(3);
     whole("after a flush of CNI6-FORWARD");
-    node.ip6tables(&[
-        "-D",
-        "FORWARD",
-        "-m",
-        "comment",
-        "--comment",
-        "firewall6: cni6 pod firewall",
-        "-j",
-        "CNI6-FORWARD",
-    ]);
+    node.drop_forward_jump();
     add(4);
     whole("after the FORWARD jump was deleted");
     node.fw("DEL", &ids[4], &pod_conf(4)).assert_silent_ok();

@@ -103,9 +103,8 @@ fn expected_rules(i: u32, policy: &str) -> Vec<String> {
 }
 
 fn pod_lines(node: &RulesNode) -> BTreeSet<String> {
-    node.raw_rules()
+    node.rules()
         .into_iter()
-        .chain(node.rules())
         .filter(|l| {
             (l.starts_with("-A CNI6-S-") && l.contains("firewall6 net="))
                 || l.starts_with("-A CNI6-P-")

@@ -16,19 +16,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::process::Command;
 use std::time::Duration;
 
-fn cni6(args: &[&str]) -> String {
-    let o = Command::new(harness::plugin("cni6"))
-        .args(args)
-        .output()
-        .expect("run cni6");
-    assert!(
-        o.status.success(),
-        "cni6 {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
 #[test]
 fn pod_on_another_node_reaches_an_ipv4_only_host_by_name() {
     harness::require_root();
@@ -60,7 +47,7 @@ fn pod_on_another_node_reaches_an_ipv4_only_host_by_name() {
         }
         let me = format!("node{n}");
         args.extend(["--self", &me]);
-        let conf = cni6(&args);
+        let conf = harness::cni6_ok(&args);
         fabric::start_bird(&mut topo, n, &conf).expect("bird");
     }
     for n in 1..=2 {
@@ -78,7 +65,7 @@ fn pod_on_another_node_reaches_an_ipv4_only_host_by_name() {
     let prefix = topo.node(1).ula_prefix.to_string();
     let (conf_s, data_s) = (conf.display().to_string(), data.display().to_string());
     let out = |format: &str| {
-        cni6(&[
+        harness::cni6_ok(&[
             "nat64",
             "--node-prefix",
             &prefix,

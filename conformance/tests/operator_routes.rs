@@ -27,18 +27,11 @@ fn node_args(topo: &Topology) -> Vec<String> {
         .collect()
 }
 
+/// `cni6 routes` with `args`.
 fn cni6(args: &[String]) -> String {
-    let o = Command::new(harness::plugin("cni6"))
-        .arg("routes")
-        .args(args)
-        .output()
-        .expect("run cni6 routes");
-    assert!(
-        o.status.success(),
-        "cni6 routes {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    let mut all = vec!["routes".to_string()];
+    all.extend(args.iter().cloned());
+    harness::cni6_ok(&all)
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //! the physdev rules. A pod whose MAC the bridge no longer knows (silent
 //! beyond the FDB's ageing time) is bound by address only, and logged.
 
-use crate::rules::{self, link_local_of, src_bucket_of};
+use crate::rules::{self, HostSide, Pod};
+use cni_common::netlink::NeighbourState;
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
@@ -60,22 +61,16 @@ fn word_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// The source rules that keep an earlier pod's traffic passing the
-/// source check, as `ip6tables -S` lists them.
+/// source check: those of a bridged pod of this release
+/// ([`rules::pod_source_rules`]), with the MAC when the bridge knows it.
 pub fn source_rules(pod: &LegacyPod, mac: Option<&[u8; 6]>) -> Vec<String> {
-    let c = format!("-m comment --comment \"{}\"", pod.tag);
-    let mut sources = pod.addresses.clone();
-    let m = match mac {
-        Some(mac) => {
-            sources.push(link_local_of(mac));
-            let hex: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-            format!(" -m mac --mac-source {}", hex.join(":"))
-        }
-        None => String::new(),
+    let as_bridged = Pod {
+        addresses: pod.addresses.clone(),
+        host_side: Some(HostSide::BridgePort(pod.port.clone())),
+        bridge: None,
+        mac: mac.copied(),
     };
-    sources
-        .iter()
-        .map(|a| format!("-A {} -s {a}/128{m} {c} -j RETURN", src_bucket_of(a)))
-        .collect()
+    rules::pod_source_rules(&pod.tag, &as_bridged)
 }
 
 /// The MAC the bridge learned on `port`, read over netlink in the current
@@ -83,7 +78,11 @@ pub fn source_rules(pod: &LegacyPod, mac: Option<&[u8; 6]>) -> Vec<String> {
 pub fn learned_mac(port: &str) -> Option<[u8; 6]> {
     let mut nl = cni_common::netlink::Netlink::open().ok()?;
     let link = nl.link_by_name(port).ok()??;
-    nl.learned_macs(link.header.index).ok()?.into_iter().next()
+    nl.fdb(link.header.index)
+        .ok()?
+        .into_iter()
+        .find(|(_, state)| !matches!(state, NeighbourState::Permanent | NeighbourState::Noarp))
+        .map(|(mac, _)| mac)
 }
 
 #[cfg(test)]

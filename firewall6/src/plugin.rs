@@ -34,16 +34,15 @@ fn attachment(req: &Request) -> Attachment<'_> {
 /// table follows in its own batch and only as a best effort: it saves
 /// work, it decides nothing, and a node without a usable raw table must
 /// still get its pods' rules.
-fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<Listing> {
+fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<()> {
     let _lock = t.skeleton_lock()?;
     let all = t.list_all()?;
     let state = SkeletonState::from_listing(&all, &skel.conf.admin_chain, &skel.policy_chain());
     let mut fix = skel.repair(&state);
-    let listing = Listing::of(&all);
     if let Some(bridge) = skel.bridge {
         let forward_jump_inserted = !state.forward.contains(&Skeleton::forward_jump());
         fix.extend(rules::src_repair(&all, bridge, forward_jump_inserted));
-        fix.extend(rules::insert_lines(&legacy_sources(&all, &listing.srcs)));
+        fix.extend(rules::insert_lines(&legacy_sources(&all)));
     }
     if !fix.is_empty() {
         // One atomic batch, declarations first (the restore format).
@@ -55,16 +54,16 @@ fn ensure_skeleton(t: &dyn Tables, skel: &Skeleton) -> Result<Listing> {
     if let Err(e) = ensure_mld_drop(t) {
         eprintln!("firewall6: could not install the MLD drop in the raw table (pods' MLD reports keep being flooded to every bridge port): {e}");
     }
-    // What the repair read: pods' rules are never touched by it.
-    Ok(listing)
+    Ok(())
 }
 
 /// Source rules for the pods of an earlier release not bound yet
 /// ([`crate::legacy`]).
-fn legacy_sources(filter: &[String], srcs: &[String]) -> Vec<String> {
+fn legacy_sources(all: &[String]) -> Vec<String> {
+    let srcs = src_bucket_lines(all);
     let mut out = Vec::new();
-    for pod in legacy::legacy_pods(filter) {
-        if !rules::rules_with_tag(srcs, &pod.tag).is_empty() {
+    for pod in legacy::legacy_pods(all) {
+        if !rules::rules_with_tag(&srcs, &pod.tag).is_empty() {
             continue;
         }
         let mac = legacy::learned_mac(&pod.port);
@@ -79,17 +78,15 @@ fn legacy_sources(filter: &[String], srcs: &[String]) -> Vec<String> {
     out
 }
 
-/// The repair path: make the skeleton whole, then add what of the pod's
-/// rules is not there yet. ip6tables-restore commits table by table, so a
-/// failed two-table batch may have applied its raw section: a table that
-/// already holds the pod's tag is not written again.
+/// The repair path: make the skeleton whole, then the pod's batch. A
+/// pod's rules live in the filter table only, so a batch that failed
+/// applied none of them.
 fn repair_then_apply(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<()> {
-    let listing = ensure_skeleton(t, skel)?;
-    let missing = pod_rules.missing_from(&listing);
-    if missing.is_empty() {
+    ensure_skeleton(t, skel)?;
+    if pod_rules.is_empty() {
         return Ok(());
     }
-    t.restore(&missing.batch())
+    t.restore(&pod_rules.batch())
 }
 
 fn ensure_mld_drop(t: &dyn Tables) -> Result<()> {
@@ -117,7 +114,7 @@ impl Checks {
         let raw = rules::mld_presence_checks();
         let mut filter = skel.presence_checks();
         if let Some(b) = skel.bridge {
-            filter.extend(rules::src_presence_checks(b, &[]));
+            filter.extend(rules::src_presence_checks(b));
         }
         let digest = generation::digest(&Self::batch(&raw, &filter, &[]));
         Checks {
@@ -177,7 +174,7 @@ impl PodRules {
         self.sources.len() + self.filter.len()
     }
 
-    /// Every rule, raw ones first.
+    /// Every rule, the sources first.
     pub fn all(&self) -> Vec<String> {
         self.sources.iter().chain(&self.filter).cloned().collect()
     }
@@ -193,29 +190,6 @@ impl PodRules {
     /// The batch that installs them: one table, one transaction.
     fn batch(&self) -> String {
         rules::batch(&self.lines())
-    }
-
-    /// The part whose table holds no rule with the pod's tag in `listing`.
-    fn missing_from(&self, listing: &Listing) -> PodRules {
-        let tagged = |rules: &[String], lines: &[String]| {
-            rules
-                .first()
-                .and_then(|r| rules::parse_rule(r).and_then(|p| p.comment))
-                .is_some_and(|tag| !rules::rules_with_tag(lines, &tag).is_empty())
-        };
-        PodRules {
-            legacy_chain: None,
-            sources: if tagged(&self.sources, &listing.srcs) {
-                Vec::new()
-            } else {
-                self.sources.clone()
-            },
-            filter: if tagged(&self.filter, &listing.pods) {
-                Vec::new()
-            } else {
-                self.filter.clone()
-            },
-        }
     }
 
     /// Transactions the batch commits.
@@ -309,17 +283,21 @@ fn vouched_at(t: &dyn Tables, now: Option<&Generation>) -> Vec<String> {
 }
 
 /// `-A` lines of our bucket chains in a full listing.
-fn bucket_lines(all: Vec<String>) -> Vec<String> {
-    all.into_iter()
-        .filter(|l| rules::parse_rule(l).is_some_and(|r| rules::is_bucket_chain(r.chain)))
+fn bucket_lines(all: &[String]) -> Vec<String> {
+    lines_in(all, rules::is_bucket_chain)
+}
+
+/// The `-A` lines of `all` in chains `keep` selects.
+fn lines_in(all: &[String], keep: fn(&str) -> bool) -> Vec<String> {
+    all.iter()
+        .filter(|l| rules::parse_rule(l).is_some_and(|r| keep(r.chain)))
+        .cloned()
         .collect()
 }
 
 /// `-A` lines of the source buckets in a full listing.
-fn src_bucket_lines(all: Vec<String>) -> Vec<String> {
-    all.into_iter()
-        .filter(|l| rules::parse_rule(l).is_some_and(|r| rules::is_src_bucket(r.chain)))
-        .collect()
+fn src_bucket_lines(all: &[String]) -> Vec<String> {
+    lines_in(all, rules::is_src_bucket)
 }
 
 /// The lines where pods' rules live: `pods` in the port and address
@@ -333,8 +311,8 @@ struct Listing {
 impl Listing {
     fn of(all: &[String]) -> Listing {
         Listing {
-            pods: bucket_lines(all.to_vec()),
-            srcs: src_bucket_lines(all.to_vec()),
+            pods: bucket_lines(all),
+            srcs: src_bucket_lines(all),
         }
     }
 

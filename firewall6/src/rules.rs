@@ -779,17 +779,15 @@ pub fn src_bucket_drop(bucket: &str) -> String {
     )
 }
 
-/// `-C` lines a pod's checked batch carries: the bridge's jumps, the first
-/// rule of [`SRC_CHAIN`] and the DROP of each bucket the pod uses.
-pub fn src_presence_checks(bridge: &str, pod_source_rules: &[String]) -> Vec<String> {
+/// `-C` lines a pod's checked batch carries for its bridge: the jumps and
+/// the first rule of [`SRC_CHAIN`] (the DROP of each bucket the pod uses is
+/// checked with its rules).
+pub fn src_presence_checks(bridge: &str) -> Vec<String> {
     let mut v: Vec<String> = SRC_HOOKS
         .iter()
         .map(|h| check_of(&src_jump(h, bridge)))
         .collect();
     v.push(check_of(&src_rules()[0]));
-    for b in chains_of(pod_source_rules) {
-        v.push(check_of(&src_bucket_drop(&b)));
-    }
     v
 }
 

@@ -1,0 +1,430 @@
+//! cni6 on a real Kubernetes cluster (issue 17): `scripts/k8s-lab.sh up`
+//! builds an IPv6-only cluster from the upstream sources scripts/peers.sh
+//! compiled (kube-apiserver, controller-manager, scheduler, etcd on the
+//! host; per node a network + mount namespace with containerd 2, kubelet
+//! and kube-proxy), applies deploy/daemonset.yaml as printed and CoreDNS.
+//! This test then runs a Deployment on it and checks what an operator
+//! would: addresses from each node's prefixes, pod-to-pod across nodes,
+//! Services through kube-proxy, DNS, firewall6 against a host outside the
+//! cluster, `cni6 status` inside the DaemonSet pod, and that deleting the
+//! pods and the DaemonSet leaves nothing behind. `down` runs also when a
+//! check fails (the guard's Drop).
+//!
+//! Missing peers fail the test with the command that builds them (CI
+//! builds them with the README's test command).
+
+use conformance::harness::{self, bin_dir, workspace_dir};
+use serde_json::Value;
+use std::net::Ipv6Addr;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLUSTER_ULA: &str = "fd8c:1f0a:77e3::";
+const GUA_BASE: [u16; 3] = [0x2001, 0xdb8, 7];
+const NODES: u16 = 2;
+
+fn lab_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(workspace_dir().join("scripts/k8s-lab.sh"))
+        .args(args)
+        .env("CNI6_BIN_DIR", bin_dir())
+        .env("CNI6_K8S_NODES", NODES.to_string());
+    cmd
+}
+
+fn run(mut cmd: Command, input: Option<&str>) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let Some(text) = input {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin piped")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The lab; `down` on drop, also while unwinding from a failed check.
+struct Lab;
+
+impl Lab {
+    fn up() -> Lab {
+        // A lab left by an interrupted run would be reused as it is.
+        let _ = run(lab_command(&["down"]), None);
+        let lab = Lab;
+        let t0 = Instant::now();
+        let out = run(lab_command(&["up"]), None);
+        assert!(out.status.success(), "k8s-lab.sh up: {}", text(&out));
+        eprintln!(
+            "k8s-lab up in {:.0} s\n{}",
+            t0.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn kubectl_out(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut full = vec!["kubectl"];
+        full.extend_from_slice(args);
+        run(lab_command(&full), input)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_out(args, None);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, manifest: &str) {
+        let out = self.kubectl_out(&["apply", "-f", "-"], Some(manifest));
+        assert!(out.status.success(), "kubectl apply: {}", text(&out));
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut full = args.to_vec();
+        full.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&full)).expect("kubectl -o json")
+    }
+
+    /// `kubectl exec POD -- CMD` (retried while a first packet waits for
+    /// neighbour discovery); returns the last output.
+    fn exec(&self, pod: &str, cmd: &[&str], tries: u32) -> Output {
+        let mut args = vec!["exec", pod, "--"];
+        args.extend_from_slice(cmd);
+        let mut out = self.kubectl_out(&args, None);
+        for _ in 1..tries {
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            out = self.kubectl_out(&args, None);
+        }
+        out
+    }
+
+    fn exec_ok(&self, pod: &str, cmd: &[&str]) -> String {
+        let out = self.exec(pod, cmd, 10);
+        assert!(out.status.success(), "exec {pod} {cmd:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// CMD in node n's network and mount namespaces.
+    fn node(&self, n: u16, cmd: &[&str]) -> String {
+        let mut full = vec!["node".to_string(), n.to_string()];
+        full.extend(cmd.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        let out = run(lab_command(&refs), None);
+        assert!(out.status.success(), "node {n} {cmd:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait(&self, what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = run(lab_command(&["down"]), None);
+        if !out.status.success() {
+            eprintln!("k8s-lab.sh down: {}", text(&out));
+        }
+    }
+}
+
+/// Node n's pod ranges: C:n:1::/96 and G_n:0:1::/96.
+fn in_node_ranges(n: u16, ula: Ipv6Addr, gua: Ipv6Addr) -> bool {
+    let c: Ipv6Addr = CLUSTER_ULA.parse().unwrap();
+    let c = c.segments();
+    let u = ula.segments();
+    let g = gua.segments();
+    u[..4] == c[..4]
+        && u[4] == n
+        && u[5] == 1
+        && u[6] == 0
+        && g[..3] == GUA_BASE
+        && g[3] == n
+        && g[4] == 0
+        && g[5] == 1
+        && g[6] == 0
+        && u[7] == g[7]
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: DoNotSchedule
+          labelSelector: {matchLabels: {app: web}}
+      containers:
+        - name: web
+          image: localhost/busybox:lab
+          imagePullPolicy: Never
+          command: ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
+          securityContext:
+            capabilities: {add: [NET_RAW]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ipFamilies: [IPv6]
+  ports: [{port: 80, targetPort: 80}]
+"#;
+
+fn node_index(node_name: &str) -> u16 {
+    node_name
+        .strip_prefix("k8slab-n")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected node name {node_name}"))
+}
+
+struct WebPod {
+    name: String,
+    node: u16,
+    ula: Ipv6Addr,
+    gua: Ipv6Addr,
+}
+
+fn web_pods(lab: &Lab) -> Vec<WebPod> {
+    let pods = lab.json(&["get", "pods", "-l", "app=web"]);
+    pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| {
+            let ips: Vec<Ipv6Addr> = p["status"]["podIPs"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no podIPs: {}", p["status"]))
+                .iter()
+                .map(|i| i["ip"].as_str().unwrap().parse().expect("IPv6 pod IP"))
+                .collect();
+            assert_eq!(ips.len(), 2, "ULA + GUA in status.podIPs: {ips:?}");
+            WebPod {
+                name: p["metadata"]["name"].as_str().unwrap().to_string(),
+                node: node_index(p["spec"]["nodeName"].as_str().unwrap()),
+                ula: ips[0],
+                gua: ips[1],
+            }
+        })
+        .collect()
+}
+
+fn wget(lab: &Lab, pod: &str, url: &str) -> String {
+    lab.exec_ok(pod, &["wget", "-q", "-T", "5", "-O", "-", url])
+}
+
+/// Veths other than the uplink, ipam-prefix records and firewall6 per-pod
+/// rules left on node n.
+fn leftovers(lab: &Lab, n: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in lab
+        .node(n, &["ip", "-o", "link", "show", "type", "veth"])
+        .lines()
+    {
+        if !l.contains(" eth0@") {
+            out.push(format!("veth: {l}"));
+        }
+    }
+    let records = lab.node(
+        n,
+        &[
+            "find",
+            "/var/lib/cni/ipam-prefix",
+            "-path",
+            "*/attachments/*",
+            "-type",
+            "f",
+            "!",
+            "-name",
+            ".*",
+        ],
+    );
+    out.extend(records.lines().map(|l| format!("record: {l}")));
+    for l in lab.node(n, &["ip6tables-save"]).lines() {
+        if l.contains("id=") && l.starts_with("-A") {
+            out.push(format!("rule: {l}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn kubernetes_lab_runs_cni6_from_deploy() {
+    harness::require_root();
+    for (peer, bin) in [
+        ("kubernetes", "kubelet"),
+        ("etcd", "etcd"),
+        ("coredns", "coredns"),
+        ("containerd", "containerd"),
+        ("critools", "crictl"),
+        ("multus", "multus"),
+    ] {
+        harness::peer(peer, bin);
+    }
+    let lab = Lab::up();
+
+    // The DaemonSet runs cni6 on every node, and the nodes are Ready (up
+    // checked they were NotReady before it was applied).
+    let ds = lab.json(&["-n", "kube-system", "get", "ds", "cni6"]);
+    assert_eq!(ds["status"]["numberReady"], NODES, "{}", ds["status"]);
+
+    lab.apply(WEB);
+    let t0 = Instant::now();
+    lab.kubectl(&["rollout", "status", "deployment/web", "--timeout=300s"]);
+    eprintln!("4 web pods Ready in {:.1} s", t0.elapsed().as_secs_f64());
+    let pods = web_pods(&lab);
+    for p in &pods {
+        assert!(
+            in_node_ranges(p.node, p.ula, p.gua),
+            "{}: {} / {} not from node {}'s pod ranges",
+            p.name,
+            p.ula,
+            p.gua,
+            p.node
+        );
+    }
+    let a = pods
+        .iter()
+        .find(|p| p.node == 1)
+        .expect("a web pod on node 1");
+    let b = pods
+        .iter()
+        .find(|p| p.node == 2)
+        .expect("a web pod on node 2");
+
+    // Pod to pod across nodes, over both prefixes.
+    for addr in [b.ula, b.gua] {
+        let body = wget(&lab, &a.name, &format!("http://[{addr}]/"));
+        assert_eq!(body.trim(), "cni6-k8s-lab", "{} -> {addr}", a.name);
+    }
+    // Service ClusterIP (C::/112) through kube-proxy, and its DNS name.
+    let svc = lab.json(&["get", "svc", "web"]);
+    let cluster_ip: Ipv6Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        cluster_ip.segments()[..7],
+        CLUSTER_ULA.parse::<Ipv6Addr>().unwrap().segments()[..7],
+        "ClusterIP {cluster_ip} inside C::/112"
+    );
+    for _ in 0..4 {
+        let body = wget(&lab, &a.name, &format!("http://[{cluster_ip}]/"));
+        assert_eq!(body.trim(), "cni6-k8s-lab");
+    }
+    let body = wget(&lab, &b.name, "http://web.default.svc.cluster.local/");
+    assert_eq!(body.trim(), "cni6-k8s-lab", "via CoreDNS");
+    let ns = lab.exec_ok(
+        &a.name,
+        &["nslookup", "-type=AAAA", "web.default.svc.cluster.local"],
+    );
+    assert!(ns.contains(&cluster_ip.to_string()), "nslookup: {ns}");
+
+    // firewall6: a host outside the cluster cannot open the pod's GUA,
+    // while the same pod reaches that host (the path works both ways).
+    let outside = "fd00:6b73::ff";
+    lab.exec_ok(&a.name, &["ping", "-c", "1", "-W", "2", outside]);
+    let out = run(
+        {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", "k8slab-out", "busybox", "nc", "-w", "3"])
+                .arg(a.gua.to_string())
+                .arg("80");
+            c
+        },
+        Some(""),
+    );
+    assert!(
+        !out.status.success(),
+        "outside host opened {}:80 (firewall6 cluster-only): {}",
+        a.gua,
+        text(&out)
+    );
+
+    // cni6 status inside the DaemonSet pod lists the node's pods by
+    // namespace/name.
+    let ds_pods = lab.json(&[
+        "-n",
+        "kube-system",
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=cni6",
+    ]);
+    for dp in ds_pods["items"].as_array().unwrap() {
+        let name = dp["metadata"]["name"].as_str().unwrap();
+        let node = node_index(dp["spec"]["nodeName"].as_str().unwrap());
+        let out = lab.kubectl_out(
+            &["-n", "kube-system", "exec", name, "--", "cni6", "status"],
+            None,
+        );
+        let status = String::from_utf8_lossy(&out.stdout).into_owned();
+        for p in pods.iter().filter(|p| p.node == node) {
+            assert!(
+                status.contains(&format!("default/{}", p.name)),
+                "cni6 status on node {node} lacks default/{}: {}",
+                p.name,
+                text(&out)
+            );
+        }
+    }
+
+    // Deleting the pods, then the DaemonSet, leaves nothing on any node.
+    lab.kubectl(&["delete", "deployment", "web", "--wait=true"]);
+    lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "delete",
+        "deployment",
+        "coredns",
+        "--wait=true",
+    ]);
+    lab.wait("pods on the pod network gone", 120, || {
+        let all = lab.json(&["get", "pods", "-A"]);
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["spec"]["hostNetwork"] == true)
+    });
+    lab.kubectl(&["-n", "kube-system", "delete", "ds", "cni6", "--wait=true"]);
+    for n in 1..=NODES {
+        let mut left = Vec::new();
+        lab.wait(&format!("node {n} clean"), 60, || {
+            left = leftovers(&lab, n);
+            left.is_empty()
+        });
+        assert!(left.is_empty(), "node {n}: {left:?}");
+    }
+}

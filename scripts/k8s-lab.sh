@@ -8,6 +8,7 @@
 #   bash scripts/k8s-lab.sh kubectl ARGS...   # kubectl with the lab's admin kubeconfig
 #   bash scripts/k8s-lab.sh node N CMD...     # CMD inside node N (its netns + mount ns)
 #   bash scripts/k8s-lab.sh multus   # put multus (thin) in front of cni6 on every node
+#   bash scripts/k8s-lab.sh bench [N]  # pod start latency: apply -> N pods Ready (default 20)
 #
 # Shape (docs/kubernetes.md): the control plane (etcd on [::1], kube-apiserver
 # on the host's fabric address, controller-manager, scheduler) runs on the
@@ -416,6 +417,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins.'io.containerd.cri.v1.runtime']
   enable_selinux = false
   disable_apparmor = true
+  # Kubelet asks -997 for node-critical pods; lowering oom_score_adj needs
+  # CAP_SYS_RESOURCE, which root lacks on some hosts (and CI's).
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/opt/cni/bin"]
     conf_dir = "/etc/cni/net.d"
@@ -497,7 +501,7 @@ start_node() {
   wait_for "containerd on node $n" 60 test -S "$d/containerd.sock"
   for i in "$CACHE"/images/*.tar; do
     in_node "$n" "$PEERS/containerd/ctr" --address "$d/containerd.sock" -n k8s.io \
-      images import --no-unpack "$i" >/dev/null
+      images import --no-unpack "$i" >/dev/null 2>&1 || die "ctr import $i on node $n failed"
   done
   if [ "$CNI" = reference ]; then install_reference_cni "$n"; fi
   daemon "kubelet-n$n" "$n" "$K8S/kubelet" --config "$d/kubelet.yaml" \
@@ -580,6 +584,46 @@ EOF
   log "multus in front of cni6 on every node"
 }
 
+# Pod start latency: kubectl apply of a Deployment of COUNT busybox pods
+# (spread over the nodes) until every pod is Ready, wall clock measured
+# here; per pod, Ready's lastTransitionTime - creationTimestamp (1 s
+# resolution, the API's). Deletes the Deployment afterwards.
+bench() {
+  local count=${1:-20} t0 t1
+  [ -f "$LAB/up" ] || die "the lab is not up"
+  kubectl_ delete deployment bench --ignore-not-found --wait=true >/dev/null
+  t0=$(date +%s.%N)
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench, namespace: default}
+spec:
+  replicas: $count
+  selector: {matchLabels: {app: bench}}
+  template:
+    metadata: {labels: {app: bench}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: sleep
+          image: localhost/busybox:lab
+          imagePullPolicy: Never
+          command: ["/bin/sleep", "3600"]
+EOF
+  kubectl_ rollout status deployment/bench --timeout=600s >/dev/null
+  t1=$(date +%s.%N)
+  kubectl_ get pods -l app=bench -o json | python3 -c '
+import json, sys, datetime
+def t(s): return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+lat = sorted((t(next(c["lastTransitionTime"] for c in p["status"]["conditions"] if c["type"] == "Ready"))
+              - t(p["metadata"]["creationTimestamp"])).total_seconds() for p in json.load(sys.stdin)["items"])
+n = len(lat)
+print(f"pods={n} p50={lat[n // 2]:.0f}s p90={lat[min(n - 1, (9 * n) // 10)]:.0f}s max={lat[-1]:.0f}s")'
+  echo "cni=$CNI apply->all-ready=$(python3 -c "print(f'{$t1 - $t0:.1f}')")s"
+  kubectl_ delete deployment bench --wait=true >/dev/null
+  wait_for "bench pods gone" 300 bash -c "[ -z \"\$($K8S/kubectl --kubeconfig $LAB/pki/admin.kubeconfig get pods -l app=bench -o name)\" ]"
+}
+
 # ---------------------------------------------------------------- commands
 
 up() {
@@ -650,8 +694,9 @@ down() {
     stop "kube-proxy-n$n"
     # Every sandbox through CRI, so the CNI DELs run and leave nothing.
     if alive "containerd-n$n" && [ -S "$d/containerd.sock" ]; then
-      timeout 120 in_node "$n" "$PEERS/critools/crictl" -r "unix://$d/containerd.sock" \
-        rmp -fa >/dev/null 2>&1 || log "node $n: crictl rmp -fa failed"
+      timeout 120 nsenter --net="/run/netns/$P-n$n" --mount="$LAB/ns/n$n" -- \
+        "$PEERS/critools/crictl" -r "unix://$d/containerd.sock" rmp -fa >/dev/null 2>&1 ||
+        log "node $n: crictl rmp -fa failed"
     fi
     stop "containerd-n$n"
     # Shims of this node's containerd, and what is left in its cgroups.
@@ -699,8 +744,12 @@ node)
   in_node "$@"
   ;;
 multus) enable_multus ;;
+bench)
+  shift
+  bench "$@"
+  ;;
 *)
-  echo "usage: bash scripts/k8s-lab.sh up|down|status|multus|kubectl ARGS|node N CMD" >&2
+  echo "usage: bash scripts/k8s-lab.sh up|down|status|multus|bench [N]|kubectl ARGS|node N CMD" >&2
   exit 2
   ;;
 esac

@@ -205,6 +205,23 @@ spec:
   ports: [{port: 80, targetPort: 80}]
 "#;
 
+const NET1_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: net1-pod
+  namespace: default
+  annotations: {k8s.v1.cni.cncf.io/networks: net1}
+spec:
+  nodeName: k8slab-n2
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: sleep
+      image: localhost/busybox:lab
+      imagePullPolicy: Never
+      command: ["/bin/sleep", "3600"]
+"#;
+
 fn node_index(node_name: &str) -> u16 {
     node_name
         .strip_prefix("k8slab-n")
@@ -446,6 +463,46 @@ fn kubernetes_lab_runs_cni6_from_deploy() {
         }
     }
 
+    // multus (thin) in front of cni6: a pod annotated with
+    // deploy/nad-net1.yaml's network gets net1 from its node's subnetId-2
+    // ranges (C:n:2::/96, G_n:0:2::/96), eth0 still from cni6.
+    let out = run(lab_command(&["multus"]), None);
+    assert!(out.status.success(), "k8s-lab.sh multus: {}", text(&out));
+    lab.apply(NET1_POD);
+    lab.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/net1-pod",
+        "--timeout=120s",
+    ]);
+    let addrs = lab.exec_ok(
+        "net1-pod",
+        &[
+            "ip", "-6", "-o", "addr", "show", "dev", "net1", "scope", "global",
+        ],
+    );
+    let net1: Vec<Ipv6Addr> = addrs
+        .split_whitespace()
+        .filter_map(|w| w.split('/').next()?.parse().ok())
+        .collect();
+    let c = CLUSTER_ULA.parse::<Ipv6Addr>().unwrap().segments();
+    assert!(
+        net1.iter()
+            .any(|a| a.segments()[..6] == [c[0], c[1], c[2], c[3], 2, 2]),
+        "net1 has no address in C:2:2::/96: {addrs}"
+    );
+    assert!(
+        net1.iter()
+            .any(|a| a.segments()[..6] == [GUA_BASE[0], GUA_BASE[1], GUA_BASE[2], 2, 0, 2]),
+        "net1 has no address in node 2's G:0:2::/96: {addrs}"
+    );
+    let pod = lab.json(&["get", "pod", "net1-pod"]);
+    let status = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(status.contains("default/net1"), "network-status: {status}");
+    lab.kubectl(&["delete", "pod", "net1-pod", "--wait=true"]);
+
     // Deleting the pods, then the DaemonSet, leaves nothing on any node.
     lab.kubectl(&["delete", "deployment", "web", "--wait=true"]);
     lab.kubectl(&[
@@ -466,11 +523,15 @@ fn kubernetes_lab_runs_cni6_from_deploy() {
     });
     lab.kubectl(&["-n", "kube-system", "delete", "ds", "cni6", "--wait=true"]);
     for n in 1..=NODES {
-        let mut left = Vec::new();
-        lab.wait(&format!("node {n} clean"), 60, || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut left = leftovers(&lab, n);
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
             left = leftovers(&lab, n);
-            left.is_empty()
-        });
-        assert!(left.is_empty(), "node {n}: {left:?}");
+        }
+        assert!(
+            left.is_empty(),
+            "node {n} after deleting pods and the DaemonSet: {left:?}"
+        );
     }
 }

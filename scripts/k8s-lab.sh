@@ -63,7 +63,7 @@ CLUSTER_ULA=$(cluster_ula)
 C4=$(python3 -c 'import ipaddress,sys
 n=ipaddress.ip_network(sys.argv[1])
 assert n.prefixlen==64, "cluster ULA must be a /64"
-print(":".join(n.exploded.split(":")[:4]))' "$CLUSTER_ULA")
+print(":".join(format(int(g, 16), "x") for g in n.exploded.split(":")[:4]))' "$CLUSTER_ULA")
 SERVICE_CIDR=$C4::/112
 KUBERNETES_SVC=$C4::1
 DNS_SVC=$C4::a
@@ -232,6 +232,12 @@ make_network() {
     local ns=$P-n$n
     ip netns add "$ns"
     ip -n "$ns" link set lo up
+    # br_netfilter, when loaded, defaults to 1 in every new namespace; with
+    # it a pod's Service traffic DNATed to a pod on the same node is lost
+    # (docs/kubernetes.md, "Known issues"). cni6 needs it off.
+    if [ -e /proc/sys/net/bridge/bridge-nf-call-ip6tables ]; then
+      sysctl_in "$ns" net.bridge.bridge-nf-call-ip6tables 0
+    fi
     ip -n "$P-fab" link add "p-n$n" type veth peer name eth0 netns "$ns"
     ip -n "$P-fab" link set "p-n$n" master fab0 up
     sysctl_in "$ns" net.ipv6.conf.eth0.accept_dad 0
@@ -657,10 +663,13 @@ up() {
     apply_cni6
   fi
   for n in $(seq "$NODES"); do wait_for "node $n Ready" 300 kubelet_ready "$n"; done
+  if [ "$CNI" = cni6 ]; then
+    # Ready also means its readiness probe (cni6 lint) passed on every node.
+    wait_for "cni6 DaemonSet ready" 300 kubectl_ -n kube-system rollout status ds/cni6 --timeout=5s
+  fi
   subst "$here/coredns.yaml.in" | kubectl_ apply -f -
   if [ "$CNI" = cni6 ]; then apply_nad; fi
-  wait_for "CoreDNS available" 300 kubectl_ -n kube-system wait --for=condition=Available \
-    deployment/coredns --timeout=5s
+  wait_for "CoreDNS ready" 300 kubectl_ -n kube-system rollout status deployment/coredns --timeout=5s
   touch "$LAB/up"
   log "up in $(($(date +%s) - t0)) s: $NODES nodes, cluster ULA $CLUSTER_ULA, services $SERVICE_CIDR"
   log "try: bash scripts/k8s-lab.sh kubectl get nodes,pods -A -o wide"

@@ -405,14 +405,19 @@ fn kubernetes_lab_runs_cni6_from_deploy() {
             );
         }
     }
-    let ns = lab.exec_ok(
-        &b.name,
-        &["nslookup", "-type=AAAA", "web.default.svc.cluster.local"],
-    );
-    assert!(
-        ns.lines().any(|l| l.contains(&cluster_ip.to_string())),
-        "nslookup web via CoreDNS: {ns}"
-    );
+    // From both nodes: CoreDNS runs on one of them, so one lookup reaches
+    // a Service endpoint on its own node.
+    for p in [a, b] {
+        let ns = lab.exec_ok(
+            &p.name,
+            &["nslookup", "-type=AAAA", "web.default.svc.cluster.local"],
+        );
+        assert!(
+            ns.lines().any(|l| l.contains(&cluster_ip.to_string())),
+            "nslookup web via CoreDNS from {}: {ns}",
+            p.name
+        );
+    }
 
     // firewall6: a host outside the cluster cannot open the pod's GUA,
     // while the same pod reaches that host (the path works both ways).

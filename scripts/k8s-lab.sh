@@ -597,6 +597,7 @@ EOF
 bench() {
   local count=${1:-20} t0 t1
   [ -f "$LAB/up" ] || die "the lab is not up"
+  CNI=$(cat "$LAB/cni")
   kubectl_ delete deployment bench --ignore-not-found --wait=true >/dev/null
   t0=$(date +%s.%N)
   kubectl_ apply -f - >/dev/null <<EOF
@@ -646,6 +647,7 @@ up() {
   t0=$(date +%s)
   mkdir -p "$LAB/logs" "$LAB/pids"
   echo "$NODES" >"$LAB/nodes"
+  echo "$CNI" >"$LAB/cni"
   make_pki
   make_network
   log "images (pause, busybox, coredns, cni6)"

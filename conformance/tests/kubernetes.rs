@@ -63,13 +63,20 @@ fn text(out: &Output) -> String {
 }
 
 /// The lab; `down` on drop, also while unwinding from a failed check.
-struct Lab;
+/// Its names are fixed (one lab per machine), so runs queue on a lock.
+struct Lab {
+    _lock: std::fs::File,
+}
 
 impl Lab {
     fn up() -> Lab {
+        let lock = std::fs::File::create("/run/cni6-k8s-lab.lock").expect("create lab lock");
+        // SAFETY: flock on a descriptor we own; blocks until the lab is free.
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock /run/cni6-k8s-lab.lock");
         // A lab left by an interrupted run would be reused as it is.
         let _ = run(lab_command(&["down"]), None);
-        let lab = Lab;
+        let lab = Lab { _lock: lock };
         let t0 = Instant::now();
         let out = run(lab_command(&["up"]), None);
         assert!(out.status.success(), "k8s-lab.sh up: {}", text(&out));

@@ -26,7 +26,9 @@
 #   CNI6_K8S_CNI     cni6 (default) or reference: the upstream bridge +
 #                    host-local + firewall chain instead of the DaemonSet
 #   CNI6_PEERS_DIR   where scripts/peers.sh put the peers (default /var/cache/cni6-peers)
-#   CNI6_BIN_DIR     cni6's release binaries (default target/release)
+#
+# cni6 reaches the nodes only through its image, built from the workspace's
+# target/release by deploy/Dockerfile (cargo build --release first).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +38,6 @@ CACHE=${CNI6_K8S_CACHE:-/var/cache/cni6-k8s-lab}
 NODES=${CNI6_K8S_NODES:-2}
 CNI=${CNI6_K8S_CNI:-cni6}
 PEERS=${CNI6_PEERS_DIR:-/var/cache/cni6-peers}
-BIN=${CNI6_BIN_DIR:-$repo/target/release}
 K8S=$PEERS/kubernetes
 P=k8slab # prefix of every namespace, link, cgroup and node name
 
@@ -135,8 +136,10 @@ preflight() {
     [ -x "$PEERS/$b" ] || missing+=("$PEERS/$b")
   done
   [ ${#missing[@]} -eq 0 ] || die "missing peers: ${missing[*]} (run: bash scripts/peers.sh)"
+  # deploy/Dockerfile copies them from the workspace's target/release.
   for b in cni6 bridge6 ipam-prefix firewall6; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b missing: cargo build --release --workspace --bins (or set CNI6_BIN_DIR)"
+    [ -x "$repo/target/release/$b" ] ||
+      die "target/release/$b missing (deploy/Dockerfile copies it): cargo build --release --workspace --bins"
   done
   for c in openssl podman mmdebstrap gcc python3 runc nsenter unshare ip6tables; do
     command -v "$c" >/dev/null || die "$c not found: bash scripts/install-deps.sh"

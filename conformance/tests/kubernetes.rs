@@ -13,7 +13,7 @@
 //! Missing peers fail the test with the command that builds them (CI
 //! builds them with the README's test command).
 
-use conformance::harness::{self, bin_dir, workspace_dir};
+use conformance::harness::{self, workspace_dir};
 use serde_json::Value;
 use std::net::Ipv6Addr;
 use std::process::{Command, Output, Stdio};
@@ -27,7 +27,6 @@ fn lab_command(args: &[&str]) -> Command {
     let mut cmd = Command::new("bash");
     cmd.arg(workspace_dir().join("scripts/k8s-lab.sh"))
         .args(args)
-        .env("CNI6_BIN_DIR", bin_dir())
         .env("CNI6_K8S_NODES", NODES.to_string());
     cmd
 }

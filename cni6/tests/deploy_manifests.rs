@@ -11,7 +11,7 @@
 //! target/release), as the image holds cni6 beside the plugins.
 
 use clap::Parser;
-use plugins::cli::{Cli, Command};
+use cni6::cli::{Cli, Command};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -105,7 +105,7 @@ fn as_strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn install_args(args: &[String]) -> plugins::commands::install::InstallArgs {
+fn install_args(args: &[String]) -> cni6::commands::install::InstallArgs {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     match cli.command {
         Command::Install(i) => i,
@@ -410,7 +410,7 @@ fn nad_net1_is_a_valid_second_network() {
     assert_eq!(nad["metadata"]["name"], "net1");
     let config: Value =
         serde_json::from_str(nad["spec"]["config"].as_str().expect("spec.config")).unwrap();
-    let list = plugins::commands::conflist::validate(&config).expect("plugins accept it");
+    let list = cni6::commands::conflist::validate(&config).expect("plugins accept it");
     assert_eq!(list.cni_version, "1.0.0");
     assert_eq!(list.name, "net1");
     let bridge = &config["plugins"][0];

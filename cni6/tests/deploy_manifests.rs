@@ -188,7 +188,7 @@ fn daemonset_runs_cni6_itself_with_probes_and_the_host_paths() {
 }
 
 /// Run `argv` (host paths mapped into `root`) inside `ns`.
-fn in_ns(ns: &conformance::harness::Netns, argv: &[String]) -> std::process::Command {
+fn in_ns(ns: &netlab::netns::Netns, argv: &[String]) -> std::process::Command {
     let mut c = std::process::Command::new("ip");
     c.args(["netns", "exec", ns.name()]).args(argv);
     c
@@ -220,8 +220,9 @@ fn map_paths(
 
 #[test]
 fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
-    use conformance::harness::{self, Netns};
-    harness::require_root();
+    use netlab::bins::plugin;
+    use netlab::netns::{require_root, Netns};
+    require_root();
     let ds = deploy("daemonset.yaml");
     let init = container(&ds, "initContainers", "prepare-node");
     let main = container(&ds, "containers", "cni6");
@@ -230,10 +231,10 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
     let image = root.path().join("image");
     std::fs::create_dir_all(&image).unwrap();
     for b in ["cni6", "bridge6", "ipam-prefix", "firewall6"] {
-        std::fs::copy(harness::plugin(b), image.join(b)).unwrap();
+        std::fs::copy(plugin(b), image.join(b)).unwrap();
     }
     for b in ["loopback", "portmap"] {
-        std::fs::copy(harness::plugin("ipam-prefix"), image.join(b)).unwrap();
+        std::fs::copy(plugin("ipam-prefix"), image.join(b)).unwrap();
     }
     let cni6 = image.join("cni6");
     // A node whose uplink is not eth0: "auto" must find it.
@@ -374,10 +375,10 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
 
 #[test]
 fn install_refuses_an_uplink_that_does_not_exist() {
-    use conformance::harness;
-    harness::require_root();
+    use netlab::{bins::plugin, netns::require_root};
+    require_root();
     let root = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(harness::plugin("cni6"))
+    let o = std::process::Command::new(plugin("cni6"))
         .args(["install", "--bin-dir"])
         .arg(root.path().join("bin"))
         .arg("--conf-dir")

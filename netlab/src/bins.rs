@@ -29,8 +29,9 @@ pub fn plugin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
     if !p.is_file() {
         panic!(
-            "plugin binary {} not found: build it first (`cargo build --release -p {name}`, \
-             or `cargo build -p {name}` and set CNI6_BIN_DIR=<workspace>/target/debug)",
+            "binary {name} not found at {}: build it first (`cargo build --release --workspace \
+             --bins`, or `cargo build --workspace --bins` and set \
+             CNI6_BIN_DIR=<workspace>/target/debug)",
             p.display()
         );
     }

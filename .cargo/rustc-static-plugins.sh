@@ -13,8 +13,8 @@
 # would move from target/release to target/<triple>/release. Only the final
 # link of the three plugins changes: their dependencies (PIC rlibs) are the
 # same as for every other build, and unit tests (`--test`) stay dynamic.
-# Why static: see [profile.release] in Cargo.toml (peak RSS of each plugin
-# process). RUSTC_WRAPPER in the environment replaces this wrapper (and so
+# Why static: peak RSS of each plugin process (docs/performance.md, "The
+# release profile"). RUSTC_WRAPPER in the environment replaces this wrapper (and so
 # the static link); cargo does not fingerprint the wrapper's flags, so an
 # old target dir keeps dynamic plugins until `cargo clean -p plugins`.
 name=

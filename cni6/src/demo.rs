@@ -27,9 +27,9 @@
 //! `cni6 nat64`'s code) and shows a pod on node 2 reaching an IPv4-only
 //! host by name.
 
-use crate::cli::Output;
 use crate::commands::{nat64, routes};
 use crate::error::{CliError, Result};
+use crate::options::Output;
 use clap::{Args, ValueEnum};
 use netlab::fabric::{self, RouterOptions};
 use netlab::topology::{self, Binaries, Pod, PodAddresses, Spec, Topology};

@@ -4,8 +4,8 @@
 //! otherwise, conformance.md #41). IPAM plugins named by `ipam.type` are probed
 //! too, since the main plugin will run them.
 
-use crate::cli::{NetworkOpts, Output};
 use crate::error::{CliError, Result};
+use crate::options::{NetworkOpts, Output};
 use clap::Args;
 use serde_json::{json, Value};
 

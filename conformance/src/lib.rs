@@ -6,6 +6,7 @@ pub mod attacks;
 pub mod bridge_helpers;
 pub mod chain;
 pub mod corpus;
+pub mod cri;
 pub mod datapath;
 pub mod firewall_helpers;
 pub mod harness;

@@ -233,6 +233,7 @@
 //!   each (network, policy) its own policy chain.
 //! - Policy chains and buckets are node-wide and stay after the last DEL.
 
+pub mod chains;
 pub mod config;
 pub mod error;
 pub mod generation;

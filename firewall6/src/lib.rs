@@ -241,3 +241,4 @@ pub mod iptables;
 pub mod legacy;
 pub mod plugin;
 pub mod rules;
+pub mod ruleset;

@@ -92,6 +92,7 @@
 //! STATUS), requested address taken = 7, store/lock failure = 5, netlink
 //! failure = 101, CHECK mismatch = 102 (cni_common::Error::CheckFailed).
 
+pub mod allocator;
 pub mod config;
 pub mod error;
 pub mod iface;

@@ -4,11 +4,12 @@
 //! lock; DEL and GC read nothing but `ipam.dataDir` so they still free state
 //! after the config changed or an interface vanished (conformance.md #17, 27).
 
+use crate::allocator::{Allocation, Requested};
 use crate::config::{self, IpamConfig, PrefixSource, RequestedIp};
 use crate::error::{IpamError, Result};
 use crate::iface;
 use crate::plan::{AddressPlan, NodePrefix, PlanError, Slot};
-use crate::store::{current_boot_id, Allocation, AttachmentKey, Requested, Store};
+use crate::store::{current_boot_id, AttachmentKey, Store};
 use cni_common::dispatch::{Plugin, Request};
 use cni_common::result::{CniResult, IpConfig};
 use ipnet::IpNet;

@@ -87,6 +87,7 @@
 //! conformance.md #19/22). IPAM DEL always runs. The bridge and its gateway
 //! addresses stay: other pods use them.
 
+mod add;
 pub mod attachment;
 pub mod config;
 pub mod error;

@@ -227,6 +227,14 @@ pub(crate) fn add(req: &Request) -> Result<CniResult> {
     outcome.inspect_err(|e| a.rollback(e, true))
 }
 
+/// The three links of an attachment, with the MTU, for the result.
+struct Links<'a> {
+    bridge: &'a link::Link,
+    host: &'a link::Link,
+    pod: &'a link::Link,
+    mtu: u32,
+}
+
 /// What ADD builds before it has addresses (see [`Adding::prepare`]).
 struct Prepared {
     bridge: link::Link,
@@ -405,20 +413,27 @@ impl Adding<'_> {
             ));
         }
         let (host, pod) = self.veth(&bridge, mtu)?;
-        let host_name = self.host_name.clone();
-        let ifname = self.att.ifname.clone();
-        let ifname = ifname.as_str();
+        self.host_port(&host, &pod)?;
+        let pod_events = self.pod_interface()?;
+        Ok(Prepared {
+            bridge,
+            mtu,
+            host,
+            pod,
+            pod_events,
+        })
+    }
 
-        // Host end: IPv6 off before it comes up. A bridge port never
-        // sends or receives IPv6 itself (the bridge does), and with IPv6
-        // on it would get a link-local address, three routes in the node's
-        // table and MLD reports of its own, and every port coming up or
-        // going down walks the node's whole IPv6 routing table
-        // (fib6_ifup/fib6_ifdown): per-pod work that grew with the pods
-        // (issue 7). It also covers "no RAs" (conformance.md §3 #10). Then
-        // alias, port flags (isolation, hairpin) and up in one request: no
-        // neighbour advertisement is sent any more that a hairpin port could
-        // reflect, so hairpin need not wait until the end.
+    /// The host end as a bridge port: IPv6 off before it comes up (a port
+    /// never sends or receives IPv6 itself, the bridge does; with IPv6 on
+    /// every port going up or down walks the node's IPv6 routing table,
+    /// fib6_ifup/fib6_ifdown). That also covers "no RAs" (conformance.md §3
+    /// #10). Then the pod's MAC bound to the port, and alias, port flags
+    /// (isolation, hairpin) and up in one request: no neighbour
+    /// advertisement is sent any more that a hairpin port could reflect,
+    /// so hairpin need not wait until the end.
+    fn host_port(&mut self, host: &link::Link, pod: &link::Link) -> Result<()> {
+        let host_name = self.host_name.clone();
         self.conf.ensure(&host_name, "disable_ipv6", 1)?;
         // The pod's MAC is bound to its port before the port can carry a
         // frame: the port is locked, so that entry is the only source MAC
@@ -444,18 +459,22 @@ impl Adding<'_> {
                 p.isolation
             )));
         }
+        Ok(())
+    }
 
-        // Pod end, before any address: IPv6 on (a runtime may create pod
-        // namespaces with it off), no DAD (IPAM guarantees uniqueness and
-        // hairpin would reflect DAD probes, conformance.md §3 #2), no RAs, no SLAAC, and
-        // our static addresses survive the pod taking its link down and up.
-        // No redirects: the node forwards same-range traffic back out of
-        // the bridge and says so with a redirect, which must not make the
-        // pod try its peer at layer 2. A link-local address from the MAC
-        // (EUI-64), the one firewall6 binds to the pod's port. The same
-        // visit opens the pod's link-event socket, before the link goes up
-        // (see link::wait_usable).
-        let pod_events = self.pod_ns.run(|| -> Result<link::LinkEvents> {
+    /// The pod end, before any address: IPv6 on (a runtime may create pod
+    /// namespaces with it off), no DAD (IPAM guarantees uniqueness and
+    /// hairpin would reflect DAD probes, conformance.md §3 #2), no RAs, no
+    /// SLAAC, and our static addresses survive the pod taking its link down
+    /// and up. No redirects: the node forwards same-range traffic back out
+    /// of the bridge and says so with a redirect, which must not make the
+    /// pod try its peer at layer 2. A link-local address from the MAC
+    /// (EUI-64), the one firewall6 binds to the pod's port. The same visit
+    /// opens the pod's link-event socket, before the link goes up (see
+    /// link::wait_usable).
+    fn pod_interface(&mut self) -> Result<link::LinkEvents> {
+        let ifname = self.att.ifname.as_str();
+        self.pod_ns.run(|| -> Result<link::LinkEvents> {
             let conf = sysctl::Conf::open()?;
             conf.ensure(ifname, "disable_ipv6", 0)?;
             conf.ensure(ifname, "keep_addr_on_down", 1)?;
@@ -466,18 +485,12 @@ impl Adding<'_> {
             conf.ensure(ifname, "addr_gen_mode", 0)?;
             link::LinkEvents::open()
                 .map_err(|e| Bridge6Error::netlink("subscribe to link events in the pod", e))
-        })??;
-        Ok(Prepared {
-            bridge,
-            mtu,
-            host,
-            pod,
-            pod_events,
-        })
+        })?
     }
 
     /// The rest of ADD, with IPAM's result: gateways, the pod's addresses
-    /// and routes, the port forwarding, the CNI result.
+    /// and routes, the node's neighbour entries, the port forwarding, the
+    /// CNI result.
     fn attach(&mut self, p: Prepared, ipam: &CniResult) -> Result<CniResult> {
         let Prepared {
             bridge,
@@ -486,81 +499,17 @@ impl Adding<'_> {
             pod,
             mut pod_events,
         } = p;
-        let bridge = &bridge;
         let addressing = pod_addressing(ipam)?;
-        self.gateways(bridge, &addressing)?;
-        let host_name = self.host_name.clone();
-        let ifname = self.att.ifname.clone();
-        let ifname = ifname.as_str();
-
-        for (net, gw) in &addressing.ips {
-            link::add_address_flags(
-                &mut self.pod_nl,
-                pod.index,
-                net.addr(),
-                net.prefix_len(),
-                true,
-                gw.is_some(),
-            )
-            .map_err(|e| Bridge6Error::netlink(format!("add {net} to {ifname} in the pod"), e))?;
-        }
-        // The pod's gateways are pinned to the bridge's MAC: nothing on the
-        // link can redirect the pod's traffic by advertising them.
-        for gw in addressing.ips.iter().filter_map(|(_, gw)| *gw) {
-            link::pin_neighbour(&mut self.pod_nl, pod.index, gw, &bridge.mac)
-                .map_err(|e| Bridge6Error::netlink(format!("pin gateway {gw} in the pod"), e))?;
-        }
-
+        self.gateways(&bridge, &addressing)?;
+        self.pod_addresses(&bridge, &pod, &addressing)?;
         // Subscribe before the change whose effect we wait for.
         let mut host_events = link::LinkEvents::open()
             .map_err(|e| Bridge6Error::netlink("subscribe to link events", e))?;
+        let ifname = self.att.ifname.clone();
         link::set_link(&mut self.pod_nl, pod.index, true, None)
             .map_err(|e| Bridge6Error::netlink(format!("bring {ifname} up in the pod"), e))?;
-
-        let pod_has_default = link::main_routes(&mut self.pod_nl)?
-            .iter()
-            .any(|r| r.dst.prefix_len() == 0);
-        let (routes, skipped_default) =
-            pod_routes(&addressing, self.cfg.default_route, pod_has_default);
-        if skipped_default {
-            log(format!(
-                "{ifname}: the pod already has a default route (another attachment); not adding ::/0 via this network"
-            ));
-        }
-        for (dst, gw) in range_routes(&addressing) {
-            link::add_route(&mut self.pod_nl, pod.index, dst, Some(gw), true).map_err(|e| {
-                Bridge6Error::netlink(
-                    format!("add route {dst} via {gw} dev {ifname} in the pod"),
-                    e,
-                )
-            })?;
-        }
-        for (dst, gw) in &routes {
-            let onlink = gw.is_some_and(|g| addressing.needs_onlink(g));
-            link::add_route(&mut self.pod_nl, pod.index, *dst, *gw, onlink).map_err(|e| {
-                let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
-                Bridge6Error::netlink(format!("add route {dst}{via} dev {ifname} in the pod"), e)
-            })?;
-        }
-
-        // The node's entry for each pod address is pinned to the pod's MAC
-        // (written directly, no packet on the bridge): a forged neighbour
-        // advertisement cannot move it, and an address handed out again
-        // names its new pod at once.
-        for (net, _) in &addressing.ips {
-            link::pin_neighbour(&mut self.host_nl, bridge.index, net.addr(), &pod.mac).map_err(
-                |e| {
-                    Bridge6Error::netlink(
-                        format!(
-                            "pin the node's neighbour entry for {} on {}",
-                            net.addr(),
-                            bridge.name
-                        ),
-                        e,
-                    )
-                },
-            )?;
-        }
+        let routes = self.pod_routes(&pod, &addressing)?;
+        self.pin_node_neighbours(&bridge, &pod, &addressing)?;
 
         // ADD returns once the pod end is operational and the port
         // forwards. No pod caches another pod's MAC any more (everything
@@ -577,29 +526,137 @@ impl Adding<'_> {
         )?;
         if port != link::PortOutcome::Forwarding {
             log(format!(
-                "{ifname}/{host_name} not carrying traffic yet ({port:?}; bridge {} may run STP)",
-                bridge.name,
+                "{ifname}/{} not carrying traffic yet ({port:?}; bridge {} may run STP)",
+                self.host_name, bridge.name,
             ));
         }
+        let links = Links {
+            bridge: &bridge,
+            host: &host,
+            pod: &pod,
+            mtu,
+        };
+        self.result(&links, ipam, &routes)
+    }
 
+    /// The pod's addresses (no prefix route, see [`pod_routes`]), and its
+    /// gateways pinned to the bridge's MAC: nothing on the link can
+    /// redirect the pod's traffic by advertising them.
+    fn pod_addresses(
+        &mut self,
+        bridge: &link::Link,
+        pod: &link::Link,
+        addressing: &PodAddressing,
+    ) -> Result<()> {
+        let ifname = self.att.ifname.as_str();
+        for (net, gw) in &addressing.ips {
+            link::add_address_flags(
+                &mut self.pod_nl,
+                pod.index,
+                net.addr(),
+                net.prefix_len(),
+                true,
+                gw.is_some(),
+            )
+            .map_err(|e| Bridge6Error::netlink(format!("add {net} to {ifname} in the pod"), e))?;
+        }
+        for gw in addressing.ips.iter().filter_map(|(_, gw)| *gw) {
+            link::pin_neighbour(&mut self.pod_nl, pod.index, gw, &bridge.mac)
+                .map_err(|e| Bridge6Error::netlink(format!("pin gateway {gw} in the pod"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Each pod range through its gateway, then the routes IPAM asked for
+    /// (at most one default route per pod); returns the latter for the
+    /// result.
+    fn pod_routes(
+        &mut self,
+        pod: &link::Link,
+        addressing: &PodAddressing,
+    ) -> Result<Vec<(Ipv6Net, Option<Ipv6Addr>)>> {
+        let ifname = self.att.ifname.as_str();
+        let pod_has_default = link::main_routes(&mut self.pod_nl)?
+            .iter()
+            .any(|r| r.dst.prefix_len() == 0);
+        let (routes, skipped_default) =
+            pod_routes(addressing, self.cfg.default_route, pod_has_default);
+        if skipped_default {
+            log(format!(
+                "{ifname}: the pod already has a default route (another attachment); not adding ::/0 via this network"
+            ));
+        }
+        for (dst, gw) in range_routes(addressing) {
+            link::add_route(&mut self.pod_nl, pod.index, dst, Some(gw), true).map_err(|e| {
+                Bridge6Error::netlink(
+                    format!("add route {dst} via {gw} dev {ifname} in the pod"),
+                    e,
+                )
+            })?;
+        }
+        for (dst, gw) in &routes {
+            let onlink = gw.is_some_and(|g| addressing.needs_onlink(g));
+            link::add_route(&mut self.pod_nl, pod.index, *dst, *gw, onlink).map_err(|e| {
+                let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                Bridge6Error::netlink(format!("add route {dst}{via} dev {ifname} in the pod"), e)
+            })?;
+        }
+        Ok(routes)
+    }
+
+    /// The node's entry for each pod address, pinned to the pod's MAC
+    /// (written directly, no packet on the bridge): a forged neighbour
+    /// advertisement cannot move it, and an address handed out again names
+    /// its new pod at once.
+    fn pin_node_neighbours(
+        &mut self,
+        bridge: &link::Link,
+        pod: &link::Link,
+        addressing: &PodAddressing,
+    ) -> Result<()> {
+        for (net, _) in &addressing.ips {
+            link::pin_neighbour(&mut self.host_nl, bridge.index, net.addr(), &pod.mac).map_err(
+                |e| {
+                    Bridge6Error::netlink(
+                        format!(
+                            "pin the node's neighbour entry for {} on {}",
+                            net.addr(),
+                            bridge.name
+                        ),
+                        e,
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The CNI result: bridge, host veth, pod interface (in the sandbox);
+    /// IPAM's addresses on the pod interface; the routes installed.
+    fn result(
+        &self,
+        links: &Links,
+        ipam: &CniResult,
+        routes: &[(Ipv6Net, Option<Ipv6Addr>)],
+    ) -> Result<CniResult> {
         let sandbox = netns_path(self.req)?.display().to_string();
         let dns = self.cfg.dns.clone().unwrap_or_else(|| ipam.dns.clone());
         Ok(CniResult {
             interfaces: vec![
                 Interface {
-                    name: bridge.name.clone(),
-                    mac: Some(attachment::format_mac(&bridge.mac)),
+                    name: links.bridge.name.clone(),
+                    mac: Some(attachment::format_mac(&links.bridge.mac)),
                     ..Default::default()
                 },
                 Interface {
-                    name: host_name,
-                    mac: Some(attachment::format_mac(&host.mac)),
+                    name: self.host_name.clone(),
+                    mac: Some(attachment::format_mac(&links.host.mac)),
                     ..Default::default()
                 },
                 Interface {
-                    name: ifname.to_string(),
-                    mac: Some(attachment::format_mac(&pod.mac)),
-                    mtu: Some(mtu),
+                    name: self.att.ifname.clone(),
+                    mac: Some(attachment::format_mac(&links.pod.mac)),
+                    mtu: Some(links.mtu),
                     sandbox: Some(sandbox),
                     ..Default::default()
                 },

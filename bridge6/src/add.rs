@@ -508,7 +508,7 @@ impl Adding<'_> {
         let ifname = self.att.ifname.clone();
         link::set_link(&mut self.pod_nl, pod.index, true, None)
             .map_err(|e| Bridge6Error::netlink(format!("bring {ifname} up in the pod"), e))?;
-        let routes = self.pod_routes(&pod, &addressing)?;
+        let routes = self.routes(&pod, &addressing)?;
         self.pin_node_neighbours(&bridge, &pod, &addressing)?;
 
         // ADD returns once the pod end is operational and the port
@@ -570,7 +570,7 @@ impl Adding<'_> {
     /// Each pod range through its gateway, then the routes IPAM asked for
     /// (at most one default route per pod); returns the latter for the
     /// result.
-    fn pod_routes(
+    fn routes(
         &mut self,
         pod: &link::Link,
         addressing: &PodAddressing,

@@ -4,11 +4,12 @@
 //! and routes in place and answers the result. Any failure rolls back
 //! what this call made ([`Adding::rollback`]).
 
-use crate::attachment::{self, Attachment};
+use crate::attachment;
 use crate::config::{self, Config};
 use crate::error::{Bridge6Error, Result};
 use crate::plugin::{host_netlink, is_eexist, log, netns_path, pod_netlink, PORT_FORWARDING_LIMIT};
 use crate::{link, sysctl};
+use cni_common::attachment::Attachment;
 use cni_common::delegate;
 use cni_common::dispatch::Request;
 use cni_common::env::Command;
@@ -173,14 +174,14 @@ fn ensure_bridge(
 pub(crate) fn add(req: &Request) -> Result<CniResult> {
     let cfg = Config::parse(&req.config)?;
     let mac = config::requested_mac(&req.config, &req.env.args)?;
-    let att = Attachment::new(&cfg.network, req.container_id(), req.ifname());
+    let att = req.attachment();
     let conf = sysctl::Conf::open()?;
     conf.require_ipv6()?;
     let netns = netns_path(req)?;
     let pod_ns = NetNs::open(netns)?;
     let mut a = Adding {
         req,
-        host_name: att.host_veth(),
+        host_name: attachment::host_veth(&att),
         pod_nl: pod_netlink(&pod_ns)?,
         host_nl: host_netlink()?,
         conf,
@@ -444,7 +445,7 @@ impl Adding<'_> {
         link::configure_port(
             &mut self.host_nl,
             host.index,
-            &self.att.alias(),
+            &attachment::alias(&self.att),
             self.cfg.hairpin,
         )
         .map_err(|e| {

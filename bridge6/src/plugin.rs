@@ -3,10 +3,11 @@
 //! its own module (`add.rs`). The policies they follow are described in the
 //! crate documentation.
 
-use crate::attachment::{self, Attachment};
+use crate::attachment;
 use crate::config::{self, Config};
 use crate::error::{Bridge6Error, Result};
 use crate::{link, sysctl};
+use cni_common::attachment::HOST_VETH_PREFIX;
 use cni_common::delegate;
 use cni_common::dispatch::{Plugin, Request};
 use cni_common::env::Command;
@@ -26,6 +27,8 @@ pub const PORT_FORWARDING_LIMIT: Duration = Duration::from_secs(3);
 pub struct Bridge6;
 
 impl Plugin for Bridge6 {
+    type Error = Bridge6Error;
+
     fn about(&self) -> &'static str {
         "bridge6: cni6 main plugin (node bridge, veth into the pod, IPv6 addresses and routes)"
     }
@@ -36,24 +39,24 @@ impl Plugin for Bridge6 {
         &["IP", "MAC"]
     }
 
-    fn add(&self, req: &Request) -> cni_common::Result<CniResult> {
-        crate::add::add(req).map_err(Into::into)
+    fn add(&self, req: &Request) -> Result<CniResult> {
+        crate::add::add(req)
     }
 
-    fn del(&self, req: &Request) -> cni_common::Result<()> {
-        del(req).map_err(Into::into)
+    fn del(&self, req: &Request) -> Result<()> {
+        del(req)
     }
 
-    fn check(&self, req: &Request) -> cni_common::Result<()> {
-        check(req).map_err(Into::into)
+    fn check(&self, req: &Request) -> Result<()> {
+        check(req)
     }
 
-    fn gc(&self, req: &Request) -> cni_common::Result<()> {
-        gc(req).map_err(Into::into)
+    fn gc(&self, req: &Request) -> Result<()> {
+        gc(req)
     }
 
-    fn status(&self, req: &Request) -> cni_common::Result<()> {
-        status(req).map_err(Into::into)
+    fn status(&self, req: &Request) -> Result<()> {
+        status(req)
     }
 }
 
@@ -94,8 +97,7 @@ pub(crate) fn is_eexist(e: &std::io::Error) -> bool {
 /// name and `ipam` are read: a bridge6 key that changed or broke since ADD
 /// must not stop the cleanup (conformance.md #17).
 fn del(req: &Request) -> Result<()> {
-    let att = Attachment::new(&req.config.name, req.container_id(), req.ifname());
-    let host_name = att.host_veth();
+    let host_name = attachment::host_veth(&req.attachment());
     let mut errors: Vec<cni_common::Error> = Vec::new();
 
     // The IPAM DEL (a process) runs while the kernel tears the veth down:
@@ -290,8 +292,7 @@ fn check(req: &Request) -> Result<()> {
         }
     }
 
-    let att = Attachment::new(&cfg.network, req.container_id(), ifname);
-    let host_name = att.host_veth();
+    let host_name = attachment::host_veth(&req.attachment());
     let mut host_nl = host_netlink()?;
     let Some(host) = link::by_name(&mut host_nl, &host_name)? else {
         return fail(format!("host veth {host_name} is missing"));
@@ -368,10 +369,7 @@ fn gc(req: &Request) -> Result<()> {
     match req.valid_attachments()? {
         None => log("GC without a valid-attachments list: host veths left alone"),
         Some(valid) => {
-            let keep: HashSet<String> = valid
-                .iter()
-                .map(|v| Attachment::new(&cfg.network, &v.container_id, &v.ifname).host_veth())
-                .collect();
+            let keep: HashSet<String> = valid.iter().map(attachment::host_veth).collect();
             if let Err(e) = gc_ports(&cfg, &keep, &mut errors) {
                 errors.push(e.into());
             }
@@ -398,7 +396,7 @@ fn gc_ports(
     }
     for port in link::bridge_ports(&mut nl, bridge.index)? {
         let ours = port.kind.as_deref() == Some("veth")
-            && port.name.starts_with(attachment::HOST_VETH_PREFIX)
+            && port.name.starts_with(HOST_VETH_PREFIX)
             && port.alias.as_deref().and_then(attachment::alias_network)
                 == Some(cfg.network.as_str());
         if !ours || keep.contains(&port.name) {

@@ -100,7 +100,7 @@
 //! Every rule carries a comment: node-wide ones `firewall6: …`, the policy
 //! chain `firewall6 net=<network> …`, per-pod ones
 //! `firewall6 net=<network> if=<ifname> id=<container id>` (see
-//! [`rules::Attachment::tag`]). DEL and GC find a pod's rules by that
+//! [`rules::tag`]). DEL and GC find a pod's rules by that
 //! comment, so they need no prevResult (conformance.md #28) and GC touches only
 //! its own network (conformance.md #48).
 //!

@@ -6,7 +6,8 @@
 
 use crate::error::{IpamError, Result};
 use crate::plan::{Slot, SlotSpace};
-use crate::store::{now, AttachmentKey, Claim, Locked, Record, RecordState, RECORD_VERSION};
+use crate::store::{now, record_name, Claim, Locked, Record, RecordState, RECORD_VERSION};
+use cni_common::attachment::Attachment;
 
 /// A slot asked for by address (conformance.md #16, 73, 74).
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub struct Requested {
 
 /// Everything ADD hands the store.
 pub struct Allocation<'a> {
-    pub key: &'a AttachmentKey,
+    pub key: &'a Attachment,
     pub space: SlotSpace,
     pub requested: Option<Requested>,
     /// The record's addresses for a slot (one per pod range).
@@ -34,7 +35,7 @@ pub struct Allocation<'a> {
 impl Locked<'_> {
     /// ADD: the attachment's slot, reserving one if it has none.
     pub fn allocate(&self, a: &Allocation<'_>) -> Result<Record> {
-        let name = a.key.file_name();
+        let name = record_name(a.key);
         let mut reclaim = None;
         let mut created = now();
         if let RecordState::Valid(rec) = self.read_record(a.key)? {

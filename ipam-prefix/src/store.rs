@@ -19,6 +19,7 @@
 
 use crate::error::{IpamError, Result};
 use crate::plan::{Slot, SlotSpace};
+use cni_common::attachment::Attachment;
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -180,8 +181,8 @@ impl Store {
         self.slots().join(s.file_name())
     }
 
-    fn record_path(&self, k: &AttachmentKey) -> PathBuf {
-        self.attachments().join(k.file_name())
+    fn record_path(&self, k: &Attachment) -> PathBuf {
+        self.attachments().join(record_name(k))
     }
 
     /// Create the directories, take the lock, reconcile the boot id.
@@ -361,14 +362,14 @@ impl Locked<'_> {
         })
     }
 
-    pub fn read_record(&self, k: &AttachmentKey) -> Result<RecordState> {
-        self.read_record_named(&k.file_name(), Some(k))
+    pub fn read_record(&self, k: &Attachment) -> Result<RecordState> {
+        self.read_record_named(&record_name(k), Some(k))
     }
 
     /// The record `attachments/<name>`. `expect`: the attachment it must
     /// name; `None` (a hashed name found by listing): whichever it names,
     /// as long as that attachment's file name is `name`.
-    fn read_record_named(&self, name: &str, expect: Option<&AttachmentKey>) -> Result<RecordState> {
+    fn read_record_named(&self, name: &str, expect: Option<&Attachment>) -> Result<RecordState> {
         let p = self.store.attachments().join(name);
         let bytes = match read_own(&p) {
             Ok(b) => b,
@@ -397,9 +398,8 @@ impl Locked<'_> {
         }
         let names_it = |r: &Record| match expect {
             Some(k) => r.container_id == k.container_id && r.ifname == k.ifname,
-            None => {
-                AttachmentKey::new(&r.container_id, &r.ifname).is_ok_and(|k| k.file_name() == name)
-            }
+            None => Attachment::new(&self.store.network, &r.container_id, &r.ifname)
+                .is_ok_and(|k| record_name(&k) == name),
         };
         Ok(match serde_json::from_slice::<Record>(&bytes) {
             Ok(r) if names_it(&r) && r.network == self.store.network => RecordState::Valid(r),
@@ -412,9 +412,9 @@ impl Locked<'_> {
     }
 
     pub(crate) fn write_record(&self, r: &Record) -> Result<()> {
-        let k = AttachmentKey::new(&r.container_id, &r.ifname)?;
+        let k = Attachment::new(&r.network, &r.container_id, &r.ifname)?;
         let json = serde_json::to_vec_pretty(r).expect("record serialises");
-        self.write_atomic(&self.store.attachments(), &k.file_name(), &json)
+        self.write_atomic(&self.store.attachments(), &record_name(&k), &json)
     }
 
     /// The text of `slots/<slot>`, or None when free.
@@ -496,7 +496,7 @@ impl Locked<'_> {
         }
     }
 
-    pub(crate) fn forget_record(&self, k: &AttachmentKey) {
+    pub(crate) fn forget_record(&self, k: &Attachment) {
         let p = self.store.record_path(k);
         if let Err(e) = ignore_missing(fs::remove_file(&p)) {
             eprintln!("ipam-prefix: cannot remove {}: {e}", p.display());
@@ -504,13 +504,13 @@ impl Locked<'_> {
     }
 
     /// DEL: free the attachment's slot and record; absent = success.
-    pub fn release(&self, k: &AttachmentKey) -> Result<()> {
-        self.release_named(&k.file_name(), Some(k))
+    pub fn release(&self, k: &Attachment) -> Result<()> {
+        self.release_named(&record_name(k), Some(k))
     }
 
     /// [`Locked::release`] by record name (`expect` as in
     /// [`Locked::read_record_named`]).
-    fn release_named(&self, name: &str, expect: Option<&AttachmentKey>) -> Result<()> {
+    fn release_named(&self, name: &str, expect: Option<&Attachment>) -> Result<()> {
         match self.read_record_named(name, expect)? {
             RecordState::Missing => return Ok(()),
             RecordState::Valid(rec) => {
@@ -535,8 +535,8 @@ impl Locked<'_> {
 
     /// CHECK: the reservation exists, is consistent, and every recorded
     /// address is in `prev_ips` (conformance.md #32–34).
-    pub fn verify(&self, k: &AttachmentKey, prev_ips: &[String]) -> Result<Record> {
-        let name = k.file_name();
+    pub fn verify(&self, k: &Attachment, prev_ips: &[String]) -> Result<Record> {
+        let name = record_name(k);
         let rec = match self.read_record(k)? {
             RecordState::Valid(r) => r,
             RecordState::Missing => {
@@ -576,7 +576,7 @@ impl Locked<'_> {
     /// neither `<containerID>@<ifname>` nor its hashed form are not ours and
     /// are left alone): (record name, attachment, state). The attachment
     /// of a hashed name is known only from a valid record.
-    pub fn records(&self) -> Result<Vec<(String, Option<AttachmentKey>, RecordState)>> {
+    pub fn records(&self) -> Result<Vec<(String, Option<Attachment>, RecordState)>> {
         let dir = self.store.attachments();
         let mut out = Vec::new();
         for ent in fs::read_dir(&dir)
@@ -591,7 +591,7 @@ impl Locked<'_> {
             else {
                 continue;
             };
-            let key = AttachmentKey::from_file_name(&name);
+            let key = attachment_of_record_name(&self.store.network, &name);
             if key.is_none() && !is_hashed_name(&name) {
                 continue;
             }
@@ -602,7 +602,7 @@ impl Locked<'_> {
                 .unwrap_or_else(|e| RecordState::Corrupt(e.to_string()));
             let key = match (&key, &state) {
                 (None, RecordState::Valid(r)) => {
-                    AttachmentKey::new(&r.container_id, &r.ifname).ok()
+                    Attachment::new(&r.network, &r.container_id, &r.ifname).ok()
                 }
                 _ => key,
             };
@@ -641,7 +641,7 @@ impl Locked<'_> {
             Err(e) => errors.push(e),
             Ok(links) => {
                 for (s, target) in links {
-                    let key = AttachmentKey::from_file_name(&target);
+                    let key = attachment_of_record_name(&self.store.network, &target);
                     let keep = match (&key, is_hashed_name(&target)) {
                         (None, false) => false,
                         _ => match self.read_record_named(&target, key.as_ref()) {
@@ -682,11 +682,11 @@ impl Locked<'_> {
 
     /// GC (conformance.md #47–49): release every attachment not in `valid`, then
     /// repair. Keeps going on errors and reports them all at the end.
-    pub fn gc(&self, valid: &HashSet<AttachmentKey>) -> Result<GcReport> {
+    pub fn gc(&self, valid: &HashSet<Attachment>) -> Result<GcReport> {
         let mut errors = Vec::new();
         let mut report = GcReport::default();
         // By name: a corrupt record with a hashed name has no known key.
-        let valid: HashSet<String> = valid.iter().map(AttachmentKey::file_name).collect();
+        let valid: HashSet<String> = valid.iter().map(record_name).collect();
         match self.records() {
             Err(e) => errors.push(e),
             Ok(recs) => {

@@ -1,7 +1,7 @@
 //! libcni's result cache: one `cniCacheV1` record per attachment in
 //! `<cache_dir>/results/`, written atomically (cni#1055).
 
-use super::{Attachment, ConfList, Runtime};
+use super::{ConfList, Runtime, RuntimeConf};
 use crate::env::{validate_container_id, validate_ifname};
 use crate::error::{Error, Result};
 use crate::version::{self, Version};
@@ -73,9 +73,9 @@ where
 }
 
 impl CacheRecord {
-    /// The attachment this record was made for.
-    pub fn attachment(&self) -> Attachment {
-        Attachment {
+    /// What the runtime passed when this record was made.
+    pub fn runtime_conf(&self) -> RuntimeConf {
+        RuntimeConf {
             container_id: self.container_id.clone(),
             netns: (!self.netns.is_empty()).then(|| PathBuf::from(&self.netns)),
             ifname: self.if_name.clone(),
@@ -87,7 +87,7 @@ impl CacheRecord {
 
 impl Runtime {
     /// `<cache_dir>/results/<net>-<containerID>-<ifname>` (conformance.md #85).
-    pub fn cache_path(&self, network: &str, att: &Attachment) -> PathBuf {
+    pub fn cache_path(&self, network: &str, att: &RuntimeConf) -> PathBuf {
         self.cache_dir
             .join("results")
             .join(format!("{network}-{}-{}", att.container_id, att.ifname))
@@ -96,7 +96,7 @@ impl Runtime {
     /// The cached result of an attachment converted to the list version;
     /// `None` when there is no cache file (conformance.md #86, 87). A record that
     /// is not `cniCacheV1` is read as a bare result (libcni's legacy cache).
-    pub fn cached_result(&self, list: &ConfList, att: &Attachment) -> Result<Option<Value>> {
+    pub fn cached_result(&self, list: &ConfList, att: &RuntimeConf) -> Result<Option<Value>> {
         let path = self.cache_path(&list.name, att);
         let Ok(bytes) = std::fs::read(&path) else {
             return Ok(None);
@@ -126,7 +126,7 @@ impl Runtime {
         {
             return None;
         }
-        let probe = Attachment::new(container_id, None, ifname);
+        let probe = RuntimeConf::new(container_id, None, ifname);
         let bytes = std::fs::read(self.cache_path(network, &probe)).ok()?;
         serde_json::from_slice::<CacheRecord>(&bytes)
             .ok()
@@ -160,7 +160,7 @@ impl Runtime {
     pub(super) fn write_cache(
         &self,
         list: &ConfList,
-        att: &Attachment,
+        att: &RuntimeConf,
         result: &Value,
     ) -> Result<()> {
         let rec = CacheRecord {

@@ -18,9 +18,10 @@ pub const NO_ERROR_CODE: u32 = 999;
 const ETXTBSY_RETRIES: u32 = 5;
 const ETXTBSY_DELAY: Duration = Duration::from_secs(1);
 
-/// The attachment of one container to one network: libcni's RuntimeConf.
+/// What the runtime passes for one attachment (libcni's RuntimeConf): the
+/// container and interface, the pod's netns, CNI_ARGS and capability args.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Attachment {
+pub struct RuntimeConf {
     pub container_id: String,
     /// The pod's netns path; `None` is sent as an empty `CNI_NETNS`.
     pub netns: Option<PathBuf>,
@@ -32,13 +33,13 @@ pub struct Attachment {
     pub capability_args: Map<String, Value>,
 }
 
-impl Attachment {
+impl RuntimeConf {
     pub fn new(
         container_id: impl Into<String>,
         netns: Option<PathBuf>,
         ifname: impl Into<String>,
-    ) -> Attachment {
-        Attachment {
+    ) -> RuntimeConf {
+        RuntimeConf {
             container_id: container_id.into(),
             netns,
             ifname: ifname.into(),
@@ -46,12 +47,12 @@ impl Attachment {
         }
     }
 
-    pub fn with_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Attachment {
+    pub fn with_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> RuntimeConf {
         self.args.push((key.into(), value.into()));
         self
     }
 
-    pub fn with_capability(mut self, name: impl Into<String>, value: Value) -> Attachment {
+    pub fn with_capability(mut self, name: impl Into<String>, value: Value) -> RuntimeConf {
         self.capability_args.insert(name.into(), value);
         self
     }
@@ -87,9 +88,6 @@ impl Attachment {
         validate_ifname(&self.ifname)
     }
 }
-
-/// libcni's name for [`Attachment`].
-pub type RuntimeConf = Attachment;
 
 /// What a plugin process did.
 #[derive(Debug, Clone)]

@@ -32,7 +32,7 @@ mod tests;
 pub use cache::{CacheRecord, CACHE_KIND};
 pub use conflist::ConfList;
 use conflist::{is_plain_name, version_at_least};
-pub use exec::{exec_plugin, Attachment, PluginOutput, RuntimeConf, NO_ERROR_CODE};
+pub use exec::{exec_plugin, PluginOutput, RuntimeConf, NO_ERROR_CODE};
 
 use crate::error::{Error, Result};
 use crate::result::CniResult;
@@ -103,7 +103,7 @@ impl Runtime {
 
     /// ADD the attachment through every plugin in order, cache the final
     /// result and return it (conformance.md #53, 84, 85).
-    pub fn add(&self, list: &ConfList, att: &Attachment) -> Result<Value> {
+    pub fn add(&self, list: &ConfList, att: &RuntimeConf) -> Result<Value> {
         att.validate()?;
         let mut prev: Option<Value> = None;
         for plugin in &list.plugins {
@@ -154,7 +154,7 @@ impl Runtime {
     }
 
     /// CHECK in list order with the cached result (conformance.md #87, 39).
-    pub fn check(&self, list: &ConfList, att: &Attachment) -> Result<()> {
+    pub fn check(&self, list: &ConfList, att: &RuntimeConf) -> Result<()> {
         if !list.has_check() {
             return Err(Error::IncompatibleVersion {
                 requested: format!("{} for CHECK", list.cni_version),
@@ -183,7 +183,7 @@ impl Runtime {
 
     /// DEL in reverse order with the cached result as `prevResult`;
     /// removes the cache after success (conformance.md #86, 54).
-    pub fn del(&self, list: &ConfList, att: &Attachment) -> Result<()> {
+    pub fn del(&self, list: &ConfList, att: &RuntimeConf) -> Result<()> {
         att.validate()?;
         let cache = self.cache_path(&list.name, att);
         let cached = if list.has_check() {
@@ -231,7 +231,7 @@ impl Runtime {
             {
                 continue;
             }
-            match self.del(list, &rec.attachment()) {
+            match self.del(list, &rec.runtime_conf()) {
                 Ok(()) => report
                     .stale_deleted
                     .push((rec.container_id.clone(), rec.if_name.clone())),
@@ -346,7 +346,7 @@ impl Runtime {
         Ok(v)
     }
 
-    fn attachment_env(&self, att: &Attachment) -> Vec<(&'static str, String)> {
+    fn attachment_env(&self, att: &RuntimeConf) -> Vec<(&'static str, String)> {
         vec![
             ("CNI_CONTAINERID", att.container_id.clone()),
             ("CNI_NETNS", att.netns_str()),
@@ -395,7 +395,7 @@ fn inject(
     list: &ConfList,
     plugin: &Map<String, Value>,
     prev: Option<&Value>,
-    att: &Attachment,
+    att: &RuntimeConf,
 ) -> Map<String, Value> {
     let mut conf = plugin.clone();
     conf.insert("name".into(), Value::String(list.name.clone()));

@@ -123,8 +123,8 @@ fn list(version: &str, extra: Value) -> ConfList {
     ConfList::parse(v.to_string().as_bytes()).unwrap()
 }
 
-fn pod(id: &str) -> Attachment {
-    Attachment::new(id, Some(PathBuf::from("/var/run/netns/pod-x")), "eth0")
+fn pod(id: &str) -> RuntimeConf {
+    RuntimeConf::new(id, Some(PathBuf::from("/var/run/netns/pod-x")), "eth0")
         .with_arg("IgnoreUnknown", "1")
         .with_arg("K8S_POD_NAME", "web")
         .with_capability("portMappings", json!([{"hostPort": 8080}]))
@@ -300,9 +300,9 @@ fn add_injects_and_chains_prev_result() {
     assert_eq!(config, l.bytes);
     let records = f.rt.cached_attachments().unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].attachment(), pod("c1"));
+    assert_eq!(records[0].runtime_conf(), pod("c1"));
     let rec = f.rt.cached_record("net1", "c1", "eth0").unwrap();
-    assert_eq!(rec.attachment(), pod("c1"));
+    assert_eq!(rec.runtime_conf(), pod("c1"));
     assert!(f.rt.cached_record("net1", "c2", "eth0").is_none());
     assert!(f.rt.cached_record("net1", "../c1", "eth0").is_none());
 }
@@ -375,25 +375,25 @@ fn attachment_validated_before_exec() {
     let f = Fixture::new(&["first", "second"]);
     let l = list("1.0.0", json!({}));
     assert_eq!(
-        f.rt.add(&l, &Attachment::new("", None, "eth0"))
+        f.rt.add(&l, &RuntimeConf::new("", None, "eth0"))
             .unwrap_err()
             .code(),
         3
     );
     assert_eq!(
-        f.rt.add(&l, &Attachment::new("-x/y", None, "eth0"))
+        f.rt.add(&l, &RuntimeConf::new("-x/y", None, "eth0"))
             .unwrap_err()
             .code(),
         4
     );
     assert_eq!(
-        f.rt.add(&l, &Attachment::new("c1", None, "0123456789abcdef"))
+        f.rt.add(&l, &RuntimeConf::new("c1", None, "0123456789abcdef"))
             .unwrap_err()
             .code(),
         4
     );
     assert_eq!(
-        f.rt.del(&l, &Attachment::new("c1", None, "a/b"))
+        f.rt.del(&l, &RuntimeConf::new("c1", None, "a/b"))
             .unwrap_err()
             .code(),
         4

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::error::{Error, Result};
+use cni_common::attachment::Attachment;
 use cni_common::result::CniResult;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv6Addr};
@@ -65,39 +66,30 @@ pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One attachment (network, container id, ifname): what DEL and GC find
-/// rules by, through the comment every per-pod rule carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment<'a> {
-    pub network: &'a str,
-    pub container_id: &'a str,
-    pub ifname: &'a str,
-}
-
-impl Attachment<'_> {
-    /// `firewall6 net=<network> if=<ifname> id=<container id>`.
-    ///
-    /// Network names and container ids are already restricted to
-    /// `[A-Za-z0-9_.-]`; an ifname may hold almost anything, so bytes
-    /// outside a safe set are %-encoded (keeps the comment unquoted-safe and
-    /// unique). A comment that would exceed iptables' 255 bytes carries a
-    /// SHA-256 digest of the container id instead of the id itself.
-    pub fn tag(&self) -> String {
-        let ifname = encode_ifname(self.ifname);
-        let full = format!(
-            "{TAG_WORD} net={} if={ifname} id={}",
-            self.network, self.container_id
-        );
-        if full.len() <= MAX_COMMENT {
-            return full;
-        }
-        let digest = Sha256::digest(self.container_id.as_bytes());
-        format!(
-            "{TAG_WORD} net={} if={ifname} idsha={}",
-            self.network,
-            hex(&digest[..16])
-        )
+/// The tag of an attachment, carried as the comment of every per-pod rule:
+/// what DEL and GC find its rules by.
+/// `firewall6 net=<network> if=<ifname> id=<container id>`.
+///
+/// Network names and container ids are already restricted to
+/// `[A-Za-z0-9_.-]`; an ifname may hold almost anything, so bytes
+/// outside a safe set are %-encoded (keeps the comment unquoted-safe and
+/// unique). A comment that would exceed iptables' 255 bytes carries a
+/// SHA-256 digest of the container id instead of the id itself.
+pub fn tag(a: &Attachment) -> String {
+    let ifname = encode_ifname(&a.ifname);
+    let full = format!(
+        "{TAG_WORD} net={} if={ifname} id={}",
+        a.network, a.container_id
+    );
+    if full.len() <= MAX_COMMENT {
+        return full;
     }
+    let digest = Sha256::digest(a.container_id.as_bytes());
+    format!(
+        "{TAG_WORD} net={} if={ifname} idsha={}",
+        a.network,
+        hex(&digest[..16])
+    )
 }
 
 pub(super) fn encode_ifname(s: &str) -> String {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::FirewallConf;
+use cni_common::attachment::Attachment;
 use cni_common::result::CniResult;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,12 +10,8 @@ fn conf(v: serde_json::Value) -> FirewallConf {
     FirewallConf::from_raw(&v).unwrap()
 }
 
-fn att() -> Attachment<'static> {
-    Attachment {
-        network: "cluster",
-        container_id: "c0ffee",
-        ifname: "eth0",
-    }
+fn att() -> Attachment {
+    Attachment::new("cluster", "c0ffee", "eth0").unwrap()
 }
 
 fn bridged_pod() -> Pod {
@@ -31,19 +28,18 @@ fn bridged_pod() -> Pod {
 
 #[test]
 fn tag_names_network_ifname_and_id() {
-    assert_eq!(att().tag(), "firewall6 net=cluster if=eth0 id=c0ffee");
-    assert_eq!(tag_network(&att().tag()), Some("cluster"));
+    assert_eq!(tag(&att()), "firewall6 net=cluster if=eth0 id=c0ffee");
+    assert_eq!(tag_network(&tag(&att())), Some("cluster"));
     let odd = Attachment {
-        ifname: "e\"t h%",
+        ifname: "e\"t h%".into(),
         ..att()
     };
-    assert_eq!(odd.tag(), "firewall6 net=cluster if=e%22t%20h%25 id=c0ffee");
-    let long_id = "a".repeat(255);
+    assert_eq!(tag(&odd), "firewall6 net=cluster if=e%22t%20h%25 id=c0ffee");
     let long = Attachment {
-        container_id: &long_id,
+        container_id: "a".repeat(255),
         ..att()
     };
-    let t = long.tag();
+    let t = tag(&long);
     assert!(t.len() <= 255, "{}", t.len());
     assert!(t.contains(" idsha="));
     assert_eq!(tag_network(&t), Some("cluster"));
@@ -125,7 +121,7 @@ fn open_policy_and_chain_names_differ() {
 
 #[test]
 fn pod_rules_bridged_and_routed() {
-    let tag = att().tag();
+    let tag = tag(&att());
     let r = pod_rules(&tag, &bridged_pod(), "CNI6-POL-abc");
     let c = "-m comment --comment \"firewall6 net=cluster if=eth0 id=c0ffee\"";
     // A bridged pod: only the inbound policy here; its sources are
@@ -514,7 +510,7 @@ fn listing_parse_and_tag_lookup() {
 
 #[test]
 fn pod_defects_finds_missing_and_misordered() {
-    let tag = att().tag();
+    let tag = tag(&att());
     let routed = Pod {
         host_side: Some(HostSide::Routed("veth1234".into())),
         ..bridged_pod()

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::FirewallConf;
-use crate::rules::Attachment;
+use cni_common::attachment::Attachment;
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 
@@ -341,12 +341,7 @@ fn pod(last: u16, port: &str) -> Pod {
 }
 
 fn tag(id: &str) -> String {
-    Attachment {
-        network: "n",
-        container_id: id,
-        ifname: "eth0",
-    }
-    .tag()
+    rules::tag(&Attachment::new("n", id, "eth0").unwrap())
 }
 
 /// Network "n" with the default policy (the config lives for the test
@@ -611,12 +606,7 @@ fn gc_keeps_going_and_reports_every_failure() {
         conf: &other_conf,
         bridge: Some("br0"),
     };
-    let m_tag = Attachment {
-        network: "m",
-        container_id: "x",
-        ifname: "eth0",
-    }
-    .tag();
+    let m_tag = rules::tag(&Attachment::new("m", "x", "eth0").unwrap());
     install(
         &t,
         &other,

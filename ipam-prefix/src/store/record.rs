@@ -2,63 +2,45 @@
 //! its file name under `attachments/` (hashed when the container id is too
 //! long for one) and the JSON it holds.
 
-use crate::error::Result;
 use crate::plan::Slot;
+use cni_common::attachment::Attachment;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const RECORD_VERSION: u32 = 1;
 
-/// (containerID, ifname): what one record and one slot belong to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AttachmentKey {
-    pub container_id: String,
-    pub ifname: String,
+/// The record name of an attachment (network is the store's directory):
+/// `<containerID>@<ifname>` when that fits in a file name, which it does
+/// for every id a runtime makes (64 hex digits). A longer one (a container
+/// id may have 255 bytes) is `<first 200 bytes of the id>~<32 hex digits of
+/// SHA-256 of id NUL ifname>@<ifname>`: `~` is never in a container id, so
+/// the two forms cannot meet, and names that fit keep the form every
+/// earlier release wrote. The parts were validated ([`Attachment::new`]),
+/// so the name never leaves `attachments/`.
+pub fn record_name(a: &Attachment) -> String {
+    let plain = format!("{}@{}", a.container_id, a.ifname);
+    if plain.len() <= NAME_MAX {
+        return plain;
+    }
+    let mut h = Sha256::new();
+    h.update(a.container_id.as_bytes());
+    h.update([0]);
+    h.update(a.ifname.as_bytes());
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // Container ids are ASCII (validated), so any byte is a boundary.
+    let head = &a.container_id[..HASHED_ID_HEAD];
+    format!("{head}{HASH_MARK}{hex}@{}", a.ifname)
 }
 
-impl AttachmentKey {
-    /// Both parts are validated again here (cni-common already did) so a
-    /// key can never name a path outside the store: a container id has no
-    /// `/`, `@` or leading `.`, an ifname no `/` and is not `.`/`..`.
-    pub fn new(container_id: &str, ifname: &str) -> Result<AttachmentKey> {
-        cni_common::env::validate_container_id(container_id)?;
-        cni_common::env::validate_ifname(ifname)?;
-        Ok(AttachmentKey {
-            container_id: container_id.to_string(),
-            ifname: ifname.to_string(),
-        })
-    }
-
-    /// `<containerID>@<ifname>` when that fits in a file name, which it
-    /// does for every id a runtime makes (64 hex digits). A longer one (a
-    /// container id may have 255 bytes) is `<first 200 bytes of the
-    /// id>~<32 hex digits of SHA-256 of id NUL ifname>@<ifname>`: `~` is
-    /// never in a container id, so the two forms cannot meet, and names
-    /// that fit keep the form every earlier release wrote.
-    pub fn file_name(&self) -> String {
-        let plain = format!("{}@{}", self.container_id, self.ifname);
-        if plain.len() <= NAME_MAX {
-            return plain;
-        }
-        let mut h = Sha256::new();
-        h.update(self.container_id.as_bytes());
-        h.update([0]);
-        h.update(self.ifname.as_bytes());
-        let hex: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        // Container ids are ASCII (validated), so any byte is a boundary.
-        let head = &self.container_id[..HASHED_ID_HEAD];
-        format!("{head}{HASH_MARK}{hex}@{}", self.ifname)
-    }
-
-    /// The key a plain `<containerID>@<ifname>` name stands for; `None` for
-    /// a hashed name (its key is in the record) and for names not ours.
-    pub fn from_file_name(s: &str) -> Option<AttachmentKey> {
-        let (c, i) = s.split_once('@')?;
-        AttachmentKey::new(c, i).ok()
-    }
+/// The attachment of `network` a plain `<containerID>@<ifname>` name
+/// stands for; `None` for a hashed name (its attachment is in the record)
+/// and for names not ours.
+pub fn attachment_of_record_name(network: &str, s: &str) -> Option<Attachment> {
+    let (c, i) = s.split_once('@')?;
+    Attachment::new(network, c, i).ok()
 }
 
 /// NAME_MAX of Linux file systems: the longest file name.
@@ -68,7 +50,7 @@ pub(crate) const NAME_MAX: usize = 255;
 pub(crate) const HASHED_ID_HEAD: usize = 200;
 pub(crate) const HASH_MARK: char = '~';
 
-/// A record name in the hashed form of [`AttachmentKey::file_name`]
+/// A record name in the hashed form of [`record_name`]
 /// (the attachment it stands for is read from the record).
 /// Strict, because a slot link's target (any text) is looked up with it:
 /// one normal path component, nothing that could leave `attachments/`.

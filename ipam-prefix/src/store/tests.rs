@@ -1,6 +1,7 @@
 use super::*;
 use crate::allocator::{Allocation, Requested};
 use crate::plan::{AddressPlan, NodePrefix, SubnetId};
+use cni_common::attachment::Attachment;
 
 const BOOT: &str = "11111111-2222-3333-4444-555555555555";
 
@@ -31,7 +32,7 @@ impl Fixture {
     }
 
     fn add_req(&self, st: &Store, cid: &str, requested: Option<Slot>) -> Result<Record> {
-        let key = AttachmentKey::new(cid, "eth0").unwrap();
+        let key = Attachment::new("net1", cid, "eth0").unwrap();
         let plan = self.plan.clone();
         let f = move |s: Slot| plan.addresses(s).iter().map(|a| a.to_string()).collect();
         let ranges = self.plan.describe();
@@ -56,7 +57,7 @@ impl Fixture {
 
     fn del(&self, st: &Store, cid: &str) {
         if let Some(l) = st.open_existing().unwrap() {
-            l.release(&AttachmentKey::new(cid, "eth0").unwrap())
+            l.release(&Attachment::new("net1", cid, "eth0").unwrap())
                 .unwrap();
         }
     }
@@ -118,7 +119,7 @@ fn allocate_writes_the_contract_layout() {
         }
     }
     // podName/podNamespace absent → null.
-    let key = AttachmentKey::new("c2", "net1").unwrap();
+    let key = Attachment::new("net1", "c2", "net1").unwrap();
     let plan = fx.plan.clone();
     let f = move |s: Slot| plan.addresses(s).iter().map(|a| a.to_string()).collect();
     st.open()
@@ -306,7 +307,7 @@ fn crash_leftovers_are_repaired() {
     // CHECK of c still fine; the stray 0x11 link is GC's.
     let valid: HashSet<_> = ["c", "d"]
         .iter()
-        .map(|c| AttachmentKey::new(c, "eth0").unwrap())
+        .map(|c| Attachment::new("net1", c, "eth0").unwrap())
         .collect();
     let l = st.open().unwrap();
     let rep = l.gc(&valid).unwrap();
@@ -387,7 +388,7 @@ fn corrupt_record_is_released_by_del() {
     fs::write(fx.root().join("attachments/a@eth0"), "{not json").unwrap();
     let l = st.open().unwrap();
     let e = l
-        .verify(&AttachmentKey::new("a", "eth0").unwrap(), &[])
+        .verify(&Attachment::new("net1", "a", "eth0").unwrap(), &[])
         .unwrap_err();
     assert!(e.to_string().contains("corrupt"), "{e}");
     drop(l);
@@ -406,7 +407,7 @@ fn newer_record_version_is_refused_not_released() {
     let path = fx.root().join("attachments/a@eth0");
     let v2 = r#"{"version":2,"slots":{"10":"x"},"bootId":"other"}"#;
     fs::write(&path, v2).unwrap();
-    let key = AttachmentKey::new("a", "eth0").unwrap();
+    let key = Attachment::new("net1", "a", "eth0").unwrap();
     let e = st.open().unwrap().release(&key).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("version 2") && msg.contains("a@eth0"), "{msg}");
@@ -487,7 +488,7 @@ fn gc_with_and_without_valid_list() {
     }
     // Another network's store is never touched.
     let other = Store::new(fx.dir.path(), "net2", BOOT).unwrap();
-    let key = AttachmentKey::new("b", "eth0").unwrap();
+    let key = Attachment::new("net2", "b", "eth0").unwrap();
     let f = |s: Slot| vec![format!("{s}")];
     other
         .open()
@@ -502,7 +503,7 @@ fn gc_with_and_without_valid_list() {
             pod_name: None,
         })
         .unwrap();
-    let valid: HashSet<_> = [AttachmentKey::new("a", "eth0").unwrap()]
+    let valid: HashSet<_> = [Attachment::new("net1", "a", "eth0").unwrap()]
         .into_iter()
         .collect();
     let rep = st.open().unwrap().gc(&valid).unwrap();
@@ -547,7 +548,7 @@ fn verify_compares_with_prev_result() {
     let st = fx.store(BOOT);
     let r = fx.add(&st, "a").unwrap();
     let l = st.open().unwrap();
-    let k = AttachmentKey::new("a", "eth0").unwrap();
+    let k = Attachment::new("net1", "a", "eth0").unwrap();
     assert!(l.verify(&k, &r.addresses).is_ok());
     let mut extra = r.addresses.clone();
     extra.push("fd99::1/96".into());
@@ -561,7 +562,10 @@ fn verify_compares_with_prev_result() {
         cni_common::error::code::CHECK_FAILED
     );
     let e = l
-        .verify(&AttachmentKey::new("zz", "eth0").unwrap(), &r.addresses)
+        .verify(
+            &Attachment::new("net1", "zz", "eth0").unwrap(),
+            &r.addresses,
+        )
         .unwrap_err();
     assert!(e.to_string().contains("no address is allocated"), "{e}");
     fs::remove_file(fx.root().join("slots/10")).unwrap();
@@ -592,15 +596,15 @@ fn concurrent_allocations_get_distinct_slots() {
 
 #[test]
 fn keys_cannot_escape_the_store() {
-    assert!(AttachmentKey::new("../x", "eth0").is_err());
-    assert!(AttachmentKey::new("a", "..").is_err());
-    assert!(AttachmentKey::new("a", "x/y").is_err());
-    assert!(AttachmentKey::new("a@b", "eth0").is_err());
+    assert!(Attachment::new("net1", "../x", "eth0").is_err());
+    assert!(Attachment::new("net1", "a", "..").is_err());
+    assert!(Attachment::new("net1", "a", "x/y").is_err());
+    assert!(Attachment::new("net1", "a@b", "eth0").is_err());
     assert_eq!(
-        AttachmentKey::from_file_name("a@b@c").unwrap().ifname,
+        attachment_of_record_name("net1", "a@b@c").unwrap().ifname,
         "b@c"
     );
-    assert!(AttachmentKey::from_file_name(".a@eth0.tmp.1").is_none());
+    assert!(attachment_of_record_name("net1", ".a@eth0.tmp.1").is_none());
     let d = Path::new("/tmp");
     assert!(Store::new(d, "..", BOOT).is_err());
     assert!(Store::new(d, "a/b", BOOT).is_err());
@@ -619,15 +623,15 @@ fn longest_container_ids_get_a_record_name_that_fits() {
     // name (longer than NAME_MAX if built naively) is cut to fit.
     let edge = long(250, 'e');
     assert_eq!(
-        AttachmentKey::new(&edge, "eth0").unwrap().file_name().len(),
+        record_name(&Attachment::new("net1", &edge, "eth0").unwrap()).len(),
         255
     );
     fx.add(&st, &edge).unwrap();
     assert!(fx.has_record(&edge));
     for n in [251, 254, 255] {
         let id = long(n, 'a');
-        let key = AttachmentKey::new(&id, "eth0").unwrap();
-        let name = key.file_name();
+        let key = Attachment::new("net1", &id, "eth0").unwrap();
+        let name = record_name(&key);
         assert!(name.len() <= NAME_MAX && is_hashed_name(&name), "{name}");
         assert!(name.starts_with(&id[..HASHED_ID_HEAD]) && name.ends_with("@eth0"));
         let rec = fx.add(&st, &id).unwrap();
@@ -642,9 +646,7 @@ fn longest_container_ids_get_a_record_name_that_fits() {
     }
     // Only the exact hashed form counts: a slot link's target is
     // looked up with it.
-    let hashed = AttachmentKey::new(&long(255, 'a'), "eth0")
-        .unwrap()
-        .file_name();
+    let hashed = record_name(&Attachment::new("net1", &long(255, 'a'), "eth0").unwrap());
     assert!(is_hashed_name(&hashed));
     for bad in [
         "../x~0123456789abcdef0123456789abcdef@eth0",
@@ -656,21 +658,21 @@ fn longest_container_ids_get_a_record_name_that_fits() {
         assert!(!is_hashed_name(bad), "{bad}");
     }
     // Same 200-byte head, different tails: different names.
-    let a = AttachmentKey::new(&(long(200, 'x') + &long(55, 'a')), "eth0").unwrap();
-    let b = AttachmentKey::new(&(long(200, 'x') + &long(55, 'b')), "eth0").unwrap();
-    assert_ne!(a.file_name(), b.file_name());
-    let c = AttachmentKey::new(&(long(200, 'x') + &long(55, 'a')), "eth1").unwrap();
-    assert_ne!(a.file_name(), c.file_name());
+    let a = Attachment::new("net1", &(long(200, 'x') + &long(55, 'a')), "eth0").unwrap();
+    let b = Attachment::new("net1", &(long(200, 'x') + &long(55, 'b')), "eth0").unwrap();
+    assert_ne!(record_name(&a), record_name(&b));
+    let c = Attachment::new("net1", &(long(200, 'x') + &long(55, 'a')), "eth1").unwrap();
+    assert_ne!(record_name(&a), record_name(&c));
     // GC knows a hashed record's attachment from its content.
     let rec_a = fx.add(&st, &a.container_id).unwrap();
     let rec_b = fx.add(&st, &b.container_id).unwrap();
     let valid: HashSet<_> = [a.clone()].into_iter().collect();
     let rep = st.open().unwrap().gc(&valid).unwrap();
     assert_eq!(rep.released.len(), 2, "{rep:?}"); // b and the 250-byte edge id
-    assert!(rep.released.contains(&b.file_name()));
+    assert!(rep.released.contains(&record_name(&b)));
     assert_eq!(
         fx.link(rec_a.slot.0).as_deref(),
-        Some(a.file_name().as_str())
+        Some(record_name(&a).as_str())
     );
     assert!(fx.link(rec_b.slot.0).is_none());
     // The new-boot pass releases it too.
@@ -709,7 +711,7 @@ fn planted_symlinks_are_never_followed() {
     fs::remove_file(&rec).unwrap();
     std::os::unix::fs::symlink(&outside, &rec).unwrap();
     assert!(matches!(
-        st.open().unwrap().read_record(&AttachmentKey::new("c1", "eth0").unwrap()).unwrap(),
+        st.open().unwrap().read_record(&Attachment::new("net1", "c1", "eth0").unwrap()).unwrap(),
         RecordState::Corrupt(m) if m.contains("symlink")
     ));
     fx.del(&st, "c1");

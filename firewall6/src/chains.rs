@@ -20,15 +20,14 @@ pub const INGRESS_CHAIN: &str = "CNI6-INGRESS";
 pub const FROM_POD_CHAIN: &str = "CNI6-FROM-POD";
 /// Per network: `CNI6-POL-<12 hex>` of (network, policy).
 pub const POLICY_PREFIX: &str = "CNI6-POL-";
-/// Port buckets: `CNI6-P-00` … `CNI6-P-ff`, and [`PORT_OTHER`].
+/// Port buckets: `CNI6-P-00` … `CNI6-P-ff`, and [`PORT_OTHER`]. bridge6's
+/// host veths are `c6` + 13 hex digits of a hash: the two hex digits after
+/// the prefix spread them evenly over the 256 buckets.
 pub const PORT_BUCKET_PREFIX: &str = "CNI6-P-";
 /// Ports whose name is not bridge6's `c6<hex>`, and routed (`-i`) ports.
 pub const PORT_OTHER: &str = "CNI6-P-OTHER";
 /// Address buckets: `CNI6-D-00` … `CNI6-D-ff`.
 pub const ADDR_BUCKET_PREFIX: &str = "CNI6-D-";
-/// bridge6 names host veths `c6` + 13 hex digits of a hash: the two hex
-/// digits after the prefix spread them evenly over 256 port buckets.
-pub const BRIDGE6_VETH_PREFIX: &str = "c6";
 pub const BUCKETS: usize = 256;
 /// The dispatch to the buckets is a two-level tree: 16 groups (the high
 /// hex digit) of 16 buckets, so a packet passes at most 16 + 16 dispatch

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::error::{Error, Result};
-use cni_common::attachment::Attachment;
+use cni_common::attachment::{Attachment, HOST_VETH_PREFIX};
 use cni_common::result::CniResult;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv6Addr};
@@ -52,7 +52,7 @@ pub(super) fn parse_mac(s: &str) -> Option<[u8; 6]> {
 pub fn port_bucket_of(host: &HostSide) -> String {
     match host {
         HostSide::BridgePort(name) => name
-            .strip_prefix(BRIDGE6_VETH_PREFIX)
+            .strip_prefix(HOST_VETH_PREFIX)
             .and_then(|rest| rest.get(..2))
             .filter(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
             .and_then(|h| usize::from_str_radix(h, 16).ok())

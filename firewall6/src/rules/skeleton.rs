@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::config::{FirewallConf, Ingress};
+use cni_common::attachment::HOST_VETH_PREFIX;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
@@ -68,7 +69,7 @@ impl Skeleton<'_> {
         let mut v: Vec<String> = (0..GROUPS)
             .map(|g| {
                 format!(
-                    "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{g:x}+ {} -j {}",
+                    "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {HOST_VETH_PREFIX}{g:x}+ {} -j {}",
                     comment("firewall6: port bucket group"),
                     port_group(g)
                 )
@@ -87,7 +88,7 @@ impl Skeleton<'_> {
         (g * GROUPS..(g + 1) * GROUPS)
             .map(|b| {
                 format!(
-                    "-A {chain} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{b:02x}+ {} -j {}",
+                    "-A {chain} -m physdev --physdev-in {HOST_VETH_PREFIX}{b:02x}+ {} -j {}",
                     comment("firewall6: port bucket"),
                     port_bucket(b)
                 )
@@ -696,7 +697,7 @@ pub fn flat_dispatch_of_earlier_release() -> Vec<String> {
     let mut v: Vec<String> = (0..BUCKETS)
         .map(|b| {
             format!(
-                "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{b:02x}+ {} -j {}",
+                "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {HOST_VETH_PREFIX}{b:02x}+ {} -j {}",
                 comment("firewall6: port bucket"),
                 port_bucket(b)
             )
@@ -721,7 +722,7 @@ pub fn flat_dispatch_of_earlier_release() -> Vec<String> {
 /// port (`c6…`) to [`MLD_CHAIN`], written as `ip6tables -S` prints it.
 pub fn mld_jump() -> String {
     format!(
-        "-A {RAW_PREROUTING} -p ipv6-icmp -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}+ {} -j {MLD_CHAIN}",
+        "-A {RAW_PREROUTING} -p ipv6-icmp -m physdev --physdev-in {HOST_VETH_PREFIX}+ {} -j {MLD_CHAIN}",
         comment("firewall6: MLD of cni6 pods stays on their port")
     )
 }

@@ -20,6 +20,7 @@
 use crate::error::{IpamError, Result};
 use crate::plan::{Slot, SlotSpace};
 use cni_common::attachment::Attachment;
+use cni_common::file::{is_temp_name, replace, Durability, Replace};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -115,22 +116,6 @@ pub struct Store {
 pub(crate) enum Claim {
     Claimed,
     Taken(String),
-}
-
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp.")
-}
-
-/// `.<name>.tmp.<pid>`, with `name` cut so the whole fits in NAME_MAX
-/// (a record name may itself be 255 bytes long).
-fn temp_name(name: &str) -> String {
-    let suffix = format!(".tmp.{}", std::process::id());
-    let room = NAME_MAX - 1 - suffix.len();
-    let mut cut = name.len().min(room);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!(".{}{suffix}", &name[..cut])
 }
 
 pub(crate) fn now() -> u64 {
@@ -335,31 +320,18 @@ pub struct Locked<'a> {
 
 impl Locked<'_> {
     /// `bytes` as `dir/name`, fdatasync'ed, by rename from a temp file
-    /// whose name repair recognises ([`is_temp_name`]).
+    /// whose name repair recognises ([`is_temp_name`]). Only a writer that
+    /// died with our pid can have left that temp: under the lock nobody
+    /// else writes here. No fsync of the directory: see lib.rs ("Boot id").
     fn write_atomic(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-        let tmp = dir.join(temp_name(name));
         let dst = dir.join(name);
-        let res = (|| -> io::Result<()> {
-            // Only a writer that died with our pid left this; under the
-            // lock nobody else writes here. unlink() removes a planted
-            // symlink itself, and O_EXCL|O_NOFOLLOW then creates a new
-            // file or fails: never writes through a link.
-            ignore_missing(fs::remove_file(&tmp))?;
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_data()?;
-            // No fsync of the directory: see lib.rs ("Boot id").
-            fs::rename(&tmp, &dst)
-        })();
-        res.map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            IpamError::store(format!("write {}", dst.display()), e)
-        })
+        let how = Replace {
+            mode: 0o644,
+            durability: Durability::Data,
+            create_dir: false,
+        };
+        replace(&dst, bytes, &how)
+            .map_err(|e| IpamError::store(format!("write {}", dst.display()), e))
     }
 
     pub fn read_record(&self, k: &Attachment) -> Result<RecordState> {
@@ -473,8 +445,8 @@ impl Locked<'_> {
         // allocates one inode and frees another on every ADD, and on ext4
         // without a journal each inode allocation then scans past every
         // inode freed in the last seconds (find_inode_bit →
-        // recently_deleted): ~1 ms per ADD of ipam-prefix's CPU right after
-        // 1000 pods were attached (issue 7). O_NOFOLLOW: the path is ours;
+        // recently_deleted), a cost that grows with the pods attached
+        // (docs/performance.md). O_NOFOLLOW: the path is ours;
         // O_NONBLOCK: a FIFO planted here must not block the ADD.
         let path = self.store.root.join("cursor");
         let text = format!("{}\n", s.file_name());

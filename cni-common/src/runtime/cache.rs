@@ -142,7 +142,7 @@ impl Runtime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
             Err(e) => return Err(Error::io(format!("list cache {}", dir.display()), e)),
         };
-        // Skip our own in-flight temp files (".<name>.tmp<pid>").
+        // Skip in-flight temp files (crate::file::temp_name).
         let mut names: Vec<PathBuf> = entries
             .flatten()
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))

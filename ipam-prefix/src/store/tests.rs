@@ -2,6 +2,7 @@ use super::*;
 use crate::allocator::{Allocation, Requested};
 use crate::plan::{AddressPlan, NodePrefix, SubnetId};
 use cni_common::attachment::Attachment;
+use cni_common::file::temp_name;
 
 const BOOT: &str = "11111111-2222-3333-4444-555555555555";
 

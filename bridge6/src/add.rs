@@ -195,9 +195,8 @@ pub(crate) fn add(req: &Request) -> Result<CniResult> {
 
     // IPAM ADD (a process, and an fdatasync in ipam-prefix's store) runs
     // while this thread makes the bridge, the veth pair and the pod-side
-    // sysctls, none of which needs an address: at 10 pods bridge(+ipam)
-    // ADD p50 went 3.31 -> 2.99 ms (issue 7). Addresses, routes and
-    // gateways wait for it.
+    // sysctls, none of which needs an address; addresses, routes and
+    // gateways wait for it (figures: docs/performance.md).
     let (prepared, ipam) = delegate::ipam_alongside(
         &req.config.raw,
         &req.env.path,
@@ -322,9 +321,8 @@ impl Adding<'_> {
     /// kernel re-announce all its multicast groups (inet6_rtm_newaddr →
     /// ipv6_find_idev → ipv6_mc_up), two MLDv2 reports from the bridge
     /// that it floods to every port and into every pod: per-ADD work
-    /// that grew with the pods (issue 7; ~2000 deliveries per ADD at
-    /// 1000 pods). One address dump of the bridge instead (none when IPAM
-    /// named no gateway).
+    /// that grew with the pods (docs/performance.md). One address dump of
+    /// the bridge instead (none when IPAM named no gateway).
     fn gateways(&mut self, bridge: &link::Link, addressing: &PodAddressing) -> Result<()> {
         if addressing.ips.iter().all(|(_, gw)| gw.is_none()) {
             return Ok(());

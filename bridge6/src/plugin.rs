@@ -101,8 +101,8 @@ fn del(req: &Request) -> Result<()> {
     let mut errors: Vec<cni_common::Error> = Vec::new();
 
     // The IPAM DEL (a process) runs while the kernel tears the veth down:
-    // deleting a link waits for RCU (rcu_barrier in netdev_run_todo,
-    // ~10-20 ms here) and the IPAM plugin needs nothing from the link.
+    // deleting a link waits for RCU (rcu_barrier in netdev_run_todo) and
+    // the IPAM plugin needs nothing from the link.
     // The reference bridge releases the address first too.
     let (veth, ipam) = delegate::ipam_alongside(
         &req.config.raw,

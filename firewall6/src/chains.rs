@@ -41,7 +41,7 @@ pub const PORT_GROUP_PREFIX: &str = "CNI6-PX-";
 pub const ADDR_GROUP_PREFIX: &str = "CNI6-DX-";
 /// Multicast destinations: no pod policy applies to them.
 pub const MULTICAST: &str = "ff00::/8";
-/// Raw-table chain that drops the MLD messages of pods (see [`mld_rules`]).
+/// Raw-table chain that drops the MLD messages of pods (see [`crate::rules::mld_rules`]).
 pub const MLD_CHAIN: &str = "CNI6-MLD";
 /// The raw table's chain the MLD jump sits in (before the bridge floods).
 pub const RAW_PREROUTING: &str = "PREROUTING";
@@ -51,8 +51,8 @@ pub const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
 /// INPUT and FORWARD of traffic that enters from a pod bridge jump here
 /// first: the source check that binds each pod's addresses to its MAC
 /// (issue 15). In the filter table, so a pod's rules change one table: one
-/// nf_tables transaction per ADD or DEL (each deleting transaction waits a
-/// grace period, 10-15 ms here).
+/// nf_tables transaction per ADD or DEL (each deleting transaction waits
+/// an RCU grace period).
 pub const SRC_CHAIN: &str = "CNI6-SRC";
 /// ICMPv6 a pod may not send at all: router advertisements, redirects, MLD.
 pub const SRC_ICMP_CHAIN: &str = "CNI6-SRC-ICMP";

@@ -217,9 +217,8 @@ pub fn install(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Result<
 /// chain (first pod of a node, damage, or a node set up by an earlier
 /// release) fails the whole batch, nothing applied; then the full path
 /// reads the table, repairs (under the lock) and the pod's batch runs
-/// once more. Before issue 7 four `ip6tables -S` processes read FORWARD,
-/// CNI6-FORWARD, FROM-POD and the policy chain first: ~1.5 ms of CPU
-/// each, most of firewall6's ADD. Other configs' digests the record holds
+/// once more: no `ip6tables -S` process on the usual path (process starts
+/// were most of firewall6's ADD). Other configs' digests the record holds
 /// for the generation found here stay valid beside this batch's own: a
 /// passing batch changes no skeleton.
 fn install_checked(

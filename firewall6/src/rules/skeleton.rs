@@ -733,7 +733,7 @@ pub fn mld_jump() -> String {
 /// snooping that forwards by membership (the bridge floods all multicast),
 /// so a pod's reports inform no one; but each of them, sent under RTNL by
 /// the pod's address configuration, went through ip6tables once per
-/// port: at 1000 pods 3.6-4.1 ms of every ADD (issue 7). A pod's query
+/// port, a cost of every ADD that grew with the pods. A pod's query
 /// would make every other pod answer: dropped too.
 pub fn mld_rules() -> Vec<String> {
     MLD_TYPES
@@ -744,8 +744,8 @@ pub fn mld_rules() -> Vec<String> {
 
 /// The `-C` line (raw table) ADD's batch carries for the MLD drop: the
 /// jump, which also proves [`MLD_CHAIN`] exists. Its four rules are not
-/// checked on every ADD (+0.13 ms of ip6tables-restore at 10 pods: the
-/// icmp6 extension and four more comparisons); an altered chain is
+/// checked on every ADD (that loads the icmp6 extension and makes four
+/// more comparisons each time); an altered chain is
 /// rewritten whenever the repair path runs.
 pub fn mld_presence_checks() -> Vec<String> {
     vec![check_of(&mld_jump())]

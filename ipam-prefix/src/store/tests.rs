@@ -597,10 +597,8 @@ fn concurrent_allocations_get_distinct_slots() {
 
 #[test]
 fn keys_cannot_escape_the_store() {
-    assert!(Attachment::new("net1", "../x", "eth0").is_err());
-    assert!(Attachment::new("net1", "a", "..").is_err());
-    assert!(Attachment::new("net1", "a", "x/y").is_err());
-    assert!(Attachment::new("net1", "a@b", "eth0").is_err());
+    // The parts themselves are refused by Attachment::new (cni-common's
+    // attachment tests); here what a record name and a store name allow.
     assert_eq!(
         attachment_of_record_name("net1", "a@b@c").unwrap().ifname,
         "b@c"

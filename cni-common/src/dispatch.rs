@@ -168,7 +168,7 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
 /// The largest network config read from stdin. Real ones are a few KiB
 /// (a prevResult with many addresses stays far below); without a bound a
 /// runaway or hostile writer makes every plugin hold all of it, several
-/// times over once decoded (200 MiB of stdin reached 600 MiB RSS, issue 15).
+/// times over once decoded (figures: docs/performance.md).
 pub const MAX_CONFIG_BYTES: usize = 16 << 20;
 
 /// All of `r` when it holds at most `limit` bytes. Never keeps more than

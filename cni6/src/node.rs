@@ -15,6 +15,7 @@
 //! network namespace every veth looks gone.
 
 use crate::error::{CliError, Result};
+use cni_common::attachment::Attachment;
 use cni_common::config::NetConf;
 use cni_common::netlink::Netlink;
 use cni_common::runtime::{ConfList, Runtime};
@@ -282,8 +283,11 @@ pub fn allocations(net: &Network, rt: &Runtime) -> Result<Vec<Allocation>> {
             continue;
         };
         let mut leaked = Vec::new();
-        let veth = bridge6::attachment::Attachment::new(&net.name, &rec.container_id, &rec.ifname)
-            .host_veth();
+        let veth = bridge6::attachment::host_veth(&Attachment {
+            network: net.name.clone(),
+            container_id: rec.container_id.clone(),
+            ifname: rec.ifname.clone(),
+        });
         if bridge_here && !link_exists(&veth) {
             leaked.push(VETH_GONE.to_string());
         }
@@ -402,12 +406,11 @@ pub fn orphan_rules(
         .iter()
         .filter_map(|a| a.record.as_ref())
         .map(|r| {
-            firewall6::rules::Attachment {
-                network: &net.name,
-                container_id: &r.container_id,
-                ifname: &r.ifname,
-            }
-            .tag()
+            firewall6::rules::tag(&Attachment {
+                network: net.name.clone(),
+                container_id: r.container_id.clone(),
+                ifname: r.ifname.clone(),
+            })
         })
         .collect();
     let mut out: Vec<String> = Vec::new();

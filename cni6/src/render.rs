@@ -2,13 +2,13 @@
 //! after an attach (interfaces, addresses, routes), not the raw JSON.
 
 use cni_common::result::CniResult;
-use cni_common::runtime::{Attachment, ConfList};
+use cni_common::runtime::{ConfList, RuntimeConf};
 use serde_json::Value;
 use std::fmt::Write as _;
 
 /// A few lines describing an ADD result. A result cni-common cannot parse
 /// is shown as pretty JSON rather than hidden.
-pub fn attach_summary(list: &ConfList, att: &Attachment, result: &Value) -> String {
+pub fn attach_summary(list: &ConfList, att: &RuntimeConf, result: &Value) -> String {
     let mut s = format!(
         "attached container {} interface {} to network {} (CNI {})",
         att.container_id, att.ifname, list.name, list.cni_version
@@ -77,7 +77,7 @@ mod tests {
             br#"{"cniVersion":"1.0.0","name":"cluster","plugins":[{"type":"bridge6"}]}"#,
         )
         .unwrap();
-        let att = Attachment::new("c1", None, "eth0");
+        let att = RuntimeConf::new("c1", None, "eth0");
         let r = json!({
             "cniVersion": "1.0.0",
             "interfaces": [

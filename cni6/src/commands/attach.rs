@@ -13,7 +13,7 @@ use crate::options::{NetworkOpts, Output};
 use crate::render;
 use clap::Args;
 use cni_common::env::CniArgs;
-use cni_common::runtime::{Attachment, CacheRecord, ConfList, Runtime};
+use cni_common::runtime::{CacheRecord, ConfList, Runtime, RuntimeConf};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -107,8 +107,8 @@ impl AttachmentOpts {
         &self,
         netns: Option<PathBuf>,
         cached: Option<&CacheRecord>,
-    ) -> Result<Attachment> {
-        let from_cache = cached.map(CacheRecord::attachment);
+    ) -> Result<RuntimeConf> {
+        let from_cache = cached.map(CacheRecord::runtime_conf);
         let args = match &self.args {
             Some(s) => parse_cni_args(s)?,
             None => from_cache
@@ -123,7 +123,7 @@ impl AttachmentOpts {
                 .map(|a| a.capability_args.clone())
                 .unwrap_or_default(),
         };
-        Ok(Attachment {
+        Ok(RuntimeConf {
             container_id: self.container_id.clone(),
             netns: netns.or_else(|| from_cache.and_then(|a| a.netns)),
             ifname: self.ifname.clone(),

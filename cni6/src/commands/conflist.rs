@@ -170,7 +170,7 @@ pub fn uplink_candidates(scope: Scope, within: Option<Ipv6Net>, bridge: &str) ->
         let name = ifa.interface_name;
         if name == "lo"
             || name == bridge
-            || name.starts_with(bridge6::attachment::HOST_VETH_PREFIX)
+            || name.starts_with(cni_common::attachment::HOST_VETH_PREFIX)
             || !in_scope(a, scope)
             || within.is_some_and(|w| !w.contains(&a))
             || out.contains(&name)

@@ -7,8 +7,8 @@
 //! cni6's own plugins are asked on a copy of the list at 1.1.0 (they speak
 //! every version), other plugins only at the list's own version.
 
-use crate::cli::{NetworkOpts, Output};
 use crate::error::{CliError, Result};
+use crate::options::{NetworkOpts, Output};
 use clap::Args;
 use cni_common::runtime::{ConfList, Runtime};
 use serde_json::json;
@@ -24,7 +24,7 @@ fn is_ours(plugin: &serde_json::Map<String, serde_json::Value>) -> bool {
     plugin
         .get("type")
         .and_then(|t| t.as_str())
-        .is_some_and(|t| crate::commands::install::PLUGINS.contains(&t))
+        .is_some_and(|t| crate::node::PLUGINS.contains(&t))
 }
 
 /// STATUS of `list` as a 1.1.0 runtime asks it; for an older list, of a

@@ -11,7 +11,7 @@
 //! target/release), as the image holds cni6 beside the plugins.
 
 use clap::Parser;
-use plugins::cli::{Cli, Command};
+use cni6::cli::{Cli, Command};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -105,7 +105,7 @@ fn as_strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn install_args(args: &[String]) -> plugins::commands::install::InstallArgs {
+fn install_args(args: &[String]) -> cni6::commands::install::InstallArgs {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     match cli.command {
         Command::Install(i) => i,
@@ -188,7 +188,7 @@ fn daemonset_runs_cni6_itself_with_probes_and_the_host_paths() {
 }
 
 /// Run `argv` (host paths mapped into `root`) inside `ns`.
-fn in_ns(ns: &conformance::harness::Netns, argv: &[String]) -> std::process::Command {
+fn in_ns(ns: &netlab::netns::Netns, argv: &[String]) -> std::process::Command {
     let mut c = std::process::Command::new("ip");
     c.args(["netns", "exec", ns.name()]).args(argv);
     c
@@ -220,8 +220,9 @@ fn map_paths(
 
 #[test]
 fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
-    use conformance::harness::{self, Netns};
-    harness::require_root();
+    use netlab::bins::plugin;
+    use netlab::netns::{require_root, Netns};
+    require_root();
     let ds = deploy("daemonset.yaml");
     let init = container(&ds, "initContainers", "prepare-node");
     let main = container(&ds, "containers", "cni6");
@@ -230,10 +231,10 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
     let image = root.path().join("image");
     std::fs::create_dir_all(&image).unwrap();
     for b in ["cni6", "bridge6", "ipam-prefix", "firewall6"] {
-        std::fs::copy(harness::plugin(b), image.join(b)).unwrap();
+        std::fs::copy(plugin(b), image.join(b)).unwrap();
     }
     for b in ["loopback", "portmap"] {
-        std::fs::copy(harness::plugin("ipam-prefix"), image.join(b)).unwrap();
+        std::fs::copy(plugin("ipam-prefix"), image.join(b)).unwrap();
     }
     let cni6 = image.join("cni6");
     // A node whose uplink is not eth0: "auto" must find it.
@@ -374,10 +375,10 @@ fn manifest_install_runs_against_a_temporary_root_and_uninstalls() {
 
 #[test]
 fn install_refuses_an_uplink_that_does_not_exist() {
-    use conformance::harness;
-    harness::require_root();
+    use netlab::{bins::plugin, netns::require_root};
+    require_root();
     let root = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(harness::plugin("cni6"))
+    let o = std::process::Command::new(plugin("cni6"))
         .args(["install", "--bin-dir"])
         .arg(root.path().join("bin"))
         .arg("--conf-dir")
@@ -410,7 +411,7 @@ fn nad_net1_is_a_valid_second_network() {
     assert_eq!(nad["metadata"]["name"], "net1");
     let config: Value =
         serde_json::from_str(nad["spec"]["config"].as_str().expect("spec.config")).unwrap();
-    let list = plugins::commands::conflist::validate(&config).expect("plugins accept it");
+    let list = cni6::commands::conflist::validate(&config).expect("plugins accept it");
     assert_eq!(list.cni_version, "1.0.0");
     assert_eq!(list.name, "net1");
     let bridge = &config["plugins"][0];

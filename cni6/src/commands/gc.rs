@@ -18,13 +18,14 @@
 //! visible (the wrong network namespace, where every veth looks gone);
 //! `--all-stale` needs `--confirm`.
 
-use crate::cli::{NetworkOpts, Output};
-use crate::commands::install::network_configs;
-use crate::commands::status::{allocations, networks_of, Allocation, Network};
 use crate::error::{CliError, Result};
+use crate::node::{
+    self, network_configs, networks_of, store_allocations, wrong_namespace, Allocation,
+};
+use crate::options::{NetworkOpts, Output};
 use clap::{ArgGroup, Args};
 use cni_common::env::{validate_container_id, validate_ifname};
-use cni_common::runtime::{ConfList, Runtime, DEFAULT_CACHE_DIR};
+use cni_common::runtime::{ConfList, DEFAULT_CACHE_DIR};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -121,20 +122,30 @@ impl GcArgs {
     }
 }
 
-fn key(a: &Allocation) -> String {
-    match &a.record {
-        Some(r) => format!("{}/{}", r.container_id, r.ifname),
-        None => a.file.replacen('@', "/", 1),
-    }
+/// The dry run's answer: what GC would consider.
+#[derive(Debug)]
+pub struct DryRun {
+    pub network: String,
+    pub allocations: Vec<Allocation>,
+    /// `CONTAINERID/IFNAME` of every attachment the runtime cached.
+    pub cached: Vec<String>,
 }
 
-/// The store's allocations of every ipam-prefix network in the list.
-fn store_allocations(nets: &[Network], rt: &Runtime) -> Result<Vec<Allocation>> {
-    let mut out = Vec::new();
-    for n in nets {
-        out.extend(allocations(n, rt)?);
-    }
-    Ok(out)
+/// What a GC did.
+#[derive(Debug)]
+pub struct Collected {
+    pub network: String,
+    pub cni_version: String,
+    pub plugins: usize,
+    pub disabled: bool,
+    pub valid: Vec<(String, String)>,
+    pub stale_deleted: Vec<(String, String)>,
+    pub gc_sent: bool,
+    /// Whether the list has an ipam-prefix store whose allocations were
+    /// compared before and after.
+    pub has_store: bool,
+    pub freed: Vec<String>,
+    pub remaining: usize,
 }
 
 pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
@@ -144,42 +155,16 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
     let before = store_allocations(&nets, &rt)?;
     let dry = a.valid.is_empty() && !a.leaked && !a.all_stale;
     if dry {
-        let cached: Vec<String> = rt
-            .cached_attachments()
-            .map_err(|e| CliError::cni("read the runtime cache", e))?
+        let cached = node::cached_attachments(&rt, &list.name)?
             .into_iter()
-            .filter(|r| r.network_name == list.name)
             .map(|r| format!("{}/{}", r.container_id, r.if_name))
             .collect();
-        if o.json {
-            let allocs: Vec<_> = before
-                .iter()
-                .map(|al| json!({"attachment": key(al), "leaked": !al.leaked.is_empty(), "leakReasons": al.leaked}))
-                .collect();
-            return o.json(&json!({
-                "network": list.name,
-                "dryRun": true,
-                "allocations": allocs,
-                "cachedAttachments": cached,
-            }));
-        }
-        o.line(format!(
-            "dry run, nothing changed: network {} has {} allocation(s) and {} cached attachment(s)",
-            list.name,
-            before.len(),
-            cached.len()
-        ))?;
-        for al in &before {
-            if al.leaked.is_empty() {
-                o.line(format!("  in use?  {}", key(al)))?;
-            } else {
-                o.line(format!("  leaked   {} ({})", key(al), al.leaked.join(", ")))?;
-            }
-        }
-        return o.line(
-            "GC frees every attachment not in its valid set: run again with --valid ID/IF for \
-             each one in use, or --leaked to free only the leaked ones",
-        );
+        let d = DryRun {
+            network: list.name.clone(),
+            allocations: before,
+            cached,
+        };
+        return render_dry_run(&d, o);
     }
     if a.all_stale && !a.confirm {
         return Err(CliError::Usage(format!(
@@ -190,57 +175,24 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
             before.len()
         )));
     }
-    let valid: Vec<(String, String)> = if a.leaked {
+    let valid = if a.leaked {
         if let Some(why) = wrong_namespace(&nets, &before) {
             return Err(CliError::Failed(format!(
                 "--leaked refused, nothing changed: {why}. Every pod would look leaked from \
                  here; run gc in the node's network namespace (e.g. `nsenter -t 1 -n cni6 gc …`)"
             )));
         }
-        let mut v: Vec<(String, String)> = before
-            .iter()
-            .filter(|al| !al.pod_gone())
-            .filter_map(|al| al.record.as_ref())
-            .map(|r| (r.container_id.clone(), r.ifname.clone()))
-            .collect();
-        // Attachments the runtime cached whose netns still exists are in
-        // use too, whatever the store says.
-        for c in rt
-            .cached_attachments()
-            .map_err(|e| CliError::cni("read the runtime cache", e))?
-        {
-            let k = (c.container_id.clone(), c.if_name.clone());
-            let leaked_in_store = before.iter().any(|al| {
-                al.pod_gone()
-                    && al
-                        .record
-                        .as_ref()
-                        .is_some_and(|r| r.container_id == k.0 && r.ifname == k.1)
-            });
-            if c.network_name == list.name
-                && !c.netns.is_empty()
-                && std::path::Path::new(&c.netns).exists()
-                && !leaked_in_store
-                && !v.contains(&k)
-            {
-                v.push(k);
-            }
-        }
-        v
+        in_use(&before, &node::cached_attachments(&rt, &list.name)?)
     } else {
         let valid = a
             .valid
             .iter()
             .map(|s| parse_valid(s))
             .collect::<Result<Vec<_>>>()?;
-        let cached = rt
-            .cached_attachments()
-            .map_err(|e| CliError::cni("read the runtime cache", e))?;
-        let mut known: Vec<String> = before.iter().map(key).collect();
+        let mut known: Vec<String> = before.iter().map(Allocation::key).collect();
         known.extend(
-            cached
+            node::cached_attachments(&rt, &list.name)?
                 .iter()
-                .filter(|c| c.network_name == list.name)
                 .map(|c| format!("{}/{}", c.container_id, c.if_name)),
         );
         check_valid_known(&valid, &known, &list.name)?;
@@ -252,86 +204,153 @@ pub fn run(a: &GcArgs, o: &mut Output) -> Result<()> {
     let after = store_allocations(&nets, &rt)?;
     let freed: Vec<String> = before
         .iter()
-        .map(key)
-        .filter(|k| !after.iter().any(|al| &key(al) == k))
+        .map(Allocation::key)
+        .filter(|k| !after.iter().any(|al| &al.key() == k))
         .collect();
+    let done = Collected {
+        network: list.name.clone(),
+        cni_version: list.cni_version.clone(),
+        plugins: list.plugins.len(),
+        disabled: list.disable_gc,
+        valid,
+        stale_deleted: report.stale_deleted,
+        gc_sent: report.gc_sent,
+        has_store: !nets.is_empty(),
+        freed,
+        remaining: after.len(),
+    };
+    render_collected(&done, o)
+}
+
+/// `--leaked`'s valid set: every allocation whose pod still exists, and
+/// every attachment the runtime cached (`cached`, this network's) whose
+/// netns still exists, whatever the store says, unless the store already
+/// judged its pod gone.
+fn in_use(
+    allocs: &[Allocation],
+    cached: &[cni_common::runtime::CacheRecord],
+) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = allocs
+        .iter()
+        .filter(|al| !al.pod_gone())
+        .filter_map(|al| al.record.as_ref())
+        .map(|r| (r.container_id.clone(), r.ifname.clone()))
+        .collect();
+    for c in cached {
+        let k = (c.container_id.clone(), c.if_name.clone());
+        let leaked_in_store = allocs.iter().any(|al| {
+            al.pod_gone()
+                && al
+                    .record
+                    .as_ref()
+                    .is_some_and(|r| r.container_id == k.0 && r.ifname == k.1)
+        });
+        if !c.netns.is_empty()
+            && std::path::Path::new(&c.netns).exists()
+            && !leaked_in_store
+            && !v.contains(&k)
+        {
+            v.push(k);
+        }
+    }
+    v
+}
+
+fn render_dry_run(d: &DryRun, o: &mut Output) -> Result<()> {
     if o.json {
-        let stale: Vec<_> = report
+        let allocs: Vec<_> = d
+            .allocations
+            .iter()
+            .map(|al| json!({"attachment": al.key(), "leaked": !al.leaked.is_empty(), "leakReasons": al.leaked}))
+            .collect();
+        return o.json(&json!({
+            "network": d.network,
+            "dryRun": true,
+            "allocations": allocs,
+            "cachedAttachments": d.cached,
+        }));
+    }
+    o.line(format!(
+        "dry run, nothing changed: network {} has {} allocation(s) and {} cached attachment(s)",
+        d.network,
+        d.allocations.len(),
+        d.cached.len()
+    ))?;
+    for al in &d.allocations {
+        if al.leaked.is_empty() {
+            o.line(format!("  in use?  {}", al.key()))?;
+        } else {
+            o.line(format!(
+                "  leaked   {} ({})",
+                al.key(),
+                al.leaked.join(", ")
+            ))?;
+        }
+    }
+    o.line(
+        "GC frees every attachment not in its valid set: run again with --valid ID/IF for \
+         each one in use, or --leaked to free only the leaked ones",
+    )
+}
+
+fn render_collected(d: &Collected, o: &mut Output) -> Result<()> {
+    if o.json {
+        let stale: Vec<_> = d
             .stale_deleted
             .iter()
             .map(|(c, i)| json!({"containerID": c, "ifname": i}))
             .collect();
         return o.json(&json!({
-            "network": list.name,
-            "disabled": list.disable_gc,
-            "valid": valid.iter().map(|(c, i)| format!("{c}/{i}")).collect::<Vec<_>>(),
+            "network": d.network,
+            "disabled": d.disabled,
+            "valid": d.valid.iter().map(|(c, i)| format!("{c}/{i}")).collect::<Vec<_>>(),
             "staleDeleted": stale,
-            "gcSent": report.gc_sent,
-            "freed": freed,
-            "remaining": after.len(),
+            "gcSent": d.gc_sent,
+            "freed": d.freed,
+            "remaining": d.remaining,
         }));
     }
-    if list.disable_gc {
+    if d.disabled {
         return o.line(format!(
             "nothing done: network {} sets disableGC",
-            list.name
+            d.network
         ));
     }
-    if report.stale_deleted.is_empty() {
+    if d.stale_deleted.is_empty() {
         o.line("no stale cached attachments")?;
     } else {
         o.line(format!(
             "detached {} stale cached attachment(s): {}",
-            report.stale_deleted.len(),
-            report
-                .stale_deleted
+            d.stale_deleted.len(),
+            d.stale_deleted
                 .iter()
                 .map(|(c, i)| format!("{c}/{i}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))?;
     }
-    if report.gc_sent {
+    if d.gc_sent {
         o.line(format!(
             "GC sent to {} plugin(s) with {} valid attachment(s)",
-            list.plugins.len(),
-            valid.len()
+            d.plugins,
+            d.valid.len()
         ))?;
     } else {
         o.line(format!(
             "GC not sent: network {} uses CNI {}, GC needs 1.1.0",
-            list.name, list.cni_version
+            d.network, d.cni_version
         ))?;
     }
-    if !nets.is_empty() {
+    if d.has_store {
         o.line(format!(
             "freed {} allocation(s){}{}; {} remain",
-            freed.len(),
-            if freed.is_empty() { "" } else { ": " },
-            freed.join(", "),
-            after.len()
+            d.freed.len(),
+            if d.freed.is_empty() { "" } else { ": " },
+            d.freed.join(", "),
+            d.remaining
         ))?;
     }
     Ok(())
-}
-
-/// Why the allocations of `nets` cannot be judged from this network
-/// namespace: the bridge of a network that holds allocations is not here.
-pub fn wrong_namespace(nets: &[Network], allocs: &[Allocation]) -> Option<String> {
-    if allocs.is_empty() {
-        return None;
-    }
-    nets.iter()
-        .find(|n| !crate::commands::status::bridge_visible(&n.bridge))
-        .map(|n| {
-            format!(
-                "bridge {} of network {} is not visible from this network namespace though \
-                 {} allocation(s) exist",
-                n.bridge,
-                n.name,
-                allocs.len()
-            )
-        })
 }
 
 /// Every `--valid` entry must name an attachment the store or the runtime

@@ -7,10 +7,15 @@
 //! - [`commands`]: one module per subcommand;
 //! - [`demo`]: `cni6 demo`, a two-node cluster in namespaces;
 //! - [`error`]: the crate's one error type, mapped to exit codes;
+//! - [`node`]: the node view (networks, allocations, cached attachments,
+//!   leaks) that status, gc, install, lint and routes read;
+//! - [`options`]: the option types and the output sink commands share;
 //! - [`render`]: human-readable summaries of CNI results.
 
 pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod error;
+pub mod node;
+pub mod options;
 pub mod render;

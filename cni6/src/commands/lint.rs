@@ -11,9 +11,9 @@
 //! a plugin ignores are listed as notes: runtimes inject keys, and a
 //! newer config must run on older binaries, so they are not errors.
 
-use crate::cli::Output;
-use crate::commands::install::{network_configs, PLUGINS};
 use crate::error::{CliError, Result};
+use crate::node::{network_configs, PLUGINS};
+use crate::options::Output;
 use clap::Args;
 use cni_common::config::NetConf;
 use cni_common::keys::unknown_keys;
@@ -43,7 +43,7 @@ pub struct LintArgs {
     pub cluster_ula: Option<Ipv6Net>,
 
     /// Where the runtime looks for plugin binaries.
-    #[arg(long, default_value = crate::cli::DEFAULT_CNI_PATH, value_name = "DIR")]
+    #[arg(long, default_value = crate::options::DEFAULT_CNI_PATH, value_name = "DIR")]
     pub bin_dir: PathBuf,
 }
 

@@ -326,26 +326,31 @@ pub fn add_ipv4_internet(topo: &mut Topology, node: u16) -> Result<()> {
         ],
     )?;
     let dir = topo.dir().join("internet");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
-        context: format!("create {}", dir.display()),
-        source: e,
-    })?;
-    let conf = dir.join("unbound.conf");
-    write(
-        &conf,
-        &format!(
+    let conf = write_unbound_conf(&dir, |common| {
+        format!(
             "# The IPv4 internet's DNS: {IPV4_HOST_NAME} has an A record and no AAAA.\n\
              server:\n{common}  interface: {IPV4_DNS}\n  access-control: 0.0.0.0/0 allow\n  \
              do-ip6: no\n  module-config: \"iterator\"\n  local-zone: \"example.\" static\n  \
              local-data: \"example. 300 IN SOA ns.example. admin.example. 1 3600 600 86400 300\"\n  \
-             local-data: \"{IPV4_HOST_NAME}. 300 IN A {IPV4_HOST}\"\n",
-            common = unbound_common(&dir),
-        ),
-    )?;
+             local-data: \"{IPV4_HOST_NAME}. 300 IN A {IPV4_HOST}\"\n"
+        )
+    })?;
     let mut cmd = topo.host(INTERNET).expect("added").command("unbound");
     cmd.arg("-d").arg("-c").arg(&conf);
     topo.spawn_daemon("unbound-internet", cmd)?;
     Ok(())
+}
+
+/// Create `dir` and write `dir/unbound.conf` with the text `conf` makes
+/// from [`unbound_common`]'s lines; the path of the file.
+fn write_unbound_conf(dir: &Path, conf: impl FnOnce(&str) -> String) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        context: format!("create {}", dir.display()),
+        source: e,
+    })?;
+    let path = dir.join("unbound.conf");
+    write(&path, &conf(&unbound_common(dir)))?;
+    Ok(path)
 }
 
 /// What every lab unbound needs to run in the foreground as root, with
@@ -394,21 +399,14 @@ pub fn start_nat64(topo: &mut Topology, node: u16, c: &Nat64Config) -> Result<()
     let netns = topo.node(node).netns.clone();
     topo.ip_batch(&netns, &[format!("addr add {}/128 dev lo", c.dns)])?;
     let dir = topo.node(node).dir.join("unbound");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
-        context: format!("create {}", dir.display()),
-        source: e,
-    })?;
-    let conf = dir.join("unbound.conf");
-    write(
-        &conf,
-        &format!(
+    let conf = write_unbound_conf(&dir, |common| {
+        format!(
             "{}\n# The lab's additions: run in the foreground; the only zone asked\n\
-             # about is the IPv4 internet's example.\nserver:\n{}\
+             # about is the IPv4 internet's example.\nserver:\n{common}\
              stub-zone:\n  name: \"example.\"\n  stub-addr: {IPV4_DNS}\n",
             c.unbound,
-            unbound_common(&dir)
-        ),
-    )?;
+        )
+    })?;
     let mut cmd = topo.node_command(node, "unbound");
     cmd.arg("-d").arg("-c").arg(&conf);
     let name = daemon_name(Some(node), "unbound");

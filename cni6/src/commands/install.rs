@@ -21,10 +21,11 @@
 //! container): a changed file on the node is rewritten, an unchanged one
 //! is left alone.
 
-use crate::cli::Output;
 use crate::commands::conflist::{render, ConflistOpts};
 use crate::commands::lint::{self, Level};
 use crate::error::{CliError, Result};
+use crate::node::{network_configs, PLUGINS};
+use crate::options::Output;
 use clap::Args;
 use serde_json::json;
 use std::fs::{self, File, OpenOptions};
@@ -32,8 +33,6 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The plugin binaries a conflist of cni6 names.
-pub const PLUGINS: [&str; 3] = ["bridge6", "ipam-prefix", "firewall6"];
 /// Where install records what it wrote, for `uninstall`: hidden and without
 /// a .conf/.conflist/.json extension, so no runtime reads it as a network.
 pub const MANIFEST: &str = ".cni6-installed";
@@ -191,29 +190,6 @@ pub fn install_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<C
         return Err(io_err(format!("install {}", target.display()), e));
     }
     Ok(change)
-}
-
-/// Files in `conf_dir` the runtime would consider (libcni's extensions),
-/// sorted as libcni sorts them.
-pub fn network_configs(conf_dir: &Path) -> Result<Vec<String>> {
-    let rd = match fs::read_dir(conf_dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(io_err(format!("list {}", conf_dir.display()), e)),
-    };
-    let mut names: Vec<String> = rd
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| {
-            !n.starts_with('.')
-                && [".conf", ".conflist", ".json"]
-                    .iter()
-                    .any(|ext| n.ends_with(ext))
-        })
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 pub struct Installed {

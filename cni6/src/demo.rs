@@ -4,7 +4,7 @@
 //! nodes talk over a plain routed fabric (one route per node, no overlay).
 //!
 //! Everything goes through the real binaries: the fixture in
-//! `conformance::topology` makes the nodes, pods and fabric; `cni6 attach`
+//! `netlab::topology` makes the nodes, pods and fabric; `cni6 attach`
 //! runs inside each node namespace and executes the conflist (bridge6 →
 //! ipam-prefix → firewall6, plus the reference loopback) exactly as a
 //! container runtime would. Nothing is created in the machine's own
@@ -27,12 +27,12 @@
 //! `cni6 nat64`'s code) and shows a pod on node 2 reaching an IPv4-only
 //! host by name.
 
-use crate::cli::Output;
 use crate::commands::{nat64, routes};
 use crate::error::{CliError, Result};
+use crate::options::Output;
 use clap::{Args, ValueEnum};
-use conformance::fabric::{self, RouterOptions};
-use conformance::topology::{self, Binaries, Pod, PodAddresses, Spec, Topology};
+use netlab::fabric::{self, RouterOptions};
+use netlab::topology::{self, Binaries, Pod, PodAddresses, Spec, Topology};
 use serde_json::json;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};

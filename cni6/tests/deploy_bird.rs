@@ -6,7 +6,7 @@
 //! installed (scripts/install-deps.sh).
 
 use clap::Parser;
-use plugins::cli::{Cli, Command};
+use cni6::cli::{Cli, Command};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -125,7 +125,7 @@ fn bird_daemonset_renders_the_nodes_config_that_bird_reads() {
         json: false,
         command: Command::Routes(routes),
     };
-    plugins::cli::run(cli, &mut sink).expect("cni6 routes");
+    cni6::cli::run(cli, &mut sink).expect("cni6 routes");
     assert!(sink.is_empty(), "--output prints nothing");
     let text = std::fs::read_to_string(&rendered).unwrap();
     assert!(

@@ -9,8 +9,8 @@
 //! everywhere. `--cluster-ula C --node-index N` writes the node's ULA /80
 //! (`C:N::/80`) literally instead, for nodes without such an address.
 
-use crate::cli::Output;
 use crate::error::{CliError, Result};
+use crate::options::Output;
 use clap::{Args, ValueEnum};
 use cni_common::config::NetConf;
 use cni_common::runtime::ConfList;

@@ -1151,8 +1151,8 @@ impl Binaries {
         }
         let mut cni_path = vec![bin_dir.to_path_buf()];
         if let Some(dir) = [
-            crate::harness::reference_dir(),
-            crate::harness::debian_reference_dir(),
+            crate::bins::reference_dir(),
+            crate::bins::debian_reference_dir(),
         ]
         .into_iter()
         .find(|d| d.join("loopback").is_file())

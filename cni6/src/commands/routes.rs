@@ -16,8 +16,8 @@
 //!   or route reflectors: iBGP as a reflector client when the peer's AS is
 //!   the node's, eBGP with a per-node `--asn` otherwise).
 
-use crate::cli::Output;
 use crate::error::{CliError, Result};
+use crate::options::Output;
 use clap::{Args, ValueEnum};
 use ipnet::Ipv6Net;
 use serde_json::json;
@@ -315,8 +315,8 @@ pub fn conflist_prefixes(path: &std::path::Path) -> Result<Vec<Ipv6Net>> {
     let list = ConfList::from_file(path)
         .map_err(|e| CliError::cni(format!("--self-conflist {}", path.display()), e))?;
     let mut out = Vec::new();
-    for net in crate::commands::status::networks_of(path, &list) {
-        for (prefix, _, _) in crate::commands::status::prefixes(&net).map_err(|e| {
+    for net in crate::node::networks_of(path, &list) {
+        for (prefix, _, _) in crate::node::prefixes(&net).map_err(|e| {
             CliError::Failed(format!(
                 "--self-conflist {}: the node prefixes of network {} cannot be resolved on \
                  this host: {e}",

@@ -12,8 +12,8 @@
 //! - `unbound`: unbound's DNS64 (`dns64-prefix` the node's /96), listening
 //!   on an address of the node prefix that pods of every node reach.
 
-use crate::cli::Output;
 use crate::error::{CliError, Result};
+use crate::options::Output;
 use clap::{Args, ValueEnum};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::json;

@@ -8,8 +8,8 @@
 //! operator cleaning up rarely remembers them. A failed `attach` is rolled
 //! back with DEL through the whole chain, as CRI runtimes do.
 
-use crate::cli::{NetworkOpts, Output};
 use crate::error::{CliError, Result};
+use crate::options::{NetworkOpts, Output};
 use crate::render;
 use clap::Args;
 use cni_common::env::CniArgs;

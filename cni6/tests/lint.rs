@@ -3,10 +3,10 @@
 //! same on any machine; then `cni6 lint DIR` run as an operator runs it,
 //! for the list order and the exit codes.
 
+use cni6::commands::lint::{self, Context, Level, NodeFacts};
 use ipam_prefix::config::Scope;
 use ipam_prefix::iface::in_scope;
 use ipam_prefix::plan::NodePrefix;
-use plugins::commands::lint::{self, Context, Level, NodeFacts};
 use serde_json::Value;
 use std::net::Ipv6Addr;
 use std::path::Path;

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Cargo's build.rustc-wrapper (see config.toml beside this file): links the
-# executables of bridge6, ipam-prefix and firewall6 statically against glibc
+# executables bridge6, ipam-prefix and firewall6 (the `plugins` crate's
+# [[bin]]s; rustc sees them as crate names bridge6, ipam_prefix, firewall6)
+# statically against glibc
 # (-C target-feature=+crt-static, a static-pie) and runs every other rustc
 # call unchanged. Needs libc.a (Debian libc6-dev, in scripts/install-deps.sh).
 #
@@ -11,10 +13,10 @@
 # would move from target/release to target/<triple>/release. Only the final
 # link of the three plugins changes: their dependencies (PIC rlibs) are the
 # same as for every other build, and unit tests (`--test`) stay dynamic.
-# Why static: see [profile.release] in Cargo.toml (peak RSS of each plugin
-# process). RUSTC_WRAPPER in the environment replaces this wrapper (and so
+# Why static: peak RSS of each plugin process (docs/performance.md, "The
+# release profile"). RUSTC_WRAPPER in the environment replaces this wrapper (and so
 # the static link); cargo does not fingerprint the wrapper's flags, so an
-# old target dir keeps dynamic plugins until `cargo clean -p <plugin>`.
+# old target dir keeps dynamic plugins until `cargo clean -p plugins`.
 name=
 bin=
 target=

@@ -12,64 +12,45 @@
 //! id=<container id>` so GC can tell this network's ports from another
 //! network's on a shared bridge, and an operator can read who owns a veth.
 
+use cni_common::attachment::{Attachment, HOST_VETH_PREFIX};
 use sha2::{Digest, Sha256};
 
-/// One attachment: the key of everything bridge6 creates for a pod.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Attachment {
-    pub network: String,
-    pub container_id: String,
-    pub ifname: String,
-}
-
-/// Prefix of every host-side veth bridge6 names.
-pub const HOST_VETH_PREFIX: &str = "c6";
 const ALIAS_PREFIX: &str = "cni6 net=";
 /// IFALIASZ - 2: the kernel counts the NUL that netlink-packet-route
 /// appends to the string, so a 255-byte alias is ERANGE (seen on 6.18;
 /// issue 15: ADD failed for any id long enough to be cut).
 const ALIAS_MAX: usize = 254;
 
-impl Attachment {
-    pub fn new(network: &str, container_id: &str, ifname: &str) -> Attachment {
-        Attachment {
-            network: network.to_string(),
-            container_id: container_id.to_string(),
-            ifname: ifname.to_string(),
-        }
-    }
+/// The host-side veth name of an attachment (15 bytes).
+pub fn host_veth(a: &Attachment) -> String {
+    let mut h = Sha256::new();
+    // NUL separators: no two different triples hash the same input.
+    h.update(a.network.as_bytes());
+    h.update([0]);
+    h.update(a.container_id.as_bytes());
+    h.update([0]);
+    h.update(a.ifname.as_bytes());
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{HOST_VETH_PREFIX}{}", &hex[..13])
+}
 
-    /// The host-side veth name (15 bytes).
-    pub fn host_veth(&self) -> String {
-        let mut h = Sha256::new();
-        // NUL separators: no two different triples hash the same input.
-        h.update(self.network.as_bytes());
-        h.update([0]);
-        h.update(self.container_id.as_bytes());
-        h.update([0]);
-        h.update(self.ifname.as_bytes());
-        let digest = h.finalize();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{HOST_VETH_PREFIX}{}", &hex[..13])
-    }
-
-    /// The alias put on the host veth. Network names are at most 128 bytes
-    /// and have no spaces, so the network always fits; a very long
-    /// container id is cut (GC matches by name, the alias only scopes).
-    pub fn alias(&self) -> String {
-        let mut a = format!(
-            "{ALIAS_PREFIX}{} if={} id={}",
-            self.network, self.ifname, self.container_id
-        );
-        if a.len() > ALIAS_MAX {
-            let mut cut = ALIAS_MAX;
-            while !a.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            a.truncate(cut);
+/// The alias put on the host veth. Network names are at most 128 bytes
+/// and have no spaces, so the network always fits; a very long
+/// container id is cut (GC matches by name, the alias only scopes).
+pub fn alias(a: &Attachment) -> String {
+    let mut s = format!(
+        "{ALIAS_PREFIX}{} if={} id={}",
+        a.network, a.ifname, a.container_id
+    );
+    if s.len() > ALIAS_MAX {
+        let mut cut = ALIAS_MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
         }
-        a
+        s.truncate(cut);
     }
+    s
 }
 
 /// The network named in a host veth's alias, if it is one of ours.
@@ -101,40 +82,43 @@ pub fn format_mac(mac: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn att(network: &str, container_id: &str, ifname: &str) -> Attachment {
+        Attachment::new(network, container_id, ifname).unwrap()
+    }
+
     #[test]
     fn host_veth_is_stable_and_short() {
-        let a = Attachment::new("cluster", "abc123", "eth0");
-        let n = a.host_veth();
+        let n = host_veth(&att("cluster", "abc123", "eth0"));
         assert_eq!(n.len(), 15);
         assert!(n.starts_with("c6"));
         assert!(n[2..].bytes().all(|b| b.is_ascii_hexdigit()));
         // Pinned: a change here orphans veths across an upgrade.
         assert_eq!(n, "c671fe64a1c3600");
-        assert_eq!(Attachment::new("cluster", "abc123", "eth0").host_veth(), n);
+        assert_eq!(host_veth(&att("cluster", "abc123", "eth0")), n);
     }
 
     #[test]
     fn host_veth_depends_on_every_part() {
-        let base = Attachment::new("n", "c", "eth0").host_veth();
-        assert_ne!(Attachment::new("m", "c", "eth0").host_veth(), base);
-        assert_ne!(Attachment::new("n", "d", "eth0").host_veth(), base);
-        assert_ne!(Attachment::new("n", "c", "net1").host_veth(), base);
+        let base = host_veth(&att("n", "c", "eth0"));
+        assert_ne!(host_veth(&att("m", "c", "eth0")), base);
+        assert_ne!(host_veth(&att("n", "d", "eth0")), base);
+        assert_ne!(host_veth(&att("n", "c", "net1")), base);
         // The separator keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(
-            Attachment::new("ab", "c", "eth0").host_veth(),
-            Attachment::new("a", "bc", "eth0").host_veth()
+            host_veth(&att("ab", "c", "eth0")),
+            host_veth(&att("a", "bc", "eth0"))
         );
     }
 
     #[test]
     fn alias_round_trip() {
-        let a = Attachment::new("cluster.v6", "abc", "net1");
-        assert_eq!(a.alias(), "cni6 net=cluster.v6 if=net1 id=abc");
-        assert_eq!(alias_network(&a.alias()), Some("cluster.v6"));
+        let a = alias(&att("cluster.v6", "abc", "net1"));
+        assert_eq!(a, "cni6 net=cluster.v6 if=net1 id=abc");
+        assert_eq!(alias_network(&a), Some("cluster.v6"));
         assert_eq!(alias_network("something else"), None);
-        let long = Attachment::new(&"n".repeat(128), &"c".repeat(255), "eth0");
-        assert_eq!(long.alias().len(), 254);
-        assert_eq!(alias_network(&long.alias()), Some("n".repeat(128).as_str()));
+        let long = alias(&att(&"n".repeat(128), &"c".repeat(255), "eth0"));
+        assert_eq!(long.len(), 254);
+        assert_eq!(alias_network(&long), Some("n".repeat(128).as_str()));
     }
 
     #[test]

@@ -46,14 +46,9 @@
 //! - Every gateway that is not link-local is routed `onlink` (checklist
 //!   conformance.md §3 #11): no route of the pod covers it.
 //!
-//! Measured (conformance `bridge6_reference::bench_add_del_cycles_vs_reference`,
-//! release build, 200 ADD/DEL cycles each, same run, 2-core shared VM,
-//! each call through `ip netns exec` which alone took p50 2.9 ms):
-//! bridge6 + ipam-prefix ADD p50 8.8 ms (mean 8.9, p95 10.7), DEL p50
-//! 17.8 ms; reference bridge + host-local ADD p50 14.9 ms (mean 26.7, p95
-//! 66.3), DEL p50 23.7 ms. DEL is dominated by the kernel's veth teardown.
-//! A pod's first TCP connect to its gateway right after ADD took 0.2 ms
-//! with bridge6 and 2.0 s with the reference (tentative gateway).
+//! The gateway is usable the moment ADD returns (no DAD on the bridge),
+//! where the reference bridge's is tentative for about two seconds;
+//! figures against the reference in docs/performance.md.
 //!
 //! Forwarding (conformance.md §3 #8), decided: a node must forward for its pods,
 //! but `net.ipv6.conf.all.forwarding=1` makes every interface with
@@ -87,6 +82,7 @@
 //! conformance.md #19/22). IPAM DEL always runs. The bridge and its gateway
 //! addresses stay: other pods use them.
 
+mod add;
 pub mod attachment;
 pub mod config;
 pub mod error;

@@ -9,6 +9,7 @@
 //! still prints an error JSON (conformance.md #70), and the optional per-call log
 //! (`logFile`, [`crate::calllog`]).
 
+use crate::attachment::Attachment;
 use crate::config::NetConf;
 use crate::env::{Command, Env};
 use crate::error::{Error, Result};
@@ -31,29 +32,36 @@ pub struct Request {
     pub stdin: Vec<u8>,
 }
 
-/// An attachment named in GC's valid list (conformance.md #47).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-pub struct ValidAttachment {
+/// An entry of GC's valid list (conformance.md #47), as sent.
+#[derive(Deserialize)]
+struct ValidEntry {
     #[serde(rename = "containerID")]
-    pub container_id: String,
-    pub ifname: String,
+    container_id: String,
+    ifname: String,
 }
 
 impl Request {
     /// GC's valid set: `cni.dev/valid-attachments` or the 1.1.0-tag
     /// spelling `cni.dev/attachments` (both accepted, union). `None` when
-    /// neither key is present: "no information", never "all stale".
-    pub fn valid_attachments(&self) -> Result<Option<Vec<ValidAttachment>>> {
-        let mut out: Option<Vec<ValidAttachment>> = None;
+    /// neither key is present: "no information", never "all stale". The
+    /// entries are of this network and are not validated: an entry that
+    /// could not name an attachment simply matches none.
+    pub fn valid_attachments(&self) -> Result<Option<Vec<Attachment>>> {
+        let mut out: Option<Vec<Attachment>> = None;
         for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
             match self.config.raw.get(key) {
                 None | Some(Value::Null) => {}
                 Some(v) => {
-                    let list: Vec<ValidAttachment> =
+                    let list: Vec<ValidEntry> =
                         serde_json::from_value(v.clone()).map_err(|_| {
                             Error::config(key, v, "an array of {\"containerID\": …, \"ifname\": …}")
                         })?;
-                    out.get_or_insert_with(Vec::new).extend(list);
+                    out.get_or_insert_with(Vec::new)
+                        .extend(list.into_iter().map(|e| Attachment {
+                            network: self.config.name.clone(),
+                            container_id: e.container_id,
+                            ifname: e.ifname,
+                        }));
                 }
             }
         }
@@ -67,10 +75,25 @@ impl Request {
     pub fn ifname(&self) -> &str {
         self.env.ifname()
     }
+
+    /// The attachment of an ADD, DEL or CHECK (network name, container id
+    /// and ifname were validated before the plugin was called).
+    pub fn attachment(&self) -> Attachment {
+        Attachment {
+            network: self.config.name.clone(),
+            container_id: self.container_id().to_string(),
+            ifname: self.ifname().to_string(),
+        }
+    }
 }
 
 /// What a plugin implements. VERSION is not here: the dispatcher answers it.
+/// Each verb returns the plugin crate's own error; the dispatcher maps it
+/// to the CNI code and error JSON, once.
 pub trait Plugin {
+    /// The plugin crate's error type.
+    type Error: Into<Error>;
+
     /// Printed with no CNI_COMMAND (conformance.md #12).
     fn about(&self) -> &'static str;
 
@@ -83,11 +106,11 @@ pub trait Plugin {
         &[]
     }
 
-    fn add(&self, req: &Request) -> Result<CniResult>;
-    fn del(&self, req: &Request) -> Result<()>;
-    fn check(&self, req: &Request) -> Result<()>;
-    fn gc(&self, req: &Request) -> Result<()>;
-    fn status(&self, req: &Request) -> Result<()>;
+    fn add(&self, req: &Request) -> std::result::Result<CniResult, Self::Error>;
+    fn del(&self, req: &Request) -> std::result::Result<(), Self::Error>;
+    fn check(&self, req: &Request) -> std::result::Result<(), Self::Error>;
+    fn gc(&self, req: &Request) -> std::result::Result<(), Self::Error>;
+    fn status(&self, req: &Request) -> std::result::Result<(), Self::Error>;
 }
 
 /// What an invocation prints and how it exits, kept apart from the process
@@ -145,7 +168,7 @@ pub fn run<P: Plugin>(plugin: &P) -> ! {
 /// The largest network config read from stdin. Real ones are a few KiB
 /// (a prevResult with many addresses stays far below); without a bound a
 /// runaway or hostile writer makes every plugin hold all of it, several
-/// times over once decoded (200 MiB of stdin reached 600 MiB RSS, issue 15).
+/// times over once decoded (figures: docs/performance.md).
 pub const MAX_CONFIG_BYTES: usize = 16 << 20;
 
 /// All of `r` when it holds at most `limit` bytes. Never keeps more than
@@ -302,14 +325,15 @@ fn prepare<P: Plugin>(
 }
 
 fn execute<P: Plugin>(plugin: &P, req: &Request) -> Result<Option<Value>> {
-    match req.command {
+    let done = match req.command {
         Command::Add => plugin.add(req).map(|r| Some(r.to_json(req.version))),
         Command::Del => plugin.del(req).map(|_| None),
         Command::Check => plugin.check(req).map(|_| None),
         Command::Gc => plugin.gc(req).map(|_| None),
         Command::Status => plugin.status(req).map(|_| None),
         Command::Version => unreachable!("VERSION is answered before prepare"),
-    }
+    };
+    done.map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -319,6 +343,7 @@ mod tests {
 
     struct Echo;
     impl Plugin for Echo {
+        type Error = Error;
         fn about(&self) -> &'static str {
             "echo test plugin"
         }

@@ -133,10 +133,6 @@ impl Env {
         })
     }
 
-    pub fn from_process(cmd: Command) -> Result<Env> {
-        Env::load(cmd, |k| std::env::var(k).ok())
-    }
-
     /// Container id of an ADD/DEL/CHECK (validated non-empty).
     pub fn container_id(&self) -> &str {
         self.container_id.as_deref().unwrap_or("")

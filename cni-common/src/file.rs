@@ -1,32 +1,93 @@
 //! Replacing a small state file so that readers see the old content or the
 //! new, never a torn mix: a temp file in the same directory, then rename.
-//! Shared by the runtime's result cache (which must survive a crash) and
-//! firewall6's generation record (advisory, on tmpfs: no sync needed).
+//! Shared by the runtime's result cache (which must survive a crash),
+//! ipam-prefix's store (records, boot id) and firewall6's generation
+//! record (advisory, on tmpfs: no sync needed).
 
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-/// Write `bytes` to `path` via `.<name>.tmp<pid>` beside it and a rename;
-/// the directory is created (0700) when missing. `durable`: fsync the file
-/// before the rename and the directory after it, so the new content
-/// survives a crash. The temp file is removed on failure.
+/// NAME_MAX of Linux file systems: the longest file name.
+const NAME_MAX: usize = 255;
+
+/// How much of a replacement survives a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing is synced: advisory state, or state on tmpfs.
+    None,
+    /// The new file's data is synced before the rename (fdatasync); the
+    /// rename itself may be lost, leaving the old content.
+    Data,
+    /// The new file is synced before the rename and the directory after
+    /// it: the new content survives a crash.
+    Full,
+}
+
+/// How [`replace`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Replace {
+    /// Mode of the new file (before the umask).
+    pub mode: u32,
+    pub durability: Durability,
+    /// Create the directory (0700) when it is missing.
+    pub create_dir: bool,
+}
+
+/// The temp name a write of `name` goes through: `.<name>.tmp.<pid>`, with
+/// `name` cut so the whole fits in NAME_MAX (a name may itself be 255
+/// bytes long).
+pub fn temp_name(name: &str) -> String {
+    let suffix = format!(".tmp.{}", std::process::id());
+    let room = NAME_MAX - 1 - suffix.len();
+    let mut cut = name.len().min(room);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}{suffix}", &name[..cut])
+}
+
+/// A name [`temp_name`] makes (of any writer's pid).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp.")
+}
+
+/// Write `bytes` to `path` with mode 0600 via [`temp_name`] beside it and
+/// a rename; the directory is created (0700) when missing. `durable`:
+/// [`Durability::Full`], else [`Durability::None`].
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let durability = if durable {
+        Durability::Full
+    } else {
+        Durability::None
+    };
+    replace(
+        path,
+        bytes,
+        &Replace {
+            mode: 0o600,
+            durability,
+            create_dir: true,
+        },
+    )
+}
+
+/// Replace `path` with `bytes` through a temp file ([`temp_name`]) and a
+/// rename, as `how` says. The temp file is removed on failure.
+pub fn replace(path: &Path, bytes: &[u8], how: &Replace) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    if how.create_dir {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = dir.join(temp_name(&name.to_string_lossy()));
     let res = (|| {
         // A temp file of ours left by a writer that died with this pid, or
         // a symlink planted under its name: unlink() removes the entry
@@ -39,15 +100,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(how.mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        if durable {
-            f.sync_all()?;
+        match how.durability {
+            Durability::None => {}
+            Durability::Data => f.sync_data()?,
+            Durability::Full => f.sync_all()?,
         }
         std::fs::rename(&tmp, path)?;
-        if durable {
+        if how.durability == Durability::Full {
             std::fs::File::open(dir)?.sync_all()?;
         }
         Ok(())
@@ -71,7 +134,7 @@ mod tests {
         let outside = dir.join("outside");
         std::fs::write(&outside, b"precious").unwrap();
         let path = dir.join("state");
-        let tmp = dir.join(format!(".state.tmp{}", std::process::id()));
+        let tmp = dir.join(temp_name("state"));
         std::os::unix::fs::symlink(&outside, &tmp).unwrap();
         write_atomic(&path, b"new", false).unwrap();
         assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
@@ -103,5 +166,16 @@ mod tests {
             "sub and blocked only"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temp_names_fit_and_are_recognised() {
+        let t = temp_name("c1@eth0");
+        assert_eq!(t, format!(".c1@eth0.tmp.{}", std::process::id()));
+        assert!(is_temp_name(&t));
+        assert!(!is_temp_name("c1@eth0"));
+        let long = temp_name(&"a".repeat(255));
+        assert!(long.len() <= NAME_MAX, "{}", long.len());
+        assert!(is_temp_name(&long));
     }
 }

@@ -1,9 +1,12 @@
 //! cni-common: what every cni6 plugin and tool shares.
 //!
 //! - [`error`]: the one error type and its CNI codes;
+//! - [`attachment`]: the identity (network, container id, ifname) every
+//!   plugin keys its state by;
 //! - [`version`], [`env`], [`config`], [`result`]: the protocol's types,
 //!   parsed leniently and emitted strictly in the requested version;
-//! - [`dispatch`]: the plugin entry point (VERSION, validation, output),
+//! - [`dispatch`]: the plugin entry point (VERSION, validation, output) and
+//!   the [`dispatch::Plugin`] trait each plugin implements,
 //!   with [`calllog`] for the optional per-call `logFile`;
 //! - [`delegate`]: running the IPAM plugin;
 //! - [`netns`], [`netlink`]: safe namespace entry and synchronous netlink;
@@ -11,6 +14,7 @@
 //! - [`file`]: replacing a small state file atomically;
 //! - [`keys`]: near-miss (typo) detection for config keys.
 
+pub mod attachment;
 pub mod calllog;
 pub mod config;
 pub mod delegate;

@@ -38,6 +38,7 @@ impl NetNs {
             .map_err(|e| Error::io(format!("open netns {}", path.display()), e))?;
         // SAFETY: statfs is plain data; fstatfs fills it or fails.
         let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is open for the call's duration; sfs is ours to write.
         let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut sfs) };
         if rc != 0 {
             return Err(Error::io(

@@ -6,11 +6,14 @@ pub mod attacks;
 pub mod bridge_helpers;
 pub mod chain;
 pub mod corpus;
+pub mod cri;
 pub mod datapath;
-pub mod fabric;
 pub mod firewall_helpers;
 pub mod harness;
 pub mod ipam;
 pub mod realruntime;
 pub mod soak;
-pub mod topology;
+
+// The lab moved to its own crate (netlab) so `cni6 demo` does not link the
+// test harness; the suites keep their `conformance::topology` paths.
+pub use netlab::{fabric, topology};

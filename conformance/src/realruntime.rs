@@ -842,14 +842,19 @@ impl Containerd {
         )
     }
 
-    fn config_toml(&self) -> String {
+    /// What both config versions start with: root, state, the plugins
+    /// left out, and the daemon's sockets, all under the temp dir.
+    fn daemon_toml(&self, version: u8, disabled: &[&str]) -> String {
         let d = self.dir.path().display();
-        let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+        let disabled: Vec<String> = disabled
+            .iter()
+            .map(|p| format!("\"io.containerd.{p}\""))
+            .collect();
         format!(
-            r#"version = 2
+            r#"version = {version}
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
+disabled_plugins = [{}]
 
 [grpc]
   address = "{d}/containerd.sock"
@@ -857,7 +862,26 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = "{d}/containerd.sock.ttrpc"
 [debug]
   address = "{d}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
+"#,
+            disabled.join(", ")
+        )
+    }
+
+    fn config_toml(&self) -> String {
+        let d = self.dir.path().display();
+        let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+        let head = self.daemon_toml(
+            2,
+            &[
+                "snapshotter.v1.aufs",
+                "snapshotter.v1.btrfs",
+                "snapshotter.v1.zfs",
+                "snapshotter.v1.devmapper",
+                "tracing.processor.v1.otlp",
+            ],
+        );
+        format!(
+            r#"{head}[plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
 
 [{cri}]
@@ -886,19 +910,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     /// images and runtime parts; CNI `bin_dirs` is a list.
     fn config_toml_v2(&self) -> String {
         let d = self.dir.path().display();
+        let head = self.daemon_toml(
+            3,
+            &[
+                "snapshotter.v1.btrfs",
+                "snapshotter.v1.zfs",
+                "snapshotter.v1.devmapper",
+                "snapshotter.v1.erofs",
+                "tracing.processor.v1.otlp",
+            ],
+        );
         format!(
-            r#"version = 3
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs", "io.containerd.tracing.processor.v1.otlp"]
-
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-
+            r#"{head}
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]

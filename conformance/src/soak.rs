@@ -317,6 +317,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 fn peak_child_rss_kib() -> i64 {
     // SAFETY: getrusage fills the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the struct outlives the call.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     ru.ru_maxrss
 }

@@ -10,7 +10,7 @@
 //! go through their DELs, while an attachment libcni's cache does not know
 //! (made by another runtime) must survive untouched.
 
-use cni_common::runtime::{Attachment, ConfList, Runtime};
+use cni_common::runtime::{ConfList, Runtime, RuntimeConf};
 use conformance::harness::Netns;
 use conformance::realruntime::{
     describe, firewall_rules_of, host_veths_of, in_netns, records_of, retry, spy_on, store_records,
@@ -226,7 +226,7 @@ fn gc_dels_cached_attachments_and_frees_nothing_live_without_a_list() {
     let rt = Runtime::new(vec![n.bin_dir()]).with_cache_dir(n.dir.join("other-cache"));
     let list = ConfList::parse(&serde_json::to_vec(&conf).unwrap()).expect("parse conflist");
     let id_c = "other-runtime-pod-c".to_string();
-    let att_c = Attachment::new(&id_c, Some(pod_c.path().to_path_buf()), "eth0");
+    let att_c = RuntimeConf::new(&id_c, Some(pod_c.path().to_path_buf()), "eth0");
     let rc = in_netns(&n.node, || rt.add(&list, &att_c)).expect("ADD of C");
     let c_ula = result_addr(&rc, |a| net.in_ula_range(a));
     for id in [&id_a, &id_b, &id_c] {

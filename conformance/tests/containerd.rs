@@ -10,108 +10,25 @@
 //! the tests can show the two DELs of a sandbox's life. Failures quote
 //! containerd's gRPC error and the tail of its log.
 
-use conformance::harness::bin_dir;
+use conformance::cri::{assert_adds_ok, cni6_sandbox, cni6_status, two_pods_that_reach_each_other};
 use conformance::realruntime::{
-    describe, firewall_rules_of, host_veths_of, node_command, percentile, ping_from_sandbox,
-    records_of, retry, Cni6Net, Containerd,
+    describe, firewall_rules_of, host_veths_of, node_command, percentile, records_of, retry,
+    Cni6Net, Containerd,
 };
-use serde_json::Value;
-use std::net::Ipv6Addr;
 use std::path::Path;
 
-/// (ULA primary, GUA additional, netns path) from PodSandboxStatus.
-fn sandbox_addrs(cd: &mut Containerd, id: &str) -> (Ipv6Addr, Ipv6Addr, String) {
-    let st = cd.status(id);
-    assert_eq!(st["state"], "SANDBOX_READY", "{st}");
-    let ip: Ipv6Addr = st["ip"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no primary IP in {st}"));
-    let extra: Vec<Ipv6Addr> = st["additional_ips"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect())
-        .unwrap_or_default();
-    assert!(
-        cd.net.in_ula_range(ip),
-        "primary IP {ip} is not from the ULA pod range of {}",
-        cd.net.ula_node()
-    );
-    assert_eq!(extra.len(), 1, "one additional IP: {st}");
-    assert!(
-        cd.net.in_gua_range(extra[0]),
-        "additional IP {} is not from the GUA pod range of {}",
-        extra[0],
-        cd.net.gua_node()
-    );
-    assert_eq!(
-        Cni6Net::slot_of(ip),
-        Cni6Net::slot_of(extra[0]),
-        "same interface id"
-    );
-    let netns = st["netns"].as_str().unwrap_or("").to_string();
-    assert!(Path::new(&netns).exists(), "sandbox netns {netns:?}: {st}");
-    (ip, extra[0], netns)
-}
-
-/// `cni6 status --json` on the node for containerd's conflist (the
-/// libcni cache it reads is containerd's, /var/lib/cni).
-fn cni6_status(cd: &Containerd) -> Value {
-    let out = node_command(&cd.node, bin_dir().join("cni6"))
-        .args(["status", "--json", "--conflist"])
-        .arg(cd.dir.join("net.d/10-cni6.conflist"))
-        // status asks the plugins for CNI STATUS: containerd's bin_dir.
-        .arg("--cni-path")
-        .arg(cd.dir.join("bin"))
-        .output()
-        .expect("spawn cni6");
-    assert!(
-        out.status.success(),
-        "{}",
-        describe("cni6 status --json", &out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "cni6 status --json: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
+/// Nothing of sandbox `id` is left on the node (one network).
 fn assert_nothing_left(cd: &Containerd, id: &str) {
-    assert_eq!(
-        host_veths_of(&cd.node, id),
-        Vec::<String>::new(),
-        "host veth left"
-    );
-    assert_eq!(
-        records_of(&cd.data_dir, &cd.net.name, id),
-        Vec::<Value>::new(),
-        "ipam-prefix record left"
-    );
-    assert_eq!(
-        firewall_rules_of(&cd.node, id),
-        Vec::<String>::new(),
-        "firewall6 rules left"
-    );
+    conformance::cri::assert_nothing_left(cd, &[&cd.net.name], id);
 }
 
 #[test]
 fn sandboxes_get_ula_primary_gua_additional_and_reach_each_other() {
     let mut cd = Containerd::start("c6cd", Cni6Net::new("c6cd", 10));
-    let (p1, _) = cd.run_pod("web-1", "team-a", "uid-web-1");
-    let (p2, _) = cd.run_pod("web-2", "team-b", "uid-web-2");
-    let (ula1, gua1, ns1) = sandbox_addrs(&mut cd, &p1);
-    let (ula2, gua2, ns2) = sandbox_addrs(&mut cd, &p2);
-    assert_ne!(ula1, ula2);
-
-    ping_from_sandbox(&ns1, ula2);
-    ping_from_sandbox(&ns1, gua2);
-    ping_from_sandbox(&ns2, ula1);
-    ping_from_sandbox(&ns2, gua1);
-    ping_from_sandbox(&ns1, cd.net.ula_gateway());
+    let pods = two_pods_that_reach_each_other(&mut cd);
 
     // The node reaches both (through its bridge).
-    for to in [ula1, gua2] {
+    for to in [pods[0].ula, pods[1].gua] {
         let to = to.to_string();
         let out = retry(5, || {
             node_command(&cd.node, "/bin/busybox")
@@ -128,11 +45,11 @@ fn sandboxes_get_ula_primary_gua_additional_and_reach_each_other() {
 
     // The store records kubelet's pod identity (K8S_POD_NAMESPACE /
     // K8S_POD_NAME in CNI_ARGS), read from ipam-prefix's records.
-    for (id, ns, name) in [(&p1, "team-a", "web-1"), (&p2, "team-b", "web-2")] {
-        let recs = records_of(&cd.data_dir, &cd.net.name, id);
+    for p in &pods {
+        let recs = records_of(&cd.data_dir, &cd.net.name, &p.id);
         assert_eq!(recs.len(), 1, "{recs:?}");
-        assert_eq!(recs[0]["podNamespace"], ns, "{}", recs[0]);
-        assert_eq!(recs[0]["podName"], name, "{}", recs[0]);
+        assert_eq!(recs[0]["podNamespace"], p.namespace, "{}", recs[0]);
+        assert_eq!(recs[0]["podName"], p.name, "{}", recs[0]);
         assert_eq!(recs[0]["ifname"], "eth0");
     }
     // `cni6 status --json`, run on the node, shows the same.
@@ -140,39 +57,33 @@ fn sandboxes_get_ula_primary_gua_additional_and_reach_each_other() {
     let allocs = status["networks"][0]["allocations"]
         .as_array()
         .unwrap_or_else(|| panic!("no allocations in {status}"));
-    for (id, ns, name) in [(&p1, "team-a", "web-1"), (&p2, "team-b", "web-2")] {
+    for p in &pods {
         let a = allocs
             .iter()
-            .find(|a| a["containerID"] == id.as_str())
-            .unwrap_or_else(|| panic!("cni6 status does not list {id}: {status}"));
-        assert_eq!(a["podNamespace"], ns, "{a}");
-        assert_eq!(a["podName"], name, "{a}");
+            .find(|a| a["containerID"] == p.id.as_str())
+            .unwrap_or_else(|| panic!("cni6 status does not list {}: {status}", p.id));
+        assert_eq!(a["podNamespace"], p.namespace, "{a}");
+        assert_eq!(a["podName"], p.name, "{a}");
         assert_eq!(a["leaked"], false, "{a}");
     }
 
     // containerd made exactly the calls kubelet's path implies: one ADD
     // per sandbox, each successful.
-    let adds: Vec<String> = cd
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("ADD "))
-        .collect();
-    assert_eq!(adds.len(), 2, "{adds:?}");
-    assert!(adds.iter().all(|c| c.ends_with(" rc=0")), "{adds:?}");
+    assert_adds_ok(&cd, 2);
 
-    for id in [&p1, &p2] {
-        cd.stop(id);
-        cd.remove(id);
-        assert_nothing_left(&cd, id);
+    for p in &pods {
+        cd.stop(&p.id);
+        cd.remove(&p.id);
+        assert_nothing_left(&cd, &p.id);
     }
-    assert!(!Path::new(&ns1).exists() && !Path::new(&ns2).exists());
+    assert!(pods.iter().all(|p| !Path::new(&p.netns).exists()));
 }
 
 #[test]
 fn remove_sends_a_second_del_without_netns_and_nothing_remains() {
     let mut cd = Containerd::start("c6cr", Cni6Net::new("c6cr", 11));
     let (id, _) = cd.run_pod("job-1", "batch", "uid-job-1");
-    let (_, _, netns) = sandbox_addrs(&mut cd, &id);
+    let (_, _, netns) = cni6_sandbox(&mut cd, &id);
     assert_eq!(host_veths_of(&cd.node, &id).len(), 1);
     assert!(!firewall_rules_of(&cd.node, &id).is_empty());
 
@@ -222,7 +133,7 @@ fn bench_run_pod_sandbox_20() {
         secs.push(s);
     }
     for id in &ids {
-        sandbox_addrs(&mut cd, id);
+        cni6_sandbox(&mut cd, id);
     }
     println!(
         "containerd 1.6 CRI RunPodSandbox on cni6, 20 sandboxes: p50 {:.1} ms, p95 {:.1} ms, min {:.1} ms, max {:.1} ms",

@@ -9,10 +9,14 @@
 //! around bridge6. Unlike 1.6, containerd 2 parses 1.1.0 results and asks
 //! the plugins' STATUS for the CRI NetworkReady condition.
 
-use conformance::harness::{self, bin_dir};
+use conformance::cri::{
+    assert_adds_ok, assert_nothing_left, cni6_sandbox, cni6_status, sandbox_ips,
+    two_pods_that_reach_each_other,
+};
+use conformance::harness;
 use conformance::realruntime::{
-    describe, firewall_rules_of, host_veths_of, node_command, percentile, ping_from_sandbox,
-    records_of, store_records, Cni6Net, Containerd, ContainerdSpec,
+    describe, host_veths_of, percentile, ping_from_sandbox, records_of, store_records, Cni6Net,
+    Containerd, ContainerdSpec,
 };
 use serde_json::{json, Value};
 use std::net::Ipv6Addr;
@@ -20,61 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const V: &str = "1.1.0";
-
-/// (primary IP, additional IPs, netns path) of a ready sandbox.
-fn sandbox_ips(cd: &mut Containerd, id: &str) -> (Ipv6Addr, Vec<Ipv6Addr>, String) {
-    let st = cd.status(id);
-    assert_eq!(st["state"], "SANDBOX_READY", "{st}");
-    let ip: Ipv6Addr = st["ip"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no primary IP in {st}"));
-    let extra: Vec<Ipv6Addr> = st["additional_ips"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect())
-        .unwrap_or_default();
-    let netns = st["netns"].as_str().unwrap_or("").to_string();
-    assert!(Path::new(&netns).exists(), "sandbox netns {netns:?}: {st}");
-    (ip, extra, netns)
-}
-
-/// cni6's plan: ULA primary, the GUA of the same slot additional.
-fn cni6_sandbox(cd: &mut Containerd, id: &str) -> (Ipv6Addr, Ipv6Addr, String) {
-    let (ula, extra, netns) = sandbox_ips(cd, id);
-    assert!(
-        cd.net.in_ula_range(ula),
-        "primary {ula} not in {}",
-        cd.net.ula_node()
-    );
-    assert_eq!(extra.len(), 1, "one additional IP: {extra:?}");
-    assert!(
-        cd.net.in_gua_range(extra[0]),
-        "{extra:?} not in {}",
-        cd.net.gua_node()
-    );
-    assert_eq!(Cni6Net::slot_of(ula), Cni6Net::slot_of(extra[0]));
-    (ula, extra[0], netns)
-}
-
-fn assert_nothing_left(cd: &Containerd, nets: &[&str], id: &str) {
-    assert_eq!(
-        host_veths_of(&cd.node, id),
-        Vec::<String>::new(),
-        "host veth left"
-    );
-    for net in nets {
-        assert_eq!(
-            records_of(&cd.data_dir, net, id),
-            Vec::<Value>::new(),
-            "ipam-prefix record of {net} left"
-        );
-    }
-    assert_eq!(
-        firewall_rules_of(&cd.node, id),
-        Vec::<String>::new(),
-        "firewall6 rules left"
-    );
-}
 
 /// `ip -j addr` of one interface inside a sandbox, global IPv6 only.
 fn addrs_in(netns: &str, dev: &str) -> Vec<Ipv6Addr> {
@@ -100,25 +49,16 @@ fn addrs_in(netns: &str, dev: &str) -> Vec<Ipv6Addr> {
 #[test]
 fn sandboxes_at_1_1_0_reach_each_other_and_remove_leaves_nothing() {
     let mut cd = Containerd::start_v2("c62s", Cni6Net::new("c62s", 50), ContainerdSpec::default());
-    let (p1, _) = cd.run_pod("web-1", "team-a", "uid-web-1");
-    let (p2, _) = cd.run_pod("web-2", "team-b", "uid-web-2");
-    let (ula1, gua1, ns1) = cni6_sandbox(&mut cd, &p1);
-    let (ula2, gua2, ns2) = cni6_sandbox(&mut cd, &p2);
-    assert_ne!(ula1, ula2);
-    ping_from_sandbox(&ns1, ula2);
-    ping_from_sandbox(&ns1, gua2);
-    ping_from_sandbox(&ns2, ula1);
-    ping_from_sandbox(&ns2, gua1);
-    ping_from_sandbox(&ns1, cd.net.ula_gateway());
+    let pods = two_pods_that_reach_each_other(&mut cd);
 
     // containerd 2 cached the 1.1.0 result (libcni's cache) and passed
     // kubelet's pod identity through CNI_ARGS.
-    for (id, ns, name) in [(&p1, "team-a", "web-1"), (&p2, "team-b", "web-2")] {
-        let recs = records_of(&cd.data_dir, &cd.net.name, id);
+    for p in &pods {
+        let recs = records_of(&cd.data_dir, &cd.net.name, &p.id);
         assert_eq!(recs.len(), 1, "{recs:?}");
-        assert_eq!(recs[0]["podNamespace"], ns);
-        assert_eq!(recs[0]["podName"], name);
-        let cache = conformance::realruntime::libcni_cache_of(&cd.net.name, id);
+        assert_eq!(recs[0]["podNamespace"], p.namespace);
+        assert_eq!(recs[0]["podName"], p.name);
+        let cache = conformance::realruntime::libcni_cache_of(&cd.net.name, &p.id);
         assert_eq!(cache.len(), 1, "{cache:?}");
         let cached: Value = serde_json::from_slice(
             &std::fs::read(Path::new(conformance::realruntime::LIBCNI_CACHE).join(&cache[0]))
@@ -127,21 +67,15 @@ fn sandboxes_at_1_1_0_reach_each_other_and_remove_leaves_nothing() {
         .unwrap();
         assert_eq!(cached["result"]["cniVersion"], V, "{cached}");
     }
-    let adds: Vec<String> = cd
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("ADD "))
-        .collect();
-    assert_eq!(adds.len(), 2, "{adds:?}");
-    assert!(adds.iter().all(|c| c.ends_with(" rc=0")), "{adds:?}");
+    assert_adds_ok(&cd, 2);
 
-    for id in [&p1, &p2] {
-        cd.stop(id);
-        cd.remove(id);
-        assert_nothing_left(&cd, &[&cd.net.name.clone()], id);
-        assert!(conformance::realruntime::libcni_cache_of(&cd.net.name, id).is_empty());
+    for p in &pods {
+        cd.stop(&p.id);
+        cd.remove(&p.id);
+        assert_nothing_left(&cd, &[&cd.net.name], &p.id);
+        assert!(conformance::realruntime::libcni_cache_of(&cd.net.name, &p.id).is_empty());
     }
-    assert!(!Path::new(&ns1).exists() && !Path::new(&ns2).exists());
+    assert!(pods.iter().all(|p| !Path::new(&p.netns).exists()));
     assert_eq!(cd.cri_ok(json!({"op": "list"})), json!([]));
     let failed: Vec<String> = cd
         .calls()
@@ -401,19 +335,7 @@ fn cni6_status_sees_containerd2_attachments() {
     let mut cd = Containerd::start_v2("c62c", Cni6Net::new("c62c", 56), ContainerdSpec::default());
     let (id, _) = cd.run_pod("ops-1", "ops", "uid-ops-1");
     cni6_sandbox(&mut cd, &id);
-    let out = node_command(&cd.node, bin_dir().join("cni6"))
-        .args(["status", "--json", "--conflist"])
-        .arg(cd.dir.join("net.d/10-cni6.conflist"))
-        .arg("--cni-path")
-        .arg(cd.dir.join("bin"))
-        .output()
-        .expect("spawn cni6");
-    assert!(
-        out.status.success(),
-        "{}",
-        describe("cni6 status --json", &out)
-    );
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = cni6_status(&cd);
     let allocs = status["networks"][0]["allocations"]
         .as_array()
         .unwrap_or_else(|| panic!("no allocations in {status}"));

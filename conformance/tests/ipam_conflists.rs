@@ -2,7 +2,7 @@
 //! them, and the IPAM-only demo network really works end to end through
 //! the project's libcni-like runtime (conformance.md #53, 54, 71, 84–86).
 
-use cni_common::runtime::{Attachment, ConfList, Runtime};
+use cni_common::runtime::{ConfList, Runtime, RuntimeConf};
 use conformance::harness::*;
 use conformance::ipam::*;
 use serde_json::{json, Value};
@@ -48,7 +48,7 @@ fn ipam_demo_network_works_through_the_runtime() {
     let rt = Runtime::new(vec![bin_dir()]).with_cache_dir(cache.path());
     plugin("ipam-prefix");
     let pod = Netns::new(NETNS_PREFIX);
-    let att = Attachment::new(container_id("demo"), Some(pod.path().to_path_buf()), "eth0")
+    let att = RuntimeConf::new(container_id("demo"), Some(pod.path().to_path_buf()), "eth0")
         .with_arg("IgnoreUnknown", "1")
         .with_arg("K8S_POD_NAME", "demo");
     let r = rt.add(&list, &att).expect("ADD through the runtime");
@@ -61,7 +61,7 @@ fn ipam_demo_network_works_through_the_runtime() {
     rt.check(&list, &att).expect("CHECK with the cached result");
     // The declared `ips` capability reaches the plugin as runtimeConfig.
     let want = "fd8c:1f0a:77e3:0:1:1:0:42/96";
-    let att2 = Attachment::new(container_id("demo"), Some(pod.path().to_path_buf()), "eth0")
+    let att2 = RuntimeConf::new(container_id("demo"), Some(pod.path().to_path_buf()), "eth0")
         .with_capability("ips", json!([want]));
     let r2 = rt.add(&list, &att2).expect("ADD with ips capability");
     assert_eq!(result_addrs(&r2)[0].to_string(), want);

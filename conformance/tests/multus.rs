@@ -11,7 +11,7 @@
 //! deletion multus runs every delegate's DEL, often after the pod's netns
 //! is already gone.
 
-use cni_common::runtime::{Attachment, ConfList, Runtime};
+use cni_common::runtime::{ConfList, Runtime, RuntimeConf};
 use conformance::harness::{Netns, TempDir};
 use conformance::realruntime::{
     firewall_rules_of, host_veths_of, in_netns, install_plugins, records_of, Cni6Net,
@@ -96,8 +96,8 @@ impl Node {
 
 /// The attachment multus builds for a delegate (K8S_* args as kubelet
 /// passes them to multus, which passes them on).
-fn attachment(cid: &str, netns: Option<PathBuf>, ifname: &str) -> Attachment {
-    Attachment::new(cid, netns, ifname)
+fn attachment(cid: &str, netns: Option<PathBuf>, ifname: &str) -> RuntimeConf {
+    RuntimeConf::new(cid, netns, ifname)
         .with_arg("IgnoreUnknown", "1")
         .with_arg("K8S_POD_NAMESPACE", POD_NS)
         .with_arg("K8S_POD_NAME", POD_NAME)

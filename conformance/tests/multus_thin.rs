@@ -10,7 +10,7 @@
 //! delegate's result, caches the delegates it used in its `cniDir`, and
 //! runs their DELs from that cache (so DEL works after the netns is gone).
 
-use cni_common::runtime::{Attachment, ConfList, Runtime};
+use cni_common::runtime::{ConfList, Runtime, RuntimeConf};
 use conformance::harness::{self, Invocation, Netns};
 use conformance::realruntime::{
     describe, firewall_rules_of, host_veths_of, in_netns, records_of, retry, store_records,
@@ -334,7 +334,7 @@ fn gc_reaches_the_first_delegate_with_multus_own_list() {
     let stray = "stray-pod-c6mc";
     let rt = Runtime::new(vec![p.n.bin_dir()]).with_cache_dir(p.n.dir.join("other-cache"));
     for (list, ifname) in [(&cluster, "eth0"), (&second, "net1")] {
-        let att = Attachment::new(stray, Some(stray_ns.path().to_path_buf()), ifname);
+        let att = RuntimeConf::new(stray, Some(stray_ns.path().to_path_buf()), ifname);
         in_netns(&p.n.node, || rt.add(list, &att)).expect("ADD of the stray pod");
     }
     assert_eq!(host_veths_of(&p.n.node, stray).len(), 2);
@@ -387,6 +387,6 @@ fn gc_reaches_the_first_delegate_with_multus_own_list() {
 
     ok("cnitool del via multus", &p.cnitool("del"));
     p.assert_nothing_left(&id);
-    let att = Attachment::new(stray, Some(stray_ns.path().to_path_buf()), "net1");
+    let att = RuntimeConf::new(stray, Some(stray_ns.path().to_path_buf()), "net1");
     in_netns(&p.n.node, || rt.del(&second, &att)).expect("DEL of the stray pod");
 }

@@ -330,7 +330,7 @@ fn admin_chain(v: Option<&Value>) -> Result<String> {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-'))
         && !RESERVED.contains(&s)
-        && !crate::rules::is_internal_chain(s);
+        && !crate::chains::is_internal_chain(s);
     if ok {
         Ok(s.to_string())
     } else {

@@ -6,10 +6,11 @@
 //! Reads list one chain (`ip6tables -S CHAIN`): with the nft backend that
 //! fetches only that chain, so it stays cheap however many pods exist.
 //! Several chains are read by as many ip6tables processes started at once
-//! ([`Tables::list_chains`]): each read is mostly process start (~2–5 ms,
-//! `/bin/true` ~1.5 ms on this machine), so ADD's four skeleton reads and
-//! DEL's two or three bucket reads cost about one or two reads of wall
-//! time on two cores instead of their sum (issue 7).
+//! ([`Tables::list_chains`]): each read is mostly process start, so DEL's
+//! bucket reads and CHECK's skeleton and bucket reads cost about one read
+//! of wall time instead of their sum. ADD reads nothing on its usual path:
+//! its skeleton checks are `-C` lines in the pod's own batch
+//! ([`crate::generation`]). Figures in docs/performance.md.
 
 use crate::error::{Error, Result};
 use crate::generation::{self, Generation, Verified};

@@ -63,7 +63,7 @@
 //! to the node itself (INPUT as FORWARD); a dropped packet's conntrack
 //! entry is never confirmed. In the filter table, not raw PREROUTING: a
 //! pod's ADD or DEL then changes one table, one nf_tables transaction (a
-//! deleting transaction waits a grace period, 10-15 ms here). Ports are
+//! deleting transaction waits an RCU grace period). Ports are
 //! isolated, so every packet of a pod reaches the node's IP stack on the
 //! bridge: VLAN-tagged frames with a VID are not for the node (dropped by
 //! the kernel), priority-tagged ones (VID 0) are handled as untagged and
@@ -87,12 +87,10 @@
 //! copied to all ports, through ip6tables once per copy, and the kernel
 //! sends a new pod's first reports while it holds RTNL (DAD completion),
 //! so bridge6's netlink calls waited for the flood. Dropped where they
-//! enter the bridge (raw PREROUTING runs before the bridge forwards): at
-//! 1000 pods an ADD through `cni6 attach` went 20.5 → 16.4 ms wall and
-//! the node's CPU per ADD+DEL 43 → 36 ms (issue 7). Neighbour discovery
-//! is untouched. ADD checks the jump with a `-C` line in its batch
-//! whenever it checks the skeleton (~0.14 ms of ip6tables-restore at 10
-//! pods) and repairs this part with the skeleton, but only as a best
+//! enter the bridge (raw PREROUTING runs before the bridge forwards).
+//! Neighbour discovery is untouched. ADD checks the jump with a `-C` line
+//! in its batch whenever it checks the skeleton and repairs this part
+//! with the skeleton, but only as a best
 //! effort: a node whose raw table cannot be written still gets its pods'
 //! rules (the failure is logged). CHECK does not look at it (it changes
 //! cost, not what reaches a pod); DEL and GC leave it, like the skeleton.
@@ -100,7 +98,7 @@
 //! Every rule carries a comment: node-wide ones `firewall6: …`, the policy
 //! chain `firewall6 net=<network> …`, per-pod ones
 //! `firewall6 net=<network> if=<ifname> id=<container id>` (see
-//! [`rules::Attachment::tag`]). DEL and GC find a pod's rules by that
+//! [`rules::tag`]). DEL and GC find a pod's rules by that
 //! comment, so they need no prevResult (conformance.md #28) and GC touches only
 //! its own network (conformance.md #48).
 //!
@@ -134,84 +132,31 @@
 //! with one it is a routed veth; with none no source check is installed
 //! (logged on stderr) — there is nothing to match the pod's traffic by.
 //!
-//! # Why this shape: the measured numbers
+//! # Why this shape
 //!
-//! This machine's ip6tables is 1.8.9 with the nf_tables backend (Debian's
-//! default; `ip6tables -V`). `ip6tables-restore --noflush` does NOT stay
-//! flat by itself: to delete a rule iptables-nft fetches and decodes every
-//! rule of the chain to find the rule's kernel handle. CPU of one restore
-//! that appends, then one that deletes, a pod's 5 rules, with 0 → 1000
-//! pods present (conformance/tests/firewall6_restore_cost.rs):
-//!
-//! | layout                                   | append        | delete         |
-//! |------------------------------------------|---------------|----------------|
-//! | all pods in two flat chains              | 3.5 → 5.5 ms  | 3.3 → 37.0 ms  |
-//! | 256 port + 256 address buckets (ours)    | 3.3 → 3.5 ms  | 3.2 → 3.4 ms   |
-//!
-//! Earlier probes in a scratch namespace agree: with a chain per pod an
-//! append went 3.3 → 9.5 ms (restore reads every chain of the table), and
-//! listing a flat 3000-rule chain (`ip6tables -S`, to find a pod's rules
-//! without prevResult) cost 18 ms against 2.5 ms for a bucket.
+//! `ip6tables-restore --noflush` does not stay flat by itself: to delete a
+//! rule iptables-nft fetches and decodes every rule of the chain to find
+//! the rule's kernel handle, and with a chain per pod every restore reads
+//! every chain of the table. 256 port and 256 address buckets keep each
+//! chain a pod's rules touch small, so ADD, DEL and CHECK cost about the
+//! same at 10 and at 1000 pods; the two-level dispatch keeps the cost of a
+//! flooded multicast copy near that of no firewall. The measurements are
+//! in docs/performance.md ("Figures behind design choices").
 //!
 //! So: a pod's rules go in as one atomic `ip6tables-restore --noflush`
 //! batch of appends to bucket chains (no rule needs reading first), DEL
 //! lists only the two or three bucket chains the prevResult points at and
 //! deletes the tagged lines in one batch; CHECK reads the skeleton chains,
-//! the dispatch groups leading to the pod's buckets and those buckets. Only DEL without prevResult (runtime cache lost) and
-//! GC read the whole table, once.
-//!
-//! End to end through the binary (conformance/tests/firewall6_scale.rs,
-//! same fabricated prevResults for both plugins, median of 7 calls, CPU of
-//! the plugin and its ip6tables children; ranges over four runs, two debug
-//! and two release builds, on this 2-core machine shared with other
-//! builds, so ±30 % is noise):
-//!
-//! | per call                       | 10 pods      | 1000 pods     |
-//! |--------------------------------|--------------|---------------|
-//! | firewall6 ADD                  | 13.0–17.4 ms | 14.1–22.1 ms  |
-//! | firewall6 DEL (prevResult)     | 7.9–12.6 ms  | 8.7–15.8 ms   |
-//! | firewall6 CHECK                |              | 20.6–29.9 ms  |
-//! | firewall6 DEL, no prevResult   |              | 51.6–68.8 ms  |
-//! | reference `firewall` ADD       | 25.6–55.4 ms | 184–209 ms    |
-//! | reference `firewall` DEL       |              | 92–115 ms     |
-//!
-//! At 1000 pods, 16 DELs in parallel take 0.23–0.51 s wall for firewall6
-//! and 4.2–7.9 s for the reference; 32 parallel ADDs 0.4–1.3 s. Before the
-//! buckets (flat chains) firewall6's DEL went 7.8 → 81 ms and CHECK was
-//! 82 ms at 1000 pods. Those ADD numbers were five process starts of
-//! ip6tables: four one-chain reads to see whether the node-wide part is
-//! whole, and the restore. Since issue 7 ADD is the restore alone: `-C`
-//! lines for the skeleton rules lead the pod's batch, so a missing one
-//! fails it atomically and only then the table is read and repaired
-//! (bench: firewall6 ADD CPU 8.9 → 5.5 ms, wall 13–14 → 6 ms at 10 pods;
-//! 8.5 ms CPU at 1000). DEL and CHECK start their chain reads at once.
-//! Those `-C` lines cost ~0.7 ms of the restore themselves (seven chains
-//! fetched and compared); while the nf_tables generation shows that
-//! nobody else committed since a batch passed them for the same config
-//! (up to eight configs are remembered, so networks take turns without
-//! checking), ADD leaves them out ([`generation`]: any other commit, a
-//! reboot or a config not seen since brings them back).
-//!
-//! The dispatch tree (issue 7) was measured per packet, where the flat
-//! dispatch cost most (conformance/tests/firewall6_flood_cost.rs, ignored
-//! by default): 1000 pods of rules, a bridge of 320 ports with
-//! br_netfilter, one pod sending 1500 datagrams to `ff02::1:ff00:XX` (XX
-//! over all low bytes), each flooded to 319 ports; CPU of the sending
-//! thread (the flood runs in its softirq) and ksoftirqd, per flooded copy,
-//! median of 3 alternating rounds (range):
-//!
-//! | source of the multicast      | no firewall | flat dispatch       | tree                |
-//! |------------------------------|-------------|---------------------|---------------------|
-//! | link-local (ND, MLD)         | 1.07 µs     | 13.3 (12.7–13.5) µs | 1.39 (1.38–1.40) µs |
-//! | the pod's ULA (source check) | 1.06 µs     | 21.0 (20.3–21.6) µs | 2.36 (2.32–2.43) µs |
-//!
-//! so firewall6's own share of a flooded copy went 12.3 → 0.3 µs and
-//! 19.9 → 1.3 µs. ADD and DEL through the binary did not get dearer
-//! (firewall6_scale.rs, release, old and new binary alternating, two runs
-//! each, CPU medians): ADD 5.7–7.1 → 4.2–4.5 ms at 10 pods and 7.0–7.3 →
-//! 4.6–4.7 ms at 1000; DEL 5.4–7.6 → 6.0–6.2 ms at 10, 6.0–6.2 → 6.2–6.5
-//! ms at 1000; CHECK 14.8–15.0 → 14.9–15.2 ms at 1000 (it also reads the
-//! groups leading to the pod's buckets).
+//! the dispatch groups leading to the pod's buckets and those buckets.
+//! Only DEL without prevResult (runtime cache lost) and GC read the whole
+//! table, once. ADD starts no ip6tables read at all: `-C` lines for the
+//! skeleton rules lead the pod's batch, so a missing one fails it
+//! atomically and only then the table is read and repaired; DEL and CHECK
+//! start their chain reads at once. While the nf_tables generation shows
+//! that nobody else committed since a batch passed those checks for the
+//! same config (up to eight configs are remembered, so networks take turns
+//! without checking), ADD leaves them out ([`generation`]: any other
+//! commit, a reboot or a config not seen since brings them back).
 //!
 //! # Decisions where the issue is silent
 //!
@@ -233,6 +178,7 @@
 //!   each (network, policy) its own policy chain.
 //! - Policy chains and buckets are node-wide and stay after the last DEL.
 
+pub mod chains;
 pub mod config;
 pub mod error;
 pub mod generation;
@@ -240,3 +186,4 @@ pub mod iptables;
 pub mod legacy;
 pub mod plugin;
 pub mod rules;
+pub mod ruleset;

@@ -6,13 +6,14 @@
 //! Every function must not panic on any input; the assertions inside are
 //! the properties each parser promises.
 
+use cni_common::attachment::Attachment;
 use cni_common::config::NetConf;
 use cni_common::dispatch::{handle, Plugin, Request};
 use cni_common::env::{CniArgs, K8S_ARGS};
 use cni_common::result::{convert, CniResult};
 use cni_common::version;
 use ipam_prefix::plan::{NodePrefix, Slot};
-use ipam_prefix::store::{AttachmentKey, Record, Store};
+use ipam_prefix::store::{attachment_of_record_name, record_name, Record, Store};
 use std::net::Ipv6Addr;
 
 /// A target's body.
@@ -98,6 +99,7 @@ pub fn cni_args(data: &[u8]) {
 
 struct Noop;
 impl Plugin for Noop {
+    type Error = cni_common::Error;
     fn about(&self) -> &'static str {
         "no-op fuzz plugin"
     }
@@ -171,8 +173,8 @@ pub fn store_record(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = Slot::parse_hex(&text);
     let _ = Slot::from_file_name(&text);
-    if let Some(k) = AttachmentKey::from_file_name(&text) {
-        assert!(!k.file_name().contains('/'), "{k:?}");
+    if let Some(k) = attachment_of_record_name("net1", &text) {
+        assert!(!record_name(&k).contains('/'), "{k:?}");
     }
     thread_local! {
         static DIR: std::path::PathBuf = {
@@ -188,8 +190,8 @@ pub fn store_record(data: &[u8]) {
     DIR.with(|dir| {
         let st = Store::new(dir, "net1", "boot").unwrap();
         let locked = st.open().unwrap();
-        let key = AttachmentKey::new("c1", "eth0").unwrap();
-        std::fs::write(st.root().join("attachments").join(key.file_name()), data).unwrap();
+        let key = Attachment::new("net1", "c1", "eth0").unwrap();
+        std::fs::write(st.root().join("attachments").join(record_name(&key)), data).unwrap();
         let _ = locked.read_record(&key);
         let _ = locked.records();
         let _ = locked.verify(&key, &[]);

@@ -45,10 +45,8 @@
 //!   also makes durability across power loss moot: whatever survives a
 //!   power loss belongs to an earlier boot and is released. So the record
 //!   file is fsynced before the rename (a torn record is never visible) but
-//!   the directory is not fsynced after it. Measured on this 2-core VM
-//!   (ext4, shared with parallel builds, so noisy), 1000 iterations of
-//!   temp+write+rename: ~1.0 ms without fsync, ~1.4 ms with fdatasync, ~1.5
-//!   to 2.6 ms with the directory fsync on top: a cost with no benefit here.
+//!   the directory is not fsynced after it: that sync would cost each ADD
+//!   time with no benefit here (figures: docs/performance.md).
 //! - **Format version.** Every record carries `"version": 1`
 //!   ([`store::RECORD_VERSION`]): fields `version`, `network`,
 //!   `containerId`, `ifname`, `slot` (hex), `addresses`, `podNamespace`,
@@ -72,26 +70,16 @@
 //!   is a writable directory, that every prefix resolves, and counts
 //!   `slots/` entries against the range size.
 //!
-//! Measured cost of one ADD (release binary, 1000 ADDs of fresh
-//! attachments into one store; the machine was shared with parallel builds,
-//! load 3 to 18, so wall times are medians of noisy runs):
-//! - between `flock` and unlock: 27 system calls (open+flock lock, read
-//!   boot_id, open record → ENOENT, read cursor, readlink → ENOENT, write +
-//!   fdatasync + rename the record, symlink, write the cursor in place),
-//!   the same for the 1st and the 1000th pod; 108 for the whole process;
-//! - CPU: on tmpfs 1000 ADDs took 2.26 s user+sys against 1.98 s for 1000
-//!   VERSION calls (both including the driving shell; 0.17 s more for 500
-//!   in a second run), ≈0.3 ms per ADD for config, plan and store; on ext4
-//!   the kernel adds ≈0.9 to 1.5 ms of system time (journal, fdatasync);
-//! - wall: median ADD ≈ VERSION + 3.5 to 4.5 ms on ext4 (5.4 to 6.9 ms
-//!   against 1.4 to 2.5 ms), with no upward trend from the first 100 to the
-//!   last 100 ADDs beyond the noise. DEL ≈ VERSION + 0.4 to 3 ms, CHECK ≈
-//!   VERSION.
+//! One ADD holds the lock for a fixed number of system calls (open+flock,
+//! read boot_id, open record, read cursor, readlink, write + fdatasync +
+//! rename the record, symlink, write the cursor), the same for the 1st and
+//! the 1000th pod; the measured cost is in docs/performance.md.
 //!
 //! CNI codes where the spec leaves a choice: range full = 50 (ADD and
 //! STATUS), requested address taken = 7, store/lock failure = 5, netlink
 //! failure = 101, CHECK mismatch = 102 (cni_common::Error::CheckFailed).
 
+pub mod allocator;
 pub mod config;
 pub mod error;
 pub mod iface;

@@ -4,11 +4,13 @@
 //! lock; DEL and GC read nothing but `ipam.dataDir` so they still free state
 //! after the config changed or an interface vanished (conformance.md #17, 27).
 
+use crate::allocator::{Allocation, Requested};
 use crate::config::{self, IpamConfig, PrefixSource, RequestedIp};
 use crate::error::{IpamError, Result};
 use crate::iface;
 use crate::plan::{AddressPlan, NodePrefix, PlanError, Slot};
-use crate::store::{current_boot_id, Allocation, AttachmentKey, Requested, Store};
+use crate::store::{current_boot_id, record_name, Store};
+use cni_common::attachment::Attachment;
 use cni_common::dispatch::{Plugin, Request};
 use cni_common::result::{CniResult, IpConfig};
 use ipnet::IpNet;
@@ -19,6 +21,8 @@ use std::net::IpAddr;
 pub struct IpamPrefix;
 
 impl Plugin for IpamPrefix {
+    type Error = IpamError;
+
     fn about(&self) -> &'static str {
         concat!(
             "ipam-prefix ",
@@ -33,24 +37,24 @@ impl Plugin for IpamPrefix {
         &["IP", "MAC"]
     }
 
-    fn add(&self, req: &Request) -> cni_common::Result<CniResult> {
-        Ok(add(req)?)
+    fn add(&self, req: &Request) -> Result<CniResult> {
+        add(req)
     }
 
-    fn del(&self, req: &Request) -> cni_common::Result<()> {
-        Ok(del(req)?)
+    fn del(&self, req: &Request) -> Result<()> {
+        del(req)
     }
 
-    fn check(&self, req: &Request) -> cni_common::Result<()> {
-        Ok(check(req)?)
+    fn check(&self, req: &Request) -> Result<()> {
+        check(req)
     }
 
-    fn gc(&self, req: &Request) -> cni_common::Result<()> {
-        Ok(gc(req)?)
+    fn gc(&self, req: &Request) -> Result<()> {
+        gc(req)
     }
 
-    fn status(&self, req: &Request) -> cni_common::Result<()> {
-        Ok(status(req)?)
+    fn status(&self, req: &Request) -> Result<()> {
+        status(req)
     }
 }
 
@@ -149,8 +153,12 @@ pub fn result(plan: &AddressPlan, slot: Slot, cfg: &IpamConfig) -> CniResult {
     }
 }
 
-fn key_of(req: &Request) -> Result<AttachmentKey> {
-    AttachmentKey::new(req.container_id(), req.ifname())
+/// The request's attachment, validated again here (the dispatcher already
+/// did): it names a file of the store.
+fn key_of(req: &Request) -> Result<Attachment> {
+    let a = req.attachment();
+    a.validate()?;
+    Ok(a)
 }
 
 pub fn add(req: &Request) -> Result<CniResult> {
@@ -203,7 +211,7 @@ pub fn check(req: &Request) -> Result<()> {
         Some(locked) => locked.verify(&key, &prev_ips).map(|_| ()),
         None => Err(IpamError::Check(format!(
             "no address is allocated to {} in network {}",
-            key.file_name(),
+            record_name(&key),
             req.config.name
         ))),
     }
@@ -220,10 +228,7 @@ pub fn gc(req: &Request) -> Result<()> {
         return Ok(());
     };
     // An entry that is not a valid key cannot name one of our records.
-    let valid: HashSet<AttachmentKey> = list
-        .iter()
-        .filter_map(|a| AttachmentKey::new(&a.container_id, &a.ifname).ok())
-        .collect();
+    let valid: HashSet<Attachment> = list.into_iter().filter(|a| a.validate().is_ok()).collect();
     let store = Store::new(&data_dir, &req.config.name, &current_boot_id()?)?;
     if let Some(locked) = store.open_existing()? {
         let rep = locked.gc(&valid)?;

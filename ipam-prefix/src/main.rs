@@ -1,3 +1,0 @@
-fn main() {
-    cni_common::dispatch::run(&ipam_prefix::IpamPrefix)
-}

@@ -13,6 +13,8 @@ pkgs=(
   tayga                         # NAT64 on the lab's IPv4-enabled node (nat64.rs, demo --nat64)
   unbound                       # DNS64 (dns64 module) and the IPv4 internet's DNS in the lab
   podman                        # real runtime: podman 4.3, CNI backend (conformance/tests/podman.rs)
+  mmdebstrap                    # the cni6 image's Debian base for the Kubernetes lab (scripts/k8s-lab.sh)
+  openssl                       # the Kubernetes lab's certificates
   runc                          # OCI runtime for podman and containerd
   catatonit                     # podman's init helper
   busybox-static                # rootfs of the podman containers; ping inside sandboxes

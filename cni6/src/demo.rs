@@ -11,8 +11,8 @@
 //! namespace. firewall6 runs with `ingress: cluster-only`, the cluster ULA
 //! and the demo's provider GUA space as inside, and 443/tcp open; a host
 //! outside the cluster on the fabric then shows that a pod's GUA answers on
-//! 443 and not on 8080. Without br_netfilter (bridged traffic never reaches
-//! ip6tables) the demo says so and runs without the firewall.
+//! 443 and not on 8080. Without a firewall6 binary the demo says so and
+//! runs without the firewall.
 //!
 //! Tear-down happens on success, on failure and on SIGINT/SIGTERM: the
 //! handlers only raise a flag (signal-hook), checked between steps, so the
@@ -408,10 +408,9 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
     Ok(())
 }
 
-/// firewall6 next to cni6 and bridged traffic reaching ip6tables
-/// (br_netfilter, loaded on demand). Otherwise the demo runs without the
-/// firewall and says why: firewall6 itself would refuse the ADD (code 50)
-/// rather than skip its source check silently.
+/// firewall6 next to cni6. Pods share no layer 2 (isolated ports, routed
+/// at the gateway), so firewall6 sees every pod packet at layer 3 and needs
+/// no br_netfilter; the demo's nodes turn its hook off through netlab.
 fn firewall_available(bin_dir: &Path, o: &mut Output) -> Result<bool> {
     if !bin_dir.join("firewall6").is_file() {
         say(
@@ -420,21 +419,6 @@ fn firewall_available(bin_dir: &Path, o: &mut Output) -> Result<bool> {
                 "note: no firewall6 in {}: the demo runs without it",
                 bin_dir.display()
             ),
-        )?;
-        return Ok(false);
-    }
-    let knob = Path::new("/proc/sys/net/bridge/bridge-nf-call-ip6tables");
-    if !knob.exists() {
-        let _ = std::process::Command::new("modprobe")
-            .arg("br_netfilter")
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-    if !knob.exists() {
-        say(
-            o,
-            "note: br_netfilter is not loaded (modprobe br_netfilter), so bridged traffic \
-             never reaches ip6tables: the demo runs without firewall6",
         )?;
         return Ok(false);
     }

@@ -145,42 +145,108 @@ impl Interrupt {
     }
 }
 
+/// The demo as a table of contents: each step prints as it goes (a live
+/// narrative) and adds its part to the `--json` document.
 pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
+    require_root()?;
+    if args.cleanup {
+        return cleanup(o);
+    }
+    let bin_dir = bin_dir(args)?;
+    let bins = Binaries::from_dir(&bin_dir).map_err(|e| failed("binaries", e))?;
+    let interrupt = Interrupt::install()?;
+    let bgp = args.fabric == FabricKind::Bgp;
+
+    let (mut topo, firewall) = build_cluster(&bin_dir, &bins, bgp, o)?;
+    interrupt.check()?;
+    show_nodes(&topo, bgp, o)?;
+    let fabric_doc = if bgp {
+        start_bgp(&mut topo, &interrupt, o)?
+    } else {
+        json!(null)
+    };
+    let nat64_cfg = if args.nat64 {
+        Some(start_nat64(&mut topo, o)?)
+    } else {
+        None
+    };
+    let mut doc = cluster_doc(&topo);
+    let pods = attach_pods(&mut topo, &bins, &interrupt, &mut doc, o)?;
+    let unreachable = traffic_checks(&topo, &pods, &interrupt, &mut doc, o)?;
+    doc["bgp"] = fabric_doc;
+    let ipv4_failures = match &nat64_cfg {
+        Some(cfg) => ipv4_probe(&topo, &pods, cfg, &mut doc, o)?,
+        None => 0,
+    };
+    let policy_failures = if firewall {
+        outside_probes(&topo, &pods, &interrupt, &mut doc, o)?
+    } else {
+        0
+    };
+
+    doc["kept"] = json!(args.keep);
+    doc["unreachable"] = json!(unreachable);
+    if args.keep {
+        doc["manifest"] = json!(topo.dir().join("manifest.json"));
+        keep_up(topo, &pods, o)?;
+    } else {
+        remove_cluster(topo, &bins, &pods, o)?;
+    }
+    if o.json {
+        o.json(&doc)?;
+    }
+    verdict(unreachable, ipv4_failures, policy_failures)
+}
+
+fn require_root() -> Result<()> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(CliError::Usage(
             "cni6 demo creates network namespaces: run it as root (sudo cni6 demo)".into(),
         ));
     }
-    if args.cleanup {
-        return cleanup(o);
-    }
-    let bin_dir = match &args.bin_dir {
+    Ok(())
+}
+
+/// `--bin-dir`, else the directory this cni6 runs from.
+fn bin_dir(args: &DemoArgs) -> Result<PathBuf> {
+    Ok(match &args.bin_dir {
         Some(d) => d.clone(),
         None => std::env::current_exe()
             .map_err(|e| failed("find the cni6 binary", e))?
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
-    };
-    let bins = Binaries::from_dir(&bin_dir).map_err(|e| failed("binaries", e))?;
-    let interrupt = Interrupt::install()?;
+    })
+}
 
-    let bgp = args.fabric == FabricKind::Bgp;
+/// The nodes and the fabric, each node's conflist (with firewall6 when it
+/// can work here), and what `--cleanup` needs in the manifest. Returns the
+/// topology and whether firewall6 is in the conflists.
+fn build_cluster(
+    bin_dir: &Path,
+    bins: &Binaries,
+    bgp: bool,
+    o: &mut Output,
+) -> Result<(Topology, bool)> {
     let mut spec = Spec::new("c6d", NODES);
     spec.state_root = PathBuf::from(STATE_ROOT);
     spec.static_routes = !bgp;
     let mut topo = Topology::build(spec).map_err(|e| failed("build the cluster", e))?;
     topo.write_cluster_conflists()
         .map_err(|e| failed("write conflists", e))?;
-    let firewall = firewall_available(&bin_dir, o)?;
+    let firewall = firewall_available(bin_dir, o)?;
     if firewall {
         add_firewall6(&topo)?;
     }
     topo.set_extra(json!({ "cni6": bins.cni6, "cniPath": bins.cni_path }))
         .map_err(|e| failed("write manifest", e))?;
-    interrupt.check()?;
+    Ok((topo, firewall))
+}
 
+/// The fabric, then every node: its addresses, its prefixes and pod
+/// ranges, and (static fabric) its routes to the other nodes.
+fn show_nodes(topo: &Topology, bgp: bool, o: &mut Output) -> Result<()> {
     say(
         o,
         format!(
@@ -229,17 +295,12 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
             )?;
         }
     }
-    say(o, "")?;
+    say(o, "")
+}
 
-    let mut fabric_doc = json!(null);
-    if bgp {
-        fabric_doc = start_bgp(&mut topo, &interrupt, o)?;
-    }
-    let mut nat64_cfg = None;
-    if args.nat64 {
-        nat64_cfg = Some(start_nat64(&mut topo, o)?);
-    }
-    let mut doc = json!({
+/// The `--json` document's cluster part; the steps add the rest.
+fn cluster_doc(topo: &Topology) -> serde_json::Value {
+    json!({
         "cluster": topo.spec().cluster,
         "underlay": topo.spec().underlay,
         "nodes": topo.nodes().iter().map(|n| json!({
@@ -253,7 +314,18 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
         })).collect::<Vec<_>>(),
         "pods": [],
         "reachability": [],
-    });
+    })
+}
+
+/// Make the pod namespaces and attach each through `cni6 attach` in its
+/// node, printing its addresses.
+fn attach_pods(
+    topo: &mut Topology,
+    bins: &Binaries,
+    interrupt: &Interrupt,
+    doc: &mut serde_json::Value,
+    o: &mut Output,
+) -> Result<Vec<(Pod, PodAddresses)>> {
     let mut pods: Vec<(Pod, PodAddresses)> = Vec::new();
     for n in 1..=NODES {
         for pod in topo
@@ -262,7 +334,7 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
         {
             interrupt.check()?;
             let addrs = topo
-                .attach(&bins, &pod)
+                .attach(bins, &pod)
                 .map_err(|e| failed(&format!("attach {}", pod.name), e))?;
             say(
                 o,
@@ -279,117 +351,147 @@ pub fn run(args: &DemoArgs, o: &mut Output) -> Result<()> {
         }
     }
     say(o, "")?;
+    Ok(pods)
+}
 
-    // Capture on the fabric while the matrix runs, to show no overlay.
-    let capture = topology::FabricCapture::start(&topo, "demo").ok();
+/// The reachability matrices over ULA and GUA, with a capture on the
+/// fabric while they run to show there is no overlay. Returns how many
+/// pod pairs failed.
+fn traffic_checks(
+    topo: &Topology,
+    pods: &[(Pod, PodAddresses)],
+    interrupt: &Interrupt,
+    doc: &mut serde_json::Value,
+    o: &mut Output,
+) -> Result<usize> {
+    let capture = topology::FabricCapture::start(topo, "demo").ok();
     let mut unreachable = 0;
     for family in ["ULA", "GUA"] {
-        say(
-            o,
-            format!("TCP reachability over {family} (row = client, column = server):"),
-        )?;
-        let short = |p: &Pod| format!("n{}p{}", p.node, p.name.rsplit('p').next().unwrap_or(""));
-        let mut header = format!("{:>8}", "");
-        for (s, _) in &pods {
-            header.push_str(&format!(" {:>11}", short(s)));
-        }
-        say(o, header)?;
-        for (c, _) in &pods {
-            let mut row = format!("{:>8}", short(c));
-            for (s, sa) in &pods {
-                interrupt.check()?;
-                let cell = if c == s {
-                    "-".to_string()
-                } else {
-                    let dst = if family == "ULA" {
-                        sa.ula.addr()
-                    } else {
-                        sa.gua.addr()
-                    };
-                    let res = topology::tcp_echo(&s.path, dst, &c.path, b"cni6 demo", TCP_TIMEOUT);
-                    doc["reachability"]
-                        .as_array_mut()
-                        .expect("array")
-                        .push(json!({
-                            "client": c.name, "server": s.name, "family": family, "dst": dst,
-                            "ok": res.is_ok(),
-                            "ms": res.as_ref().ok().map(|x| x.elapsed.as_secs_f64() * 1e3),
-                            "error": res.as_ref().err().map(ToString::to_string),
-                        }));
-                    match res {
-                        Ok(x) => format!("ok {:.1}ms", x.elapsed.as_secs_f64() * 1e3),
-                        Err(_) => {
-                            unreachable += 1;
-                            "FAIL".to_string()
-                        }
-                    }
-                };
-                row.push_str(&format!(" {cell:>11}"));
-            }
-            say(o, row)?;
-        }
-        say(o, "")?;
+        unreachable += reachability(family, pods, interrupt, doc, o)?;
     }
     if let Some(cap) = capture {
-        if let Ok(pkts) = cap.stop() {
-            let pod_addrs: Vec<_> = pods
-                .iter()
-                .flat_map(|(_, a)| [a.ula.addr(), a.gua.addr()])
-                .collect();
-            let between_pods = pkts
-                .iter()
-                .filter(|p| {
-                    p.src.is_some_and(|s| pod_addrs.contains(&s))
-                        && p.dst.is_some_and(|d| pod_addrs.contains(&d))
-                })
-                .count();
-            let wrapped = pkts
-                .iter()
-                .filter(|p| matches!(p.protocol, Some(4 | 17 | 41 | 47)))
-                .count();
-            doc["capture"] = json!({ "podPackets": between_pods, "encapsulated": wrapped });
-            say(
-                o,
-                format!(
-                    "fabric capture: {between_pods} packets carried pod addresses as they are, \
-                 {wrapped} were encapsulated (UDP/GRE/IPIP/IPv6-in-IPv6)"
-                ),
-            )?;
+        report_capture(cap, pods, doc, o)?;
+    }
+    Ok(unreachable)
+}
+
+/// One matrix: a TCP echo from every pod (row) to every other (column)
+/// over one address family. Returns the failed cells.
+fn reachability(
+    family: &str,
+    pods: &[(Pod, PodAddresses)],
+    interrupt: &Interrupt,
+    doc: &mut serde_json::Value,
+    o: &mut Output,
+) -> Result<usize> {
+    say(
+        o,
+        format!("TCP reachability over {family} (row = client, column = server):"),
+    )?;
+    let short = |p: &Pod| format!("n{}p{}", p.node, p.name.rsplit('p').next().unwrap_or(""));
+    let mut header = format!("{:>8}", "");
+    for (s, _) in pods {
+        header.push_str(&format!(" {:>11}", short(s)));
+    }
+    say(o, header)?;
+    let mut unreachable = 0;
+    for (c, _) in pods {
+        let mut row = format!("{:>8}", short(c));
+        for (s, sa) in pods {
+            interrupt.check()?;
+            let cell = if c == s {
+                "-".to_string()
+            } else {
+                let dst = if family == "ULA" {
+                    sa.ula.addr()
+                } else {
+                    sa.gua.addr()
+                };
+                let res = topology::tcp_echo(&s.path, dst, &c.path, b"cni6 demo", TCP_TIMEOUT);
+                doc["reachability"]
+                    .as_array_mut()
+                    .expect("array")
+                    .push(json!({
+                        "client": c.name, "server": s.name, "family": family, "dst": dst,
+                        "ok": res.is_ok(),
+                        "ms": res.as_ref().ok().map(|x| x.elapsed.as_secs_f64() * 1e3),
+                        "error": res.as_ref().err().map(ToString::to_string),
+                    }));
+                match res {
+                    Ok(x) => format!("ok {:.1}ms", x.elapsed.as_secs_f64() * 1e3),
+                    Err(_) => {
+                        unreachable += 1;
+                        "FAIL".to_string()
+                    }
+                }
+            };
+            row.push_str(&format!(" {cell:>11}"));
+        }
+        say(o, row)?;
+    }
+    say(o, "")?;
+    Ok(unreachable)
+}
+
+/// What the fabric carried while the matrices ran: packets between pod
+/// addresses as they are, and any encapsulated ones.
+fn report_capture(
+    cap: topology::FabricCapture,
+    pods: &[(Pod, PodAddresses)],
+    doc: &mut serde_json::Value,
+    o: &mut Output,
+) -> Result<()> {
+    let Ok(pkts) = cap.stop() else {
+        return Ok(());
+    };
+    let pod_addrs: Vec<_> = pods
+        .iter()
+        .flat_map(|(_, a)| [a.ula.addr(), a.gua.addr()])
+        .collect();
+    let between_pods = pkts
+        .iter()
+        .filter(|p| {
+            p.src.is_some_and(|s| pod_addrs.contains(&s))
+                && p.dst.is_some_and(|d| pod_addrs.contains(&d))
+        })
+        .count();
+    let wrapped = pkts
+        .iter()
+        .filter(|p| matches!(p.protocol, Some(4 | 17 | 41 | 47)))
+        .count();
+    doc["capture"] = json!({ "podPackets": between_pods, "encapsulated": wrapped });
+    say(
+        o,
+        format!(
+            "fabric capture: {between_pods} packets carried pod addresses as they are, \
+             {wrapped} were encapsulated (UDP/GRE/IPIP/IPv6-in-IPv6)"
+        ),
+    )
+}
+
+/// Detach every pod through the runtime (a failure is a warning: the
+/// teardown removes the namespaces anyway), then remove the cluster.
+fn remove_cluster(
+    topo: Topology,
+    bins: &Binaries,
+    pods: &[(Pod, PodAddresses)],
+    o: &mut Output,
+) -> Result<()> {
+    for (pod, _) in pods {
+        if let Err(e) = topo.detach(bins, pod) {
+            say(o, format!("warning: detach {}: {e}", pod.name))?;
         }
     }
+    topo.teardown()
+        .map_err(|e| failed("remove the cluster", e))?;
+    say(
+        o,
+        "removed: every namespace, link and allocation of the demo is gone",
+    )
+}
 
-    doc["bgp"] = fabric_doc;
-    let mut ipv4_failures = 0;
-    if let Some(cfg) = &nat64_cfg {
-        ipv4_failures = ipv4_probe(&topo, &pods, cfg, &mut doc, o)?;
-    }
-
-    let mut policy_failures = 0;
-    if firewall {
-        policy_failures = outside_probes(&topo, &pods, &interrupt, &mut doc, o)?;
-    }
-
-    doc["kept"] = json!(args.keep);
-    doc["unreachable"] = json!(unreachable);
-    if args.keep {
-        doc["manifest"] = json!(topo.dir().join("manifest.json"));
-        keep_up(topo, &pods, o)?;
-    } else {
-        for (pod, _) in &pods {
-            if let Err(e) = topo.detach(&bins, pod) {
-                say(o, format!("warning: detach {}: {e}", pod.name))?;
-            }
-        }
-        topo.teardown()
-            .map_err(|e| failed("remove the cluster", e))?;
-        say(
-            o,
-            "removed: every namespace, link and allocation of the demo is gone",
-        )?;
-    }
-    if o.json {
-        o.json(&doc)?;
-    }
+/// The exit status: non-zero when any check failed.
+fn verdict(unreachable: usize, ipv4_failures: usize, policy_failures: usize) -> Result<()> {
     if unreachable > 0 {
         return Err(CliError::Failed(format!(
             "{unreachable} pod pair(s) could not reach each other"
@@ -678,26 +780,7 @@ fn start_bgp(
     };
     require_tool("--fabric bgp", "bird", "bird2")?;
     fabric::add_router(topo, &router).map_err(|e| failed("start the route reflector", e))?;
-    let nodes: Vec<routes::FabricNode> = topo
-        .nodes()
-        .iter()
-        .map(|n| routes::FabricNode {
-            name: format!("node{}", n.index),
-            prefixes: vec![n.ula_prefix, n.gua_prefix],
-            underlay: n.underlay_addr,
-        })
-        .collect();
-    let opts = routes::BgpOptions {
-        asn: ASN,
-        peers: vec![routes::Peer {
-            addr: fabric::router_addr(topo),
-            asn: None,
-        }],
-        hold: Some(HOLD),
-        ..routes::BgpOptions::default()
-    };
-    for i in 1..=NODES {
-        let conf = routes::bird(&nodes, &format!("node{i}"), &opts);
+    for (i, conf) in (1..=NODES).zip(bird_configs(topo)) {
         fabric::start_bird(topo, i, &conf).map_err(|e| failed("start BIRD", e))?;
     }
     let sock = fabric::bird_socket(topo, None);
@@ -717,6 +800,45 @@ fn start_bgp(
     for s in &sessions {
         say(o, format!("  router session {:<8} {}", s.name, s.info))?;
     }
+    let learned = show_learned_routes(topo, o)?;
+    say(o, "")?;
+    Ok(json!({
+        "router": fabric::router_addr(topo),
+        "asn": ASN,
+        "sessions": sessions.iter().map(|s| json!({"name": s.name, "info": s.info})).collect::<Vec<_>>(),
+        "learned": learned,
+    }))
+}
+
+/// Each node's BIRD configuration, in node order: what `cni6 routes
+/// --format bird --peer <route reflector>` prints for it.
+fn bird_configs(topo: &Topology) -> Vec<String> {
+    let nodes: Vec<routes::FabricNode> = topo
+        .nodes()
+        .iter()
+        .map(|n| routes::FabricNode {
+            name: format!("node{}", n.index),
+            prefixes: vec![n.ula_prefix, n.gua_prefix],
+            underlay: n.underlay_addr,
+        })
+        .collect();
+    let opts = routes::BgpOptions {
+        asn: ASN,
+        peers: vec![routes::Peer {
+            addr: fabric::router_addr(topo),
+            asn: None,
+        }],
+        hold: Some(HOLD),
+        ..routes::BgpOptions::default()
+    };
+    (1..=NODES)
+        .map(|i| routes::bird(&nodes, &format!("node{i}"), &opts))
+        .collect()
+}
+
+/// Wait until every node has a kernel route to every other node's
+/// prefixes, then print the routes BIRD installed in each.
+fn show_learned_routes(topo: &Topology, o: &mut Output) -> Result<Vec<serde_json::Value>> {
     let mut learned = Vec::new();
     for n in topo.nodes() {
         for other in topo.nodes().iter().filter(|x| x.index != n.index) {
@@ -735,13 +857,7 @@ fn start_bgp(
             learned.push(json!({"node": n.index, "route": line.trim()}));
         }
     }
-    say(o, "")?;
-    Ok(json!({
-        "router": fabric::router_addr(topo),
-        "asn": ASN,
-        "sessions": sessions.iter().map(|s| json!({"name": s.name, "info": s.info})).collect::<Vec<_>>(),
-        "learned": learned,
-    }))
+    Ok(learned)
 }
 
 /// Node 1 becomes IPv4-enabled: its uplink, tayga and unbound's DNS64 with

@@ -188,10 +188,8 @@ fn teardown(created: &[String], dir: &Path) -> Result<()> {
     res.and(res2)
 }
 
-/// Remove what a kept topology left, from its manifest: exactly the
-/// namespaces it recorded, then its state directory. Returns the manifest's
-/// `extra` value so the caller can first undo its own work (the demo
-/// detaches its pods before calling this).
+/// A topology's manifest as written by [`Topology::keep`] and the steps
+/// before it (namespaces, nodes, pods, daemons, the caller's `extra`).
 pub fn read_manifest(path: &Path) -> Result<Value> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
@@ -199,6 +197,10 @@ pub fn read_manifest(path: &Path) -> Result<Value> {
         .map_err(|e| Error::Spec(format!("manifest {}: {e}", path.display())))
 }
 
+/// Remove what a kept topology left, from its manifest: its daemons, then
+/// exactly the namespaces it recorded, then its state directory. A caller
+/// with work of its own to undo first (the demo detaches its pods) uses
+/// [`Topology::adopt`] instead; this is for a topology partly gone.
 pub fn remove_by_manifest(path: &Path) -> Result<()> {
     let m = read_manifest(path)?;
     let names: Vec<String> = m["namespaces"]

@@ -455,20 +455,20 @@ impl Skeleton<'_> {
         ]
     }
 
-    /// CNI6-ANTISPOOF: one rule per port group (`c6` + its first hex
-    /// digit), then the catch-all. A port with a bridge6 name that has no
+    /// CNI6-ANTISPOOF: the guard that sends unbridged packets to the
+    /// catch-all at once ([`crate::fastpath`]), one rule per port group
+    /// (`c6` + its first hex digit), then the catch-all. A port with a bridge6 name that has no
     /// rules in its bucket comes back from the group and reaches the
     /// catch-all, as ports of other names do.
     pub fn antispoof_rules() -> Vec<String> {
-        let mut v: Vec<String> = (0..GROUPS)
-            .map(|g| {
-                format!(
-                    "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{g:x}+ {} -j {}",
-                    comment("firewall6: port bucket group"),
-                    port_group(g)
-                )
-            })
-            .collect();
+        let mut v = vec![crate::fastpath::antispoof_guard()];
+        v.extend((0..GROUPS).map(|g| {
+            format!(
+                "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {BRIDGE6_VETH_PREFIX}{g:x}+ {} -j {}",
+                comment("firewall6: port bucket group"),
+                port_group(g)
+            )
+        }));
         v.push(format!(
             "-A {ANTISPOOF_CHAIN} {} -j {PORT_OTHER}",
             comment("firewall6: other port names")
@@ -546,6 +546,7 @@ impl Skeleton<'_> {
 
     pub fn from_pod_rules() -> Vec<String> {
         vec![
+            crate::fastpath::from_pod_established(),
             format!(
                 "-A {FROM_POD_CHAIN} {} -j {INGRESS_CHAIN}",
                 comment("firewall6: policy of a destination pod applies")
@@ -1540,10 +1541,10 @@ mod tests {
     #[test]
     fn dispatch_tree() {
         let a = Skeleton::antispoof_rules();
-        assert_eq!(a.len(), 17);
-        assert_eq!(a[0xa], "-A CNI6-ANTISPOOF -m physdev --physdev-in c6a+ -m comment --comment \"firewall6: port bucket group\" -j CNI6-PX-a");
+        assert_eq!(a.len(), 18);
+        assert_eq!(a[1 + 0xa], "-A CNI6-ANTISPOOF -m physdev --physdev-in c6a+ -m comment --comment \"firewall6: port bucket group\" -j CNI6-PX-a");
         assert_eq!(
-            a[16],
+            a[17],
             "-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER"
         );
         let pa = Skeleton::port_group_rules(0xa);
@@ -1776,7 +1777,7 @@ mod tests {
         assert!(!decls
             .iter()
             .any(|d| d.starts_with(":CNI6-P-") || d.starts_with(":CNI6-D-")));
-        assert_eq!(fix.len(), 34 + 17 + 17 + 32 * 16);
+        assert_eq!(fix.len(), 34 + 18 + 17 + 32 * 16);
         // Applying it gives the intact skeleton, the pod's rule untouched.
         let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for l in &old {

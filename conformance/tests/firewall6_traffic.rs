@@ -380,3 +380,51 @@ fn multicast_skips_pod_dispatch_but_not_the_source_check() {
     assert!(dropped >= 20, "the source check dropped {dropped}");
     del(&lab, &added);
 }
+
+/// Issue 20: after its first packet a pod's flow takes CNI6-FROM-POD's
+/// `RELATED,ESTABLISHED` accept and no longer walks the address dispatch
+/// to the destination's policy; a packet that crossed no bridge port (the
+/// inside host's) leaves CNI6-ANTISPOOF at its first rule. Verdicts stay
+/// the policy's: the flows work, the outside stays refused.
+#[test]
+fn established_flows_and_unbridged_packets_take_the_shortcuts() {
+    let lab = Lab::new();
+    let added = add(&lab, json!({}));
+    Listener::new(lab.b.ns.path(), lab.b.ula, 8083)
+        .probe_retry(lab.a.ns.path(), None, T, 4)
+        .expect("pod a → pod b");
+    lab.node.ip6tables(&["-Z"]);
+    let payload = vec![0x5a_u8; 1 << 20];
+    conformance::topology::tcp_echo(
+        lab.b.ns.path(),
+        lab.b.ula,
+        lab.a.ns.path(),
+        &payload,
+        Duration::from_secs(10),
+    )
+    .expect("1 MiB echoed pod a → pod b");
+    let established = counter(&lab, "CNI6-FROM-POD", "--ctstate RELATED,ESTABLISHED");
+    let walked = counter(&lab, "CNI6-FROM-POD", "-j CNI6-INGRESS");
+    assert!(
+        established >= 16,
+        "1 MiB each way in at most 64 KiB packets, accepted as established: {established}"
+    );
+    assert!(
+        walked <= 2,
+        "only a flow's first packet walks to the policy, {walked} did"
+    );
+
+    lab.node.ip6tables(&["-Z"]);
+    Listener::new(lab.a.ns.path(), lab.a.ula, 8084)
+        .probe_retry(lab.inside.path(), None, T, 4)
+        .expect("inside → pod a");
+    let guard = counter(&lab, "CNI6-ANTISPOOF", "! --physdev-is-in");
+    assert!(
+        guard >= 2,
+        "inside → pod packets taken by the guard: {guard}"
+    );
+    assert!(Listener::new(lab.a.ns.path(), lab.a.gua, 8085)
+        .probe(lab.outside.path(), None, T)
+        .is_err());
+    del(&lab, &added);
+}

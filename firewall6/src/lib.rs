@@ -26,12 +26,14 @@
 //!                  -j CNI6-ANTISPOOF             routed pods, and pods of releases before issue 15
 //!                  -j CNI6-INGRESS
 //!   CNI6-PODS:     -i <bridge> -g CNI6-FROM-POD   (one rule per bridge with firewall6 pods)
-//!   CNI6-ANTISPOOF: -m physdev --physdev-in c6X+ -j CNI6-PX-X     (X = 0..f, the first hex digit)
+//!   CNI6-ANTISPOOF: -m physdev ! --physdev-is-in -g CNI6-P-OTHER  not bridged: no port bucket (issue 20)
+//!                   -m physdev --physdev-in c6X+ -j CNI6-PX-X     (X = 0..f, the first hex digit)
 //!                   -j CNI6-P-OTHER
 //!   CNI6-PX-X:     -m physdev --physdev-in c6XY+ -j CNI6-P-XY   (Y = 0..f)
 //!   CNI6-P-XX:     rules of pods attached before issue 15 (physdev), found by DEL and GC
 //!   CNI6-P-OTHER:  per routed pod: -s <addr>/128 -i <veth> -g CNI6-FROM-POD; -i <veth> -j DROP
-//!   CNI6-FROM-POD: -j CNI6-INGRESS      a destination pod's policy applies
+//!   CNI6-FROM-POD: conntrack RELATED,ESTABLISHED -j ACCEPT   the verdict INGRESS gives them (issue 20)
+//!                  -j CNI6-INGRESS      a destination pod's policy applies
 //!                  -j ACCEPT            then pods may connect out
 //!   CNI6-INGRESS:  -d ff00::/8 -j RETURN                          multicast: no pod policy
 //!                  -d ::X0/::f0 -g CNI6-DX-X                      (high nibble of the destination's low byte)
@@ -181,6 +183,7 @@
 pub mod chains;
 pub mod config;
 pub mod error;
+pub mod fastpath;
 pub mod generation;
 pub mod iptables;
 pub mod legacy;

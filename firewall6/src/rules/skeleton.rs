@@ -61,20 +61,20 @@ impl Skeleton<'_> {
         ]
     }
 
-    /// CNI6-ANTISPOOF: one rule per port group (`c6` + its first hex
-    /// digit), then the catch-all. A port with a bridge6 name that has no
-    /// rules in its bucket comes back from the group and reaches the
-    /// catch-all, as ports of other names do.
+    /// CNI6-ANTISPOOF: the guard that sends unbridged packets to the
+    /// catch-all at once ([`crate::fastpath`]), one rule per port group
+    /// (`c6` + its first hex digit), then the catch-all. A port with a
+    /// bridge6 name that has no rules in its bucket comes back from the
+    /// group and reaches the catch-all, as ports of other names do.
     pub fn antispoof_rules() -> Vec<String> {
-        let mut v: Vec<String> = (0..GROUPS)
-            .map(|g| {
-                format!(
-                    "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {HOST_VETH_PREFIX}{g:x}+ {} -j {}",
-                    comment("firewall6: port bucket group"),
-                    port_group(g)
-                )
-            })
-            .collect();
+        let mut v = vec![crate::fastpath::antispoof_guard()];
+        v.extend((0..GROUPS).map(|g| {
+            format!(
+                "-A {ANTISPOOF_CHAIN} -m physdev --physdev-in {HOST_VETH_PREFIX}{g:x}+ {} -j {}",
+                comment("firewall6: port bucket group"),
+                port_group(g)
+            )
+        }));
         v.push(format!(
             "-A {ANTISPOOF_CHAIN} {} -j {PORT_OTHER}",
             comment("firewall6: other port names")
@@ -152,6 +152,7 @@ impl Skeleton<'_> {
 
     pub fn from_pod_rules() -> Vec<String> {
         vec![
+            crate::fastpath::from_pod_established(),
             format!(
                 "-A {FROM_POD_CHAIN} {} -j {INGRESS_CHAIN}",
                 comment("firewall6: policy of a destination pod applies")

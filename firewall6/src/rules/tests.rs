@@ -198,10 +198,10 @@ fn buckets() {
 #[test]
 fn dispatch_tree() {
     let a = Skeleton::antispoof_rules();
-    assert_eq!(a.len(), 17);
-    assert_eq!(a[0xa], "-A CNI6-ANTISPOOF -m physdev --physdev-in c6a+ -m comment --comment \"firewall6: port bucket group\" -j CNI6-PX-a");
+    assert_eq!(a.len(), 18);
+    assert_eq!(a[1 + 0xa], "-A CNI6-ANTISPOOF -m physdev --physdev-in c6a+ -m comment --comment \"firewall6: port bucket group\" -j CNI6-PX-a");
     assert_eq!(
-        a[16],
+        a[17],
         "-A CNI6-ANTISPOOF -m comment --comment \"firewall6: other port names\" -j CNI6-P-OTHER"
     );
     let pa = Skeleton::port_group_rules(0xa);
@@ -440,7 +440,7 @@ fn flat_layout_of_earlier_version_is_converted_in_one_batch() {
     assert!(!decls
         .iter()
         .any(|d| d.starts_with(":CNI6-P-") || d.starts_with(":CNI6-D-")));
-    assert_eq!(fix.len(), 34 + 17 + 17 + 32 * 16);
+    assert_eq!(fix.len(), 34 + 18 + 17 + 32 * 16);
     // Applying it gives the intact skeleton, the pod's rule untouched.
     let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for l in &old {

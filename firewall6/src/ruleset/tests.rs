@@ -566,7 +566,7 @@ fn install_converts_the_flat_layout_of_an_earlier_version() {
     );
     assert!(defects_of(&t, &skel, &a).unwrap().is_empty());
     assert!(defects_of(&t, &skel, &b).unwrap().is_empty());
-    assert_eq!(t.chains.borrow()[ANTISPOOF_CHAIN].len(), 17);
+    assert_eq!(t.chains.borrow()[ANTISPOOF_CHAIN].len(), 18);
     assert_eq!(t.chains.borrow()[INGRESS_CHAIN].len(), 17);
     assert_eq!(t.tagged(&tag("a")), 5);
     remove_attachment(&t, &tag("a"), Some(a)).unwrap();

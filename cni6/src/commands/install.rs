@@ -85,12 +85,17 @@ pub struct InstallArgs {
     pub extra_plugins: Vec<String>,
 
     /// Also turn on IPv6 forwarding now (accept_ra raised 1 -> 2 first, as
-    /// bridge6 does at its first ADD); needs a writable /proc/sys.
+    /// bridge6 does at its first ADD) and set
+    /// net.bridge.bridge-nf-call-ip6tables=0 where br_netfilter is loaded
+    /// (at 1 Services to pods on the same node are lost); needs a writable
+    /// /proc/sys.
     #[arg(long)]
     pub prepare_node: bool,
 
     /// Keep running: install again every SECS seconds (rewriting only what
-    /// changed on the node), stamping --stamp after each pass.
+    /// changed on the node, and setting bridge-nf-call-ip6tables back to 0
+    /// when br_netfilter was loaded meanwhile), stamping --stamp after each
+    /// pass.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub watch: Option<u64>,
 

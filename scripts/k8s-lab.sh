@@ -235,12 +235,10 @@ make_network() {
     local ns=$P-n$n
     ip netns add "$ns"
     ip -n "$ns" link set lo up
-    # br_netfilter, when loaded, defaults to 1 in every new namespace; with
-    # it a pod's Service traffic DNATed to a pod on the same node is lost
-    # (docs/kubernetes.md, "Known issues"). cni6 needs it off.
-    if [ -e /proc/sys/net/bridge/bridge-nf-call-ip6tables ]; then
-      sysctl_in "$ns" net.bridge.bridge-nf-call-ip6tables 0
-    fi
+    # br_netfilter's hook (1 in every new namespace where the module is
+    # loaded) is left as the node comes: the DaemonSet's init container
+    # (cni6 install --prepare-node) turns it off, and the kubernetes test's
+    # Service checks prove it did.
     ip -n "$P-fab" link add "p-n$n" type veth peer name eth0 netns "$ns"
     ip -n "$P-fab" link set "p-n$n" master fab0 up
     sysctl_in "$ns" net.ipv6.conf.eth0.accept_dad 0

@@ -468,6 +468,93 @@ pub fn wrong_namespace(nets: &[Network], allocs: &[Allocation]) -> Option<String
         )
     })
 }
+
+/// Is this network configuration multus (a meta-plugin: it delegates to
+/// the lists behind it, so it may sort first)? Thin ("multus") and thick
+/// ("multus-shim") alike.
+pub fn is_multus(bytes: &[u8]) -> bool {
+    ConfList::parse(bytes).is_ok_and(|l| l.plugin_types().iter().any(|t| t.starts_with("multus")))
+}
+
+/// The one rule `install` and `lint` share for what may sort before cni6's
+/// list (`ours`, a file name in `conf_dir`): the runtime uses the first
+/// configuration only, so every one in front keeps pods off cni6 — except
+/// multus, which delegates. Returns the configurations in front that are
+/// not multus (empty: ours is the one the runtime uses, directly or
+/// through multus).
+pub fn shadowing_configs(conf_dir: &Path, names: &[String], ours: &str) -> Vec<String> {
+    names
+        .iter()
+        .take_while(|n| n.as_str() < ours)
+        .filter(|n| !fs::read(conf_dir.join(n)).is_ok_and(|b| is_multus(&b)))
+        .cloned()
+        .collect()
+}
+
+/// br_netfilter's switch for bridged IPv6 (`net.bridge.bridge-nf-call-ip6tables`)
+/// of the calling thread's network namespace; absent where the module is not
+/// loaded.
+pub const BRIDGE_NF_CALL_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
+
+/// `Some(true)` when br_netfilter hands bridged IPv6 to ip6tables here,
+/// `None` when the knob does not exist (module not loaded) or is unreadable.
+pub fn bridge_nf_call_ip6tables() -> Option<bool> {
+    fs::read_to_string(BRIDGE_NF_CALL_IP6TABLES)
+        .ok()
+        .map(|s| s.trim() != "0")
+}
+
+/// What `lint` and `status` say when the knob is 1 (the effect and the fix).
+pub const BRIDGE_NF_PROBLEM: &str = "net.bridge.bridge-nf-call-ip6tables is 1: br_netfilter \
+    runs ip6tables' nat PREROUTING at the bridge, so a Service connection that kube-proxy \
+    DNATs from a pod to a pod on the same node is forwarded port to port inside the bridge, \
+    where bridge6's isolated ports drop it (DNS times out on CoreDNS' node). cni6 needs no \
+    br_netfilter: set it to 0 (`cni6 install --prepare-node`, or sysctl -w \
+    net.bridge.bridge-nf-call-ip6tables=0)";
+
+/// Turn br_netfilter's IPv6 hook off in this network namespace when it is on.
+/// `Ok(true)` when it was 1 and is now 0, `Ok(false)` when there was nothing
+/// to do (0 already, or no br_netfilter).
+pub fn disable_bridge_nf_call_ip6tables() -> std::result::Result<bool, String> {
+    if bridge_nf_call_ip6tables() != Some(true) {
+        return Ok(false);
+    }
+    fs::write(BRIDGE_NF_CALL_IP6TABLES, "0").map_err(|e| {
+        format!(
+            "set {BRIDGE_NF_CALL_IP6TABLES} to 0: {e} (needs a writable /proc/sys: a privileged \
+             container, e.g. the DaemonSet's init container with --prepare-node)"
+        )
+    })?;
+    Ok(true)
+}
+
+/// Did bridge6 make this interface (seen from this network namespace)? A
+/// bridge whose ports are all bridge6 host veths (at least one), or a
+/// portless bridge one of `named` (the bridges of the node's cni6
+/// networks). A bridge with any other port (an operator's br0 holding the
+/// uplink eth0) never is. bridge6 puts no mark on the bridge itself, hence
+/// the ports.
+pub fn is_bridge6_bridge(name: &str, named: &[String]) -> bool {
+    let Ok(mut nl) = Netlink::open() else {
+        return false;
+    };
+    let Ok(Some(l)) = bridge6::link::by_name(&mut nl, name) else {
+        return false;
+    };
+    if !l.is_bridge() {
+        return false;
+    }
+    let Ok(ports) = bridge6::link::bridge_ports(&mut nl, l.index) else {
+        return false;
+    };
+    if ports.is_empty() {
+        return named.iter().any(|n| n == name);
+    }
+    ports
+        .iter()
+        .all(|p| p.name.starts_with(cni_common::attachment::HOST_VETH_PREFIX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,6 +646,46 @@ mod tests {
         assert!(a[0].leaked.contains(&"made in an earlier boot".to_string()));
         assert!(a[0].netns.is_none(), "no cache record");
         assert_eq!(a[1].leaked, vec!["unreadable record".to_string()]);
+    }
+
+    #[test]
+    fn only_multus_may_sort_before_ours() {
+        let d = tempfile::tempdir().unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Thin multus (a .conf) and thick multus (a list of multus-shim).
+        std::fs::write(
+            d.path().join("00-multus.conf"),
+            r#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("01-multus.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"multus-shim"}]}"#,
+        )
+        .unwrap();
+        let dir = d.path();
+        let all = names(&["00-multus.conf", "01-multus.conflist", "10-cni6.conflist"]);
+        assert!(shadowing_configs(dir, &all, "10-cni6.conflist").is_empty());
+        // Any other list in front is refused, multus or not before it; an
+        // unreadable one too (the runtime would stop at it or skip it).
+        std::fs::write(
+            dir.join("00-other.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"o","plugins":[{"type":"bridge"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("05-broken.conf"), "{").unwrap();
+        let all = names(&[
+            "00-multus.conf",
+            "00-other.conflist",
+            "01-multus.conflist",
+            "05-broken.conf",
+            "10-cni6.conflist",
+            "99-loopback.conf",
+        ]);
+        assert_eq!(
+            shadowing_configs(dir, &all, "10-cni6.conflist"),
+            names(&["00-other.conflist", "05-broken.conf"])
+        );
     }
 
     #[test]

@@ -165,10 +165,11 @@ fn lint_dir_reports_a_list_sorting_first_and_exits_1() {
         .iter()
         .filter(|f| f["level"] != "note")
         .collect();
-    // Forwarding is the machine's: only accept its warning.
-    let only_forwarding = errors
-        .iter()
-        .all(|f| f["message"].as_str().unwrap().contains("forwarding"));
+    // Forwarding and br_netfilter's hook are the machine's: only accept those.
+    let only_forwarding = errors.iter().all(|f| {
+        let m = f["message"].as_str().unwrap();
+        m.contains("forwarding") || m.contains("bridge-nf-call-ip6tables is 1")
+    });
     assert!(only_forwarding, "{out}");
     assert_eq!(code, if errors.is_empty() { 0 } else { 1 }, "{out}{err}");
     assert_eq!(v["sound"], errors.is_empty());
@@ -194,8 +195,56 @@ fn lint_dir_reports_a_list_sorting_first_and_exits_1() {
     .unwrap();
     let (_, out3, _) = cni6(&["lint", dir, "--bin-dir", bin_s]);
     assert!(!out3.contains("sorts before"), "{out3}");
+    // ...but another list behind multus and before ours is still in front
+    // (multus would delegate to it): the rule install applies too.
+    std::fs::write(
+        d.path().join("05-other.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"other","plugins":[{"type":"bridge"}]}"#,
+    )
+    .unwrap();
+    let (code4, out4, _) = cni6(&["lint", dir, "--bin-dir", bin_s]);
+    assert_eq!(code4, 1, "{out4}");
+    assert!(
+        out4.contains("error: 05-other.conflist sorts before 10-cni6.conflist"),
+        "{out4}"
+    );
 
     // A path that does not exist is a usage error.
     let (code, _, err) = cni6(&["lint", "/nonexistent/x.conflist"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// A node whose br_netfilter hook for IPv6 is on.
+struct BridgeNfOn;
+
+impl NodeFacts for BridgeNfOn {
+    fn interface_prefix(&self, i: &str, s: Scope, l: u8) -> Result<NodePrefix, String> {
+        FakeNode.interface_prefix(i, s, l)
+    }
+    fn has_ip6tables(&self) -> bool {
+        true
+    }
+    fn forwarding(&self) -> Option<bool> {
+        Some(true)
+    }
+    fn bridge_nf_call_ip6tables(&self) -> Option<bool> {
+        Some(true)
+    }
+}
+
+#[test]
+fn bridge_nf_call_ip6tables_on_is_an_error_naming_effect_and_fix() {
+    let f = lint::node_findings("node", &BridgeNfOn);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].level, Level::Error);
+    for part in [
+        "bridge-nf-call-ip6tables is 1",
+        "same node",
+        "isolated ports",
+        "cni6 install --prepare-node",
+    ] {
+        assert!(f[0].message.contains(part), "{part}: {}", f[0].message);
+    }
+    // Off, or no br_netfilter at all: nothing to say.
+    assert!(lint::node_findings("node", &FakeNode).is_empty());
 }

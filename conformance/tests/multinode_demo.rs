@@ -65,7 +65,7 @@ fn check_cluster(doc: &Value) {
     assert_eq!(doc["capture"]["encapsulated"], 0, "{doc}");
     assert!(doc["capture"]["podPackets"].as_u64().unwrap() > 0, "{doc}");
     assert_eq!(doc["unreachable"], 0);
-    // firewall6 in the chain (br_netfilter is loaded on the test machines):
+    // firewall6 in the chain (it needs no br_netfilter):
     // from outside the cluster every pod's GUA answers on the allowed port
     // and on no other.
     let probes = doc["outside"]["probes"]

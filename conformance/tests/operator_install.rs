@@ -222,6 +222,46 @@ fn install_refuses_a_conflist_that_sorts_first_unless_forced() {
 }
 
 #[test]
+fn install_accepts_multus_in_front_and_refuses_any_other_list() {
+    harness::require_root();
+    let ns = node();
+    for (name, text) in [
+        (
+            "00-multus.conf",
+            r#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus"}"#,
+        ),
+        (
+            "00-multus.conflist",
+            r#"{"cniVersion":"1.0.0","name":"multus-cni-network","plugins":[{"type":"multus-shim"}]}"#,
+        ),
+    ] {
+        let root = TempDir::new("c6op-multus");
+        let conf = root.join("etc/cni/net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join(name), text).unwrap();
+        // multus delegates to the lists behind it: install (and --watch,
+        // every pass) goes ahead, as lint accepts it.
+        let v = ok_json(install(&ns, root.path(), &["--json"]));
+        assert_eq!(v["shadowedBy"], serde_json::json!([]), "{name}");
+        let v = ok_json(install(&ns, root.path(), &["--json"]));
+        assert_eq!(v["changed"], false, "{name}: second pass");
+        // Another list between multus and ours is in front all the same.
+        std::fs::write(
+            conf.join("00-other.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"o","plugins":[{"type":"bridge"}]}"#,
+        )
+        .unwrap();
+        let o = install(&ns, root.path(), &[]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("00-other.conflist") && !err.contains(&format!("{name},")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn install_refuses_an_unwritable_directory_before_writing_anything() {
     harness::require_root();
     let ns = node();

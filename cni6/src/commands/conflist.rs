@@ -151,9 +151,17 @@ pub fn node_ula(cluster: Ipv6Net, n: u16) -> Ipv6Net {
     Ipv6Net::new(Ipv6Addr::from(base), 80).expect("80 <= 128")
 }
 
-/// The interfaces of this node (lo, the bridge and pod veths aside) with
-/// an address of `scope` (inside `within` when given).
-pub fn uplink_candidates(scope: Scope, within: Option<Ipv6Net>, bridge: &str) -> Vec<String> {
+/// The interfaces of this node with an address of `scope` (inside `within`
+/// when given): lo, pod veths and every bridge bridge6 made aside — `bridge`,
+/// those of `node_bridges` (the node's other cni6 networks, e.g. multus'
+/// net1) and any bridge whose ports are all pod veths, since each holds a
+/// pod gateway inside the cluster ULA once a pod is attached.
+pub fn uplink_candidates(
+    scope: Scope,
+    within: Option<Ipv6Net>,
+    bridge: &str,
+    node_bridges: &[String],
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return out;
@@ -174,6 +182,7 @@ pub fn uplink_candidates(scope: Scope, within: Option<Ipv6Net>, bridge: &str) ->
             || !in_scope(a, scope)
             || within.is_some_and(|w| !w.contains(&a))
             || out.contains(&name)
+            || crate::node::is_bridge6_bridge(&name, node_bridges)
         {
             continue;
         }
@@ -185,7 +194,8 @@ pub fn uplink_candidates(scope: Scope, within: Option<Ipv6Net>, bridge: &str) ->
 impl ConflistOpts {
     /// Replace `auto` in --ula-from-interface / --gua-from-interface by the
     /// one interface of this node that fits; more or none is an error.
-    pub fn resolve_auto(&mut self) -> Result<()> {
+    /// `node_bridges`: the bridges of the node's cni6 networks (skipped).
+    pub fn resolve_auto(&mut self, node_bridges: &[String]) -> Result<()> {
         for (opt, scope, within, slot) in [
             (
                 "--ula-from-interface",
@@ -203,7 +213,7 @@ impl ConflistOpts {
             if slot.as_deref() != Some("auto") {
                 continue;
             }
-            let c = uplink_candidates(scope, within, &self.bridge);
+            let c = uplink_candidates(scope, within, &self.bridge, node_bridges);
             match c.as_slice() {
                 [one] => *slot = Some(one.clone()),
                 [] => {

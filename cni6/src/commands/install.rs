@@ -9,7 +9,8 @@
 //! the conflist makes the runtime reload the network), an existing conflist
 //! is never deleted, and a conf directory in which another CNI's list
 //! sorts first (the runtime uses only the first) is refused unless
-//! `--force`, because installing would silently change nothing.
+//! `--force`, because installing would silently change nothing; multus
+//! in front is fine (it delegates; the same rule as `cni6 lint`).
 //!
 //! Before anything is written the list goes through `cni6 lint`'s checks
 //! with this node's facts (an interface that does not exist, a ULA that
@@ -19,12 +20,13 @@
 //! `<conf-dir>/.cni6-installed` so `cni6 uninstall` removes exactly that.
 //! `--watch SECS` keeps installing (the DaemonSet's long-running
 //! container): a changed file on the node is rewritten, an unchanged one
-//! is left alone.
+//! is left alone, and br_netfilter's IPv6 hook is turned off again when
+//! it is back on (`--prepare-node` turns it off once).
 
 use crate::commands::conflist::{render, ConflistOpts};
 use crate::commands::lint::{self, Level};
 use crate::error::{CliError, Result};
-use crate::node::{network_configs, PLUGINS};
+use crate::node::{self, network_configs, NetworkQuery, PLUGINS};
 use crate::options::Output;
 use clap::Args;
 use serde_json::json;
@@ -83,12 +85,17 @@ pub struct InstallArgs {
     pub extra_plugins: Vec<String>,
 
     /// Also turn on IPv6 forwarding now (accept_ra raised 1 -> 2 first, as
-    /// bridge6 does at its first ADD); needs a writable /proc/sys.
+    /// bridge6 does at its first ADD) and set
+    /// net.bridge.bridge-nf-call-ip6tables=0 where br_netfilter is loaded
+    /// (at 1 Services to pods on the same node are lost); needs a writable
+    /// /proc/sys.
     #[arg(long)]
     pub prepare_node: bool,
 
     /// Keep running: install again every SECS seconds (rewriting only what
-    /// changed on the node), stamping --stamp after each pass.
+    /// changed on the node, and setting bridge-nf-call-ip6tables back to 0
+    /// when br_netfilter was loaded meanwhile), stamping --stamp after each
+    /// pass.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub watch: Option<u64>,
 
@@ -224,7 +231,7 @@ pub fn install(a: &InstallArgs) -> Result<Installed> {
 
 pub fn install_on(a: &InstallArgs, node: &dyn lint::NodeFacts) -> Result<Installed> {
     let mut opts = a.conflist.clone();
-    opts.resolve_auto()?;
+    opts.resolve_auto(&node_bridges(&a.conf_dir))?;
     let list = opts.build()?;
     let conf_bytes = render(&list);
     let findings = preflight(a, &list, node);
@@ -285,15 +292,17 @@ pub fn install_on(a: &InstallArgs, node: &dyn lint::NodeFacts) -> Result<Install
     }
     check_writable(&a.bin_dir, "--bin-dir")?;
     check_writable(&a.conf_dir, "--conf-dir")?;
-    let shadowed_by: Vec<String> = network_configs(&a.conf_dir)?
-        .into_iter()
-        .take_while(|n| n.as_str() < a.conflist_name.as_str())
-        .collect();
+    let shadowed_by = node::shadowing_configs(
+        &a.conf_dir,
+        &network_configs(&a.conf_dir)?,
+        &a.conflist_name,
+    );
     if !shadowed_by.is_empty() && !a.force {
         return Err(CliError::Failed(format!(
             "{} in {} sorts before {}: the runtime uses the first network configuration it \
-             finds, so pods would not use cni6. Nothing was installed. Remove or rename it \
-             (another CNI may own it), choose an earlier --conflist-name, or pass --force",
+             finds, so pods would not use cni6 (only multus may sort first: it delegates). \
+             Nothing was installed. Remove or rename it (another CNI may own it), choose an \
+             earlier --conflist-name, or pass --force",
             shadowed_by.join(", "),
             a.conf_dir.display(),
             a.conflist_name
@@ -330,6 +339,19 @@ pub fn install_on(a: &InstallArgs, node: &dyn lint::NodeFacts) -> Result<Install
     })
 }
 
+/// The bridges of the cni6 networks already configured in `conf_dir` (none
+/// when there are none): `auto` must not take one of them for the uplink.
+fn node_bridges(conf_dir: &Path) -> Vec<String> {
+    node::find_networks(NetworkQuery {
+        conf_dir,
+        conflist: None,
+        network: None,
+        data_dir: None,
+    })
+    .map(|(nets, _)| nets.into_iter().map(|n| n.bridge).collect())
+    .unwrap_or_default()
+}
+
 /// The files a previous install recorded in `conf_dir` (none when the
 /// record is missing or unreadable).
 fn manifest_files(conf_dir: &Path) -> Vec<PathBuf> {
@@ -347,7 +369,22 @@ fn manifest_files(conf_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// `--prepare-node`: IPv6 forwarding on, the way bridge6 turns it on.
+/// br_netfilter's IPv6 hook off (docs/security.md): with it on,
+/// a Service connection DNATed to a pod on the same node is bridged port to
+/// port and dropped by the isolated ports. Reports what it changed.
+fn bridge_nf_off(o: &mut Output) -> std::result::Result<(), String> {
+    if node::disable_bridge_nf_call_ip6tables()? && !o.json {
+        o.line(
+            "prepared  net.bridge.bridge-nf-call-ip6tables=0 (was 1: Services to pods on \
+             this node are lost with br_netfilter's hook on)",
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `--prepare-node`: IPv6 forwarding on, the way bridge6 turns it on, and
+/// br_netfilter's IPv6 hook off where the module is loaded.
 fn prepare_node(o: &mut Output) -> Result<()> {
     let conf = bridge6::sysctl::Conf::open()
         .map_err(|e| CliError::Failed(format!("prepare the node: {e}")))?;
@@ -366,7 +403,7 @@ fn prepare_node(o: &mut Output) -> Result<()> {
             ))?;
         }
     }
-    Ok(())
+    bridge_nf_off(o).map_err(|e| CliError::Failed(format!("prepare the node: {e}")))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -469,6 +506,11 @@ pub fn run(a: &InstallArgs, o: &mut Output) -> Result<()> {
     }
     let stopping = || stop.load(std::sync::atomic::Ordering::Relaxed);
     loop {
+        // br_netfilter may be loaded after the init container ran (by
+        // another component): its knob then starts at 1 again.
+        if let Err(e) = bridge_nf_off(o) {
+            eprintln!("cni6: error: {e}");
+        }
         match install(a) {
             Ok(r) => {
                 if r.files.iter().any(|(_, c)| *c != Change::Unchanged) {

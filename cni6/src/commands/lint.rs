@@ -5,14 +5,16 @@
 //! inside the cluster ULA and not its reserved C:0::/80, `fromInterface`
 //! resolvable now, `clusterPrefixes` covering the node's own ULA range,
 //! prerequisites present (ip6tables, loopback and the list's plugins in
-//! the bin dir, forwarding), and no other list sorting before ours.
+//! the bin dir, forwarding), no other list but multus sorting before ours,
+//! and br_netfilter's IPv6 hook off (with it on, Services to pods on the
+//! same node are lost).
 //!
 //! `install` runs the same checks on the list it is about to write. Keys
 //! a plugin ignores are listed as notes: runtimes inject keys, and a
 //! newer config must run on older binaries, so they are not errors.
 
 use crate::error::{CliError, Result};
-use crate::node::{network_configs, PLUGINS};
+use crate::node::{self, network_configs, PLUGINS};
 use crate::options::Output;
 use clap::Args;
 use cni_common::config::NetConf;
@@ -88,6 +90,10 @@ pub trait NodeFacts {
     fn has_file(&self, p: &Path) -> bool {
         p.is_file()
     }
+    /// net.bridge.bridge-nf-call-ip6tables; `None` without br_netfilter.
+    fn bridge_nf_call_ip6tables(&self) -> Option<bool> {
+        None
+    }
     /// The CNI versions a plugin binary answers VERSION with, if it runs.
     fn plugin_versions(&self, _bin: &Path) -> Option<Vec<String>> {
         None
@@ -121,6 +127,10 @@ impl NodeFacts for Host {
         std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
             .ok()
             .map(|s| s.trim() == "1")
+    }
+
+    fn bridge_nf_call_ip6tables(&self) -> Option<bool> {
+        node::bridge_nf_call_ip6tables()
     }
 
     fn plugin_versions(&self, bin: &Path) -> Option<Vec<String>> {
@@ -434,27 +444,28 @@ fn node_prefix_findings(l: &mut Lint, k: usize, n: NodePrefix, cluster: Option<I
 }
 
 /// Node-wide findings for a conf dir: loopback beside the plugins, and no
-/// other list sorting before the first one of cni6 (multus first is fine:
-/// it delegates).
+/// other list sorting before the first one of cni6 (multus in front is
+/// fine: it delegates; the rule install applies too,
+/// [`node::shadowing_configs`]).
 pub fn lint_dir_order(
     dir: &Path,
     names: &[String],
     ours: &[bool],
-    multus_first: bool,
     bin_dir: &Path,
     node: &dyn NodeFacts,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let src = dir.display().to_string();
     if let Some(first_ours) = ours.iter().position(|o| *o) {
-        if first_ours > 0 && !multus_first {
+        let in_front = node::shadowing_configs(dir, names, &names[first_ours]);
+        if !in_front.is_empty() {
             out.push(Finding {
                 level: Level::Error,
                 source: src.clone(),
                 message: format!(
                     "{} sorts before {}: the runtime uses the first list it finds, so pods do \
-                     not get cni6",
-                    names[..first_ours].join(", "),
+                     not get cni6 (only multus may sort first: it delegates)",
+                    in_front.join(", "),
                     names[first_ours]
                 ),
             });
@@ -474,14 +485,24 @@ pub fn lint_dir_order(
     out
 }
 
-/// Is this list multus (which delegates to other lists)?
-fn is_multus(bytes: &[u8]) -> bool {
-    ConfList::parse(bytes).is_ok_and(|l| l.plugin_types().iter().any(|t| t.starts_with("multus")))
-}
-
 /// Is this list one of cni6's (any plugin of ours in it)?
 fn is_cni6_list(bytes: &[u8]) -> bool {
     ConfList::parse(bytes).is_ok_and(|l| l.plugin_types().iter().any(|t| PLUGINS.contains(t)))
+}
+
+/// What is wrong with the node itself for cni6's pods (not with a list):
+/// br_netfilter's IPv6 hook on. Not part of install's preflight: the list
+/// is right regardless, and `--prepare-node` / `--watch` turn the hook off.
+pub fn node_findings(source: &str, node: &dyn NodeFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if node.bridge_nf_call_ip6tables() == Some(true) {
+        out.push(Finding {
+            level: Level::Error,
+            source: source.to_string(),
+            message: node::BRIDGE_NF_PROBLEM.to_string(),
+        });
+    }
+    out
 }
 
 /// Lint a file or every list of a directory.
@@ -498,7 +519,7 @@ pub fn lint_path(a: &LintArgs, node: &dyn NodeFacts) -> Result<Vec<Finding>> {
         let multus_first = names
             .first()
             .and_then(|n| std::fs::read(a.path.join(n)).ok())
-            .is_some_and(|b| is_multus(&b));
+            .is_some_and(|b| node::is_multus(&b));
         for (i, n) in names.iter().enumerate() {
             let p = a.path.join(n);
             match std::fs::read(&p) {
@@ -534,19 +555,20 @@ pub fn lint_path(a: &LintArgs, node: &dyn NodeFacts) -> Result<Vec<Finding>> {
                 message: "no network configuration: the runtime has no network for pods".into(),
             });
         }
-        findings.extend(lint_dir_order(
-            &a.path,
-            &names,
-            &ours,
-            multus_first,
-            &a.bin_dir,
-            node,
-        ));
+        findings.extend(lint_dir_order(&a.path, &names, &ours, &a.bin_dir, node));
+        if ours.iter().any(|o| *o) {
+            findings.extend(node_findings(&a.path.display().to_string(), node));
+        }
         Ok(findings)
     } else {
         let b = std::fs::read(&a.path)
             .map_err(|e| CliError::Usage(format!("{}: cannot read ({e})", a.path.display())))?;
-        Ok(lint_list(&a.path.display().to_string(), &b, &ctx, node))
+        let source = a.path.display().to_string();
+        let mut findings = lint_list(&source, &b, &ctx, node);
+        if is_cni6_list(&b) {
+            findings.extend(node_findings(&source, node));
+        }
+        Ok(findings)
     }
 }
 

@@ -18,9 +18,10 @@
 //! It is a health check: it exits 1 when something is wrong — a leaked
 //! allocation, a bridge address no network in use explains (a stale
 //! gateway), a host veth or firewall rule of no allocation, a network
-//! configuration it cannot read, a prefix it cannot resolve, or a plugin
+//! configuration it cannot read, a prefix it cannot resolve, a plugin
 //! whose CNI STATUS fails (asked at CNI 1.1.0 whatever the list's version,
-//! so a missing prerequisite is found on 1.0.0 lists too).
+//! so a missing prerequisite is found on 1.0.0 lists too), or
+//! br_netfilter's IPv6 hook on (Services to same-node pods are lost).
 
 use crate::error::{CliError, Result};
 use crate::node::{self, Allocation, Network, NetworkQuery};
@@ -238,6 +239,10 @@ pub fn run(a: &StatusArgs, o: &mut Output) -> Result<()> {
         network: a.network.as_deref(),
         data_dir: a.data_dir.as_deref(),
     })?;
+    // Node-wide: read in this network namespace, the node's.
+    if node::bridge_nf_call_ip6tables() == Some(true) {
+        problems.push(node::BRIDGE_NF_PROBLEM.to_string());
+    }
     let now = node::now();
     let all_prefixes: Vec<Prefixes> = nets.iter().map(node::prefixes).collect();
     let gateways = gateways_by_bridge(&nets, &all_prefixes);

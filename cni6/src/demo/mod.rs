@@ -11,8 +11,8 @@
 //! namespace. firewall6 runs with `ingress: cluster-only`, the cluster ULA
 //! and the demo's provider GUA space as inside, and 443/tcp open; a host
 //! outside the cluster on the fabric then shows that a pod's GUA answers on
-//! 443 and not on 8080. Without br_netfilter (bridged traffic never reaches
-//! ip6tables) the demo says so and runs without the firewall.
+//! 443 and not on 8080. Without a firewall6 binary the demo says so and
+//! runs without the firewall.
 //!
 //! Tear-down happens on success, on failure and on SIGINT/SIGTERM: the
 //! handlers only raise a flag (signal-hook), checked between steps, so the

@@ -36,9 +36,7 @@ impl Chain {
     pub fn new(prefix: &str) -> Chain {
         let node = Netns::new(prefix);
         // Pods share no layer 2: the chain needs no br_netfilter (issue 15).
-        if std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-ip6tables").exists() {
-            node.exec_ok(&["sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0"]);
-        }
+        node.bridge_nf_call_ip6tables_off();
         let bins = TempDir::new(&format!("{prefix}bin"));
         for p in ["bridge6", "ipam-prefix", "firewall6"] {
             harness::install_as(&harness::plugin(p), bins.path(), p);

@@ -138,6 +138,15 @@ impl Netns {
         self.checked(cmd, self.exec(cmd))
     }
 
+    /// br_netfilter's IPv6 hook off in this namespace, as `cni6 install
+    /// --prepare-node` leaves a node: bridge6 pods need no br_netfilter,
+    /// and with the hook on, DNAT to a pod on the same bridge is lost.
+    pub fn bridge_nf_call_ip6tables_off(&self) {
+        if Path::new("/proc/sys/net/bridge/bridge-nf-call-ip6tables").exists() {
+            self.exec_ok(&["sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0"]);
+        }
+    }
+
     /// [`Netns::exec_ok`] with `input` on the command's stdin (e.g. an
     /// `ip6tables-restore` batch).
     pub fn exec_ok_input(&self, cmd: &[&str], input: &[u8]) -> String {

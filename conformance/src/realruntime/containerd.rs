@@ -85,6 +85,9 @@ impl Containerd {
     fn start_spec(tag: &str, net: Cni6Net, flavor: Flavor, spec: ContainerdSpec) -> Containerd {
         harness::require_root();
         let node = Netns::new(tag);
+        // The node as `cni6 install --prepare-node` leaves it (`cni6 status`
+        // counts the br_netfilter hook at 1 as a problem).
+        node.bridge_nf_call_ip6tables_off();
         let dir = TempDir::new(tag);
         let data_dir = dir.join("ipam");
         let mut c = Containerd {

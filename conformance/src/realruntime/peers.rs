@@ -22,6 +22,7 @@ impl PeerNode {
     pub fn new(tag: &str) -> PeerNode {
         harness::require_root();
         let node = Netns::new(tag);
+        node.bridge_nf_call_ip6tables_off();
         let dir = TempDir::new(tag);
         install_plugins(&dir.join("bin"));
         std::fs::create_dir_all(dir.join("net.d")).expect("mkdir net.d");

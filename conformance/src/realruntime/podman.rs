@@ -22,6 +22,7 @@ impl Podman {
     pub fn new(tag: &str, nets: Vec<Cni6Net>) -> Podman {
         harness::require_root();
         let node = Netns::new(tag);
+        node.bridge_nf_call_ip6tables_off();
         let dir = TempDir::new(tag);
         let data_dir = dir.join("ipam");
         let p = Podman {

@@ -285,6 +285,9 @@ disabled_plugins = [{}]
                 "snapshotter.v1.devmapper",
                 "snapshotter.v1.erofs",
                 "tracing.processor.v1.otlp",
+                // NRI listens on one fixed socket (/var/run/nri/nri.sock):
+                // a second containerd of the same run would fail to start.
+                "nri.v1.nri",
             ],
         );
         format!(

@@ -193,15 +193,16 @@ fn thousand_pods_and_reference() {
         .filter(|l| l.starts_with("-A "))
         .collect();
     // FORWARD jump, CNI6-FORWARD (admin, 2 link-local, 3 dispatch), the
-    // bridge's CNI6-PODS rule, the dispatch chains (16 groups + catch-all,
-    // multicast + 16 groups), the 32 group chains (16 buckets each),
-    // FROM-POD, policy (replies, cluster prefix, port 443, drop); the
+    // bridge's CNI6-PODS rule, the dispatch chains (unbridged guard + 16
+    // groups + catch-all, multicast + 16 groups), the 32 group chains (16
+    // buckets each), FROM-POD (established shortcut, policy jump, accept),
+    // policy (replies, cluster prefix, port 443, drop); the
     // source check: its INPUT and FORWARD jumps, CNI6-SRC (DAD, ICMPv6,
     // 16 groups), CNI6-SRC-ICMP (6 types), 16 source groups of 16 buckets,
     // and the DROP that ends each of the 256 source buckets.
     assert_eq!(
         left.len(),
-        1 + 6 + 1 + 17 + 17 + 32 * 16 + 2 + 4 + 2 + 18 + 6 + 16 * 16 + 256,
+        1 + 6 + 1 + 18 + 17 + 32 * 16 + 3 + 4 + 2 + 18 + 6 + 16 * 16 + 256,
         "{left:#?}"
     );
 

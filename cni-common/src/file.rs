@@ -5,7 +5,7 @@
 //! record (advisory, on tmpfs: no sync needed).
 
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// NAME_MAX of Linux file systems: the longest file name.
@@ -103,6 +103,8 @@ pub fn replace(path: &Path, bytes: &[u8], how: &Replace) -> io::Result<()> {
             .mode(how.mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
+        // open()'s mode is masked by the umask; the caller's mode is meant.
+        f.set_permissions(std::fs::Permissions::from_mode(how.mode))?;
         f.write_all(bytes)?;
         match how.durability {
             Durability::None => {}

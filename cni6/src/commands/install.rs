@@ -30,9 +30,8 @@ use crate::node::{self, network_configs, NetworkQuery, PLUGINS};
 use crate::options::Output;
 use clap::Args;
 use serde_json::json;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where install records what it wrote, for `uninstall`: hidden and without
@@ -176,26 +175,13 @@ pub fn install_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<C
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Change::Created,
         Err(e) => return Err(io_err(format!("read {}", target.display()), e)),
     };
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        // The mode given to open() is masked by the umask; set it exactly.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, &target)?;
-        // The rename itself is durable once the directory is synced.
-        File::open(dir)?.sync_all()
+    let how = cni_common::file::Replace {
+        mode,
+        durability: cni_common::file::Durability::Full,
+        create_dir: false,
     };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(format!("install {}", target.display()), e));
-    }
+    cni_common::file::replace(&target, bytes, &how)
+        .map_err(|e| io_err(format!("install {}", target.display()), e))?;
     Ok(change)
 }
 

@@ -192,17 +192,7 @@ fn a_service_to_a_pod_on_the_same_node_works_once_install_turns_br_netfilter_off
 
     // status and lint name it, as an error.
     let cache = topo.cache_dir(1);
-    let o = topo
-        .node_command(1, &bins.cni6)
-        .arg("status")
-        .arg("--conflist")
-        .arg(topo.conflist_path(1))
-        .arg("--cache-dir")
-        .arg(&cache)
-        .arg("--cni-path")
-        .arg(harness::bin_dir())
-        .output()
-        .unwrap();
+    let o = node_status(&topo, &bins, &cache);
     // The knob is the one problem here.
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("health: 1 problem(s)"), "{}", text(&o));
@@ -245,17 +235,7 @@ fn a_service_to_a_pod_on_the_same_node_works_once_install_turns_br_netfilter_off
     assert_eq!(node_knob(&topo), "0");
     connect_via(a_path, b_path, b_ula, vip, VIP_PORT)
         .expect("with the hook off the Service reaches pod B on the same node");
-    let o = topo
-        .node_command(1, &bins.cni6)
-        .arg("status")
-        .arg("--conflist")
-        .arg(topo.conflist_path(1))
-        .arg("--cache-dir")
-        .arg(&cache)
-        .arg("--cni-path")
-        .arg(harness::bin_dir())
-        .output()
-        .unwrap();
+    let o = node_status(&topo, &bins, &cache);
     assert!(
         o.status.success(),
         "healthy with the hook off: {}",
@@ -423,4 +403,18 @@ fn auto_uplink_takes_an_operators_bridge_holding_the_uplink() {
     let o = install_auto(&mut cmd, &root, &conf);
     assert!(o.status.success(), "auto must resolve br0: {}", text(&o));
     assert_eq!(installed_interfaces(&conf), vec!["br0", "br0"]);
+}
+
+/// `cni6 status` of node 1's network, run in node 1.
+fn node_status(topo: &Topology, bins: &Binaries, cache: &Path) -> Output {
+    topo.node_command(1, &bins.cni6)
+        .arg("status")
+        .arg("--conflist")
+        .arg(topo.conflist_path(1))
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--cni-path")
+        .arg(harness::bin_dir())
+        .output()
+        .unwrap()
 }

@@ -531,11 +531,11 @@ fn del_leaves_only_skeleton() {
         "{raw:#?}"
     );
     let chains: Vec<&str> = rules.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
-    // 6 fixed chains + policy + 256 port buckets + catch-all + 256 address
+    // 7 fixed chains + policy + 256 port buckets + catch-all + 256 address
     // buckets + 16 port groups + 16 address groups; CNI6-SRC, CNI6-SRC-ICMP,
     // 16 source groups and 256 source buckets, each still ending in its
     // DROP.
-    assert_eq!(chains.len(), 7 + 513 + 32 + 2 + 16 + 256, "{chains:?}");
+    assert_eq!(chains.len(), 8 + 513 + 32 + 2 + 16 + 256, "{chains:?}");
     assert_eq!(
         rules
             .iter()
@@ -553,6 +553,7 @@ fn del_leaves_only_skeleton() {
         "CNI6-FROM-POD",
         "CNI6-INGRESS",
         "CNI6-PODS",
+        "CNI6-TO-PODS",
         "CNI6-P-OTHER",
         "CNI6-P-00",
         "CNI6-D-ff",

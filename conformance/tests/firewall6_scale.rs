@@ -192,8 +192,8 @@ fn thousand_pods_and_reference() {
         .into_iter()
         .filter(|l| l.starts_with("-A "))
         .collect();
-    // FORWARD jump, CNI6-FORWARD (admin, 2 link-local, 3 dispatch), the
-    // bridge's CNI6-PODS rule, the dispatch chains (unbridged guard + 16
+    // FORWARD jump, CNI6-FORWARD (admin, 2 link-local, 4 dispatch), the
+    // bridge's CNI6-PODS and CNI6-TO-PODS rules, the dispatch chains (unbridged guard + 16
     // groups + catch-all, multicast + 16 groups), the 32 group chains (16
     // buckets each), FROM-POD (established shortcut, policy jump, accept),
     // policy (replies, cluster prefix, port 443, drop); the
@@ -202,7 +202,7 @@ fn thousand_pods_and_reference() {
     // and the DROP that ends each of the 256 source buckets.
     assert_eq!(
         left.len(),
-        1 + 6 + 1 + 18 + 17 + 32 * 16 + 3 + 4 + 2 + 18 + 6 + 16 * 16 + 256,
+        1 + 7 + 2 + 18 + 17 + 32 * 16 + 3 + 4 + 2 + 18 + 6 + 16 * 16 + 256,
         "{left:#?}"
     );
 

@@ -384,7 +384,8 @@ fn multicast_skips_pod_dispatch_but_not_the_source_check() {
 /// Issue 20: after its first packet a pod's flow takes CNI6-FROM-POD's
 /// `RELATED,ESTABLISHED` accept and no longer walks the address dispatch
 /// to the destination's policy; a packet that crossed no bridge port (the
-/// inside host's) leaves CNI6-ANTISPOOF at its first rule. Verdicts stay
+/// inside host's) leaves CNI6-ANTISPOOF at its first rule, and once its
+/// flow is established CNI6-TO-PODS accepts it. Verdicts stay
 /// the policy's: the flows work, the outside stays refused.
 #[test]
 fn established_flows_and_unbridged_packets_take_the_shortcuts() {
@@ -423,8 +424,159 @@ fn established_flows_and_unbridged_packets_take_the_shortcuts() {
         guard >= 2,
         "inside → pod packets taken by the guard: {guard}"
     );
+    // The inside host's flow to pod a: after its first packet, CNI6-TO-PODS
+    // accepts it before the address dispatch.
+    lab.node.ip6tables(&["-Z"]);
+    conformance::topology::tcp_echo(
+        lab.a.ns.path(),
+        lab.a.ula,
+        lab.inside.path(),
+        &payload,
+        Duration::from_secs(10),
+    )
+    .expect("1 MiB echoed inside → pod a");
+    let to_pods = counter(&lab, "CNI6-TO-PODS", "--ctstate RELATED,ESTABLISHED");
+    let group = std::net::Ipv6Addr::from(u128::from(lab.a.ula.octets()[15] & 0xf0));
+    let dispatched = counter(&lab, "CNI6-INGRESS", &format!("-d {group}/::f0 "));
+    assert!(
+        to_pods >= 16,
+        "1 MiB each way, the inside host's packets accepted as established: {to_pods}"
+    );
+    assert!(
+        dispatched <= 2,
+        "only the flow's first packet walks the address dispatch, {dispatched} did"
+    );
     assert!(Listener::new(lab.a.ns.path(), lab.a.gua, 8085)
         .probe(lab.outside.path(), None, T)
         .is_err());
+    del(&lab, &added);
+}
+
+/// A UDP socket bound to `[addr]:port` inside the namespace `ns`.
+fn udp_in(ns: &std::path::Path, addr: Ipv6Addr, port: u16) -> std::net::UdpSocket {
+    let sock = cni_common::netns::NetNs::open(ns)
+        .expect("open netns")
+        .run(|| std::net::UdpSocket::bind(std::net::SocketAddrV6::new(addr, port, 0, 0)))
+        .expect("enter netns")
+        .expect("bind udp");
+    sock.set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    sock
+}
+
+/// What `sock` receives within its read timeout (payloads), at most `n`.
+fn datagrams(sock: &std::net::UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 128];
+    while out.len() < n {
+        match sock.recv_from(&mut buf) {
+            Ok((len, _)) => out.push(buf[..len].to_vec()),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Issue 20: CNI6-TO-PODS accepts packets of established flows going out
+/// to a bridge's pods without the destination dispatch, but only after
+/// the routed pods' source check. A routed pod (the reference `ptp`) that
+/// forges the source of an established flow to a bridged pod (an inside
+/// host's UDP flow, its tuple known) is dropped by its `-i` rule in
+/// CNI6-P-OTHER and never reaches the shortcut; the genuine host's next
+/// datagram of the same flow takes the shortcut.
+#[test]
+fn routed_pod_cannot_ride_an_established_flow_to_a_bridged_pod() {
+    let lab = Lab::new();
+    let added = add(&lab, json!({}));
+    let pod = conformance::harness::Netns::new(conformance::firewall_helpers::PREFIX);
+    let data = conformance::harness::TempDir::new("fw6inj");
+    let ptp = conformance::harness::reference("ptp");
+    let mut c = json!({
+        "cniVersion": "1.0.0", "name": NET, "type": "ptp", "ipMasq": false,
+        "ipam": {"type": "host-local", "dataDir": data.path_str(),
+                 "ranges": [[{"subnet": "fd00:f6::3:0:0/96"}]], "routes": [{"dst": "::/0"}]}
+    });
+    let cid = container_id("fw6inj");
+    let prev = lab
+        .node
+        .call(&ptp, "ADD", &cid, &pod.path_str(), &c)
+        .assert_ok()
+        .clone();
+    let host_veth = prev["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let fw = conformance::firewall_helpers::firewall6();
+    let fc = conf("1.0.0", NET, json!({}), &prev);
+    lab.node
+        .call(&fw, "ADD", &cid, &pod.path_str(), &fc)
+        .assert_ok();
+
+    // The flow: pod a ([ula]:7001) → inside host ([addr]:7002), answered.
+    let (pa, pi) = (7001, 7002);
+    let a_sock = udp_in(lab.a.ns.path(), lab.a.ula, pa);
+    let i_sock = udp_in(lab.inside.path(), lab.inside_addr, pi);
+    let to_inside = std::net::SocketAddrV6::new(lab.inside_addr, pi, 0, 0);
+    let to_a = std::net::SocketAddrV6::new(lab.a.ula, pa, 0, 0);
+    a_sock.send_to(b"hello", to_inside).unwrap();
+    assert_eq!(datagrams(&i_sock, 1), vec![b"hello".to_vec()]);
+    lab.node.ip6tables(&["-Z"]);
+    i_sock.send_to(b"genuine-1", to_a).unwrap();
+    assert_eq!(datagrams(&a_sock, 1), vec![b"genuine-1".to_vec()]);
+    let shortcut = counter(&lab, "CNI6-TO-PODS", "--ctstate RELATED,ESTABLISHED");
+    assert!(shortcut >= 1, "the reply took CNI6-TO-PODS: {shortcut}");
+
+    // The routed pod resolves its gateway with datagrams of its own (ptp's
+    // gateway address may still be tentative; a neighbour solicitation
+    // from a forged source would be answered to the inside host), then
+    // sends the inside host's next datagram of
+    // that flow.
+    let own: Ipv6Addr = prev["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let own_sock = udp_in(pod.path(), own, 7003);
+    let reached = (0..10).any(|_| {
+        own_sock.send_to(b"own", to_a).unwrap();
+        !datagrams(&a_sock, 1).is_empty()
+    });
+    assert!(reached, "the routed pod reaches pod a with its own source");
+    datagrams(&a_sock, 10);
+    pod.add_addr("eth0", &format!("{}/128", lab.inside_addr));
+    let forger = udp_in(pod.path(), lab.inside_addr, pi);
+    for _ in 0..5 {
+        forger.send_to(b"forged", to_a).unwrap();
+    }
+    assert!(
+        datagrams(&a_sock, 5).is_empty(),
+        "a datagram with a forged source rode the established flow"
+    );
+    let listing = lab.node.ip6tables(&["-v", "-S", "CNI6-P-OTHER"]);
+    let drops = packet_counts(&listing)
+        .into_iter()
+        .find(|(l, _)| l.contains(&format!("-i {host_veth} ")) && l.contains("-j DROP"))
+        .unwrap_or_else(|| panic!("no DROP for {host_veth} in {listing}"))
+        .1;
+    assert!(
+        drops >= 5,
+        "the routed pod's DROP counted {drops}: {listing}"
+    );
+    assert_eq!(
+        counter(&lab, "CNI6-TO-PODS", "--ctstate RELATED,ESTABLISHED"),
+        shortcut,
+        "a forged datagram reached CNI6-TO-PODS"
+    );
+    // The flow itself still works.
+    i_sock.send_to(b"genuine-2", to_a).unwrap();
+    assert_eq!(datagrams(&a_sock, 1), vec![b"genuine-2".to_vec()]);
+
+    lab.node
+        .call(&fw, "DEL", &cid, &pod.path_str(), &fc)
+        .assert_silent_ok();
+    c["prevResult"] = prev;
+    lab.node
+        .call(&ptp, "DEL", &cid, &pod.path_str(), &c)
+        .assert_silent_ok();
     del(&lab, &added);
 }

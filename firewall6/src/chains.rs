@@ -65,6 +65,9 @@ pub const SRC_BUCKET_PREFIX: &str = "CNI6-S-";
 /// Traffic from a pod bridge (its source already checked) goes to
 /// FROM-POD; one rule per bridge.
 pub const PODS_CHAIN: &str = "CNI6-PODS";
+/// Traffic of established flows to a pod bridge, after the routed pods'
+/// source check: accepted at once ([`crate::fastpath`]); one rule per bridge.
+pub const TO_PODS_CHAIN: &str = "CNI6-TO-PODS";
 /// ICMPv6 types dropped from pods: MLD (130, 131, 132, 143), router
 /// advertisement (134), redirect (137).
 pub const POD_ICMP_DROPPED: [u8; 6] = [130, 131, 132, 143, 134, 137];
@@ -76,8 +79,13 @@ pub fn is_internal_chain(name: &str) -> bool {
         INGRESS_CHAIN,
         FROM_POD_CHAIN,
         PODS_CHAIN,
+        TO_PODS_CHAIN,
+        SRC_CHAIN,
+        SRC_ICMP_CHAIN,
     ]
     .contains(&name)
+        || name.starts_with(SRC_GROUP_PREFIX)
+        || name.starts_with(SRC_BUCKET_PREFIX)
         || name.starts_with(POLICY_PREFIX)
         || name.starts_with(PORT_GROUP_PREFIX)
         || name.starts_with(ADDR_GROUP_PREFIX)

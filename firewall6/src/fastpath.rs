@@ -6,7 +6,7 @@
 //! hold only derived rules). docs/datapath.md has the rule counts and the
 //! measured effect.
 
-use crate::chains::{ANTISPOOF_CHAIN, FROM_POD_CHAIN, PORT_OTHER};
+use crate::chains::{ANTISPOOF_CHAIN, FROM_POD_CHAIN, PORT_OTHER, TO_PODS_CHAIN};
 
 /// First rule of CNI6-ANTISPOOF: a packet that crossed no bridge port
 /// (from the fabric, the outside, a routed pod) cannot match any of the
@@ -34,10 +34,31 @@ pub fn from_pod_established() -> String {
     )
 }
 
+/// The rule of CNI6-TO-PODS for `bridge`: packets of established flows
+/// going out to the bridge's pods are accepted. CNI6-FORWARD jumps there
+/// after CNI6-ANTISPOOF, so every packet that reaches it is either no pod's
+/// or a routed pod's whose source passed; bridged pods' own packets went to
+/// FROM-POD before. The verdict is the one CNI6-INGRESS gives: every
+/// policy accepts `RELATED,ESTABLISHED` (cluster-only first, open all).
+/// Only a flow to an address no pod holds any more (its pod deleted, the
+/// flow not yet expired) is accepted here where it went on to the rules
+/// after firewall6's jump before; the bridge has no port for it. Saves the destination dispatch (up to 1 + 16 + 16 rules, the
+/// bucket and the policy's first rule) on each packet that enters a node
+/// for one of its pods but the first: replies from the outside and every
+/// packet from another node.
+pub fn to_pods_established(bridge: &str) -> String {
+    format!(
+        "-A {TO_PODS_CHAIN} -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"firewall6: flows to the pods of {bridge} pass once their first packet has\" -j ACCEPT"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{Skeleton, INGRESS_CHAIN};
+    use crate::config::FirewallConf;
+    use crate::rules::{
+        check_of, pods_jump, Skeleton, SkeletonState, FORWARD_CHAIN, INGRESS_CHAIN, PODS_CHAIN,
+    };
 
     #[test]
     fn shortcuts_lead_their_chains() {
@@ -59,5 +80,123 @@ mod tests {
             g.ends_with(&format!("-g {PORT_OTHER}")),
             "goto: back to CNI6-FORWARD after"
         );
+    }
+
+    fn conf() -> FirewallConf {
+        FirewallConf::from_raw(&serde_json::json!({})).unwrap()
+    }
+
+    #[test]
+    fn to_pods_comes_after_the_routed_pods_check_and_before_the_policy() {
+        let f = Skeleton::forward_rules();
+        let at = |chain: &str| {
+            f.iter()
+                .position(|r| r.ends_with(&format!(" {chain}")))
+                .unwrap()
+        };
+        assert_eq!(at(PODS_CHAIN), 0, "bridged pods leave first: {f:?}");
+        assert!(at(ANTISPOOF_CHAIN) < at(TO_PODS_CHAIN), "{f:?}");
+        assert!(at(TO_PODS_CHAIN) < f.len() - 1, "{f:?}");
+        assert!(f[f.len() - 1].ends_with(&format!("-j {INGRESS_CHAIN}")));
+        let r = to_pods_established("br0");
+        assert!(r.starts_with(&format!(
+            "-A {TO_PODS_CHAIN} -o br0 -m conntrack --ctstate RELATED,ESTABLISHED "
+        )));
+        assert!(r.ends_with("-j ACCEPT"));
+    }
+
+    /// A node set up by the release before CNI6-TO-PODS (CNI6-PODS after
+    /// the exemptions, no CNI6-TO-PODS) fails the `-C` lead of ADD, is
+    /// judged defective and repaired in one batch: CNI6-FORWARD rewritten
+    /// in the new order with the operators' admin jumps kept, CNI6-TO-PODS
+    /// made with the bridge's rule.
+    #[test]
+    fn layout_before_to_pods_is_converted() {
+        let c = conf();
+        let s = Skeleton {
+            network: "n",
+            conf: &c,
+            bridge: Some("br0"),
+        };
+        let old_forward = [
+            "-A CNI6-FORWARD -s fe80::/10 -m comment --comment \"firewall6: link-local sources are not checked\" -g CNI6-INGRESS",
+            "-A CNI6-FORWARD -s ::/128 -m comment --comment \"firewall6: DAD probes are not checked\" -g CNI6-INGRESS",
+            "-A CNI6-FORWARD -m comment --comment \"firewall6: pods behind a bridge, sources checked\" -j CNI6-PODS",
+            "-A CNI6-FORWARD -m comment --comment \"firewall6: source check of pod traffic\" -j CNI6-ANTISPOOF",
+            "-A CNI6-FORWARD -m comment --comment \"firewall6: inbound policy of pods\" -j CNI6-INGRESS",
+        ];
+        let mut old: Vec<String> = vec!["-P FORWARD ACCEPT".into()];
+        for c in [
+            FORWARD_CHAIN,
+            ANTISPOOF_CHAIN,
+            INGRESS_CHAIN,
+            FROM_POD_CHAIN,
+            PODS_CHAIN,
+            "CNI6-ADMIN",
+            "OTHER-ADMIN",
+        ] {
+            old.push(format!("-N {c}"));
+        }
+        old.push(format!("-N {}", s.policy_chain()));
+        old.extend(Skeleton::bucket_chains().iter().map(|c| format!("-N {c}")));
+        let groups = Skeleton::group_chains();
+        old.extend(groups.iter().map(|(g, _)| format!("-N {g}")));
+        old.push(Skeleton::forward_jump());
+        let other_admin = s.admin_jump().replace("-j CNI6-ADMIN", "-j OTHER-ADMIN");
+        old.push(other_admin.clone());
+        old.push(s.admin_jump());
+        old.extend(old_forward.iter().map(|l| l.to_string()));
+        old.push(pods_jump("br0"));
+        old.extend(Skeleton::antispoof_rules());
+        old.extend(Skeleton::ingress_rules());
+        old.extend(groups.into_iter().flat_map(|(_, r)| r));
+        old.extend(Skeleton::from_pod_rules());
+        old.extend(s.policy_rules());
+
+        let present: std::collections::BTreeSet<String> = old.iter().map(|l| check_of(l)).collect();
+        let missing: Vec<String> = s
+            .presence_checks()
+            .into_iter()
+            .filter(|c| !present.contains(c))
+            .collect();
+        assert!(
+            missing.iter().any(|c| c.contains(TO_PODS_CHAIN)),
+            "the -C lead fails on the new rules: {missing:?}"
+        );
+        let st = SkeletonState::from_listing(&old, "CNI6-ADMIN", &s.policy_chain());
+        let d = s.defects(&st);
+        assert!(
+            d.iter()
+                .any(|x| x.contains("chain CNI6-TO-PODS is missing")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.contains("out of order") || x.contains("lacks rule")),
+            "{d:?}"
+        );
+
+        let fix = s.repair(&st);
+        assert!(
+            fix.contains(&":CNI6-TO-PODS - [0:0]".to_string()),
+            "{fix:?}"
+        );
+        assert!(
+            fix.contains(&":CNI6-FORWARD - [0:0]".to_string()),
+            "{fix:?}"
+        );
+        assert!(fix.contains(&to_pods_established("br0")));
+        let forward: Vec<&String> = fix
+            .iter()
+            .filter(|l| l.starts_with("-A CNI6-FORWARD "))
+            .collect();
+        let mut want = vec![other_admin, s.admin_jump()];
+        want.extend(Skeleton::forward_rules());
+        assert_eq!(forward, want.iter().collect::<Vec<_>>());
+        // Declarations before rules (restore format); nothing else flushed.
+        let first_rule = fix.iter().position(|l| l.starts_with('-')).unwrap();
+        assert!(fix[first_rule..].iter().all(|l| l.starts_with('-')));
+        let decls: Vec<&String> = fix.iter().filter(|l| l.starts_with(':')).collect();
+        assert_eq!(decls.len(), 2, "{decls:?}");
     }
 }

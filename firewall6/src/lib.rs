@@ -20,12 +20,14 @@
 //! ```text
 //! FORWARD ──(inserted first)──> CNI6-FORWARD
 //!   CNI6-FORWARD:  -j <adminChain>              operator overrides, created if missing, never modified
+//!                  -j CNI6-PODS                  pods behind a bridge (sources already checked)
 //!                  -s fe80::/10 -g CNI6-INGRESS  link-local: no source check
 //!                  -s ::/128    -g CNI6-INGRESS  DAD: no source check
-//!                  -j CNI6-PODS                  pods behind a bridge (sources already checked)
 //!                  -j CNI6-ANTISPOOF             routed pods, and pods of releases before issue 15
+//!                  -j CNI6-TO-PODS               established flows to pods behind a bridge (issue 20)
 //!                  -j CNI6-INGRESS
 //!   CNI6-PODS:     -i <bridge> -g CNI6-FROM-POD   (one rule per bridge with firewall6 pods)
+//!   CNI6-TO-PODS:  -o <bridge> conntrack RELATED,ESTABLISHED -j ACCEPT   (one rule per bridge)
 //!   CNI6-ANTISPOOF: -m physdev ! --physdev-is-in -g CNI6-P-OTHER  not bridged: no port bucket (issue 20)
 //!                   -m physdev --physdev-in c6X+ -j CNI6-PX-X     (X = 0..f, the first hex digit)
 //!                   -j CNI6-P-OTHER

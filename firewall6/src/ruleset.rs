@@ -9,7 +9,7 @@ use crate::iptables::Tables;
 use crate::legacy;
 use crate::rules::{
     self, HostSide, Pod, Skeleton, SkeletonState, ANTISPOOF_CHAIN, FORWARD, FORWARD_CHAIN,
-    FROM_POD_CHAIN, INGRESS_CHAIN, MLD_CHAIN, PODS_CHAIN, RAW_PREROUTING,
+    FROM_POD_CHAIN, INGRESS_CHAIN, MLD_CHAIN, PODS_CHAIN, RAW_PREROUTING, TO_PODS_CHAIN,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -460,6 +460,7 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Resu
         INGRESS_CHAIN,
         FROM_POD_CHAIN,
         PODS_CHAIN,
+        TO_PODS_CHAIN,
         &policy_chain,
         &skel.conf.admin_chain,
     ];
@@ -473,6 +474,7 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Resu
     let ingress = next();
     let from_pod = next();
     let pods = next();
+    let to_pods = next();
     let policy = next();
     let admin = next();
     let groups: BTreeMap<String, Option<Vec<String>>> =
@@ -488,6 +490,7 @@ pub fn defects_of(t: &dyn Tables, skel: &Skeleton, pod_rules: &PodRules) -> Resu
         ingress,
         from_pod,
         pods,
+        to_pods,
         policy,
         groups,
         admin_exists: admin.is_some(),

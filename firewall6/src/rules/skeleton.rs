@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::config::{FirewallConf, Ingress};
+use crate::fastpath::to_pods_established;
 use cni_common::attachment::HOST_VETH_PREFIX;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,10 +35,17 @@ impl Skeleton<'_> {
         )
     }
 
-    /// CNI6-FORWARD after the admin jump(s). Neighbour discovery and DAD
-    /// use link-local and unspecified sources: exempt from the source check.
+    /// CNI6-FORWARD after the admin jump(s). Bridged pods' packets (their
+    /// source checked first in FORWARD) leave for FROM-POD at once.
+    /// Neighbour discovery and DAD use link-local and unspecified sources:
+    /// exempt from the routed pods' source check in CNI6-ANTISPOOF.
+    /// Established flows to bridged pods pass after it (CNI6-TO-PODS).
     pub fn forward_rules() -> Vec<String> {
         vec![
+            format!(
+                "-A {FORWARD_CHAIN} {} -j {PODS_CHAIN}",
+                comment("firewall6: pods behind a bridge, sources checked")
+            ),
             format!(
                 "-A {FORWARD_CHAIN} -s fe80::/10 {} -g {INGRESS_CHAIN}",
                 comment("firewall6: link-local sources are not checked")
@@ -47,12 +55,12 @@ impl Skeleton<'_> {
                 comment("firewall6: DAD probes are not checked")
             ),
             format!(
-                "-A {FORWARD_CHAIN} {} -j {PODS_CHAIN}",
-                comment("firewall6: pods behind a bridge, sources checked")
-            ),
-            format!(
                 "-A {FORWARD_CHAIN} {} -j {ANTISPOOF_CHAIN}",
                 comment("firewall6: source check of pod traffic")
+            ),
+            format!(
+                "-A {FORWARD_CHAIN} {} -j {TO_PODS_CHAIN}",
+                comment("firewall6: established flows to pods behind a bridge")
             ),
             format!(
                 "-A {FORWARD_CHAIN} {} -j {INGRESS_CHAIN}",
@@ -429,6 +437,8 @@ pub struct SkeletonState {
     pub from_pod: Option<Vec<String>>,
     /// CNI6-PODS (its per-bridge rules are never rewritten).
     pub pods: Option<Vec<String>>,
+    /// CNI6-TO-PODS (per bridge, like CNI6-PODS).
+    pub to_pods: Option<Vec<String>>,
     pub policy: Option<Vec<String>>,
     /// The group chains read (`CNI6-PX-g`, `CNI6-DX-g`): `None` = missing.
     /// A full listing holds all 32; CHECK reads only the pod's. Groups not
@@ -469,6 +479,7 @@ impl SkeletonState {
             ingress: rules_of(INGRESS_CHAIN),
             from_pod: rules_of(FROM_POD_CHAIN),
             pods: rules_of(PODS_CHAIN),
+            to_pods: rules_of(TO_PODS_CHAIN),
             policy: rules_of(policy_chain),
             groups: Skeleton::group_chains()
                 .into_iter()
@@ -564,6 +575,13 @@ impl Skeleton<'_> {
             }
             _ => {}
         }
+        match (&s.to_pods, self.bridge) {
+            (None, _) => out.push(format!("chain {TO_PODS_CHAIN} is missing")),
+            (Some(have), Some(b)) if !have.contains(&to_pods_established(b)) => {
+                out.push(format!("{TO_PODS_CHAIN} lacks the rule for bridge {b}"))
+            }
+            _ => {}
+        }
         if s.policy.as_deref() != Some(&self.policy_rules()[..]) {
             out.push(format!(
                 "policy chain {} is missing or altered",
@@ -591,6 +609,7 @@ impl Skeleton<'_> {
         all.extend(Self::from_pod_rules());
         if let Some(b) = self.bridge {
             all.push(pods_jump(b));
+            all.push(to_pods_established(b));
         }
         all.extend(self.policy_rules());
         all.iter().map(|r| check_of(r)).collect()
@@ -646,6 +665,21 @@ impl Skeleton<'_> {
             Some(have) => {
                 if let Some(j) = self.bridge.map(pods_jump).filter(|j| !have.contains(j)) {
                     rules.push(j);
+                }
+            }
+        }
+        match &s.to_pods {
+            None => {
+                declare(&mut decl, TO_PODS_CHAIN);
+                rules.extend(self.bridge.map(to_pods_established));
+            }
+            Some(have) => {
+                if let Some(r) = self
+                    .bridge
+                    .map(to_pods_established)
+                    .filter(|r| !have.contains(r))
+                {
+                    rules.push(r);
                 }
             }
         }

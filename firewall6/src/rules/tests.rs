@@ -297,11 +297,13 @@ fn intact_listing(s: &Skeleton) -> Vec<String> {
         INGRESS_CHAIN,
         FROM_POD_CHAIN,
         PODS_CHAIN,
+        TO_PODS_CHAIN,
         "CNI6-ADMIN",
     ] {
         lines.push(format!("-N {c}"));
     }
     lines.extend(s.bridge.map(pods_jump));
+    lines.extend(s.bridge.map(crate::fastpath::to_pods_established));
     lines.push(format!("-N {}", s.policy_chain()));
     lines.extend(Skeleton::bucket_chains().iter().map(|c| format!("-N {c}")));
     let groups = Skeleton::group_chains();

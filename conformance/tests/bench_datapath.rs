@@ -193,6 +193,40 @@ fn bench_datapath_tiny_prints_a_complete_table() {
         assert_eq!(v.len(), 5, "{line}");
         agrees(line, &v, five(&row(path, "cni6"), &row(path, "cni6 bare")));
     }
+    // scripts/datapath-median.py over three copies of this run gives this
+    // run back: every row of every table but the profile, token by token
+    // (verdicts aside: the script judges the rounded median cells).
+    let dir = conformance::harness::TempDir::new("c6median");
+    let run = dir.join("run.txt");
+    std::fs::write(&run, stdout.as_bytes()).expect("write the run");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/datapath-median.py");
+    let median = Command::new("python3")
+        .arg(script)
+        .args([&run, &run, &run])
+        .output()
+        .expect("run python3 scripts/datapath-median.py");
+    assert!(
+        median.status.success(),
+        "{}",
+        String::from_utf8_lossy(&median.stderr)
+    );
+    let median = String::from_utf8_lossy(&median.stdout);
+    let tokens = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .skip_while(|l| !l.starts_with("path "))
+            .take_while(|l| !l.starts_with("# profile"))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|w| *w != "met" && *w != "missed")
+                    .map(String::from)
+                    .collect()
+            })
+            .collect()
+    };
+    let (ours, theirs) = (tokens(&stdout), tokens(&median));
+    assert!(ours.len() > PATHS.len() * CHAINS.len(), "{stdout}");
+    assert_eq!(ours, theirs, "median of one run:\n{median}");
+
     // The profile: every profiled path in the three chains, samples > 0
     // and areas that add up to the CPU per GB (each area >= 0).
     let profile: Vec<&str> = stdout

@@ -1,21 +1,22 @@
 //! The data-path benchmark (`bench --datapath`, issues 15 and 20): what a
 //! pod feels every second, next to what the node itself gets on the same
-//! machine, for cni6's chain and the reference chain.
+//! machine, for cni6's chain, the reference chain and cni6 without its
+//! firewall.
 //!
 //! Each chain gets a topology of its own of the same shape (two nodes on
 //! a fabric, see [`crate::topology`]): cni6's (bridge6 → ipam-prefix, then
 //! firewall6 with its default `ingress: cluster-only`), the reference's
 //! (bridge → host-local with the same pod ranges, then firewall) and cni6
-//! bare (bridge6 → ipam-prefix without firewall6, nodes checked free of
-//! netfilter tables and conntrack entries: the path's structural floor,
-//! so cni6 over bare is what netfilter costs). Pods are
-//! attached with `cni6 attach` inside their node, as a runtime does, so
-//! the benchmark measures whatever data path the built plugins make. Two
-//! topologies rather than two bridges on one node: the two firewalls
-//! would otherwise both see every packet. Baselines (node→node, a direct
-//! veth pair, node→outside) are measured in each topology, so every ratio
-//! is between figures of one topology taken minutes apart, and the two
-//! copies of a baseline show the run's noise.
+//! bare (bridge6 → ipam-prefix without firewall6, its namespaces checked
+//! free of netfilter tables and conntrack entries: the path's structural
+//! floor, so cni6 over bare is what netfilter costs). Pods are attached
+//! with `cni6 attach` inside their node, as a runtime does, so the
+//! benchmark measures whatever data path the built plugins make. One
+//! topology per chain rather than several bridges on one node: every
+//! firewall would otherwise see every packet. Baselines (node→node, a
+//! direct veth pair, node→outside) are measured in each topology, so
+//! every ratio is between figures of one topology taken minutes apart,
+//! and the copies of a baseline show the run's noise.
 //!
 //! Per path: TCP throughput with iperf3 (Debian's, one stream and
 //! `-P 8`), CPU seconds per GB moved, and the round-trip time of 1-byte
@@ -26,8 +27,8 @@
 //! softirq work to the task it interrupts, and a veth delivers in the
 //! sender's context, so the receive path is in those figures. Cycles are
 //! that times the clock /proc/cpuinfo states: perf has no hardware
-//! counters in a VM. Rounds over every path alternate the chains (and
-//! which goes first), so drift in the machine's load hits both alike;
+//! counters in a VM. Rounds over every path rotate the order of the
+//! chains, so drift in the machine's load hits them alike;
 //! throughput is the median of the rounds, CPU per GB and latency pool
 //! them. `--profile` adds perf's view of where that CPU goes.
 

@@ -189,7 +189,7 @@ impl Lab {
     }
 }
 
-/// What the namespace `netns` holds of netfilter: every line of
+/// What the namespace `netns` holds of netfilter: each table and rule of
 /// `ip6tables-save` and `iptables-save` (nft tables; a table without rules
 /// still has hooks), each legacy xtables table, and the conntrack entry
 /// count unless it is 0. Empty: no netfilter table and no connection
@@ -202,7 +202,9 @@ pub fn netfilter_in(netns: &str) -> Result<Vec<String>> {
         let text = topology::run(c)?;
         found.extend(
             text.lines()
-                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                // A table ("*filter") or a rule ("-A ..."): chain headers
+                // and COMMIT only repeat the table.
+                .filter(|l| l.starts_with('*') || l.starts_with('-'))
                 .map(|l| format!("{save}: {l}")),
         );
     }

@@ -459,6 +459,20 @@ fn require_tools(opts: &Options) -> Result<()> {
             }
         }
     }
+    // The bare topology's netfilter check reads the tables with these.
+    for save in ["ip6tables-save", "iptables-save"] {
+        topology::run({
+            let mut c = Command::new(save);
+            c.arg("--version");
+            c
+        })
+        .map_err(|e| {
+            Error::Check(format!(
+                "{save} is needed to check that the cni6 bare topology has no netfilter \
+                 (apt-get install iptables, or bash scripts/install-deps.sh): {e}"
+            ))
+        })?;
+    }
     topology::run({
         let mut c = Command::new("iperf3");
         c.arg("--version");

@@ -3,10 +3,11 @@
 
 Usage: scripts/datapath-median.py RUN1.txt RUN2.txt RUN3.txt
 
-Every numeric cell of the measurement table and of the ratio tables is the
-median of that cell over the runs: each ratio stays a ratio of figures of
-one run, as the benchmark computes it. Profile tables (--profile) are left
-out: they come from one run each. A ratio table's `cni6` verdict is
+Every numeric cell of the measurement table and of the ratio tables (the
+bare chain's included) is the median of that cell over the runs: each
+ratio stays a ratio of figures of one run, as the benchmark computes it.
+Profile tables (--profile) are left out: they come from one run each. A
+ratio table's verdict (`cni6`, or `bare` for the bare chain's section) is
 recomputed from the median cells.
 """
 import re
@@ -14,6 +15,9 @@ import statistics
 import sys
 
 NUM = re.compile(r"^-?\d+(\.\d+)?$")
+# Chain labels of the measurement table, longest first: "cni6 bare" has a space.
+CHAINS = ("cni6 bare", "reference", "cni6")
+HEADER = ("# data path", "# machine", "# bridge-nf", "# cni6 bare:", "# load")
 
 
 def parse(path):
@@ -24,7 +28,7 @@ def parse(path):
         line = line.rstrip("\n")
         if line.startswith("# profile"):
             break
-        if line.startswith("# data path") or line.startswith("# machine") or line.startswith("# bridge-nf") or line.startswith("# load"):
+        if line.startswith(HEADER):
             header.append(line)
             continue
         if line.startswith("#") or line.startswith("path "):
@@ -62,15 +66,18 @@ def main(paths):
                     out.append(f"{statistics.median(float(v) for v in vals):.{places}f}")
                 else:
                     out.append(cell)
-            if "target" in title and len(out) >= 6 and out[4] not in ("-",):
-                op, bound = out[4], float(out[5])
+            # A target ("<= 1.20") and the verdict for the section's first
+            # two figures follow the figures; recompute it from the medians.
+            op = next((i for i, x in enumerate(out) if x in (">=", "<=")), None)
+            if op is not None and len(out) > op + 2:
+                bound = float(out[op + 1])
                 mine = [float(x) for x in out[:2]]
-                ok = all(v >= bound for v in mine) if op == ">=" else all(v <= bound for v in mine)
-                out[6] = "met" if ok else "missed"
-            if len(out) >= 6 and out[4] in (">=", "<="):
-                out[4:6] = [f"{out[4]} {out[5]}"]
+                ok = all(v >= bound for v in mine) if out[op] == ">=" else all(v <= bound for v in mine)
+                out[op + 2] = "met" if ok else "missed"
+                out[op:op + 2] = [f"{out[op]} {out[op + 1]}"]
             if title.startswith("path"):
-                path, chain = label.rsplit(" ", 1)
+                chain = next(c for c in CHAINS if label.endswith(" " + c))
+                path = label[: -len(chain) - 1]
                 widths = [10, 10, 10, 10, 9, 9, 9]
                 print(f"{path:<22} {chain:<9}" + "".join(f"{x:>{w}}" for x, w in zip(out, widths)))
             else:

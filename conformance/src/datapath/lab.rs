@@ -1,5 +1,6 @@
 //! Building each chain's topology: pods attached, every path wired, the
-//! reference conflists and the floor's veth pair.
+//! reference conflists, the floor's veth pair, and the proof that the
+//! bare topology runs without netfilter.
 
 use super::*;
 
@@ -9,6 +10,7 @@ impl Lab {
             match chain {
                 ChainKind::Cni6 => "c6pc",
                 ChainKind::Reference => "c6pr",
+                ChainKind::Bare => "c6pb",
             },
             2,
         );
@@ -24,6 +26,8 @@ impl Lab {
                 add_firewall6(&topo)?;
                 Binaries::from_dir(&opts.bin_dir)?
             }
+            // The topology's conflist is cni6's chain before firewall6.
+            ChainKind::Bare => Binaries::from_dir(&opts.bin_dir)?,
             ChainKind::Reference => {
                 write_reference_conflists(&topo)?;
                 let mut cni_path = vec![opts.reference_dir.clone()];
@@ -111,12 +115,46 @@ impl Lab {
             chain.label(),
             topo.base()
         );
-        Ok(Lab {
+        let lab = Lab {
             chain,
             topo,
             routes,
             bridge_nf,
-        })
+        };
+        lab.check_netfilter_free("after the pods were attached")?;
+        Ok(lab)
+    }
+
+    /// For the bare chain: every namespace of the topology has no
+    /// ip6tables/iptables table (nft or legacy) and no conntrack entry;
+    /// returns how many namespaces were checked (0 for other chains).
+    /// Without a table no hook but br_netfilter's is registered, and the
+    /// kernel only turns conntrack on for a namespace whose rules ask for it.
+    pub(super) fn check_netfilter_free(&self, when: &str) -> Result<usize> {
+        if self.chain != ChainKind::Bare {
+            return Ok(0);
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (_, r) in &self.routes {
+            for ns in [&r.client.netns, &r.server.netns] {
+                if !names.contains(&ns.as_str()) {
+                    names.push(ns);
+                }
+            }
+        }
+        for ns in &names {
+            let found = netfilter_in(ns)?;
+            if !found.is_empty() {
+                return Err(Error::Check(format!(
+                    "{} topology, namespace {ns}, {when}: expected no netfilter table and no \
+                     conntrack entry (the bare chain is the path without netfilter), found: {}; \
+                     something outside the benchmark added rules there: find and remove it, then run again",
+                    self.chain.label(),
+                    found.join("; ")
+                )));
+            }
+        }
+        Ok(names.len())
     }
 
     /// Every path carries a TCP exchange before anything is timed (the
@@ -146,8 +184,56 @@ impl Lab {
                 }
             }
         }
-        Ok(())
+        self.check_netfilter_free("after the probe traffic")
+            .map(|_| ())
     }
+}
+
+/// What the namespace `netns` holds of netfilter: each table and rule of
+/// `ip6tables-save` and `iptables-save` (nft tables; a table without rules
+/// still has hooks), each legacy xtables table, and the conntrack entry
+/// count unless it is 0. Empty: no netfilter table and no connection
+/// tracked there.
+pub fn netfilter_in(netns: &str) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for save in ["ip6tables-save", "iptables-save"] {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", netns, save]);
+        let text = topology::run(c)?;
+        found.extend(
+            text.lines()
+                // A table ("*filter") or a rule ("-A ..."): chain headers
+                // and COMMIT only repeat the table.
+                .filter(|l| l.starts_with('*') || l.starts_with('-'))
+                .map(|l| format!("{save}: {l}")),
+        );
+    }
+    let (legacy, conntrack) = NetNs::open(&Endpoint::named(netns).path)?.run(|| {
+        let legacy: Vec<String> = [
+            // thread-self: /proc/self/net is the main thread's namespace.
+            "/proc/thread-self/net/ip6_tables_names",
+            "/proc/thread-self/net/ip_tables_names",
+        ]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(|t| format!("legacy table {t}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+        // Absent: this kernel has no conntrack at all.
+        let conntrack = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "0".into());
+        (legacy, conntrack)
+    })?;
+    found.extend(legacy);
+    if conntrack != "0" {
+        found.push(format!("nf_conntrack_count {conntrack}"));
+    }
+    Ok(found)
 }
 
 /// cni6's chain: the topology's bridge6 + ipam-prefix conflist with

@@ -4,8 +4,8 @@
 use super::*;
 
 /// Rounds over every path: one stream, then eight, then a share of the
-/// ping-pong; the two chains alternate, and which goes first alternates
-/// by path and by round, so a burst of load elsewhere on the machine
+/// ping-pong; the chains alternate, and which goes first rotates by path
+/// and by round ([`turn`]), so a burst of load elsewhere on the machine
 /// lands on different cells each round. Throughput is the median over
 /// the rounds; CPU per GB pools every round's CPU and bytes; latency
 /// pools every round's samples.
@@ -17,10 +17,7 @@ pub(super) fn measure(labs: &[Lab], opts: &Options) -> Result<Vec<Measurement>> 
     let mut rtts: Vec<Vec<Duration>> = vec![Vec::new(); cells];
     for round in 0..rounds {
         for (k, path) in PathKind::ALL.into_iter().enumerate() {
-            let mut order: Vec<usize> = (0..labs.len()).collect();
-            if (k + round) % 2 == 1 {
-                order.reverse();
-            }
+            let order = turn(labs.len(), k + round);
             for &i in &order {
                 check(opts)?;
                 single[k * labs.len() + i].push(iperf(
@@ -78,6 +75,13 @@ pub(super) fn measure(labs: &[Lab], opts: &Options) -> Result<Vec<Measurement>> 
         }
     }
     Ok(rows)
+}
+
+/// The order of `n` chains in turn `t` (path index + round): a rotation,
+/// so each chain goes first, second, ... equally often over `n` turns
+/// (for two chains: alternately forwards and reversed).
+pub(super) fn turn(n: usize, t: usize) -> Vec<usize> {
+    (0..n).map(|j| (t + j) % n.max(1)).collect()
 }
 
 /// A child that is killed (and reaped) unless it was reaped already.

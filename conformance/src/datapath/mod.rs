@@ -1,18 +1,22 @@
 //! The data-path benchmark (`bench --datapath`, issues 15 and 20): what a
 //! pod feels every second, next to what the node itself gets on the same
-//! machine, for cni6's chain and the reference chain.
+//! machine, for cni6's chain, the reference chain and cni6 without its
+//! firewall.
 //!
 //! Each chain gets a topology of its own of the same shape (two nodes on
 //! a fabric, see [`crate::topology`]): cni6's (bridge6 → ipam-prefix, then
-//! firewall6 with its default `ingress: cluster-only`) and the reference's
-//! (bridge → host-local with the same pod ranges, then firewall). Pods are
-//! attached with `cni6 attach` inside their node, as a runtime does, so
-//! the benchmark measures whatever data path the built plugins make. Two
-//! topologies rather than two bridges on one node: the two firewalls
-//! would otherwise both see every packet. Baselines (node→node, a direct
-//! veth pair, node→outside) are measured in each topology, so every ratio
-//! is between figures of one topology taken minutes apart, and the two
-//! copies of a baseline show the run's noise.
+//! firewall6 with its default `ingress: cluster-only`), the reference's
+//! (bridge → host-local with the same pod ranges, then firewall) and cni6
+//! bare (bridge6 → ipam-prefix without firewall6, its namespaces checked
+//! free of netfilter tables and conntrack entries: the path's structural
+//! floor, so cni6 over bare is what netfilter costs). Pods are attached
+//! with `cni6 attach` inside their node, as a runtime does, so the
+//! benchmark measures whatever data path the built plugins make. One
+//! topology per chain rather than several bridges on one node: every
+//! firewall would otherwise see every packet. Baselines (node→node, a
+//! direct veth pair, node→outside) are measured in each topology, so
+//! every ratio is between figures of one topology taken minutes apart,
+//! and the copies of a baseline show the run's noise.
 //!
 //! Per path: TCP throughput with iperf3 (Debian's, one stream and
 //! `-P 8`), CPU seconds per GB moved, and the round-trip time of 1-byte
@@ -23,8 +27,8 @@
 //! softirq work to the task it interrupts, and a veth delivers in the
 //! sender's context, so the receive path is in those figures. Cycles are
 //! that times the clock /proc/cpuinfo states: perf has no hardware
-//! counters in a VM. Rounds over every path alternate the chains (and
-//! which goes first), so drift in the machine's load hits both alike;
+//! counters in a VM. Rounds over every path rotate the order of the
+//! chains, so drift in the machine's load hits them alike;
 //! throughput is the median of the rounds, CPU per GB and latency pool
 //! them. `--profile` adds perf's view of where that CPU goes.
 
@@ -46,6 +50,7 @@ mod measure;
 mod profile;
 mod table;
 
+pub use lab::netfilter_in;
 use measure::{iperf, measure, Reaped};
 use profile::{profile, render_profiles};
 pub use profile::{Area, Profile};
@@ -160,15 +165,20 @@ impl PathKind {
 pub enum ChainKind {
     Cni6,
     Reference,
+    /// cni6 without firewall6, in nodes without any netfilter table: what
+    /// the path itself (veths, bridges, forwarding) costs.
+    Bare,
 }
 
 impl ChainKind {
-    pub const ALL: [ChainKind; 2] = [ChainKind::Cni6, ChainKind::Reference];
+    pub const ALL: [ChainKind; 3] = [ChainKind::Cni6, ChainKind::Reference, ChainKind::Bare];
 
+    /// Fits the table's 9-character chain column.
     pub fn label(self) -> &'static str {
         match self {
             ChainKind::Cni6 => "cni6",
             ChainKind::Reference => "reference",
+            ChainKind::Bare => "cni6 bare",
         }
     }
 }
@@ -332,6 +342,9 @@ pub struct Report {
     pub reference_dir: PathBuf,
     /// bridge-nf-call-ip6tables in each chain's nodes.
     pub bridge_nf: Vec<(ChainKind, String)>,
+    /// Namespaces of the bare topology found without a netfilter table
+    /// or conntrack entry after every measurement (None: no bare chain).
+    pub bare_checked: Option<usize>,
     /// Load average (1, 5, 15 min) before and after: the machine may be shared.
     pub load: (String, String),
     pub rows: Vec<Measurement>,
@@ -339,14 +352,15 @@ pub struct Report {
     pub profiles: Vec<Profile>,
 }
 
-/// Build both topologies, measure every path in each, remove everything.
+/// Build every chain's topology, measure every path in each, remove
+/// everything.
 pub fn run(opts: &Options) -> Result<Report> {
     require_tools(opts)?;
     let machine = machine()?;
     crate::harness::install_cleanup_panic_hook();
     let load_before = load_average();
     let mut labs = Vec::new();
-    let outcome = (|| -> Result<(Vec<Measurement>, Vec<Profile>)> {
+    let outcome = (|| -> Result<(Vec<Measurement>, Vec<Profile>, Option<usize>)> {
         for chain in ChainKind::ALL {
             check(opts)?;
             let lab = Lab::build(chain, opts)?;
@@ -361,7 +375,13 @@ pub fn run(opts: &Options) -> Result<Report> {
         } else {
             Vec::new()
         };
-        Ok((rows, profiles))
+        // Once more after all the traffic: a bare figure measured with
+        // netfilter active would be a wrong floor, not a noisy one.
+        let mut bare_checked = None;
+        for lab in labs.iter().filter(|l| l.chain == ChainKind::Bare) {
+            bare_checked = Some(lab.check_netfilter_free("after the measurements")?);
+        }
+        Ok((rows, profiles, bare_checked))
     })();
     let load = (load_before, load_average());
     let bridge_nf = labs
@@ -376,13 +396,14 @@ pub fn run(opts: &Options) -> Result<Report> {
             teardown = Err(e);
         }
     }
-    let (rows, profiles) = outcome?;
+    let (rows, profiles, bare_checked) = outcome?;
     teardown?;
     Ok(Report {
         machine,
         size: opts.size,
         reference_dir: opts.reference_dir.clone(),
         bridge_nf,
+        bare_checked,
         load,
         rows,
         profiles,
@@ -437,6 +458,20 @@ fn require_tools(opts: &Options) -> Result<()> {
                 return Err(Error::MissingBinary(dir.join(n)));
             }
         }
+    }
+    // The bare topology's netfilter check reads the tables with these.
+    for save in ["ip6tables-save", "iptables-save"] {
+        topology::run({
+            let mut c = Command::new(save);
+            c.arg("--version");
+            c
+        })
+        .map_err(|e| {
+            Error::Check(format!(
+                "{save} is needed to check that the cni6 bare topology has no netfilter \
+                 (apt-get install iptables, or bash scripts/install-deps.sh): {e}"
+            ))
+        })?;
     }
     topology::run({
         let mut c = Command::new("iperf3");
@@ -510,6 +545,28 @@ mod tests {
     }
 
     #[test]
+    fn every_chain_goes_first_and_last_equally_often() {
+        assert_eq!(measure::turn(2, 0), [0, 1]);
+        assert_eq!(measure::turn(2, 1), [1, 0]);
+        for n in [2, 3] {
+            // first[c][p]: how often chain c stood at place p.
+            let mut at = vec![vec![0; n]; n];
+            for t in 0..PathKind::ALL.len() {
+                let order = measure::turn(n, t);
+                let mut sorted = order.clone();
+                sorted.sort();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "each chain once");
+                for (place, &c) in order.iter().enumerate() {
+                    at[c][place] += 1;
+                }
+            }
+            for row in &at {
+                assert!(row.iter().all(|&k| k == PathKind::ALL.len() / n), "{at:?}");
+            }
+        }
+    }
+
+    #[test]
     fn latency_percentiles_come_from_the_sorted_samples() {
         let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
         let l = Latency::of(&mut v).unwrap();
@@ -558,16 +615,39 @@ mod tests {
             size: Size::Tiny,
             reference_dir: PathBuf::from("/usr/lib/cni"),
             bridge_nf: vec![(ChainKind::Cni6, "1".into())],
+            bare_checked: Some(8),
             load: ("1 1 1".into(), "1 1 1".into()),
             rows: PathKind::ALL
                 .into_iter()
                 .flat_map(|path| {
-                    ChainKind::ALL.map(|chain| Measurement {
-                        path,
-                        chain,
-                        single: t,
-                        multi: t,
-                        rr,
+                    ChainKind::ALL.map(|chain| match chain {
+                        // Twice as fast at half the CPU and 5 us p50, but
+                        // across nodes only 0.80x its node->node.
+                        ChainKind::Bare => {
+                            let gbit = if path == PathKind::PodPodAcrossNodes {
+                                16.0
+                            } else {
+                                20.0
+                            };
+                            let b = Throughput::of(&[run(gbit, 1_000_000_000, 125)]);
+                            Measurement {
+                                path,
+                                chain,
+                                single: b,
+                                multi: b,
+                                rr: Latency {
+                                    p50: Duration::from_micros(5),
+                                    ..rr
+                                },
+                            }
+                        }
+                        _ => Measurement {
+                            path,
+                            chain,
+                            single: t,
+                            multi: t,
+                            rr,
+                        },
                     })
                 })
                 .collect(),
@@ -590,10 +670,40 @@ mod tests {
                 assert!(text.contains(&label), "{label:?} in:\n{text}");
             }
         }
-        // Equal figures everywhere: every ratio is 1.00 and every
-        // throughput target is met, the latency one (<= 1.20) too.
+        // cni6 and the reference have equal figures everywhere: every
+        // ratio of theirs is 1.00 and every target is met, the latency
+        // one (<= 1.20) too; the bare chain's figures stay out of them.
         assert!(text.contains("pod->pod across nodes / node->node (fabric)     1.00     1.00     1.00     1.00  >= 0.85  met"), "{text}");
-        assert!(!text.contains("missed"), "{text}");
+        let (compared, bare) = text
+            .split_once("# bare path / its baseline")
+            .expect("a bare section");
+        assert!(!compared.contains("missed"), "{text}");
+        assert!(
+            compared.contains("# cni6 / reference on the same path"),
+            "{text}"
+        );
+        // Bare: 16 / 20 across nodes misses 0.85; equal figures elsewhere.
+        assert!(bare.contains("pod->pod across nodes / node->node (fabric)     0.80     0.80     1.00     1.00     1.00  >= 0.85  missed"), "{bare}");
+        assert!(bare.contains("pod->pod same node / veth pair (floor)         1.00     1.00     1.00     1.00     1.00  >= 0.90  met"), "{bare}");
+        // firewall6's cost: half the throughput, 7 / 5 us, twice the CPU.
+        let cost = bare
+            .split_once("# firewall6's cost: cni6 / cni6 bare")
+            .expect("a cost section")
+            .1;
+        assert!(
+            cost.contains("\nnode->node (fabric)                            0.50     0.50     1.40     2.00     2.00\n"),
+            "{cost}"
+        );
+        assert!(
+            cost.contains("\npod->pod same node                             0.50     0.50     1.40     2.00     2.00\n"),
+            "{cost}"
+        );
+        assert!(
+            text.contains(
+                "# cni6 bare: bridge6+ipam-prefix, no firewall6; its 8 namespaces checked"
+            ),
+            "{text}"
+        );
         // 200 ms of CPU per GB split 1:1:2 over copy, tcp, netfilter.
         let profile = text.lines().last().unwrap();
         assert!(

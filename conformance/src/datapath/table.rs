@@ -24,6 +24,19 @@ impl Target {
     }
 }
 
+/// `a` over `b`: 1x and 8x throughput, RR p50, 1x and 8x CPU per GB
+/// (0 where `b` has no figure).
+fn five_ratios(a: &Measurement, b: &Measurement) -> [f64; 5] {
+    let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
+    [
+        ratio(a.single.bits_per_second, b.single.bits_per_second),
+        ratio(a.multi.bits_per_second, b.multi.bits_per_second),
+        ratio(a.rr.p50.as_secs_f64(), b.rr.p50.as_secs_f64()),
+        ratio(a.single.cpu_per_gb(), b.single.cpu_per_gb()),
+        ratio(a.multi.cpu_per_gb(), b.multi.cpu_per_gb()),
+    ]
+}
+
 impl Report {
     fn get(&self, path: PathKind, chain: ChainKind) -> Option<&Measurement> {
         self.rows
@@ -40,7 +53,7 @@ impl Report {
             .map_or("no clock stated".to_string(), |mhz| format!("{mhz:.0} MHz"));
         let _ = writeln!(
             o,
-            "# data path: cni6 (bridge6+ipam-prefix+firewall6) vs reference (bridge+host-local+firewall, {})",
+            "# data path: cni6 (bridge6+ipam-prefix+firewall6) vs reference (bridge+host-local+firewall, {}) and cni6 bare (no firewall6)",
             self.reference_dir.display()
         );
         let _ = writeln!(
@@ -61,6 +74,12 @@ impl Report {
             "# bridge-nf-call-ip6tables in the nodes: {}; CPU = iperf3 client + server + ksoftirqd (rusage), Gcyc = CPU s x clock",
             nf.join(", ")
         );
+        if let Some(n) = self.bare_checked {
+            let _ = writeln!(
+                o,
+                "# cni6 bare: bridge6+ipam-prefix, no firewall6; its {n} namespaces checked after attach, probe and measurements: no ip(6)tables table, no conntrack entry"
+            );
+        }
         let _ = writeln!(
             o,
             "# load average before {} / after {} (throughput falls with load from elsewhere; CPU per GB much less)",
@@ -123,6 +142,8 @@ impl Report {
             "# throughput ratios (issue 20 targets)",
             ["cni6 1x", "cni6 8x", "ref 1x", "ref 8x"],
         );
+        // The issue's comparison; the bare chain has sections of its own.
+        const COMPARED: [ChainKind; 2] = [ChainKind::Cni6, ChainKind::Reference];
         let tput = [
             (
                 PathKind::PodPodAcrossNodes,
@@ -142,7 +163,7 @@ impl Report {
         ];
         for (pod, base, target) in tput {
             let mut v = Vec::new();
-            for chain in ChainKind::ALL {
+            for chain in COMPARED {
                 let (Some(a), Some(b)) = (self.get(pod, chain), self.get(base, chain)) else {
                     continue;
                 };
@@ -163,7 +184,7 @@ impl Report {
         );
         for (pod, base, _) in tput {
             let mut v = Vec::new();
-            for chain in ChainKind::ALL {
+            for chain in COMPARED {
                 let (Some(a), Some(b)) = (self.get(pod, chain), self.get(base, chain)) else {
                     continue;
                 };
@@ -188,7 +209,7 @@ impl Report {
             (PathKind::PodPodSameNode, PathKind::VethPair, None),
         ] {
             let mut v = Vec::new();
-            for chain in ChainKind::ALL {
+            for chain in COMPARED {
                 let (Some(a), Some(b)) = (self.get(pod, chain), self.get(base, chain)) else {
                     continue;
                 };
@@ -204,34 +225,83 @@ impl Report {
                 }
             }
         }
+        self.render_chain_ratios(
+            o,
+            "# cni6 / reference on the same path",
+            ChainKind::Cni6,
+            ChainKind::Reference,
+        );
+        self.render_bare(o, &tput);
+    }
+
+    /// Chain `a` over chain `b` on every path: throughput (1 and 8
+    /// streams), RR p50, CPU per GB (1 and 8 streams).
+    fn render_chain_ratios(&self, o: &mut String, title: &str, a: ChainKind, b: ChainKind) {
         let _ = writeln!(
             o,
             "{:<42} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "# cni6 / reference on the same path",
-            "1x Gb/s",
-            "8x Gb/s",
-            "RR p50",
-            "CPU/GB1",
-            "CPU/GB8"
+            title, "1x Gb/s", "8x Gb/s", "RR p50", "CPU/GB1", "CPU/GB8"
         );
         for path in PathKind::ALL {
-            let (Some(a), Some(b)) = (
-                self.get(path, ChainKind::Cni6),
-                self.get(path, ChainKind::Reference),
-            ) else {
+            let (Some(x), Some(y)) = (self.get(path, a), self.get(path, b)) else {
                 continue;
             };
             let _ = writeln!(
                 o,
-                "{:<42} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                "{:<42} {}",
                 path.label(),
-                ratio(a.single.bits_per_second, b.single.bits_per_second),
-                ratio(a.multi.bits_per_second, b.multi.bits_per_second),
-                ratio(a.rr.p50.as_secs_f64(), b.rr.p50.as_secs_f64()),
-                ratio(a.single.cpu_per_gb(), b.single.cpu_per_gb()),
-                ratio(a.multi.cpu_per_gb(), b.multi.cpu_per_gb()),
+                five_ratios(x, y).map(|r| format!("{r:>8.2}")).join(" ")
             );
         }
+    }
+
+    /// The bare chain: each pod path over its baseline in the bare
+    /// topology (what veths, bridges and forwarding cost, against the
+    /// issue's throughput target), then cni6 over bare on every path
+    /// (what firewall6's rules and the conntrack they turn on cost).
+    fn render_bare(&self, o: &mut String, pairs: &[(PathKind, PathKind, Target)]) {
+        if !self.rows.iter().any(|m| m.chain == ChainKind::Bare) {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "{:<42} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  bare",
+            "# bare path / its baseline (no netfilter)",
+            "1x Gb/s",
+            "8x Gb/s",
+            "RR p50",
+            "CPU/GB1",
+            "CPU/GB8",
+            "target"
+        );
+        for &(pod, base, target) in pairs {
+            let (Some(a), Some(b)) = (
+                self.get(pod, ChainKind::Bare),
+                self.get(base, ChainKind::Bare),
+            ) else {
+                continue;
+            };
+            let v = five_ratios(a, b);
+            let verdict = if target.met(v[0]) && target.met(v[1]) {
+                "met"
+            } else {
+                "missed"
+            };
+            let cells: Vec<String> = v.iter().map(|r| format!("{r:>8.2}")).collect();
+            let _ = writeln!(
+                o,
+                "{:<42} {} {:>8}  {verdict}",
+                format!("{} / {}", pod.label(), base.label()),
+                cells.join(" "),
+                target.label()
+            );
+        }
+        self.render_chain_ratios(
+            o,
+            "# firewall6's cost: cni6 / cni6 bare",
+            ChainKind::Cni6,
+            ChainKind::Bare,
+        );
     }
 
     /// A ratio row: cni6's two figures, the reference's two, the target,

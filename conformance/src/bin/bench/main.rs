@@ -87,7 +87,8 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Measure the data path instead: throughput, latency and CPU per GB of
-    /// every pod and node path, both chains (docs/datapath.md).
+    /// every pod and node path: cni6, the reference and cni6 without
+    /// firewall6 (docs/datapath.md).
     #[arg(long)]
     datapath: bool,
     /// Size of the --datapath run (tiny: a few seconds, for CI).

@@ -1,6 +1,8 @@
 //! The netlink operations bridge6 needs, on top of cni_common's synchronous
-//! [`Netlink`] socket: one request each, links looked up by name or index
-//! (never a dump on ADD/DEL/CHECK; only GC lists a bridge's ports).
+//! [`Netlink`] socket: one request each, links looked up by name or index;
+//! the only dump is a bridge's ports ([`bridge_ports`], filtered by master
+//! in the kernel): ADD and CHECK list them to refuse a shared bridge, GC to
+//! find stale host veths.
 //!
 //! Kernel quirks handled here:
 //! - a veth is created with its peer already inside the pod namespace
@@ -17,6 +19,7 @@
 //!   sleeping.
 
 use crate::error::{Bridge6Error, Result};
+use cni_common::attachment::HOST_VETH_PREFIX;
 use cni_common::netlink::Netlink;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
@@ -131,6 +134,20 @@ impl Link {
 
     pub fn is_bridge(&self) -> bool {
         self.kind.as_deref() == Some("bridge")
+    }
+
+    /// A host veth of a bridge6 pod, by its derived name (ports of releases
+    /// before isolation carry no isolation flags and are still ours).
+    pub fn is_pod_port(&self) -> bool {
+        self.kind.as_deref() == Some("veth") && self.name.starts_with(HOST_VETH_PREFIX)
+    }
+
+    /// A port that lets pods past the node at layer 2: the kernel's port
+    /// isolation only stops isolated-to-isolated, so an isolated pod port
+    /// still reaches every port not isolated (an operator's uplink and its
+    /// whole LAN, unseen by firewall6). An isolated foreign port is fine.
+    pub fn opens_layer2(&self) -> bool {
+        self.isolation[0] != Some(true) && !self.is_pod_port()
     }
 }
 
@@ -588,7 +605,19 @@ pub fn default_mtu(nl: &mut Netlink, configured: Option<u32>) -> Result<u32> {
     }
 }
 
-/// Ports of a bridge (GC only: a dump filtered by master in the kernel).
+/// The names of `bridge`'s ports that open layer 2 to its pods
+/// ([`Link::opens_layer2`]); empty when the bridge is cni6's alone.
+pub fn layer2_openings(nl: &mut Netlink, bridge: &Link) -> Result<Vec<String>> {
+    Ok(bridge_ports(nl, bridge.index)?
+        .into_iter()
+        .filter(Link::opens_layer2)
+        .map(|p| p.name)
+        .collect())
+}
+
+/// Ports of a bridge: one dump that the kernel filters by IFLA_MASTER
+/// (rtnl_dump_ifinfo), so its cost follows the bridge's ports, not the
+/// node's links.
 pub fn bridge_ports(nl: &mut Netlink, bridge: u32) -> Result<Vec<Link>> {
     let mut msg = LinkMessage::default();
     msg.attributes = vec![LinkAttribute::Controller(bridge)];
@@ -748,5 +777,44 @@ pub fn wait_usable(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(name: &str, kind: &str, isolated: Option<bool>) -> Link {
+        Link {
+            index: 7,
+            name: name.into(),
+            mac: vec![0; 6],
+            mtu: 1500,
+            master: Some(3),
+            kind: Some(kind.into()),
+            up: true,
+            oper_up: true,
+            alias: None,
+            port_state: None,
+            hairpin: None,
+            isolation: [isolated, None, None, None],
+        }
+    }
+
+    #[test]
+    fn only_foreign_ports_not_isolated_open_layer2() {
+        // The operator's uplink on the pods' bridge.
+        assert!(port("eth0", "veth", Some(false)).opens_layer2());
+        assert!(port("eth0", "veth", None).opens_layer2());
+        let mut plain = port("eth0", "veth", Some(false));
+        plain.kind = None;
+        assert!(plain.opens_layer2());
+        // A foreign link merely named like ours is still foreign.
+        assert!(port("c6abcdef0123456", "vlan", Some(false)).opens_layer2());
+        // Isolated: it reaches the node, never a pod port.
+        assert!(!port("eth0", "veth", Some(true)).opens_layer2());
+        // Pod ports, including those of releases before isolation.
+        assert!(!port("c6abcdef0123456", "veth", Some(true)).opens_layer2());
+        assert!(!port("c6abcdef0123456", "veth", None).opens_layer2());
     }
 }

@@ -126,6 +126,84 @@ impl Netlink {
         }
     }
 
+    /// A dump whose replies are handed back unparsed: each message's
+    /// payload (after the netlink header), for a caller that reads two or
+    /// three attributes of many links. netlink-packet-route decodes every
+    /// attribute of every link, ~9x the kernel's own cost of the dump
+    /// (docs/performance.md). Retried when the kernel flags it interrupted.
+    pub fn dump_raw(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<Vec<u8>>> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        nl.finalize();
+        let mut out = vec![0u8; nl.buffer_len()];
+        for _ in 0..5 {
+            self.seq = self.seq.wrapping_add(1);
+            nl.header.sequence_number = self.seq;
+            nl.serialize(&mut out);
+            match self.dump_raw_once(&out) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                other => return other,
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EINTR))
+    }
+
+    fn dump_raw_once(&mut self, out: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+        const HDR: usize = 16;
+        const NLMSG_ERROR: u16 = 2;
+        const NLMSG_DONE: u16 = 3;
+        let seq = self.seq;
+        self.sock.send(out, 0)?;
+        let mut replies = Vec::new();
+        let mut interrupted = false;
+        let u32_at =
+            |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let buf = &self.buf[..n];
+            let mut off = 0;
+            while off + HDR <= n {
+                let len = u32_at(buf, off) as usize;
+                if len < HDR || off + len > n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("netlink message of length {len} at offset {off} of {n}"),
+                    ));
+                }
+                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+                let flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
+                let msg_seq = u32_at(buf, off + 8);
+                let payload = &buf[off + HDR..off + len];
+                off += (len + 3) & !3;
+                if msg_seq != seq {
+                    continue;
+                }
+                if flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match kind {
+                    NLMSG_DONE | NLMSG_ERROR => {
+                        let code = if payload.len() >= 4 {
+                            u32_at(payload, 0) as i32
+                        } else {
+                            0
+                        };
+                        if code != 0 {
+                            return Err(io::Error::from_raw_os_error(-code));
+                        }
+                        if interrupted {
+                            return Err(io::Error::from_raw_os_error(libc::EINTR));
+                        }
+                        return Ok(replies);
+                    }
+                    1 => {} // NLMSG_NOOP
+                    _ => replies.push(payload.to_vec()),
+                }
+            }
+        }
+    }
+
     /// Look a link up by name (one GETLINK, never a dump).
     pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<LinkMessage>> {
         let mut msg = LinkMessage::default();

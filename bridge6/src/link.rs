@@ -618,10 +618,21 @@ pub fn layer2_openings(nl: &mut Netlink, bridge: &Link) -> Result<Vec<String>> {
         LinkAttribute::Controller(bridge.index),
         LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]),
     ];
-    let replies = nl
+    let dump = nl
         .dump_raw(RouteNetlinkMessage::GetLink(msg))
         .map_err(|e| Bridge6Error::netlink(format!("list ports of bridge {}", bridge.name), e))?;
-    Ok(replies
+    // Still interrupted after the retries: pods are being attached or
+    // removed meanwhile. Failing would fail ADDs exactly when a node is
+    // busy; recent kernels (6.18 here) resume a link dump at the next
+    // ifindex, so a port present throughout (an uplink) is listed anyway.
+    if dump.interrupted {
+        crate::plugin::log(format!(
+            "the ports of bridge {} changed during each listing; judged on the last one",
+            bridge.name
+        ));
+    }
+    Ok(dump
+        .messages
         .iter()
         .filter_map(|m| PortSummary::parse(m))
         .filter(|p| p.master == Some(bridge.index))

@@ -26,6 +26,15 @@ pub struct Netlink {
     buf: Vec<u8>,
 }
 
+/// The payloads of a dump ([`Netlink::dump_raw`]). `interrupted`: the
+/// kernel saw the list change while it was read (NLM_F_DUMP_INTR), so an
+/// entry may be missing or twice.
+#[derive(Debug, Default)]
+pub struct RawDump {
+    pub messages: Vec<Vec<u8>>,
+    pub interrupted: bool,
+}
+
 /// An IPv6 address on a link, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkAddress {
@@ -130,26 +139,31 @@ impl Netlink {
     /// payload (after the netlink header), for a caller that reads two or
     /// three attributes of many links. netlink-packet-route decodes every
     /// attribute of every link, ~9x the kernel's own cost of the dump
-    /// (docs/performance.md). Retried when the kernel flags it interrupted.
-    pub fn dump_raw(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<Vec<u8>>> {
+    /// (docs/performance.md). Retried when the kernel flags it interrupted;
+    /// a long dump on a node creating pods concurrently can stay
+    /// interrupted, so after the retries the last listing is returned
+    /// marked as such, for the caller to judge.
+    pub fn dump_raw(&mut self, msg: RouteNetlinkMessage) -> io::Result<RawDump> {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
         nl.finalize();
         let mut out = vec![0u8; nl.buffer_len()];
+        let mut last = None;
         for _ in 0..5 {
             self.seq = self.seq.wrapping_add(1);
             nl.header.sequence_number = self.seq;
             nl.serialize(&mut out);
-            match self.dump_raw_once(&out) {
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                other => return other,
+            let dump = self.dump_raw_once(&out)?;
+            if !dump.interrupted {
+                return Ok(dump);
             }
+            last = Some(dump);
         }
-        Err(io::Error::from_raw_os_error(libc::EINTR))
+        last.ok_or_else(|| io::Error::from_raw_os_error(libc::EINTR))
     }
 
-    fn dump_raw_once(&mut self, out: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+    fn dump_raw_once(&mut self, out: &[u8]) -> io::Result<RawDump> {
         const HDR: usize = 16;
         const NLMSG_ERROR: u16 = 2;
         const NLMSG_DONE: u16 = 3;
@@ -192,10 +206,10 @@ impl Netlink {
                         if code != 0 {
                             return Err(io::Error::from_raw_os_error(-code));
                         }
-                        if interrupted {
-                            return Err(io::Error::from_raw_os_error(libc::EINTR));
-                        }
-                        return Ok(replies);
+                        return Ok(RawDump {
+                            messages: replies,
+                            interrupted,
+                        });
                     }
                     1 => {} // NLMSG_NOOP
                     _ => replies.push(payload.to_vec()),

@@ -125,13 +125,15 @@ fn pod_routes(
     (out, skipped_default && want_default)
 }
 
+/// The bridge `name` for a new port: `existing` (looked up by
+/// [`Adding::refuse_shared_bridge`]) or made now, then up with `mtu`.
 fn ensure_bridge(
     nl: &mut Netlink,
     conf: &sysctl::Conf,
     name: &str,
+    existing: Option<link::Link>,
     mtu: u32,
 ) -> Result<link::Link> {
-    let existing = link::by_name(nl, name)?;
     let br = match existing {
         Some(l) => l,
         None => {
@@ -190,8 +192,10 @@ pub(crate) fn add(req: &Request) -> Result<CniResult> {
         att,
         mac,
         made_veth: false,
+        bridge: None,
     };
     a.refuse_existing()?;
+    a.refuse_shared_bridge()?;
 
     // IPAM ADD (a process, and an fdatasync in ipam-prefix's store) runs
     // while this thread makes the bridge, the veth pair and the pod-side
@@ -260,6 +264,8 @@ struct Adding<'a> {
     /// The pod interface's MAC, if the runtime asked for one.
     mac: Option<[u8; 6]>,
     made_veth: bool,
+    /// The configured bridge as it was before IPAM ran (`None`: not yet made).
+    bridge: Option<link::Link>,
 }
 
 impl Adding<'_> {
@@ -285,6 +291,32 @@ impl Adding<'_> {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Pods share no layer 2 (docs/security.md): a bridge that also holds
+    /// a port neither isolated nor a pod's (an operator's `br0` with the
+    /// uplink `eth0`) is refused before IPAM allocates or a link is made.
+    /// A port added after this check is CHECK's and `cni6 status`'s to find.
+    fn refuse_shared_bridge(&mut self) -> Result<()> {
+        let name = self.cfg.bridge.as_str();
+        let Some(br) = link::by_name(&mut self.host_nl, name)? else {
+            return Ok(());
+        };
+        if !br.is_bridge() {
+            return Err(Bridge6Error::NotABridge {
+                name: name.to_string(),
+                kind: br.kind.clone().unwrap_or_else(|| "non-bridge".into()),
+            });
+        }
+        let ports = link::layer2_openings(&mut self.host_nl, &br)?;
+        if !ports.is_empty() {
+            return Err(Bridge6Error::SharedBridge {
+                bridge: name.to_string(),
+                ports,
+            });
+        }
+        self.bridge = Some(br);
         Ok(())
     }
 
@@ -403,7 +435,13 @@ impl Adding<'_> {
     /// interface's sysctls.
     fn prepare(&mut self) -> Result<Prepared> {
         let mtu = link::default_mtu(&mut self.host_nl, self.cfg.mtu)?;
-        let bridge = ensure_bridge(&mut self.host_nl, &self.conf, &self.cfg.bridge, mtu)?;
+        let bridge = ensure_bridge(
+            &mut self.host_nl,
+            &self.conf,
+            &self.cfg.bridge,
+            self.bridge.take(),
+            mtu,
+        )?;
         let fwd = sysctl::ensure_forwarding(&self.conf)?;
         if fwd.enabled || !fwd.raised_accept_ra.is_empty() {
             log(format!(

@@ -25,6 +25,11 @@ pub enum Bridge6Error {
     #[error("bridge={name}: expected a bridge (or no link of that name), found a {kind} link")]
     NotABridge { name: String, kind: String },
 
+    /// The bridge also holds ports that are neither isolated nor a pod's
+    /// (an uplink): pods would reach their LAN at layer 2, past firewall6.
+    #[error("bridge={bridge}: {}", shared_bridge_problem(.bridge, .ports))]
+    SharedBridge { bridge: String, ports: Vec<String> },
+
     /// conformance.md #19/22: the attachment (or its interface) already exists.
     #[error("{what} already exists; DEL the attachment first")]
     AttachmentExists { ifname: String, what: String },
@@ -59,6 +64,20 @@ pub enum Bridge6Error {
     /// Errors of the shared library (netns, delegation, config) pass through.
     #[error(transparent)]
     Common(#[from] cni_common::Error),
+}
+
+/// What is wrong with a bridge holding `ports` that are not isolated, and
+/// the two ways out; ADD, CHECK and the operator tool say it alike.
+pub fn shared_bridge_problem(bridge: &str, ports: &[String]) -> String {
+    let list = ports.join(", ");
+    let first = ports.first().map(String::as_str).unwrap_or("PORT");
+    format!(
+        "bridge {bridge} also holds port(s) {list} that are not isolated, so every pod on it could \
+         send frames straight through them (any source address, neighbour advertisements, VLAN \
+         tags) to the hosts behind them, unseen by firewall6; give cni6 a bridge of its own in \
+         the `bridge` key and route the uplink, or isolate the port(s) if they must stay on \
+         {bridge} (`bridge link set dev {first} isolated on` for each; the node still reaches them)"
+    )
 }
 
 pub type Result<T, E = Bridge6Error> = std::result::Result<T, E>;
@@ -107,6 +126,14 @@ impl From<Bridge6Error> for cni_common::Error {
                 name,
                 format!("a bridge (or no link of that name), but {name} is a {kind} link"),
             ),
+            Bridge6Error::SharedBridge { bridge, ports } => E::config(
+                "bridge",
+                &bridge,
+                format!(
+                    "a bridge of cni6's own or one whose other ports are all isolated, but {}",
+                    shared_bridge_problem(&bridge, &ports)
+                ),
+            ),
             Bridge6Error::IpamResult(m) => E::config("ipam", "(its result)", m),
             Bridge6Error::AttachmentExists { ifname, what } => E::env(
                 "CNI_IFNAME",
@@ -138,6 +165,21 @@ mod tests {
             }),
             7
         );
+        let shared = cni_common::Error::from(Bridge6Error::SharedBridge {
+            bridge: "br0".into(),
+            ports: vec!["eth0".into()],
+        });
+        assert_eq!(shared.code(), 7);
+        let msg = shared.to_string();
+        for part in [
+            "bridge=br0",
+            "eth0",
+            "not isolated",
+            "`bridge` key",
+            "isolated on",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing in {msg}");
+        }
         assert_eq!(
             c(Bridge6Error::AttachmentExists {
                 ifname: "eth0".into(),

@@ -1,6 +1,8 @@
 //! The netlink operations bridge6 needs, on top of cni_common's synchronous
-//! [`Netlink`] socket: one request each, links looked up by name or index
-//! (never a dump on ADD/DEL/CHECK; only GC lists a bridge's ports).
+//! [`Netlink`] socket: one request each, links looked up by name or index;
+//! the only dump is a bridge's ports ([`bridge_ports`], filtered by master
+//! in the kernel): ADD and CHECK list them to refuse a shared bridge, GC to
+//! find stale host veths.
 //!
 //! Kernel quirks handled here:
 //! - a veth is created with its peer already inside the pod namespace
@@ -17,6 +19,7 @@
 //!   sleeping.
 
 use crate::error::{Bridge6Error, Result};
+use cni_common::attachment::HOST_VETH_PREFIX;
 use cni_common::netlink::Netlink;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
@@ -27,7 +30,7 @@ use netlink_packet_route::address::{
 };
 use netlink_packet_route::link::{
     BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, State,
+    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -132,6 +135,22 @@ impl Link {
     pub fn is_bridge(&self) -> bool {
         self.kind.as_deref() == Some("bridge")
     }
+
+    /// See [`opens_layer2`].
+    pub fn opens_layer2(&self) -> bool {
+        opens_layer2(&self.name, self.kind.as_deref(), self.isolation[0])
+    }
+}
+
+/// A bridge port that lets pods past the node at layer 2: the kernel's
+/// port isolation only stops isolated-to-isolated, so an isolated pod port
+/// still reaches every port not isolated (an operator's uplink and its
+/// whole LAN, unseen by firewall6). An isolated foreign port is fine, and
+/// so is a bridge6 host veth (by its derived name), isolated or from a
+/// release before isolation.
+pub fn opens_layer2(name: &str, kind: Option<&str>, isolated: Option<bool>) -> bool {
+    let pod_port = kind == Some("veth") && name.starts_with(HOST_VETH_PREFIX);
+    isolated != Some(true) && !pod_port
 }
 
 fn first_link(replies: Vec<RouteNetlinkMessage>) -> Option<Link> {
@@ -588,7 +607,117 @@ pub fn default_mtu(nl: &mut Netlink, configured: Option<u32>) -> Result<u32> {
     }
 }
 
-/// Ports of a bridge (GC only: a dump filtered by master in the kernel).
+/// The names of `bridge`'s ports that open layer 2 to its pods
+/// ([`opens_layer2`]); empty when the bridge is cni6's alone. Every ADD
+/// asks, so the port dump (filtered by master in the kernel, without
+/// statistics) is read raw for the three attributes needed: decoding
+/// whole link messages cost ~17 µs per port (docs/performance.md).
+pub fn layer2_openings(nl: &mut Netlink, bridge: &Link) -> Result<Vec<String>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes = vec![
+        LinkAttribute::Controller(bridge.index),
+        LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]),
+    ];
+    let dump = nl
+        .dump_raw(RouteNetlinkMessage::GetLink(msg))
+        .map_err(|e| Bridge6Error::netlink(format!("list ports of bridge {}", bridge.name), e))?;
+    // Still interrupted after the retries: pods are being attached or
+    // removed meanwhile. Failing would fail ADDs exactly when a node is
+    // busy; recent kernels (6.18 here) resume a link dump at the next
+    // ifindex, so a port present throughout (an uplink) is listed anyway.
+    if dump.interrupted {
+        crate::plugin::log(format!(
+            "the ports of bridge {} changed during each listing; judged on the last one",
+            bridge.name
+        ));
+    }
+    Ok(dump
+        .messages
+        .iter()
+        .filter_map(|m| PortSummary::parse(m))
+        .filter(|p| p.master == Some(bridge.index))
+        .filter(|p| opens_layer2(&p.name, p.kind.as_deref(), p.isolated))
+        .map(|p| p.name)
+        .collect())
+}
+
+/// What [`layer2_openings`] reads of one RTM_NEWLINK payload.
+#[derive(Debug, PartialEq, Eq)]
+struct PortSummary {
+    name: String,
+    master: Option<u32>,
+    kind: Option<String>,
+    isolated: Option<bool>,
+}
+
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MASTER: u16 = 10;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BRPORT_ISOLATED: u16 = 33;
+
+impl PortSummary {
+    fn parse(payload: &[u8]) -> Option<PortSummary> {
+        let text = |v: &[u8]| {
+            String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(v)).into_owned()
+        };
+        let mut p = PortSummary {
+            name: String::new(),
+            master: None,
+            kind: None,
+            isolated: None,
+        };
+        for (kind, v) in nlas(payload.get(IFINFOMSG_LEN..)?) {
+            match kind {
+                IFLA_IFNAME => p.name = text(v),
+                IFLA_MASTER if v.len() >= 4 => {
+                    p.master = Some(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+                }
+                IFLA_LINKINFO => {
+                    for (k, v) in nlas(v) {
+                        match k {
+                            IFLA_INFO_KIND => p.kind = Some(text(v)),
+                            IFLA_INFO_SLAVE_DATA => {
+                                if let Some((_, f)) = nlas(v)
+                                    .find(|(k, f)| *k == IFLA_BRPORT_ISOLATED && !f.is_empty())
+                                {
+                                    p.isolated = Some(f[0] != 0);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        (!p.name.is_empty()).then_some(p)
+    }
+}
+
+/// The attributes of a netlink attribute stream as (type, value), the
+/// type without its nested/byte-order flags; ends at a malformed one.
+fn nlas(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < 4 {
+            return None;
+        }
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let value = &b[4..len];
+        b = &b[((len + 3) & !3).min(b.len())..];
+        Some((kind, value))
+    })
+}
+
+/// Ports of a bridge: one dump that the kernel filters by IFLA_MASTER
+/// (rtnl_dump_ifinfo), so its cost follows the bridge's ports, not the
+/// node's links.
 pub fn bridge_ports(nl: &mut Netlink, bridge: u32) -> Result<Vec<Link>> {
     let mut msg = LinkMessage::default();
     msg.attributes = vec![LinkAttribute::Controller(bridge)];
@@ -748,5 +877,99 @@ pub fn wait_usable(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(name: &str, kind: &str, isolated: Option<bool>) -> Link {
+        Link {
+            index: 7,
+            name: name.into(),
+            mac: vec![0; 6],
+            mtu: 1500,
+            master: Some(3),
+            kind: Some(kind.into()),
+            up: true,
+            oper_up: true,
+            alias: None,
+            port_state: None,
+            hairpin: None,
+            isolation: [isolated, None, None, None],
+        }
+    }
+
+    /// A port's RTM_NEWLINK payload as netlink-packet-route writes it.
+    fn payload(attrs: Vec<LinkAttribute>) -> Vec<u8> {
+        use netlink_packet_core::Emitable;
+        let mut m = LinkMessage::default();
+        m.header.index = 7;
+        m.attributes = attrs;
+        let mut b = vec![0u8; m.buffer_len()];
+        m.emit(&mut b);
+        b
+    }
+
+    #[test]
+    fn the_raw_port_summary_reads_name_master_kind_and_isolation() {
+        let b = payload(vec![
+            LinkAttribute::IfName("eth0".into()),
+            LinkAttribute::Mtu(1500),
+            LinkAttribute::Controller(3),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::PortKind(netlink_packet_route::link::InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![
+                    InfoBridgePort::Learning(true),
+                    InfoBridgePort::Isolated(false),
+                ])),
+            ]),
+        ]);
+        let p = PortSummary::parse(&b).unwrap();
+        assert_eq!(
+            p,
+            PortSummary {
+                name: "eth0".into(),
+                master: Some(3),
+                kind: Some("veth".into()),
+                isolated: Some(false),
+            }
+        );
+        let b = payload(vec![
+            LinkAttribute::IfName("c6abcdef0123456".into()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::PortKind(netlink_packet_route::link::InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                    true,
+                )])),
+            ]),
+        ]);
+        let p = PortSummary::parse(&b).unwrap();
+        assert_eq!((p.isolated, p.master), (Some(true), None));
+        // Truncated or empty input is no port, never a panic.
+        for cut in 0..b.len() {
+            let _ = PortSummary::parse(&b[..cut]);
+        }
+        assert_eq!(PortSummary::parse(&[]), None);
+    }
+
+    #[test]
+    fn only_foreign_ports_not_isolated_open_layer2() {
+        // The operator's uplink on the pods' bridge.
+        assert!(port("eth0", "veth", Some(false)).opens_layer2());
+        assert!(port("eth0", "veth", None).opens_layer2());
+        let mut plain = port("eth0", "veth", Some(false));
+        plain.kind = None;
+        assert!(plain.opens_layer2());
+        // A foreign link merely named like ours is still foreign.
+        assert!(port("c6abcdef0123456", "vlan", Some(false)).opens_layer2());
+        // Isolated: it reaches the node, never a pod port.
+        assert!(!port("eth0", "veth", Some(true)).opens_layer2());
+        // Pod ports, including those of releases before isolation.
+        assert!(!port("c6abcdef0123456", "veth", Some(true)).opens_layer2());
+        assert!(!port("c6abcdef0123456", "veth", None).opens_layer2());
     }
 }

@@ -315,6 +315,11 @@ fn check(req: &Request) -> Result<()> {
             host.isolation
         ));
     }
+    // What ADD refuses may have come later: an uplink enslaved since.
+    let open = link::layer2_openings(&mut host_nl, &bridge)?;
+    if !open.is_empty() {
+        return fail(crate::error::shared_bridge_problem(&cfg.bridge, &open));
+    }
     let mtu = link::default_mtu(&mut host_nl, cfg.mtu)?;
     for (name, have) in [(host_name.as_str(), host.mtu), (ifname, pod.mtu)] {
         if have != mtu {

@@ -26,6 +26,15 @@ pub struct Netlink {
     buf: Vec<u8>,
 }
 
+/// The payloads of a dump ([`Netlink::dump_raw`]). `interrupted`: the
+/// kernel saw the list change while it was read (NLM_F_DUMP_INTR), so an
+/// entry may be missing or twice.
+#[derive(Debug, Default)]
+pub struct RawDump {
+    pub messages: Vec<Vec<u8>>,
+    pub interrupted: bool,
+}
+
 /// An IPv6 address on a link, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkAddress {
@@ -121,6 +130,89 @@ impl Netlink {
                         }
                     }
                     _ => {}
+                }
+            }
+        }
+    }
+
+    /// A dump whose replies are handed back unparsed: each message's
+    /// payload (after the netlink header), for a caller that reads two or
+    /// three attributes of many links. netlink-packet-route decodes every
+    /// attribute of every link, ~9x the kernel's own cost of the dump
+    /// (docs/performance.md). Retried when the kernel flags it interrupted;
+    /// a long dump on a node creating pods concurrently can stay
+    /// interrupted, so after the retries the last listing is returned
+    /// marked as such, for the caller to judge.
+    pub fn dump_raw(&mut self, msg: RouteNetlinkMessage) -> io::Result<RawDump> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        nl.finalize();
+        let mut out = vec![0u8; nl.buffer_len()];
+        let mut last = None;
+        for _ in 0..5 {
+            self.seq = self.seq.wrapping_add(1);
+            nl.header.sequence_number = self.seq;
+            nl.serialize(&mut out);
+            let dump = self.dump_raw_once(&out)?;
+            if !dump.interrupted {
+                return Ok(dump);
+            }
+            last = Some(dump);
+        }
+        last.ok_or_else(|| io::Error::from_raw_os_error(libc::EINTR))
+    }
+
+    fn dump_raw_once(&mut self, out: &[u8]) -> io::Result<RawDump> {
+        const HDR: usize = 16;
+        const NLMSG_ERROR: u16 = 2;
+        const NLMSG_DONE: u16 = 3;
+        let seq = self.seq;
+        self.sock.send(out, 0)?;
+        let mut replies = Vec::new();
+        let mut interrupted = false;
+        let u32_at =
+            |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let buf = &self.buf[..n];
+            let mut off = 0;
+            while off + HDR <= n {
+                let len = u32_at(buf, off) as usize;
+                if len < HDR || off + len > n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("netlink message of length {len} at offset {off} of {n}"),
+                    ));
+                }
+                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+                let flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
+                let msg_seq = u32_at(buf, off + 8);
+                let payload = &buf[off + HDR..off + len];
+                off += (len + 3) & !3;
+                if msg_seq != seq {
+                    continue;
+                }
+                if flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match kind {
+                    NLMSG_DONE | NLMSG_ERROR => {
+                        let code = if payload.len() >= 4 {
+                            u32_at(payload, 0) as i32
+                        } else {
+                            0
+                        };
+                        if code != 0 {
+                            return Err(io::Error::from_raw_os_error(-code));
+                        }
+                        return Ok(RawDump {
+                            messages: replies,
+                            interrupted,
+                        });
+                    }
+                    1 => {} // NLMSG_NOOP
+                    _ => replies.push(payload.to_vec()),
                 }
             }
         }

@@ -359,6 +359,19 @@ pub fn firewall_skeleton() -> std::result::Result<bool, String> {
     Ok(ours.is_some() && fwd.unwrap_or_default().iter().any(|l| l.ends_with(&jump)))
 }
 
+/// The ports of bridge `name` that open layer 2 to its pods (neither
+/// isolated nor a pod's, e.g. an uplink): bridge6 ADD refuses such a
+/// bridge. Empty when the bridge is absent or no bridge.
+pub fn layer2_openings(name: &str) -> std::result::Result<Vec<String>, String> {
+    let mut nl = Netlink::open().map_err(|e| format!("open netlink: {e}"))?;
+    match bridge6::link::by_name(&mut nl, name).map_err(|e| e.to_string())? {
+        Some(br) if br.is_bridge() => {
+            bridge6::link::layer2_openings(&mut nl, &br).map_err(|e| e.to_string())
+        }
+        _ => Ok(vec![]),
+    }
+}
+
 /// Host veths on the network's bridge, carrying its alias, that belong to
 /// no allocation.
 pub fn orphan_veths(

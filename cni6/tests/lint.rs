@@ -248,3 +248,64 @@ fn bridge_nf_call_ip6tables_on_is_an_error_naming_effect_and_fix() {
     // Off, or no br_netfilter at all: nothing to say.
     assert!(lint::node_findings("node", &FakeNode).is_empty());
 }
+
+/// A node whose bridge `br0` also holds its uplink `eth0`, not isolated.
+struct UplinkOnBridge;
+
+impl NodeFacts for UplinkOnBridge {
+    fn interface_prefix(&self, i: &str, s: Scope, l: u8) -> Result<NodePrefix, String> {
+        FakeNode.interface_prefix(i, s, l)
+    }
+    fn has_ip6tables(&self) -> bool {
+        true
+    }
+    fn forwarding(&self) -> Option<bool> {
+        Some(true)
+    }
+    fn has_file(&self, p: &Path) -> bool {
+        FakeNode.has_file(p)
+    }
+    fn layer2_openings(&self, bridge: &str) -> Result<Vec<String>, String> {
+        Ok(if bridge == "br0" {
+            vec!["eth0".into()]
+        } else {
+            vec![]
+        })
+    }
+}
+
+#[test]
+fn a_bridge_holding_an_uplink_not_isolated_is_an_error_naming_network_port_and_fix() {
+    let list = |bridge: &str| {
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"cluster","plugins":[{{"type":"bridge6","bridge":"{bridge}",
+            "ipam":{{"type":"ipam-prefix","subnetId":1,"prefixes":[{{"fromInterface":"eth0","scope":"ula"}}]}}}}]}}"#
+        )
+    };
+    let ctx = Context {
+        cluster_ula: None,
+        bin_dir: Path::new("/opt/cni/bin"),
+        ours_installed_by_caller: false,
+    };
+    let f = lint::lint_list("case", list("br0").as_bytes(), &ctx, &UplinkOnBridge);
+    let shared: Vec<_> = f.iter().filter(|f| f.message.contains("eth0")).collect();
+    assert_eq!(shared.len(), 1, "{f:?}");
+    assert_eq!(shared[0].level, Level::Error);
+    for part in [
+        "network cluster",
+        "bridge br0",
+        "port(s) eth0",
+        "not isolated",
+        "`bridge` key",
+        "bridge link set dev eth0 isolated on",
+    ] {
+        assert!(
+            shared[0].message.contains(part),
+            "{part}: {}",
+            shared[0].message
+        );
+    }
+    // cni6's own bridge: nothing to say about it.
+    let f = lint::lint_list("case", list("cni6br0").as_bytes(), &ctx, &UplinkOnBridge);
+    assert!(lint::unsound(&f) == 0, "{f:?}");
+}

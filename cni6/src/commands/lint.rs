@@ -5,7 +5,8 @@
 //! inside the cluster ULA and not its reserved C:0::/80, `fromInterface`
 //! resolvable now, `clusterPrefixes` covering the node's own ULA range,
 //! prerequisites present (ip6tables, loopback and the list's plugins in
-//! the bin dir, forwarding), no other list but multus sorting before ours,
+//! the bin dir, forwarding), bridge6's bridge holding no port that is
+//! neither isolated nor a pod's (an uplink), no other list but multus sorting before ours,
 //! and br_netfilter's IPv6 hook off (with it on, Services to pods on the
 //! same node are lost).
 //!
@@ -94,6 +95,11 @@ pub trait NodeFacts {
     fn bridge_nf_call_ip6tables(&self) -> Option<bool> {
         None
     }
+    /// The ports of bridge `name` that are neither isolated nor a pod's
+    /// (bridge6 refuses such a bridge); empty when it does not exist.
+    fn layer2_openings(&self, _bridge: &str) -> std::result::Result<Vec<String>, String> {
+        Ok(vec![])
+    }
     /// The CNI versions a plugin binary answers VERSION with, if it runs.
     fn plugin_versions(&self, _bin: &Path) -> Option<Vec<String>> {
         None
@@ -131,6 +137,10 @@ impl NodeFacts for Host {
 
     fn bridge_nf_call_ip6tables(&self) -> Option<bool> {
         node::bridge_nf_call_ip6tables()
+    }
+
+    fn layer2_openings(&self, bridge: &str) -> std::result::Result<Vec<String>, String> {
+        node::layer2_openings(bridge)
     }
 
     fn plugin_versions(&self, bin: &Path) -> Option<Vec<String>> {
@@ -279,8 +289,23 @@ pub fn lint_list(source: &str, bytes: &[u8], ctx: &Context, node: &dyn NodeFacts
         match ptype {
             "bridge6" => {
                 l.unknown("bridge6", "", plugin, bridge6::config::KNOWN_KEYS);
-                if let Err(e) = bridge6::config::Config::parse(&conf) {
-                    l.push(Level::Error, format!("bridge6: {e}"));
+                match bridge6::config::Config::parse(&conf) {
+                    Ok(c) => match node.layer2_openings(&c.bridge) {
+                        Ok(open) if !open.is_empty() => l.push(
+                            Level::Error,
+                            format!(
+                                "bridge6: network {}: every ADD would fail: {}",
+                                list.name,
+                                bridge6::error::shared_bridge_problem(&c.bridge, &open)
+                            ),
+                        ),
+                        Ok(_) => {}
+                        Err(e) => l.push(
+                            Level::Warning,
+                            format!("bridge6: cannot list the ports of bridge {}: {e}", c.bridge),
+                        ),
+                    },
+                    Err(e) => l.push(Level::Error, format!("bridge6: {e}")),
                 }
             }
             "firewall6" => {

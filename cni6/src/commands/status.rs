@@ -175,6 +175,14 @@ fn gather(
                     }
                 }
             }
+            match node::layer2_openings(&net.bridge) {
+                Ok(open) if !open.is_empty() => found.push(format!(
+                    "bridge6 refuses ADD here: {}",
+                    bridge6::error::shared_bridge_problem(&net.bridge, &open)
+                )),
+                Ok(_) => {}
+                Err(e) => found.push(format!("cannot list ports of {}: {e}", net.bridge)),
+            }
             match node::orphan_veths(&net, &allocs) {
                 Ok(o) => found.extend(o.into_iter().map(|v| {
                     format!(

@@ -297,7 +297,11 @@ impl Adding<'_> {
     /// Pods share no layer 2 (docs/security.md): a bridge that also holds
     /// a port neither isolated nor a pod's (an operator's `br0` with the
     /// uplink `eth0`) is refused before IPAM allocates or a link is made.
-    /// A port added after this check is CHECK's and `cni6 status`'s to find.
+    /// A bridge bridge6 made (it carries bridge6's MAC for its name) skips
+    /// the port listing, whose cost grows with the pods on the node (1.6x a
+    /// chain ADD's CPU at 1000 pods, docs/performance.md); a port an
+    /// operator enslaves to it later, like one added after this check, is
+    /// CHECK's and `cni6 status`'s to find.
     fn refuse_shared_bridge(&mut self) -> Result<()> {
         let name = self.cfg.bridge.as_str();
         let Some(br) = link::by_name(&mut self.host_nl, name)? else {
@@ -308,6 +312,10 @@ impl Adding<'_> {
                 name: name.to_string(),
                 kind: br.kind.clone().unwrap_or_else(|| "non-bridge".into()),
             });
+        }
+        if br.mac[..] == attachment::bridge_mac(name)[..] {
+            self.bridge = Some(br);
+            return Ok(());
         }
         let ports = link::layer2_openings(&mut self.host_nl, &br)?;
         if !ports.is_empty() {

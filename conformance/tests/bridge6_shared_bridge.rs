@@ -264,3 +264,65 @@ fn an_isolated_uplink_is_accepted_and_keeps_the_lan_out_of_the_pods_reach() {
         .assert_silent_ok();
     assert!(lan.net.ipam.store().is_empty());
 }
+
+/// A bridge bridge6 made itself (it carries bridge6's MAC for its name)
+/// is not listed on every ADD: the listing's cost grows with the pods on
+/// the node. An uplink an operator enslaves to it later is found by CHECK
+/// and `cni6 status` (the DaemonSet's readiness probe) instead; ADD lets
+/// the next pod on, as documented in docs/security.md.
+#[test]
+fn an_uplink_enslaved_to_bridge6s_own_bridge_is_reported_by_check_and_status() {
+    let node = Node::new();
+    node.ns.bridge_nf_call_ip6tables_off();
+    let host = Netns::new(&format!("{}l", bh::NETNS_PREFIX));
+    let lan = Lan {
+        net: BridgeNet::new("brown"),
+        node,
+        host,
+    };
+    let (pod1, pod2) = (bh::new_pod(), bh::new_pod());
+    let (cid1, cid2) = (
+        harness::container_id("b6own"),
+        harness::container_id("b6own"),
+    );
+    let r1 = lan
+        .net
+        .add(&lan.node, V, &cid1, &pod1, "eth0")
+        .assert_ok()
+        .clone();
+    let n = &lan.node.ns;
+    n.exec_ok(&[
+        "ip",
+        "link",
+        "add",
+        UPLINK,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        LAN_IF,
+        "netns",
+        lan.host.name(),
+    ]);
+    n.exec_ok(&["ip", "link", "set", UPLINK, "master", "brown", "up"]);
+    lan.net.add(&lan.node, V, &cid2, &pod2, "eth0").assert_ok();
+    let check = lan.net.check(&lan.node, V, &cid1, &pod1, "eth0", &r1);
+    check.assert_error(102);
+    for want in ["bridge brown", UPLINK, "isolated on"] {
+        assert!(
+            check.msg().contains(want),
+            "{want:?} missing: {}",
+            check.msg()
+        );
+    }
+    let (conf_dir, cache) = (TempDir::new("b6owc"), TempDir::new("b6owk"));
+    let conflist = lan.conflist(&conf_dir);
+    let (code, text) = lan.status(&conflist, &cache);
+    assert_eq!(code, 1, "status exits 1 on a health problem: {text}");
+    assert!(text.contains(UPLINK), "{text}");
+    for (cid, pod) in [(&cid1, &pod1), (&cid2, &pod2)] {
+        lan.net
+            .del(&lan.node, V, cid, &pod.path_str(), "eth0")
+            .assert_silent_ok();
+    }
+}

@@ -46,6 +46,19 @@ impl Lan {
         n.bridge_nf_call_ip6tables_off();
         n.exec_ok(&["ip", "link", "add", BRIDGE, "type", "bridge"]);
         n.exec_ok(&["ip", "link", "set", BRIDGE, "up"]);
+        let lan = Lan {
+            node,
+            host,
+            net: BridgeNet::new(BRIDGE),
+        };
+        lan.enslave_uplink(BRIDGE);
+        lan
+    }
+
+    /// The uplink `up0` (its peer the LAN host's `lan0`) into `bridge`, up
+    /// and not isolated.
+    fn enslave_uplink(&self, bridge: &str) {
+        let n = &self.node.ns;
         n.exec_ok(&[
             "ip",
             "link",
@@ -57,15 +70,10 @@ impl Lan {
             "name",
             LAN_IF,
             "netns",
-            host.name(),
+            self.host.name(),
         ]);
-        n.exec_ok(&["ip", "link", "set", UPLINK, "master", BRIDGE, "up"]);
-        host.exec_ok(&["ip", "link", "set", LAN_IF, "up"]);
-        Lan {
-            node,
-            host,
-            net: BridgeNet::new(BRIDGE),
-        }
+        n.exec_ok(&["ip", "link", "set", UPLINK, "master", bridge, "up"]);
+        self.host.exec_ok(&["ip", "link", "set", LAN_IF, "up"]);
     }
 
     fn isolate_uplink(&self, on: bool) {
@@ -290,21 +298,7 @@ fn an_uplink_enslaved_to_bridge6s_own_bridge_is_reported_by_check_and_status() {
         .add(&lan.node, V, &cid1, &pod1, "eth0")
         .assert_ok()
         .clone();
-    let n = &lan.node.ns;
-    n.exec_ok(&[
-        "ip",
-        "link",
-        "add",
-        UPLINK,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        LAN_IF,
-        "netns",
-        lan.host.name(),
-    ]);
-    n.exec_ok(&["ip", "link", "set", UPLINK, "master", "brown", "up"]);
+    lan.enslave_uplink("brown");
     lan.net.add(&lan.node, V, &cid2, &pod2, "eth0").assert_ok();
     let check = lan.net.check(&lan.node, V, &cid1, &pod1, "eth0", &r1);
     check.assert_error(102);

@@ -206,34 +206,13 @@ fn spoofed_source_reaches_no_one() {
 fn chained_after_reference_ptp() {
     // conformance.md #56
     let lab = Lab::new();
-    let pod = conformance::harness::Netns::new(conformance::firewall_helpers::PREFIX);
-    let data = conformance::harness::TempDir::new("fw6ptp");
-    let ptp = conformance::harness::reference("ptp");
-    let mut c = json!({
-        "cniVersion": "1.0.0", "name": NET, "type": "ptp", "ipMasq": false,
-        "ipam": {"type": "host-local", "dataDir": data.path_str(),
-                 "ranges": [[{"subnet": "fd00:f6::3:0:0/96"}]], "routes": [{"dst": "::/0"}]}
-    });
-    let cid = container_id("fw6ptp");
-    let prev = lab
-        .node
-        .call(&ptp, "ADD", &cid, &pod.path_str(), &c)
-        .assert_ok()
-        .clone();
-    let addr: Ipv6Addr = prev["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let host_veth = prev["interfaces"][0]["name"].as_str().unwrap().to_string();
-    let fc = conf("1.0.0", NET, json!({}), &prev);
+    let p = PtpPod::add(&lab, "fw6ptp");
+    let (pod, cid, prev, addr, host_veth) = (&p.pod, &p.cid, &p.prev, p.addr, &p.host_veth);
+    let fc = conf("1.0.0", NET, json!({}), prev);
     let out = lab.node.call(
         &conformance::firewall_helpers::firewall6(),
         "ADD",
-        &cid,
+        cid,
         &pod.path_str(),
         &fc,
     );
@@ -241,7 +220,7 @@ fn chained_after_reference_ptp() {
     let mut expect = prev.clone();
     expect.as_object_mut().unwrap().remove("dns");
     assert_eq!(*out.assert_ok(), expect);
-    let rules = lab.node.pod_rules(NET, &cid);
+    let rules = lab.node.pod_rules(NET, cid);
     assert!(
         rules
             .iter()
@@ -271,16 +250,78 @@ fn chained_after_reference_ptp() {
         .call(
             &conformance::firewall_helpers::firewall6(),
             "DEL",
-            &cid,
+            cid,
             &pod.path_str(),
             &fc,
         )
         .assert_silent_ok();
-    assert!(lab.node.pod_rules(NET, &cid).is_empty());
-    c["prevResult"] = prev;
-    lab.node
-        .call(&ptp, "DEL", &cid, &pod.path_str(), &c)
-        .assert_silent_ok();
+    assert!(lab.node.pod_rules(NET, cid).is_empty());
+    p.del(&lab);
+}
+
+/// A pod attached by the reference `ptp` with `host-local` (a routed veth,
+/// one host interface in prevResult), before firewall6.
+struct PtpPod {
+    pod: conformance::harness::Netns,
+    _data: conformance::harness::TempDir,
+    ptp: std::path::PathBuf,
+    conf: serde_json::Value,
+    cid: String,
+    prev: serde_json::Value,
+    addr: Ipv6Addr,
+    host_veth: String,
+}
+
+impl PtpPod {
+    fn add(lab: &Lab, tag: &str) -> PtpPod {
+        let pod = conformance::harness::Netns::new(conformance::firewall_helpers::PREFIX);
+        let data = conformance::harness::TempDir::new(tag);
+        let ptp = conformance::harness::reference("ptp");
+        let conf = json!({
+            "cniVersion": "1.0.0", "name": NET, "type": "ptp", "ipMasq": false,
+            "ipam": {"type": "host-local", "dataDir": data.path_str(),
+                     "ranges": [[{"subnet": "fd00:f6::3:0:0/96"}]], "routes": [{"dst": "::/0"}]}
+        });
+        let cid = container_id(tag);
+        let prev = lab
+            .node
+            .call(&ptp, "ADD", &cid, &pod.path_str(), &conf)
+            .assert_ok()
+            .clone();
+        let addr: Ipv6Addr = prev["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let host_veth = prev["interfaces"][0]["name"].as_str().unwrap().to_string();
+        PtpPod {
+            pod,
+            _data: data,
+            ptp,
+            conf,
+            cid,
+            prev,
+            addr,
+            host_veth,
+        }
+    }
+
+    /// ptp's DEL, after firewall6's (reverse order, as a runtime does).
+    fn del(mut self, lab: &Lab) {
+        self.conf["prevResult"] = self.prev.clone();
+        lab.node
+            .call(
+                &self.ptp,
+                "DEL",
+                &self.cid,
+                &self.pod.path_str(),
+                &self.conf,
+            )
+            .assert_silent_ok();
+    }
 }
 
 /// Send `n` UDP datagrams to ff02::1 (all nodes) out of `eth0` of the pod
@@ -488,25 +529,12 @@ fn datagrams(sock: &std::net::UdpSocket, n: usize) -> Vec<Vec<u8>> {
 fn routed_pod_cannot_ride_an_established_flow_to_a_bridged_pod() {
     let lab = Lab::new();
     let added = add(&lab, json!({}));
-    let pod = conformance::harness::Netns::new(conformance::firewall_helpers::PREFIX);
-    let data = conformance::harness::TempDir::new("fw6inj");
-    let ptp = conformance::harness::reference("ptp");
-    let mut c = json!({
-        "cniVersion": "1.0.0", "name": NET, "type": "ptp", "ipMasq": false,
-        "ipam": {"type": "host-local", "dataDir": data.path_str(),
-                 "ranges": [[{"subnet": "fd00:f6::3:0:0/96"}]], "routes": [{"dst": "::/0"}]}
-    });
-    let cid = container_id("fw6inj");
-    let prev = lab
-        .node
-        .call(&ptp, "ADD", &cid, &pod.path_str(), &c)
-        .assert_ok()
-        .clone();
-    let host_veth = prev["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let p = PtpPod::add(&lab, "fw6inj");
+    let (pod, cid, prev, own, host_veth) = (&p.pod, &p.cid, &p.prev, p.addr, &p.host_veth);
     let fw = conformance::firewall_helpers::firewall6();
-    let fc = conf("1.0.0", NET, json!({}), &prev);
+    let fc = conf("1.0.0", NET, json!({}), prev);
     lab.node
-        .call(&fw, "ADD", &cid, &pod.path_str(), &fc)
+        .call(&fw, "ADD", cid, &pod.path_str(), &fc)
         .assert_ok();
 
     // The flow: pod a ([ula]:7001) → inside host ([addr]:7002), answered.
@@ -526,16 +554,7 @@ fn routed_pod_cannot_ride_an_established_flow_to_a_bridged_pod() {
     // The routed pod resolves its gateway with datagrams of its own (ptp's
     // gateway address may still be tentative; a neighbour solicitation
     // from a forged source would be answered to the inside host), then
-    // sends the inside host's next datagram of
-    // that flow.
-    let own: Ipv6Addr = prev["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // sends the inside host's next datagram of that flow.
     let own_sock = udp_in(pod.path(), own, 7003);
     let reached = (0..10).any(|_| {
         own_sock.send_to(b"own", to_a).unwrap();
@@ -572,11 +591,8 @@ fn routed_pod_cannot_ride_an_established_flow_to_a_bridged_pod() {
     assert_eq!(datagrams(&a_sock, 1), vec![b"genuine-2".to_vec()]);
 
     lab.node
-        .call(&fw, "DEL", &cid, &pod.path_str(), &fc)
+        .call(&fw, "DEL", cid, &pod.path_str(), &fc)
         .assert_silent_ok();
-    c["prevResult"] = prev;
-    lab.node
-        .call(&ptp, "DEL", &cid, &pod.path_str(), &c)
-        .assert_silent_ok();
+    p.del(&lab);
     del(&lab, &added);
 }

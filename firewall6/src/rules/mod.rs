@@ -13,7 +13,7 @@ mod listing;
 mod pod;
 mod skeleton;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use crate::chains::*;
 pub use listing::*;

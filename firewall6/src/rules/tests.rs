@@ -289,7 +289,8 @@ fn pod_from_prev_result() {
     assert!(e.to_string().contains("prevResult.interfaces[0].name"));
 }
 
-fn intact_listing(s: &Skeleton) -> Vec<String> {
+/// A full `ip6tables -S` listing of an intact skeleton for `s`, no pods.
+pub(crate) fn intact_listing(s: &Skeleton) -> Vec<String> {
     let mut lines = vec!["-P FORWARD ACCEPT".to_string()];
     for c in [
         FORWARD_CHAIN,

@@ -1,10 +1,10 @@
 //! Shortcuts on the per-packet path (issue 20) that change no verdict,
 //! only how many rules a packet passes before it gets the one it got
-//! before. Each is a node-wide rule the skeleton places first in its
-//! chain; nodes set up by an earlier release lack it, fail the `-C` lead
-//! of ADD's batch and are rewritten by the skeleton's repair (the chains
-//! hold only derived rules). docs/datapath.md has the rule counts and the
-//! measured effect.
+//! before: a node-wide rule the skeleton places first in its chain, or
+//! (CNI6-TO-PODS) one rule per bridge like CNI6-PODS'. Nodes set up by an
+//! earlier release lack them, fail the `-C` lead of ADD's batch and are
+//! repaired by the skeleton (those chains hold only derived rules).
+//! docs/datapath.md has the rule counts and the measured effect.
 
 use crate::chains::{ANTISPOOF_CHAIN, FROM_POD_CHAIN, PORT_OTHER, TO_PODS_CHAIN};
 
@@ -36,16 +36,14 @@ pub fn from_pod_established() -> String {
 
 /// The rule of CNI6-TO-PODS for `bridge`: packets of established flows
 /// going out to the bridge's pods are accepted. CNI6-FORWARD jumps there
-/// after CNI6-ANTISPOOF, so every packet that reaches it is either no pod's
-/// or a routed pod's whose source passed; bridged pods' own packets went to
-/// FROM-POD before. The verdict is the one CNI6-INGRESS gives: every
-/// policy accepts `RELATED,ESTABLISHED` (cluster-only first, open all).
-/// Only a flow to an address no pod holds any more (its pod deleted, the
-/// flow not yet expired) is accepted here where it went on to the rules
-/// after firewall6's jump before; the bridge has no port for it. Saves the destination dispatch (up to 1 + 16 + 16 rules, the
-/// bucket and the policy's first rule) on each packet that enters a node
-/// for one of its pods but the first: replies from the outside and every
-/// packet from another node.
+/// after CNI6-ANTISPOOF, so a routed pod's forged source is dropped before;
+/// bridged pods' own packets left for FROM-POD earlier. Same verdict as
+/// CNI6-INGRESS: every policy accepts `RELATED,ESTABLISHED` first (or
+/// everything); only a flow to an address no pod holds any more is
+/// accepted here rather than left to the rules after firewall6's jump, and
+/// the bridge has no port for it. Saves the destination dispatch on each
+/// packet of another node's or an outside host's flow to a pod but the
+/// first.
 pub fn to_pods_established(bridge: &str) -> String {
     format!(
         "-A {TO_PODS_CHAIN} -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"firewall6: flows to the pods of {bridge} pass once their first packet has\" -j ACCEPT"

@@ -608,10 +608,11 @@ pub fn default_mtu(nl: &mut Netlink, configured: Option<u32>) -> Result<u32> {
 }
 
 /// The names of `bridge`'s ports that open layer 2 to its pods
-/// ([`opens_layer2`]); empty when the bridge is cni6's alone. Every ADD
-/// asks, so the port dump (filtered by master in the kernel, without
-/// statistics) is read raw for the three attributes needed: decoding
-/// whole link messages cost ~17 µs per port (docs/performance.md).
+/// ([`opens_layer2`]); empty when the bridge is cni6's alone. ADD asks
+/// for every bridge it did not make, CHECK and `cni6 status` for all, so
+/// the port dump (filtered by master in the kernel, without statistics)
+/// is read raw for the three attributes needed: decoding whole link
+/// messages cost ~17 µs per port (docs/performance.md).
 pub fn layer2_openings(nl: &mut Netlink, bridge: &Link) -> Result<Vec<String>> {
     let mut msg = LinkMessage::default();
     msg.attributes = vec![
